@@ -1,0 +1,112 @@
+// Command deskmail is the email-to-ticket gateway: one binary whose
+// subcommands parse mail, ingest it into tickets, show tickets and the
+// outbox, and run the daemon. This package only wires the other
+// packages together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// command is one subcommand: it reads its own arguments and writes to
+// the given streams.
+type command struct {
+	name  string
+	usage string
+	run   func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"parse", "parse FILE|-            print one parsed message as JSON", runParse},
+		{"ingest", "ingest --db PATH [--config FILE] [FILE...|-]   ingest mail into tickets", runIngest},
+		{"tickets", "tickets list|show|update ...   read and change tickets", runTickets},
+		{"outbox", "outbox list --db PATH --json   list queued and sent mail", runOutbox},
+		{"serve", "serve [--config FILE]   run the daemon", runServe},
+		{"check-config", "check-config FILE       validate a configuration file", runCheckConfig},
+	}
+}
+
+// errUsage marks an error caused by wrong arguments (exit status 2).
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, args[1:], stdin, stdout, stderr)
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.Is(err, errUsage):
+			fmt.Fprintf(stderr, "deskmail %s: %v\n", c.name, err)
+			return 2
+		case errors.Is(err, errReported):
+			return 1
+		default:
+			fmt.Fprintf(stderr, "deskmail %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "deskmail: unknown command %q (run deskmail help)\n", args[0])
+	return 2
+}
+
+// errReported means the command already told the user what failed.
+var errReported = errors.New("reported")
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: deskmail COMMAND [ARGS]")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  deskmail %s\n", c.usage)
+	}
+}
+
+// parseFlags parses flags that may appear before, between or after
+// positional arguments (`tickets show 3 --db x.db --json`), and returns
+// the positional arguments in order.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if rest[0] == "--" {
+			return append(pos, rest[1:]...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}

@@ -1,0 +1,384 @@
+// Package config reads deskmail's YAML configuration file, fills in
+// defaults and validates it. Every problem is reported with the file
+// and line it comes from ("deskmail.yaml:12: ..."), all at once.
+//
+// The zero configuration (Default) is what `deskmail serve` runs on
+// when no file is given: SQLite in the current directory, SMTP on
+// 127.0.0.1:2525, one channel for support@localhost.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	// Database is the SQLite file (default deskmail.db).
+	Database  string           `yaml:"database"`
+	Log       LogConfig        `yaml:"log"`
+	SMTP      SMTPConfig       `yaml:"smtp"`
+	HTTP      HTTPConfig       `yaml:"http"`
+	Threading ThreadingConfig  `yaml:"threading"`
+	Outbound  OutboundConfig   `yaml:"outbound"`
+	Statuses  []StatusConfig   `yaml:"statuses"`
+	Pipelines []PipelineConfig `yaml:"pipelines"`
+	Agents    []AgentConfig    `yaml:"agents"`
+	Channels  []ChannelConfig  `yaml:"channels"`
+
+	// File is the path the configuration was read from ("" for
+	// defaults).
+	File string `yaml:"-"`
+	root *yaml.Node
+}
+
+// LogConfig chooses the log format and level.
+type LogConfig struct {
+	Format string `yaml:"format"` // text or json
+	Level  string `yaml:"level"`  // debug, info, warn, error
+}
+
+// SMTPConfig configures the SMTP receiver.
+type SMTPConfig struct {
+	Listen              string   `yaml:"listen"`
+	TLSListen           string   `yaml:"tls_listen"`
+	Hostname            string   `yaml:"hostname"`
+	CertFile            string   `yaml:"cert_file"`
+	KeyFile             string   `yaml:"key_file"`
+	MaxMessageBytes     int64    `yaml:"max_message_bytes"`
+	MaxRecipients       int      `yaml:"max_recipients"`
+	MaxConnections      int      `yaml:"max_connections"`
+	MaxConnectionsPerIP int      `yaml:"max_connections_per_ip"`
+	ReadTimeout         Duration `yaml:"read_timeout"`
+	WriteTimeout        Duration `yaml:"write_timeout"`
+	MaxSession          Duration `yaml:"max_session"`
+	MaxLineLength       int      `yaml:"max_line_length"`
+	MaxHeaders          int      `yaml:"max_headers"`
+	// RatePerMinute limits messages per client IP and per sender.
+	RatePerMinute int `yaml:"rate_per_minute"`
+	// Auth enables SMTP AUTH (PLAIN/LOGIN over TLS only) for the
+	// users below.
+	Auth  bool       `yaml:"auth"`
+	Users []SMTPUser `yaml:"users"`
+	// Disabled turns the receiver off.
+	Disabled bool `yaml:"disabled"`
+}
+
+// SMTPUser is an account that may authenticate to the receiver; when
+// it names an agent, AUTH proves that agent's identity for commands.
+type SMTPUser struct {
+	Username string `yaml:"username"`
+	Password Secret `yaml:"password"`
+	Agent    string `yaml:"agent"`
+}
+
+// HTTPConfig configures the HTTP listener (API, health, metrics).
+type HTTPConfig struct {
+	Listen string `yaml:"listen"`
+}
+
+// ThreadingConfig configures how mail finds its ticket.
+type ThreadingConfig struct {
+	// SubjectToken is the ticket token format in subjects; {id} is the
+	// ticket number. Default "[#{id}]".
+	SubjectToken string `yaml:"subject_token"`
+	// Secret signs reply-address tokens and our Message-IDs.
+	Secret Secret `yaml:"secret"`
+	// TokenTTL bounds how long a reply-address token stays valid for
+	// agent commands (default 90 days; 0 keeps the default).
+	TokenTTL Duration `yaml:"token_ttl"`
+	// NoReplySenders are senders whose Reply-To names the real
+	// requester (web forms, relays). Patterns may start with "*@".
+	NoReplySenders []string `yaml:"noreply_senders"`
+	// TrustedAuthServers are the authserv-ids whose
+	// Authentication-Results headers are believed.
+	TrustedAuthServers []string `yaml:"trusted_auth_servers"`
+	// Hostname is the right-hand side of our Message-IDs.
+	Hostname string `yaml:"hostname"`
+}
+
+// OutboundConfig configures the relay used for outbound mail.
+type OutboundConfig struct {
+	Relay        string `yaml:"relay"` // host:port; empty keeps mail queued
+	TLS          string `yaml:"tls"`   // starttls, implicit, none
+	Username     string `yaml:"username"`
+	Password     Secret `yaml:"password"`
+	Connections  int    `yaml:"connections"`
+	MaxAttempts  int    `yaml:"max_attempts"`
+	TemplatesDir string `yaml:"templates_dir"`
+	// ConfirmationsPerHour limits confirmations to one sender.
+	ConfirmationsPerHour int `yaml:"confirmations_per_hour"`
+}
+
+// StatusConfig declares a custom status (codes 2–5 are built in).
+type StatusConfig struct {
+	Code     int    `yaml:"code"`
+	Name     string `yaml:"name"`
+	Category string `yaml:"category"`
+}
+
+// PipelineConfig declares a pipeline.
+type PipelineConfig struct {
+	Name                string `yaml:"name"`
+	Statuses            []int  `yaml:"statuses"`
+	NewStatus           int    `yaml:"new_status"`
+	CustomerReplyStatus int    `yaml:"customer_reply_status"`
+	// AgentReplyStatus is a status code or "unchanged" (default 3).
+	AgentReplyStatus string   `yaml:"agent_reply_status"`
+	ClosedReply      string   `yaml:"closed_reply"`
+	ReopenWithin     Duration `yaml:"reopen_within"`
+}
+
+// AgentConfig declares an agent.
+type AgentConfig struct {
+	Email string `yaml:"email"`
+	Name  string `yaml:"name"`
+	Role  string `yaml:"role"` // agent or admin
+	Group string `yaml:"group"`
+}
+
+// ChannelConfig declares a mail channel.
+type ChannelConfig struct {
+	Name      string   `yaml:"name"`
+	Addresses []string `yaml:"addresses"`
+	Pipeline  string   `yaml:"pipeline"`
+	Language  string   `yaml:"language"`
+	// DisplayName is the From display name ("Support ACME").
+	DisplayName string      `yaml:"display_name"`
+	Group       string      `yaml:"group"`
+	Send        SendConfig  `yaml:"send"`
+	IMAP        *IMAPConfig `yaml:"imap"`
+}
+
+// SendConfig switches the outbound mail of a channel.
+type SendConfig struct {
+	Confirmation *bool  `yaml:"confirmation"`
+	AgentReply   *bool  `yaml:"agent_reply"`
+	Notification *bool  `yaml:"notification"`
+	NotifyWho    string `yaml:"notify"` // all or assigned
+	ClosingMail  *bool  `yaml:"closing_mail"`
+	QuoteHistory *bool  `yaml:"quote_history"`
+	ExposeAgent  bool   `yaml:"expose_agent_address"`
+}
+
+// IMAPConfig configures an IMAP mailbox channel.
+type IMAPConfig struct {
+	Host          string       `yaml:"host"`
+	Port          int          `yaml:"port"`
+	TLS           string       `yaml:"tls"` // implicit, starttls, none
+	AllowInsecure bool         `yaml:"allow_insecure"`
+	Username      string       `yaml:"username"`
+	Password      Secret       `yaml:"password"`
+	OAuth         *OAuthConfig `yaml:"oauth"`
+	Folders       []string     `yaml:"folders"`
+	After         string       `yaml:"after"` // seen, move, delete
+	MoveTo        string       `yaml:"move_to"`
+	FailedFolder  string       `yaml:"failed_folder"`
+	PollInterval  Duration     `yaml:"poll_interval"`
+	IDLE          *bool        `yaml:"idle"`
+	// Existing decides what happens to mail already in the mailbox
+	// when the channel is first polled: "import" (as history, no mail
+	// sent) or "skip" (only mail arriving from now on).
+	Existing  string `yaml:"existing"`
+	BatchSize int    `yaml:"batch_size"`
+}
+
+// OAuthConfig configures XOAUTH2/OAUTHBEARER.
+type OAuthConfig struct {
+	Mechanism    string   `yaml:"mechanism"` // xoauth2 or oauthbearer
+	TokenURL     string   `yaml:"token_url"`
+	ClientID     string   `yaml:"client_id"`
+	ClientSecret Secret   `yaml:"client_secret"`
+	RefreshToken Secret   `yaml:"refresh_token"`
+	Scopes       []string `yaml:"scopes"`
+	TokenCommand string   `yaml:"token_command"`
+	TokenFile    string   `yaml:"token_file"`
+}
+
+// Secret is a value given inline, from a file ("file:/path") or from an
+// environment variable ("env:NAME"). Its String form never shows the
+// value.
+type Secret struct {
+	Inline string `yaml:"value"`
+	File   string `yaml:"file"`
+	Env    string `yaml:"env"`
+	line   int
+}
+
+// UnmarshalYAML accepts a plain string ("s3cret", "file:/run/x",
+// "env:NAME") or a mapping with value/file/env.
+func (s *Secret) UnmarshalYAML(n *yaml.Node) error {
+	s.line = n.Line
+	if n.Kind == yaml.ScalarNode {
+		v := n.Value
+		switch {
+		case strings.HasPrefix(v, "file:"):
+			s.File = strings.TrimPrefix(v, "file:")
+		case strings.HasPrefix(v, "env:"):
+			s.Env = strings.TrimPrefix(v, "env:")
+		default:
+			s.Inline = v
+		}
+		return nil
+	}
+	type plain Secret
+	var p plain
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	*s = Secret(p)
+	s.line = n.Line
+	return nil
+}
+
+// IsZero reports whether no secret was configured.
+func (s Secret) IsZero() bool { return s.Inline == "" && s.File == "" && s.Env == "" }
+
+// Value resolves the secret. Errors name the file or variable, never
+// the value.
+func (s Secret) Value() (string, error) {
+	switch {
+	case s.File != "":
+		b, err := os.ReadFile(s.File)
+		if err != nil {
+			return "", fmt.Errorf("secret file: %w", err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	case s.Env != "":
+		v, ok := os.LookupEnv(s.Env)
+		if !ok {
+			return "", fmt.Errorf("secret: environment variable %s is not set", s.Env)
+		}
+		return v, nil
+	}
+	return s.Inline, nil
+}
+
+// String hides the value.
+func (s Secret) String() string {
+	switch {
+	case s.File != "":
+		return "file:" + s.File
+	case s.Env != "":
+		return "env:" + s.Env
+	case s.Inline != "":
+		return "(inline secret)"
+	}
+	return "(none)"
+}
+
+// Duration is a time.Duration written as "90s", "15m", "72h" or "7d".
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML parses a duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v := strings.TrimSpace(n.Value)
+	if v == "" || v == "0" {
+		d.Duration = 0
+		return nil
+	}
+	if strings.HasSuffix(v, "d") {
+		var days float64
+		if _, err := fmt.Sscanf(strings.TrimSuffix(v, "d"), "%g", &days); err == nil {
+			d.Duration = time.Duration(days * 24 * float64(time.Hour))
+			return nil
+		}
+	}
+	x, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (write 90s, 15m, 72h or 7d)", n.Line, v)
+	}
+	d.Duration = x
+	return nil
+}
+
+// Problem is one configuration error, with its line (0 when unknown).
+type Problem struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (p Problem) String() string {
+	if p.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Msg)
+	}
+	return fmt.Sprintf("%s: %s", p.File, p.Msg)
+}
+
+// Problems is every error found in a configuration.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Load reads, defaults and validates a configuration file. On failure
+// the error is a Problems value listing every problem.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse is Load for bytes already read; name labels the problems.
+func Parse(name string, data []byte) (*Config, error) {
+	c := &Config{File: name}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, Problems{yamlProblem(name, err)}
+	}
+	c.root = &root
+	if len(bytes.TrimSpace(data)) > 0 {
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(c); err != nil {
+			var te *yaml.TypeError
+			if errors.As(err, &te) {
+				var ps Problems
+				for _, e := range te.Errors {
+					ps = append(ps, yamlProblem(name, errors.New(e)))
+				}
+				return nil, ps
+			}
+			return nil, Problems{yamlProblem(name, err)}
+		}
+	}
+	c.File = name
+	c.root = &root
+	c.applyDefaults()
+	if ps := c.Validate(); len(ps) > 0 {
+		return nil, ps
+	}
+	return c, nil
+}
+
+// yamlProblem turns "yaml: line 4: ..." or "line 4: ..." into a Problem.
+func yamlProblem(name string, err error) Problem {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	var line int
+	if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil {
+		msg = strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
+	}
+	msg = strings.ReplaceAll(msg, "not found in type config.", "is not a known option of ")
+	return Problem{File: name, Line: line, Msg: msg}
+}
+
+// Default returns the configuration used when no file is given.
+func Default() *Config {
+	c := &Config{}
+	c.applyDefaults()
+	return c
+}

@@ -1,0 +1,379 @@
+package store
+
+import (
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// RawMessage is a message exactly as received.
+type RawMessage struct {
+	ID         int64
+	ChannelID  *int64
+	Source     string
+	Name       string
+	Data       []byte
+	SHA256     string
+	Envelope   any // marshalled to JSON
+	ReceivedAt time.Time
+	State      string // processed, failed, ignored, duplicate
+	Error      string
+	Warnings   []string
+	MessageID  string
+}
+
+// AddRaw stores a raw message and returns its id.
+func (t *Tx) AddRaw(r *RawMessage) (int64, error) {
+	if r.SHA256 == "" {
+		h := sha256.Sum256(r.Data)
+		r.SHA256 = hex.EncodeToString(h[:])
+	}
+	if r.State == "" {
+		r.State = "processed"
+	}
+	env, err := json.Marshal(r.Envelope)
+	if err != nil || r.Envelope == nil {
+		env = []byte("{}")
+	}
+	warn, _ := json.Marshal(nonNil(r.Warnings))
+	if r.ReceivedAt.IsZero() {
+		r.ReceivedAt = t.now()
+	}
+	id, err := t.insert(`INSERT INTO raw_messages(channel_id, source, name, sha256, size, data, envelope, received_at, state, error, warnings, message_id)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`, int64OrNil(r.ChannelID), r.Source, r.Name, r.SHA256, len(r.Data), r.Data, string(env),
+		ts(r.ReceivedAt), r.State, r.Error, string(warn), r.MessageID)
+	if err != nil {
+		return 0, fmt.Errorf("store: add raw message: %w", err)
+	}
+	r.ID = id
+	return id, nil
+}
+
+// SetRawState records what became of a raw message.
+func (t *Tx) SetRawState(id int64, state, errText string) error {
+	if _, err := t.exec(`UPDATE raw_messages SET state=?, error=? WHERE id=?`, state, errText, id); err != nil {
+		return fmt.Errorf("store: raw message %d: %w", id, err)
+	}
+	return nil
+}
+
+// RawData returns the stored bytes of a raw message.
+func (t *Tx) RawData(id int64) ([]byte, error) {
+	var b []byte
+	if err := t.row(`SELECT data FROM raw_messages WHERE id=?`, id).Scan(&b); err != nil {
+		return nil, notFound(err, fmt.Sprintf("raw message %d", id))
+	}
+	return b, nil
+}
+
+// CountRaw counts raw messages in a state ("" for all).
+func (t *Tx) CountRaw(state string) (int, error) {
+	var n int
+	err := t.row(`SELECT COUNT(*) FROM raw_messages WHERE ?='' OR state=?`, state, state).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: count raw: %w", err)
+	}
+	return n, nil
+}
+
+// MessageRef is one entry of the Message-ID index.
+type MessageRef struct {
+	MessageID      string
+	Direction      string // "in" or "out"
+	ChannelID      *int64
+	TicketID       *int64
+	ConversationID *int64
+	RawID          *int64
+}
+
+// AddMessageID records a Message-ID. It returns ErrDuplicate when the
+// id is already known: that is how ingestion stays idempotent.
+func (t *Tx) AddMessageID(m MessageRef) error {
+	_, err := t.exec(`INSERT INTO message_ids(message_id, direction, channel_id, ticket_id, conversation_id, raw_id, created_at) VALUES (?,?,?,?,?,?,?)`,
+		m.MessageID, m.Direction, int64OrNil(m.ChannelID), int64OrNil(m.TicketID), int64OrNil(m.ConversationID), int64OrNil(m.RawID), ts(t.now()))
+	if isUnique(err) {
+		return fmt.Errorf("store: message-id %s: %w", m.MessageID, ErrDuplicate)
+	}
+	if err != nil {
+		return fmt.Errorf("store: message-id %s: %w", m.MessageID, err)
+	}
+	return nil
+}
+
+// SetMessageIDTarget points a Message-ID at its ticket and
+// conversation once they exist.
+func (t *Tx) SetMessageIDTarget(messageID string, ticketID, conversationID *int64) error {
+	_, err := t.exec(`UPDATE message_ids SET ticket_id=?, conversation_id=? WHERE message_id=?`, int64OrNil(ticketID), int64OrNil(conversationID), messageID)
+	if err != nil {
+		return fmt.Errorf("store: message-id %s: %w", messageID, err)
+	}
+	return nil
+}
+
+// LookupMessageIDs returns the index entries for the given ids that
+// exist, keyed by Message-ID.
+func (t *Tx) LookupMessageIDs(ids []string) (map[string]MessageRef, error) {
+	out := make(map[string]MessageRef, len(ids))
+	for start := 0; start < len(ids); start += 500 {
+		chunk := ids[start:min(len(ids), start+500)]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		rows, err := t.query(`SELECT message_id, direction, channel_id, ticket_id, conversation_id, raw_id FROM message_ids WHERE message_id IN (`+placeholders(len(chunk))+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("store: lookup message-ids: %w", err)
+		}
+		for rows.Next() {
+			var m MessageRef
+			var ch, tk, conv, raw sql.NullInt64
+			if err := rows.Scan(&m.MessageID, &m.Direction, &ch, &tk, &conv, &raw); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("store: lookup message-ids: %w", err)
+			}
+			m.ChannelID, m.TicketID, m.ConversationID, m.RawID = nint(ch), nint(tk), nint(conv), nint(raw)
+			out[m.MessageID] = m
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("store: lookup message-ids: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// TicketMessageIDs returns the Message-IDs recorded on a ticket, oldest
+// first (for References of outbound mail).
+func (t *Tx) TicketMessageIDs(ticketID int64) ([]string, error) {
+	ids, err := t.strings(`SELECT message_id FROM message_ids WHERE ticket_id=? ORDER BY created_at, rowid`, ticketID)
+	if err != nil {
+		return nil, fmt.Errorf("store: ticket %d message-ids: %w", ticketID, err)
+	}
+	return ids, nil
+}
+
+// Conversation is one message of a ticket.
+type Conversation struct {
+	ID        int64        `json:"id"`
+	TicketID  int64        `json:"ticket_id"`
+	RawID     *int64       `json:"raw_id"`
+	Incoming  bool         `json:"incoming"`
+	Private   bool         `json:"private"`
+	Kind      string       `json:"kind"`
+	ContactID *int64       `json:"contact_id"`
+	AgentID   *int64       `json:"agent_id"`
+	FromEmail string       `json:"from_email"`
+	FromName  string       `json:"from_name"`
+	ToEmails  []string     `json:"to_emails"`
+	CcEmails  []string     `json:"cc_emails"`
+	Subject   string       `json:"subject"`
+	BodyText  string       `json:"body_text"`
+	BodyHTML  string       `json:"body"`
+	ReplyText string       `json:"reply_text"`
+	MessageID string       `json:"message_id"`
+	CreatedAt time.Time    `json:"created_at"`
+	UpdatedAt time.Time    `json:"updated_at"`
+	Files     []Attachment `json:"attachments"`
+}
+
+// Attachment is a stored file of a conversation. Content is set only
+// when inserting or when asked for with AttachmentContent.
+type Attachment struct {
+	ID               int64  `json:"id"`
+	ConversationID   int64  `json:"conversation_id"`
+	SHA256           string `json:"sha256"`
+	Filename         string `json:"name"`
+	OriginalFilename string `json:"original_name"`
+	ContentType      string `json:"content_type"`
+	Size             int64  `json:"size"`
+	Inline           bool   `json:"inline"`
+	ContentID        string `json:"content_id"`
+	Content          []byte `json:"-"`
+}
+
+// AddConversation stores a conversation and its attachments (content
+// stored once per SHA-256) and fills in the ids.
+func (t *Tx) AddConversation(c *Conversation) error {
+	now := t.now()
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = now
+	}
+	c.UpdatedAt = c.CreatedAt
+	if c.Kind == "" {
+		c.Kind = "reply"
+	}
+	to, _ := json.Marshal(nonNil(c.ToEmails))
+	cc, _ := json.Marshal(nonNil(c.CcEmails))
+	id, err := t.insert(`INSERT INTO conversations(ticket_id, raw_id, incoming, private, kind, contact_id, agent_id, from_email, from_name,
+		to_emails, cc_emails, subject, body_text, body_html, reply_text, message_id, created_at, updated_at)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		c.TicketID, int64OrNil(c.RawID), c.Incoming, c.Private, c.Kind, int64OrNil(c.ContactID), int64OrNil(c.AgentID), c.FromEmail, c.FromName,
+		string(to), string(cc), c.Subject, c.BodyText, c.BodyHTML, c.ReplyText, c.MessageID, ts(c.CreatedAt), ts(c.UpdatedAt))
+	if err != nil {
+		return fmt.Errorf("store: ticket %d add conversation: %w", c.TicketID, err)
+	}
+	c.ID = id
+	for i := range c.Files {
+		a := &c.Files[i]
+		a.ConversationID = id
+		if err := t.addAttachment(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *Tx) addAttachment(a *Attachment) error {
+	if a.SHA256 == "" {
+		h := sha256.Sum256(a.Content)
+		a.SHA256 = hex.EncodeToString(h[:])
+	}
+	a.Size = int64(len(a.Content))
+	if _, err := t.exec(`INSERT OR IGNORE INTO blobs(sha256, size, data) VALUES (?,?,?)`, a.SHA256, a.Size, a.Content); err != nil {
+		return fmt.Errorf("store: store attachment %s: %w", a.Filename, err)
+	}
+	if a.ContentType == "" {
+		a.ContentType = "application/octet-stream"
+	}
+	id, err := t.insert(`INSERT INTO attachments(conversation_id, blob_sha256, filename, original_filename, content_type, size, inline, content_id)
+		VALUES (?,?,?,?,?,?,?,?)`, a.ConversationID, a.SHA256, a.Filename, a.OriginalFilename, a.ContentType, a.Size, a.Inline, a.ContentID)
+	if err != nil {
+		return fmt.Errorf("store: attachment %s: %w", a.Filename, err)
+	}
+	a.ID = id
+	return nil
+}
+
+// AttachmentContent returns an attachment's metadata and bytes.
+func (t *Tx) AttachmentContent(id int64) (*Attachment, error) {
+	var a Attachment
+	err := t.row(`SELECT a.id, a.conversation_id, a.blob_sha256, a.filename, a.original_filename, a.content_type, a.size, a.inline, a.content_id, b.data
+		FROM attachments a JOIN blobs b ON b.sha256=a.blob_sha256 WHERE a.id=?`, id).
+		Scan(&a.ID, &a.ConversationID, &a.SHA256, &a.Filename, &a.OriginalFilename, &a.ContentType, &a.Size, &a.Inline, &a.ContentID, &a.Content)
+	if err != nil {
+		return nil, notFound(err, fmt.Sprintf("attachment %d", id))
+	}
+	return &a, nil
+}
+
+const convCols = `id, ticket_id, raw_id, incoming, private, kind, contact_id, agent_id, from_email, from_name, to_emails, cc_emails,
+	subject, body_text, body_html, reply_text, message_id, created_at, updated_at`
+
+func scanConversation(sc interface{ Scan(...any) error }) (*Conversation, error) {
+	var c Conversation
+	var raw, contact, agent sql.NullInt64
+	var to, cc, created, updated string
+	if err := sc.Scan(&c.ID, &c.TicketID, &raw, &c.Incoming, &c.Private, &c.Kind, &contact, &agent, &c.FromEmail, &c.FromName, &to, &cc,
+		&c.Subject, &c.BodyText, &c.BodyHTML, &c.ReplyText, &c.MessageID, &created, &updated); err != nil {
+		return nil, err
+	}
+	c.RawID, c.ContactID, c.AgentID = nint(raw), nint(contact), nint(agent)
+	c.CreatedAt, c.UpdatedAt = pts(created), pts(updated)
+	c.ToEmails, c.CcEmails = []string{}, []string{}
+	_ = json.Unmarshal([]byte(to), &c.ToEmails)
+	_ = json.Unmarshal([]byte(cc), &c.CcEmails)
+	c.Files = []Attachment{}
+	return &c, nil
+}
+
+// Conversation returns one conversation with its attachment list.
+func (t *Tx) Conversation(id int64) (*Conversation, error) {
+	c, err := scanConversation(t.row(`SELECT `+convCols+` FROM conversations WHERE id=?`, id))
+	if err != nil {
+		return nil, notFound(err, fmt.Sprintf("conversation %d", id))
+	}
+	if err := t.fillAttachments([]*Conversation{c}); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Conversations lists a ticket's conversations, oldest first.
+func (t *Tx) Conversations(ticketID int64) ([]Conversation, error) {
+	rows, err := t.query(`SELECT `+convCols+` FROM conversations WHERE ticket_id=? ORDER BY id`, ticketID)
+	if err != nil {
+		return nil, fmt.Errorf("store: ticket %d conversations: %w", ticketID, err)
+	}
+	var ptrs []*Conversation
+	for rows.Next() {
+		c, err := scanConversation(rows)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("store: ticket %d conversations: %w", ticketID, err)
+		}
+		ptrs = append(ptrs, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: ticket %d conversations: %w", ticketID, err)
+	}
+	if err := t.fillAttachments(ptrs); err != nil {
+		return nil, err
+	}
+	out := make([]Conversation, len(ptrs))
+	for i, p := range ptrs {
+		out[i] = *p
+	}
+	return out, nil
+}
+
+func (t *Tx) fillAttachments(cs []*Conversation) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	byID := make(map[int64]*Conversation, len(cs))
+	args := make([]any, len(cs))
+	for i, c := range cs {
+		byID[c.ID] = c
+		args[i] = c.ID
+	}
+	rows, err := t.query(`SELECT id, conversation_id, blob_sha256, filename, original_filename, content_type, size, inline, content_id
+		FROM attachments WHERE conversation_id IN (`+placeholders(len(cs))+`) ORDER BY id`, args...)
+	if err != nil {
+		return fmt.Errorf("store: attachments: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var a Attachment
+		if err := rows.Scan(&a.ID, &a.ConversationID, &a.SHA256, &a.Filename, &a.OriginalFilename, &a.ContentType, &a.Size, &a.Inline, &a.ContentID); err != nil {
+			return fmt.Errorf("store: attachments: %w", err)
+		}
+		c := byID[a.ConversationID]
+		c.Files = append(c.Files, a)
+	}
+	return rows.Err()
+}
+
+// UpdateConversationBody changes a conversation's body (editing a note).
+func (t *Tx) UpdateConversationBody(id int64, text, html string) error {
+	res, err := t.exec(`UPDATE conversations SET body_text=?, body_html=?, reply_text=?, updated_at=? WHERE id=?`, text, html, text, ts(t.now()), id)
+	if err != nil {
+		return fmt.Errorf("store: conversation %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("store: conversation %d: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// DeleteConversation removes a conversation.
+func (t *Tx) DeleteConversation(id int64) error {
+	res, err := t.exec(`DELETE FROM conversations WHERE id=?`, id)
+	if err != nil {
+		return fmt.Errorf("store: delete conversation %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("store: delete conversation %d: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

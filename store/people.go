@@ -1,0 +1,205 @@
+package store
+
+import (
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Contact is a customer, created on first sight of an address.
+type Contact struct {
+	ID           int64      `json:"id"`
+	Email        string     `json:"email"`
+	Name         string     `json:"name"`
+	Language     string     `json:"language"`
+	Bouncing     bool       `json:"bouncing"`
+	BouncedAt    *time.Time `json:"bounced_at"`
+	BounceReason string     `json:"bounce_reason"`
+	CreatedAt    time.Time  `json:"created_at"`
+	UpdatedAt    time.Time  `json:"updated_at"`
+}
+
+// Agent is a support agent (or admin).
+type Agent struct {
+	ID     int64  `json:"id"`
+	Email  string `json:"email"`
+	Name   string `json:"name"`
+	Role   string `json:"role"`
+	Active bool   `json:"active"`
+}
+
+const contactCols = `id, email, name, language, bouncing, bounced_at, bounce_reason, created_at, updated_at`
+
+func scanContact(sc interface{ Scan(...any) error }) (*Contact, error) {
+	var c Contact
+	var bounced sql.NullString
+	var created, updated string
+	if err := sc.Scan(&c.ID, &c.Email, &c.Name, &c.Language, &c.Bouncing, &bounced, &c.BounceReason, &created, &updated); err != nil {
+		return nil, err
+	}
+	c.BouncedAt = pnts(bounced)
+	c.CreatedAt, c.UpdatedAt = pts(created), pts(updated)
+	return &c, nil
+}
+
+// EnsureContact returns the contact with this address (matched
+// case-insensitively), creating it on first sight. A name is filled
+// in when the contact had none.
+func (t *Tx) EnsureContact(email, name string) (*Contact, bool, error) {
+	email = strings.TrimSpace(email)
+	if email == "" {
+		return nil, false, fmt.Errorf("store: contact without address")
+	}
+	c, err := scanContact(t.row(`SELECT `+contactCols+` FROM contacts WHERE email=?`, email))
+	if err == nil {
+		if c.Name == "" && name != "" {
+			if _, err := t.exec(`UPDATE contacts SET name=?, updated_at=? WHERE id=?`, name, ts(t.now()), c.ID); err != nil {
+				return nil, false, fmt.Errorf("store: contact %s: %w", email, err)
+			}
+			c.Name = name
+		}
+		return c, false, nil
+	}
+	if err != sql.ErrNoRows {
+		return nil, false, fmt.Errorf("store: contact %s: %w", email, err)
+	}
+	now := t.now()
+	id, err := t.insert(`INSERT INTO contacts(email, name, created_at, updated_at) VALUES (?,?,?,?)`, email, name, ts(now), ts(now))
+	if err != nil {
+		return nil, false, fmt.Errorf("store: create contact %s: %w", email, err)
+	}
+	return &Contact{ID: id, Email: email, Name: name, CreatedAt: now, UpdatedAt: now}, true, nil
+}
+
+// Contact returns a contact by id.
+func (t *Tx) Contact(id int64) (*Contact, error) {
+	c, err := scanContact(t.row(`SELECT `+contactCols+` FROM contacts WHERE id=?`, id))
+	if err != nil {
+		return nil, notFound(err, fmt.Sprintf("contact %d", id))
+	}
+	return c, nil
+}
+
+// ContactByEmail returns a contact by address.
+func (t *Tx) ContactByEmail(email string) (*Contact, error) {
+	c, err := scanContact(t.row(`SELECT `+contactCols+` FROM contacts WHERE email=?`, email))
+	if err != nil {
+		return nil, notFound(err, "contact "+email)
+	}
+	return c, nil
+}
+
+// Contacts lists contacts by id, a page at a time (offset, limit).
+func (t *Tx) Contacts(offset, limit int) ([]Contact, error) {
+	rows, err := t.query(`SELECT `+contactCols+` FROM contacts ORDER BY id LIMIT ? OFFSET ?`, limit, offset)
+	if err != nil {
+		return nil, fmt.Errorf("store: contacts: %w", err)
+	}
+	defer rows.Close()
+	out := []Contact{}
+	for rows.Next() {
+		c, err := scanContact(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: contacts: %w", err)
+		}
+		out = append(out, *c)
+	}
+	return out, rows.Err()
+}
+
+// MarkBouncing flags an address whose mail bounced.
+func (t *Tx) MarkBouncing(email, reason string) error {
+	now := ts(t.now())
+	_, err := t.exec(`UPDATE contacts SET bouncing=1, bounced_at=?, bounce_reason=?, updated_at=? WHERE email=?`, now, reason, now, email)
+	if err != nil {
+		return fmt.Errorf("store: mark %s bouncing: %w", email, err)
+	}
+	return nil
+}
+
+// PutAgent creates or updates an agent by address and returns its id.
+func (t *Tx) PutAgent(a Agent) (int64, error) {
+	if a.Role == "" {
+		a.Role = "agent"
+	}
+	_, err := t.exec(`INSERT INTO agents(email, name, role, active, created_at) VALUES (?,?,?,?,?)
+		ON CONFLICT(email) DO UPDATE SET name=excluded.name, role=excluded.role, active=excluded.active`,
+		a.Email, a.Name, a.Role, a.Active, ts(t.now()))
+	if err != nil {
+		return 0, fmt.Errorf("store: put agent %s: %w", a.Email, err)
+	}
+	var id int64
+	if err := t.row(`SELECT id FROM agents WHERE email=?`, a.Email).Scan(&id); err != nil {
+		return 0, fmt.Errorf("store: put agent %s: %w", a.Email, err)
+	}
+	return id, nil
+}
+
+const agentCols = `id, email, name, role, active`
+
+// AgentByEmail returns an active agent by address.
+func (t *Tx) AgentByEmail(email string) (*Agent, error) {
+	var a Agent
+	err := t.row(`SELECT `+agentCols+` FROM agents WHERE email=? AND active=1`, email).Scan(&a.ID, &a.Email, &a.Name, &a.Role, &a.Active)
+	if err != nil {
+		return nil, notFound(err, "agent "+email)
+	}
+	return &a, nil
+}
+
+// Agent returns an agent by id.
+func (t *Tx) Agent(id int64) (*Agent, error) {
+	var a Agent
+	err := t.row(`SELECT `+agentCols+` FROM agents WHERE id=?`, id).Scan(&a.ID, &a.Email, &a.Name, &a.Role, &a.Active)
+	if err != nil {
+		return nil, notFound(err, fmt.Sprintf("agent %d", id))
+	}
+	return &a, nil
+}
+
+// Agents lists every agent.
+func (t *Tx) Agents() ([]Agent, error) {
+	rows, err := t.query(`SELECT ` + agentCols + ` FROM agents ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: agents: %w", err)
+	}
+	defer rows.Close()
+	out := []Agent{}
+	for rows.Next() {
+		var a Agent
+		if err := rows.Scan(&a.ID, &a.Email, &a.Name, &a.Role, &a.Active); err != nil {
+			return nil, fmt.Errorf("store: agents: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// HashKey is how API keys are stored: hex SHA-256 (keys are random,
+// high-entropy tokens, so a fast hash is the right tool).
+func HashKey(key string) string {
+	h := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(h[:])
+}
+
+// AddAPIKey stores the hash of a new API key for an agent.
+func (t *Tx) AddAPIKey(agentID int64, key string) error {
+	if _, err := t.exec(`INSERT INTO api_keys(agent_id, key_hash, created_at) VALUES (?,?,?)`, agentID, HashKey(key), ts(t.now())); err != nil {
+		return fmt.Errorf("store: add api key: %w", err)
+	}
+	return nil
+}
+
+// AgentByAPIKey returns the active agent owning key.
+func (t *Tx) AgentByAPIKey(key string) (*Agent, error) {
+	var a Agent
+	err := t.row(`SELECT a.id, a.email, a.name, a.role, a.active FROM api_keys k JOIN agents a ON a.id=k.agent_id
+		WHERE k.key_hash=? AND a.active=1`, HashKey(key)).Scan(&a.ID, &a.Email, &a.Name, &a.Role, &a.Active)
+	if err != nil {
+		return nil, notFound(err, "api key")
+	}
+	return &a, nil
+}

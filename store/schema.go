@@ -1,0 +1,261 @@
+package store
+
+// migrations are applied in order at Open; the database's
+// PRAGMA user_version records how many have run. Never edit a
+// migration that has shipped: append a new one.
+//
+// Times are stored as TEXT in a fixed-width UTC form
+// (2006-01-02T15:04:05.000000Z) so that they sort and compare as
+// strings. Attachment content is stored once per SHA-256 in the blobs
+// table, inside the database, so that a message, its attachments and
+// its ticket change commit in one transaction and a backup of the one
+// file is complete.
+var migrations = []string{
+	// 1: the whole product's tables.
+	`
+CREATE TABLE pipelines (
+	id INTEGER PRIMARY KEY,
+	name TEXT NOT NULL UNIQUE,
+	new_status INTEGER NOT NULL DEFAULT 2,
+	customer_reply_status INTEGER NOT NULL DEFAULT 2,
+	agent_reply_status INTEGER,            -- NULL: unchanged
+	closed_reply TEXT NOT NULL DEFAULT 'new_ticket'
+		CHECK (closed_reply IN ('new_ticket','reopen','reopen_within')),
+	reopen_within_seconds INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE statuses (
+	code INTEGER PRIMARY KEY CHECK (code >= 2),
+	name TEXT NOT NULL,
+	category TEXT NOT NULL CHECK (category IN ('open','pending','resolved','closed'))
+);
+
+CREATE TABLE pipeline_statuses (
+	pipeline_id INTEGER NOT NULL REFERENCES pipelines(id) ON DELETE CASCADE,
+	status_code INTEGER NOT NULL REFERENCES statuses(code),
+	position INTEGER NOT NULL,
+	PRIMARY KEY (pipeline_id, status_code)
+);
+
+CREATE TABLE channels (
+	id INTEGER PRIMARY KEY,
+	name TEXT NOT NULL UNIQUE,
+	address TEXT NOT NULL DEFAULT '',
+	pipeline_id INTEGER REFERENCES pipelines(id),
+	language TEXT NOT NULL DEFAULT 'en',
+	created_at TEXT NOT NULL
+);
+
+CREATE TABLE contacts (
+	id INTEGER PRIMARY KEY,
+	email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+	name TEXT NOT NULL DEFAULT '',
+	language TEXT NOT NULL DEFAULT '',
+	bouncing INTEGER NOT NULL DEFAULT 0,
+	bounced_at TEXT,
+	bounce_reason TEXT NOT NULL DEFAULT '',
+	created_at TEXT NOT NULL,
+	updated_at TEXT NOT NULL
+);
+
+CREATE TABLE agents (
+	id INTEGER PRIMARY KEY,
+	email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+	name TEXT NOT NULL DEFAULT '',
+	role TEXT NOT NULL DEFAULT 'agent' CHECK (role IN ('agent','admin')),
+	active INTEGER NOT NULL DEFAULT 1,
+	created_at TEXT NOT NULL
+);
+
+CREATE TABLE api_keys (
+	id INTEGER PRIMARY KEY,
+	agent_id INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+	key_hash TEXT NOT NULL UNIQUE,
+	created_at TEXT NOT NULL,
+	last_used_at TEXT
+);
+
+CREATE TABLE tickets (
+	id INTEGER PRIMARY KEY,
+	channel_id INTEGER REFERENCES channels(id),
+	pipeline_id INTEGER REFERENCES pipelines(id),
+	subject TEXT NOT NULL DEFAULT '',
+	status INTEGER NOT NULL DEFAULT 2 REFERENCES statuses(code),
+	priority INTEGER NOT NULL DEFAULT 1 CHECK (priority BETWEEN 1 AND 4),
+	type TEXT,
+	group_name TEXT,
+	responder_id INTEGER REFERENCES agents(id),
+	requester_id INTEGER NOT NULL REFERENCES contacts(id),
+	parent_id INTEGER REFERENCES tickets(id),
+	source INTEGER NOT NULL DEFAULT 1,
+	deleted INTEGER NOT NULL DEFAULT 0,
+	created_at TEXT NOT NULL,
+	updated_at TEXT NOT NULL,
+	first_responded_at TEXT,
+	agent_responded_at TEXT,
+	requester_responded_at TEXT,
+	status_updated_at TEXT,
+	resolved_at TEXT,
+	closed_at TEXT
+);
+CREATE INDEX tickets_requester ON tickets(requester_id);
+CREATE INDEX tickets_updated ON tickets(updated_at);
+CREATE INDEX tickets_status ON tickets(status);
+CREATE INDEX tickets_parent ON tickets(parent_id);
+
+CREATE TABLE ticket_tags (
+	ticket_id INTEGER NOT NULL REFERENCES tickets(id) ON DELETE CASCADE,
+	tag TEXT NOT NULL COLLATE NOCASE,
+	PRIMARY KEY (ticket_id, tag)
+);
+
+CREATE TABLE ticket_cc (
+	ticket_id INTEGER NOT NULL REFERENCES tickets(id) ON DELETE CASCADE,
+	email TEXT NOT NULL COLLATE NOCASE,
+	added_at TEXT NOT NULL,
+	PRIMARY KEY (ticket_id, email)
+);
+
+-- Every message exactly as received, for audit and re-processing.
+CREATE TABLE raw_messages (
+	id INTEGER PRIMARY KEY,
+	channel_id INTEGER REFERENCES channels(id),
+	source TEXT NOT NULL,
+	name TEXT NOT NULL DEFAULT '',
+	sha256 TEXT NOT NULL,
+	size INTEGER NOT NULL,
+	data BLOB NOT NULL,
+	envelope TEXT NOT NULL DEFAULT '{}',
+	received_at TEXT NOT NULL,
+	state TEXT NOT NULL DEFAULT 'processed'
+		CHECK (state IN ('processed','failed','ignored','duplicate')),
+	error TEXT NOT NULL DEFAULT '',
+	warnings TEXT NOT NULL DEFAULT '[]',
+	message_id TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX raw_messages_state ON raw_messages(state);
+CREATE INDEX raw_messages_sha ON raw_messages(sha256);
+
+CREATE TABLE conversations (
+	id INTEGER PRIMARY KEY,
+	ticket_id INTEGER NOT NULL REFERENCES tickets(id) ON DELETE CASCADE,
+	raw_id INTEGER REFERENCES raw_messages(id),
+	incoming INTEGER NOT NULL,
+	private INTEGER NOT NULL DEFAULT 0,
+	kind TEXT NOT NULL DEFAULT 'reply'
+		CHECK (kind IN ('reply','note','auto_reply','bounce','forward')),
+	contact_id INTEGER REFERENCES contacts(id),
+	agent_id INTEGER REFERENCES agents(id),
+	from_email TEXT NOT NULL DEFAULT '',
+	from_name TEXT NOT NULL DEFAULT '',
+	to_emails TEXT NOT NULL DEFAULT '[]',
+	cc_emails TEXT NOT NULL DEFAULT '[]',
+	subject TEXT NOT NULL DEFAULT '',
+	body_text TEXT NOT NULL DEFAULT '',
+	body_html TEXT NOT NULL DEFAULT '',
+	reply_text TEXT NOT NULL DEFAULT '',
+	message_id TEXT NOT NULL DEFAULT '',
+	created_at TEXT NOT NULL,
+	updated_at TEXT NOT NULL
+);
+CREATE INDEX conversations_ticket ON conversations(ticket_id, id);
+
+CREATE TABLE blobs (
+	sha256 TEXT PRIMARY KEY,
+	size INTEGER NOT NULL,
+	data BLOB NOT NULL
+);
+
+CREATE TABLE attachments (
+	id INTEGER PRIMARY KEY,
+	conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+	blob_sha256 TEXT NOT NULL REFERENCES blobs(sha256),
+	filename TEXT NOT NULL,
+	original_filename TEXT NOT NULL DEFAULT '',
+	content_type TEXT NOT NULL DEFAULT 'application/octet-stream',
+	size INTEGER NOT NULL,
+	inline INTEGER NOT NULL DEFAULT 0,
+	content_id TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX attachments_conversation ON attachments(conversation_id);
+
+-- Every Message-ID deskmail received or sent. A UNIQUE key makes
+-- ingestion idempotent: the same mail twice is one conversation.
+CREATE TABLE message_ids (
+	message_id TEXT PRIMARY KEY,
+	direction TEXT NOT NULL CHECK (direction IN ('in','out')),
+	channel_id INTEGER REFERENCES channels(id),
+	ticket_id INTEGER REFERENCES tickets(id) ON DELETE SET NULL,
+	conversation_id INTEGER REFERENCES conversations(id) ON DELETE SET NULL,
+	raw_id INTEGER REFERENCES raw_messages(id),
+	created_at TEXT NOT NULL
+);
+CREATE INDEX message_ids_ticket ON message_ids(ticket_id);
+
+CREATE TABLE history (
+	id INTEGER PRIMARY KEY,
+	ticket_id INTEGER NOT NULL REFERENCES tickets(id) ON DELETE CASCADE,
+	at TEXT NOT NULL,
+	actor_type TEXT NOT NULL
+		CHECK (actor_type IN ('mail','agent','admin','api','rule','system')),
+	actor TEXT NOT NULL DEFAULT '',
+	conversation_id INTEGER REFERENCES conversations(id) ON DELETE SET NULL,
+	action TEXT NOT NULL,
+	field TEXT NOT NULL DEFAULT '',
+	old_value TEXT,
+	new_value TEXT,
+	note TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX history_ticket ON history(ticket_id, id);
+
+-- Outbound mail, written in the same transaction as the change that
+-- caused it and delivered by the outbox worker.
+CREATE TABLE outbox (
+	id INTEGER PRIMARY KEY,
+	ticket_id INTEGER REFERENCES tickets(id) ON DELETE SET NULL,
+	conversation_id INTEGER REFERENCES conversations(id) ON DELETE SET NULL,
+	channel_id INTEGER REFERENCES channels(id),
+	kind TEXT NOT NULL,
+	mail_from TEXT NOT NULL,
+	rcpt_to TEXT NOT NULL DEFAULT '[]',
+	subject TEXT NOT NULL DEFAULT '',
+	message_id TEXT NOT NULL,
+	raw BLOB,
+	state TEXT NOT NULL DEFAULT 'queued'
+		CHECK (state IN ('queued','sent','failed','suppressed')),
+	attempts INTEGER NOT NULL DEFAULT 0,
+	next_attempt_at TEXT NOT NULL,
+	last_error TEXT NOT NULL DEFAULT '',
+	created_at TEXT NOT NULL,
+	sent_at TEXT
+);
+CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
+CREATE INDEX outbox_ticket ON outbox(ticket_id, id);
+
+-- IMAP checkpoints: UIDVALIDITY and the last processed UID per folder.
+CREATE TABLE imap_state (
+	channel TEXT NOT NULL,
+	mailbox TEXT NOT NULL,
+	uid_validity INTEGER NOT NULL,
+	last_uid INTEGER NOT NULL DEFAULT 0,
+	updated_at TEXT NOT NULL,
+	PRIMARY KEY (channel, mailbox)
+);
+
+-- Health of each channel, for /readyz and deskmail status.
+CREATE TABLE channel_health (
+	channel TEXT PRIMARY KEY,
+	last_poll_at TEXT,
+	last_ok_at TEXT,
+	last_error TEXT NOT NULL DEFAULT '',
+	last_error_at TEXT
+);
+
+-- OAuth refresh tokens: providers rotate them; the newest must be kept.
+CREATE TABLE oauth_tokens (
+	channel TEXT PRIMARY KEY,
+	refresh_token TEXT NOT NULL,
+	updated_at TEXT NOT NULL
+);
+`,
+}

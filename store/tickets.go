@@ -1,0 +1,424 @@
+package store
+
+import (
+	"database/sql"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Ticket is a support ticket. Its JSON is what `deskmail tickets
+// list/show --json` prints (snake_case; absent values are null or []).
+type Ticket struct {
+	ID          int64   `json:"id"`
+	Subject     string  `json:"subject"`
+	Status      int     `json:"status"`
+	StatusName  string  `json:"status_name"`
+	Category    string  `json:"status_category"`
+	Priority    int     `json:"priority"`
+	Type        *string `json:"type"`
+	Group       *string `json:"group"`
+	ResponderID *int64  `json:"responder_id"`
+	// Responder is the assigned agent's address.
+	Responder   *string  `json:"responder"`
+	RequesterID int64    `json:"requester_id"`
+	Requester   Person   `json:"requester"`
+	Tags        []string `json:"tags"`
+	CcEmails    []string `json:"cc_emails"`
+	ChannelID   *int64   `json:"channel_id"`
+	Channel     *string  `json:"channel"`
+	PipelineID  *int64   `json:"pipeline_id"`
+	ParentID    *int64   `json:"parent_ticket_id"`
+	Source      int      `json:"source"`
+	Deleted     bool     `json:"deleted"`
+
+	CreatedAt            time.Time  `json:"created_at"`
+	UpdatedAt            time.Time  `json:"updated_at"`
+	FirstRespondedAt     *time.Time `json:"first_responded_at"`
+	AgentRespondedAt     *time.Time `json:"agent_responded_at"`
+	RequesterRespondedAt *time.Time `json:"requester_responded_at"`
+	StatusUpdatedAt      *time.Time `json:"status_updated_at"`
+	ResolvedAt           *time.Time `json:"resolved_at"`
+	ClosedAt             *time.Time `json:"closed_at"`
+}
+
+// Person is a name and address, as shown on a ticket.
+type Person struct {
+	Name  string `json:"name"`
+	Email string `json:"email"`
+}
+
+const ticketCols = `t.id, t.subject, t.status, COALESCE(s.name,''), COALESCE(s.category,''), t.priority, t.type, t.group_name,
+	t.responder_id, a.email, t.requester_id, COALESCE(c.name,''), COALESCE(c.email,''), t.channel_id, ch.name, t.pipeline_id, t.parent_id, t.source, t.deleted,
+	t.created_at, t.updated_at, t.first_responded_at, t.agent_responded_at, t.requester_responded_at,
+	t.status_updated_at, t.resolved_at, t.closed_at`
+
+const ticketFrom = ` FROM tickets t
+	LEFT JOIN statuses s ON s.code=t.status
+	LEFT JOIN agents a ON a.id=t.responder_id
+	LEFT JOIN contacts c ON c.id=t.requester_id
+	LEFT JOIN channels ch ON ch.id=t.channel_id`
+
+func scanTicket(sc interface{ Scan(...any) error }) (*Ticket, error) {
+	var tk Ticket
+	var typ, group, responder, channel sql.NullString
+	var responderID, channelID, pipelineID, parentID sql.NullInt64
+	var created, updated string
+	var first, agentR, reqR, statusU, resolved, closed sql.NullString
+	err := sc.Scan(&tk.ID, &tk.Subject, &tk.Status, &tk.StatusName, &tk.Category, &tk.Priority, &typ, &group,
+		&responderID, &responder, &tk.RequesterID, &tk.Requester.Name, &tk.Requester.Email, &channelID, &channel, &pipelineID, &parentID, &tk.Source, &tk.Deleted,
+		&created, &updated, &first, &agentR, &reqR, &statusU, &resolved, &closed)
+	if err != nil {
+		return nil, err
+	}
+	tk.Type, tk.Group, tk.Responder, tk.Channel = nstr(typ), nstr(group), nstr(responder), nstr(channel)
+	tk.ResponderID, tk.ChannelID, tk.PipelineID, tk.ParentID = nint(responderID), nint(channelID), nint(pipelineID), nint(parentID)
+	tk.CreatedAt, tk.UpdatedAt = pts(created), pts(updated)
+	tk.FirstRespondedAt, tk.AgentRespondedAt, tk.RequesterRespondedAt = pnts(first), pnts(agentR), pnts(reqR)
+	tk.StatusUpdatedAt, tk.ResolvedAt, tk.ClosedAt = pnts(statusU), pnts(resolved), pnts(closed)
+	tk.Tags, tk.CcEmails = []string{}, []string{}
+	return &tk, nil
+}
+
+// Ticket returns a ticket with its tags and cc addresses.
+func (t *Tx) Ticket(id int64) (*Ticket, error) {
+	tk, err := scanTicket(t.row(`SELECT `+ticketCols+ticketFrom+` WHERE t.id=?`, id))
+	if err != nil {
+		return nil, notFound(err, fmt.Sprintf("ticket %d", id))
+	}
+	if err := t.fillTicketLists([]*Ticket{tk}); err != nil {
+		return nil, err
+	}
+	return tk, nil
+}
+
+// fillTicketLists loads tags and cc addresses of several tickets with
+// two queries.
+func (t *Tx) fillTicketLists(tks []*Ticket) error {
+	if len(tks) == 0 {
+		return nil
+	}
+	byID := make(map[int64]*Ticket, len(tks))
+	args := make([]any, len(tks))
+	for i, tk := range tks {
+		byID[tk.ID] = tk
+		args[i] = tk.ID
+	}
+	in := placeholders(len(tks))
+	for _, q := range []struct {
+		sql string
+		add func(*Ticket, string)
+	}{
+		{`SELECT ticket_id, tag FROM ticket_tags WHERE ticket_id IN (` + in + `) ORDER BY ticket_id, tag`, func(tk *Ticket, v string) { tk.Tags = append(tk.Tags, v) }},
+		{`SELECT ticket_id, email FROM ticket_cc WHERE ticket_id IN (` + in + `) ORDER BY ticket_id, added_at, email`, func(tk *Ticket, v string) { tk.CcEmails = append(tk.CcEmails, v) }},
+	} {
+		rows, err := t.query(q.sql, args...)
+		if err != nil {
+			return fmt.Errorf("store: ticket lists: %w", err)
+		}
+		for rows.Next() {
+			var id int64
+			var v string
+			if err := rows.Scan(&id, &v); err != nil {
+				rows.Close()
+				return fmt.Errorf("store: ticket lists: %w", err)
+			}
+			q.add(byID[id], v)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("store: ticket lists: %w", err)
+		}
+	}
+	return nil
+}
+
+// TicketFilter selects tickets for ListTickets. Zero values select all.
+type TicketFilter struct {
+	Status         []int
+	Priority       int
+	RequesterEmail string
+	ChannelID      int64
+	UpdatedSince   time.Time
+	IncludeDeleted bool
+	// OrderBy is created_at, updated_at, status or priority
+	// (default created_at); Desc orders newest first.
+	OrderBy string
+	Desc    bool
+	Offset  int
+	Limit   int
+}
+
+// ListTickets returns the tickets matching f.
+func (t *Tx) ListTickets(f TicketFilter) ([]Ticket, error) {
+	var where []string
+	var args []any
+	if !f.IncludeDeleted {
+		where = append(where, "t.deleted=0")
+	}
+	if len(f.Status) > 0 {
+		where = append(where, "t.status IN ("+placeholders(len(f.Status))+")")
+		for _, s := range f.Status {
+			args = append(args, s)
+		}
+	}
+	if f.Priority > 0 {
+		where = append(where, "t.priority=?")
+		args = append(args, f.Priority)
+	}
+	if f.RequesterEmail != "" {
+		where = append(where, "c.email=?")
+		args = append(args, f.RequesterEmail)
+	}
+	if f.ChannelID > 0 {
+		where = append(where, "t.channel_id=?")
+		args = append(args, f.ChannelID)
+	}
+	if !f.UpdatedSince.IsZero() {
+		where = append(where, "t.updated_at>=?")
+		args = append(args, ts(f.UpdatedSince))
+	}
+	q := `SELECT ` + ticketCols + ticketFrom
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	order := map[string]string{"": "t.created_at", "created_at": "t.created_at", "updated_at": "t.updated_at", "status": "t.status", "priority": "t.priority"}[f.OrderBy]
+	if order == "" {
+		return nil, fmt.Errorf("store: list tickets: cannot order by %q", f.OrderBy)
+	}
+	dir := "ASC"
+	if f.Desc {
+		dir = "DESC"
+	}
+	q += fmt.Sprintf(" ORDER BY %s %s, t.id %s", order, dir, dir)
+	if f.Limit > 0 {
+		q += " LIMIT ? OFFSET ?"
+		args = append(args, f.Limit, f.Offset)
+	}
+	rows, err := t.query(q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list tickets: %w", err)
+	}
+	var ptrs []*Ticket
+	for rows.Next() {
+		tk, err := scanTicket(rows)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("store: list tickets: %w", err)
+		}
+		ptrs = append(ptrs, tk)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list tickets: %w", err)
+	}
+	if err := t.fillTicketLists(ptrs); err != nil {
+		return nil, err
+	}
+	out := make([]Ticket, len(ptrs))
+	for i, p := range ptrs {
+		out[i] = *p
+	}
+	return out, nil
+}
+
+// CreateTicket inserts a new ticket (ID, CreatedAt and UpdatedAt are
+// filled in) with its tags and cc addresses.
+func (t *Tx) CreateTicket(tk *Ticket) error {
+	now := t.now()
+	if tk.CreatedAt.IsZero() {
+		tk.CreatedAt = now
+	}
+	tk.UpdatedAt = tk.CreatedAt
+	if tk.Source == 0 {
+		tk.Source = 1
+	}
+	if tk.Priority == 0 {
+		tk.Priority = 1
+	}
+	id, err := t.insert(`INSERT INTO tickets(channel_id, pipeline_id, subject, status, priority, type, group_name, responder_id,
+		requester_id, parent_id, source, created_at, updated_at, status_updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		int64OrNil(tk.ChannelID), int64OrNil(tk.PipelineID), tk.Subject, tk.Status, tk.Priority, strOrNil(tk.Type), strOrNil(tk.Group),
+		int64OrNil(tk.ResponderID), tk.RequesterID, int64OrNil(tk.ParentID), tk.Source, ts(tk.CreatedAt), ts(tk.UpdatedAt), ts(tk.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("store: create ticket: %w", err)
+	}
+	tk.ID = id
+	st := tk.CreatedAt
+	tk.StatusUpdatedAt = &st
+	for _, tag := range tk.Tags {
+		if err := t.AddTag(id, tag); err != nil {
+			return err
+		}
+	}
+	for _, cc := range tk.CcEmails {
+		if _, err := t.AddCC(id, cc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UpdateTicket writes every mutable field of tk (not tags or cc) and
+// sets UpdatedAt to now.
+func (t *Tx) UpdateTicket(tk *Ticket) error {
+	tk.UpdatedAt = t.now()
+	_, err := t.exec(`UPDATE tickets SET subject=?, status=?, priority=?, type=?, group_name=?, responder_id=?, parent_id=?,
+		deleted=?, updated_at=?, first_responded_at=?, agent_responded_at=?, requester_responded_at=?, status_updated_at=?,
+		resolved_at=?, closed_at=? WHERE id=?`,
+		tk.Subject, tk.Status, tk.Priority, strOrNil(tk.Type), strOrNil(tk.Group), int64OrNil(tk.ResponderID), int64OrNil(tk.ParentID),
+		tk.Deleted, ts(tk.UpdatedAt), nts(tk.FirstRespondedAt), nts(tk.AgentRespondedAt), nts(tk.RequesterRespondedAt), nts(tk.StatusUpdatedAt),
+		nts(tk.ResolvedAt), nts(tk.ClosedAt), tk.ID)
+	if err != nil {
+		return fmt.Errorf("store: update ticket %d: %w", tk.ID, err)
+	}
+	return nil
+}
+
+// DeleteTicket removes a ticket and everything that belongs to it.
+func (t *Tx) DeleteTicket(id int64) error {
+	if _, err := t.exec(`UPDATE tickets SET parent_id=NULL WHERE parent_id=?`, id); err != nil {
+		return fmt.Errorf("store: delete ticket %d: %w", id, err)
+	}
+	res, err := t.exec(`DELETE FROM tickets WHERE id=?`, id)
+	if err != nil {
+		return fmt.Errorf("store: delete ticket %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("store: delete ticket %d: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// AddTag adds a tag; adding one that exists is not an error.
+func (t *Tx) AddTag(ticketID int64, tag string) error {
+	if _, err := t.exec(`INSERT OR IGNORE INTO ticket_tags(ticket_id, tag) VALUES (?,?)`, ticketID, tag); err != nil {
+		return fmt.Errorf("store: ticket %d add tag: %w", ticketID, err)
+	}
+	return nil
+}
+
+// RemoveTag removes a tag.
+func (t *Tx) RemoveTag(ticketID int64, tag string) error {
+	if _, err := t.exec(`DELETE FROM ticket_tags WHERE ticket_id=? AND tag=?`, ticketID, tag); err != nil {
+		return fmt.Errorf("store: ticket %d remove tag: %w", ticketID, err)
+	}
+	return nil
+}
+
+// SetTags replaces a ticket's tags.
+func (t *Tx) SetTags(ticketID int64, tags []string) error {
+	if _, err := t.exec(`DELETE FROM ticket_tags WHERE ticket_id=?`, ticketID); err != nil {
+		return fmt.Errorf("store: ticket %d set tags: %w", ticketID, err)
+	}
+	for _, tag := range tags {
+		if err := t.AddTag(ticketID, tag); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AddCC adds a cc address to a ticket and reports whether it is new.
+func (t *Tx) AddCC(ticketID int64, email string) (bool, error) {
+	res, err := t.exec(`INSERT OR IGNORE INTO ticket_cc(ticket_id, email, added_at) VALUES (?,?,?)`, ticketID, email, ts(t.now()))
+	if err != nil {
+		return false, fmt.Errorf("store: ticket %d add cc: %w", ticketID, err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
+
+// RemoveCC removes a cc address and reports whether it was there.
+func (t *Tx) RemoveCC(ticketID int64, email string) (bool, error) {
+	res, err := t.exec(`DELETE FROM ticket_cc WHERE ticket_id=? AND email=?`, ticketID, email)
+	if err != nil {
+		return false, fmt.Errorf("store: ticket %d remove cc: %w", ticketID, err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
+
+// IsParticipant reports whether email is the requester or a cc of the
+// ticket (agents are checked separately).
+func (t *Tx) IsParticipant(ticketID int64, email string) (bool, error) {
+	var n int
+	err := t.row(`SELECT (SELECT COUNT(*) FROM tickets t JOIN contacts c ON c.id=t.requester_id WHERE t.id=? AND c.email=?)
+		+ (SELECT COUNT(*) FROM ticket_cc WHERE ticket_id=? AND email=?)`, ticketID, email, ticketID, email).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("store: ticket %d participant: %w", ticketID, err)
+	}
+	return n > 0, nil
+}
+
+// TicketExists reports whether a ticket with this id exists.
+func (t *Tx) TicketExists(id int64) (bool, error) {
+	var n int
+	if err := t.row(`SELECT COUNT(*) FROM tickets WHERE id=?`, id).Scan(&n); err != nil {
+		return false, fmt.Errorf("store: ticket %d: %w", id, err)
+	}
+	return n > 0, nil
+}
+
+// History is one recorded change of a ticket.
+type History struct {
+	ID             int64     `json:"id"`
+	TicketID       int64     `json:"ticket_id"`
+	At             time.Time `json:"at"`
+	ActorType      string    `json:"actor_type"`
+	Actor          string    `json:"actor"`
+	ConversationID *int64    `json:"conversation_id"`
+	Action         string    `json:"action"`
+	Field          string    `json:"field"`
+	OldValue       *string   `json:"old_value"`
+	NewValue       *string   `json:"new_value"`
+	Note           string    `json:"note"`
+}
+
+// AddHistory records a change.
+func (t *Tx) AddHistory(h History) error {
+	if h.At.IsZero() {
+		h.At = t.now()
+	}
+	_, err := t.exec(`INSERT INTO history(ticket_id, at, actor_type, actor, conversation_id, action, field, old_value, new_value, note)
+		VALUES (?,?,?,?,?,?,?,?,?,?)`, h.TicketID, ts(h.At), h.ActorType, h.Actor, int64OrNil(h.ConversationID), h.Action, h.Field,
+		strOrNil(h.OldValue), strOrNil(h.NewValue), h.Note)
+	if err != nil {
+		return fmt.Errorf("store: ticket %d history: %w", h.TicketID, err)
+	}
+	return nil
+}
+
+// TicketHistory lists a ticket's history, oldest first.
+func (t *Tx) TicketHistory(ticketID int64) ([]History, error) {
+	rows, err := t.query(`SELECT id, ticket_id, at, actor_type, actor, conversation_id, action, field, old_value, new_value, note
+		FROM history WHERE ticket_id=? ORDER BY id`, ticketID)
+	if err != nil {
+		return nil, fmt.Errorf("store: ticket %d history: %w", ticketID, err)
+	}
+	defer rows.Close()
+	out := []History{}
+	for rows.Next() {
+		var h History
+		var at string
+		var conv sql.NullInt64
+		var oldV, newV sql.NullString
+		if err := rows.Scan(&h.ID, &h.TicketID, &at, &h.ActorType, &h.Actor, &conv, &h.Action, &h.Field, &oldV, &newV, &h.Note); err != nil {
+			return nil, fmt.Errorf("store: ticket %d history: %w", ticketID, err)
+		}
+		h.At, h.ConversationID, h.OldValue, h.NewValue = pts(at), nint(conv), nstr(oldV), nstr(newV)
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+// sortedKeys returns a map's keys in order (for deterministic output).
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
