@@ -1,11 +1,75 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"errors"
+	"encoding/json"
+	"flag"
+	"fmt"
 	"io"
+	"os"
+	"time"
+
+	"github.com/deskmail/deskmail/ingest"
 )
 
+// runParse implements `deskmail parse FILE|-`: it prints the parsed
+// message as one JSON object (the contract in ingest.Message).
 func runParse(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	return errors.New("not implemented yet")
+	fs := flag.NewFlagSet("parse", flag.ContinueOnError)
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: want exactly one FILE or -", errUsage)
+	}
+	raw, now, err := readMessage(pos[0], stdin)
+	if err != nil {
+		return err
+	}
+	msg, err := ingest.Parse(raw, ingest.ParseOptions{Now: now})
+	if err != nil {
+		return fmt.Errorf("%s: %w", pos[0], err)
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(msg); err != nil {
+		return fmt.Errorf("%s: encode JSON: %w", pos[0], err)
+	}
+	if _, err := stdout.Write(buf.Bytes()); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
+}
+
+// readMessage reads a file (or stdin for "-") and returns its bytes and
+// the arrival time to assume: the file's modification time, or now.
+func readMessage(name string, stdin io.Reader) ([]byte, time.Time, error) {
+	if name == "-" {
+		raw, err := io.ReadAll(stdin)
+		if err != nil {
+			return nil, time.Time{}, fmt.Errorf("read stdin: %w", err)
+		}
+		return raw, time.Now(), nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, time.Time{}, err // *PathError names the file
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	if st.IsDir() {
+		return nil, time.Time{}, fmt.Errorf("%s: is a directory", name)
+	}
+	raw, err := io.ReadAll(f)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("read %s: %w", name, err)
+	}
+	return raw, st.ModTime(), nil
 }

@@ -1,0 +1,392 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"net/textproto"
+	"regexp"
+	"strings"
+
+	"github.com/jhillyerd/enmime/v2"
+	"github.com/jhillyerd/enmime/v2/dsn"
+	"github.com/jhillyerd/enmime/v2/mediatype"
+)
+
+// classify sets m.Kind (and m.Bounce for bounces). The order matters:
+//
+//  1. bounce: a failed RFC 3464 delivery report, or the classic forms
+//     of one (MAILER-DAEMON/postmaster with a failure subject,
+//     X-Failed-Recipients, unambiguous failure subjects);
+//  2. auto_reply: explicit RFC 3834 and vendor markers (Auto-Submitted
+//     other than "no", X-Autoreply, X-Autorespond, Precedence:
+//     auto_reply), and every other machine notice that must never open
+//     a ticket nor flag an address: success or delay DSNs, ARF
+//     feedback reports (RFC 5965) and read receipts (RFC 8098);
+//  3. list: List-Id, or List-Unsubscribe with Precedence list/bulk or
+//     other list headers;
+//  4. auto_reply again for Precedence bulk/junk and out-of-office
+//     subjects;
+//  5. normal.
+//
+// X-Auto-Response-Suppress is not enough on its own: Outlook and
+// Exchange put it on ordinary mail (meeting requests, mail sent
+// through EWS), and it asks the *recipient* not to auto-reply rather
+// than saying the mail is one. Like Zammad's "All" check it is treated
+// as a supporting signal: with a value of All/OOF/AutoReply it turns a
+// weak out-of-office subject ("Absence", "Vacation") into auto_reply.
+func classify(m *Message, root *enmime.Part) {
+	h := root.Header
+	report := reportType(root)
+	if b, ok := bounceFromReport(m, root, report); ok {
+		m.Kind, m.Bounce = KindBounce, b
+		return
+	}
+	if looksLikeBounce(m, h) {
+		m.Kind, m.Bounce = KindBounce, bounceFromText(m, root)
+		return
+	}
+	if explicitAutoReply(h) {
+		m.Kind = KindAutoReply
+		return
+	}
+	switch report {
+	case "delivery-status", "feedback-report", "disposition-notification":
+		// A DSN that is not a failure (delivered, relayed, delayed),
+		// an abuse report, or a read receipt.
+		m.Kind = KindAutoReply
+		return
+	}
+	if isList(h) {
+		m.Kind = KindList
+		return
+	}
+	prec := strings.ToLower(strings.TrimSpace(h.Get("Precedence")))
+	if prec == "bulk" || prec == "junk" {
+		m.Kind = KindAutoReply
+		return
+	}
+	if oofSubject(m.Subject, h) {
+		m.Kind = KindAutoReply
+		return
+	}
+	m.Kind = KindNormal
+}
+
+// reportType returns the report-type of a multipart/report root.
+func reportType(root *enmime.Part) string {
+	mt, params, _, err := mediatype.Parse(root.Header.Get("Content-Type"))
+	if err != nil || !strings.EqualFold(mt, "multipart/report") {
+		// Some MTAs nest the report in a multipart/mixed.
+		var rt string
+		_ = root.DepthMatchFirst(func(p *enmime.Part) bool {
+			switch p.ContentType {
+			case "message/delivery-status", "message/global-delivery-status":
+				rt = "delivery-status"
+			case "message/feedback-report":
+				rt = "feedback-report"
+			case "message/disposition-notification":
+				rt = "disposition-notification"
+			}
+			return rt != ""
+		})
+		return rt
+	}
+	return strings.ToLower(params["report-type"])
+}
+
+func explicitAutoReply(h textproto.MIMEHeader) bool {
+	if v := strings.ToLower(strings.TrimSpace(h.Get("Auto-Submitted"))); v != "" && !strings.HasPrefix(v, "no") {
+		return true
+	}
+	for _, name := range []string{"X-Autoreply", "X-Autorespond", "X-Autoresponder", "X-Auto-Reply"} {
+		if v := strings.ToLower(strings.TrimSpace(h.Get(name))); v != "" && v != "no" && v != "false" && v != "0" {
+			return true
+		}
+	}
+	if strings.EqualFold(strings.TrimSpace(h.Get("Precedence")), "auto_reply") {
+		return true
+	}
+	if h.Get("X-Ms-Exchange-Inbox-Rules-Loop") != "" && suppressesAutoReplies(h) {
+		return true
+	}
+	return false
+}
+
+func suppressesAutoReplies(h textproto.MIMEHeader) bool {
+	v := strings.ToLower(h.Get("X-Auto-Response-Suppress"))
+	return strings.Contains(v, "all") || strings.Contains(v, "oof") || strings.Contains(v, "autoreply")
+}
+
+func isList(h textproto.MIMEHeader) bool {
+	if h.Get("List-Id") != "" {
+		return true
+	}
+	prec := strings.ToLower(strings.TrimSpace(h.Get("Precedence")))
+	if prec == "list" {
+		return true
+	}
+	if h.Get("List-Unsubscribe") == "" {
+		return false
+	}
+	if prec == "bulk" {
+		return true
+	}
+	for _, name := range []string{"List-Post", "List-Archive", "List-Help", "List-Subscribe", "X-Mailing-List", "Mailing-List", "X-List"} {
+		if h.Get(name) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	// strongOOF are subject openings only auto-responders use.
+	strongOOF = regexp.MustCompile(`(?i)^\s*(?:auto(?:matic|matische|matisk|matisch)?[ -]?(?:reply|response|antwort|svar|antwoord)\b|autoreply|auto:|out of (?:the )?office\b|r[ée]ponse automatique|réponse en votre absence|absence du bureau|abwesenheitsnotiz|automatische antwort|respuesta autom[áa]tica|fuera de (?:la )?oficina|risposta automatica|fuori sede|resposta autom[áa]tica|frånvaro|autosvar|i am (?:currently )?out of (?:the )?office|on vacation\b|vacation reply|urlaubsabwesenheit)`)
+	// weakOOF need a supporting header: a customer may write them.
+	weakOOF = regexp.MustCompile(`(?i)^\s*(?:absence|absent|abwesend|ausente|vacation|vacances|congés|urlaub|away from)\b`)
+)
+
+func oofSubject(subject string, h textproto.MIMEHeader) bool {
+	if strongOOF.MatchString(subject) {
+		return true
+	}
+	if weakOOF.MatchString(subject) {
+		return suppressesAutoReplies(h) || strings.TrimSpace(h.Get("Return-Path")) == "<>"
+	}
+	return false
+}
+
+var (
+	bounceSender  = regexp.MustCompile(`(?i)^(?:mailer[-_]?daemon|postmaster|mail[-_]?daemon|mdaemon|mailerdaemon|mail\.delivery|bounces?|double-bounce|nobody)@`)
+	bounceName    = regexp.MustCompile(`(?i)mail delivery (?:system|subsystem|service)|mailer[-_ ]daemon|postmaster|systemadministrator|mail administrator`)
+	strongBounce  = regexp.MustCompile(`(?i)undeliver(?:ed|able)\b|delivery status notification \((?:failure|delay)\)|mail delivery failed|returned mail\b|delivery (?:has )?failed|failure notice|delivery failure|non remis|unzustellbar|non recapitabile|no se puede entregar|message not delivered|could not be delivered|mail system error|delivery notification: delivery has failed|unable to deliver|rejected:|nondeliverable|delivery problem|warning: could not send`)
+	weakBounce    = regexp.MustCompile(`(?i)delivery|returned|failed|failure|undeliver|bounce|error|rejected|not delivered|problem|unzustellbar|zustellung|notification`)
+	bodyBounceHit = regexp.MustCompile(`(?i)could not be delivered|delivery to the following recipient|permanent(?:ly)? (?:error|fatal)|user unknown|no such user|mailbox (?:unavailable|not found|full)|recipient address rejected|delivery has failed|undeliverable|does not exist|unknown user|\b5\d\d[ -]5\.\d`)
+)
+
+// looksLikeBounce recognises bounces that are not RFC 3464 reports.
+func looksLikeBounce(m *Message, h textproto.MIMEHeader) bool {
+	if h.Get("X-Failed-Recipients") != "" {
+		return true
+	}
+	fromDaemon := false
+	if m.From != nil {
+		fromDaemon = bounceSender.MatchString(m.From.Address) || bounceName.MatchString(m.From.Name)
+	} else if strings.TrimSpace(headerJoin(h, "From")) != "" {
+		fromDaemon = bounceName.MatchString(decodeHeader(headerJoin(h, "From"), ""))
+	}
+	subj := m.Subject
+	if strongBounce.MatchString(subj) && (fromDaemon || !strings.HasPrefix(strings.ToLower(strings.TrimSpace(subj)), "re")) {
+		// "Re: Undeliverable" from a person is a reply about a bounce.
+		return fromDaemon || emptyReturnPath(h) || bodyBounceHit.MatchString(firstN(m.Text, 4000))
+	}
+	if fromDaemon && (weakBounce.MatchString(subj) || bodyBounceHit.MatchString(firstN(m.Text, 4000))) {
+		return true
+	}
+	return false
+}
+
+func emptyReturnPath(h textproto.MIMEHeader) bool {
+	v := strings.TrimSpace(h.Get("Return-Path"))
+	return v == "<>" || v == "< >"
+}
+
+func firstN(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// bounceFromReport reads an RFC 3464 report. It reports false unless
+// at least one recipient failed (or no Action is given but the status
+// is 4.x/5.x).
+func bounceFromReport(m *Message, root *enmime.Part, report string) (*Bounce, bool) {
+	if report != "delivery-status" {
+		return nil, false
+	}
+	b := &Bounce{Recipients: []string{}}
+	failed := false
+	var fields []textproto.MIMEHeader
+	if rep, err := dsn.ParseReport(root); err == nil && rep != nil {
+		for _, r := range rep.DeliveryStatus.RecipientDSNs {
+			fields = append(fields, textproto.MIMEHeader(r))
+		}
+	}
+	if len(fields) == 0 {
+		fields = statusFields(root)
+	}
+	for _, f := range fields {
+		action := strings.ToLower(strings.TrimSpace(f.Get("Action")))
+		status := statusCode(f.Get("Status"))
+		if action == "failed" || (action == "" && strings.HasPrefix(status, "5")) {
+			failed = true
+			if r := dsnAddress(f.Get("Final-Recipient")); r != "" {
+				b.Recipients = append(b.Recipients, r)
+			} else if r := dsnAddress(f.Get("Original-Recipient")); r != "" {
+				b.Recipients = append(b.Recipients, r)
+			}
+			if b.Status == "" {
+				b.Status = status
+			}
+		}
+	}
+	if !failed {
+		return nil, false
+	}
+	b.Permanent = strings.HasPrefix(b.Status, "5") || b.Status == ""
+	b.OriginalMessageID = originalMessageID(m, root)
+	return b, true
+}
+
+// statusFields reads delivery-status field blocks directly, for reports
+// nested where dsn.ParseReport does not look.
+func statusFields(root *enmime.Part) []textproto.MIMEHeader {
+	var out []textproto.MIMEHeader
+	_ = root.DepthMatchAll(func(p *enmime.Part) bool {
+		if p.ContentType != "message/delivery-status" && p.ContentType != "message/global-delivery-status" {
+			return false
+		}
+		br := bufio.NewReader(bytes.NewReader(p.Content))
+		// Field blocks are separated by blank lines (RFC 3464 2.1).
+		for i := 0; i < 100; i++ {
+			if _, err := br.Peek(1); err != nil {
+				break
+			}
+			h, err := enmime.ReadHeader(br, nopCollector{})
+			if len(h) > 0 && (h.Get("Final-Recipient") != "" || h.Get("Original-Recipient") != "" || h.Get("Action") != "") {
+				out = append(out, h)
+			}
+			if err != nil {
+				break
+			}
+		}
+		return false
+	})
+	return out
+}
+
+var statusRe = regexp.MustCompile(`\b([245])\.(\d{1,3})\.(\d{1,3})\b`)
+
+func statusCode(v string) string {
+	if m := statusRe.FindString(v); m != "" {
+		return m
+	}
+	return ""
+}
+
+// dsnAddress strips the address-type of a Final-Recipient field
+// ("rfc822; user@example.com").
+func dsnAddress(v string) string {
+	v = strings.TrimSpace(v)
+	if i := strings.IndexByte(v, ';'); i >= 0 {
+		v = v[i+1:]
+	}
+	v = strings.Trim(strings.TrimSpace(v), "<>")
+	if !strings.Contains(v, "@") {
+		return ""
+	}
+	return v
+}
+
+var (
+	quotedMsgID   = regexp.MustCompile(`(?im)^[ \t>]*Message-ID:[ \t]*(<[^>\r\n]+>|\S+@\S+)`)
+	textRecipient = regexp.MustCompile(`(?m)^\s*<([^<>\s@]+@[^<>\s]+)>:?`)
+	anyAddress    = regexp.MustCompile(`[A-Za-z0-9._%+=-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}`)
+	smtpPermanent = regexp.MustCompile(`\b5\d\d\b`)
+)
+
+// originalMessageID finds the Message-ID of the bounced message: in the
+// returned message or its headers, else In-Reply-To/References, else a
+// quoted "Message-ID:" line in the text.
+func originalMessageID(m *Message, root *enmime.Part) string {
+	var id string
+	_ = root.DepthMatchFirst(func(p *enmime.Part) bool {
+		switch p.ContentType {
+		case "message/rfc822", "text/rfc822-headers", "message/rfc822-headers", "message/global", "message/global-headers":
+			h, _ := enmime.ReadHeader(bufio.NewReader(bytes.NewReader(p.Content)), nopCollector{})
+			if h != nil {
+				if ids := parseMessageIDs(h.Get("Message-Id")); len(ids) > 0 {
+					id = ids[0]
+					return true
+				}
+			}
+			if mm := quotedMsgID.FindSubmatch(p.Content); mm != nil {
+				if ids := parseMessageIDs(string(mm[1])); len(ids) > 0 {
+					id = ids[0]
+					return true
+				}
+			}
+		}
+		return false
+	})
+	if id != "" {
+		return id
+	}
+	if len(m.InReplyTo) > 0 {
+		return m.InReplyTo[0]
+	}
+	if len(m.References) > 0 {
+		return m.References[len(m.References)-1]
+	}
+	if mm := quotedMsgID.FindStringSubmatch(m.Text); mm != nil {
+		if ids := parseMessageIDs(mm[1]); len(ids) > 0 {
+			return ids[0]
+		}
+	}
+	return ""
+}
+
+// bounceFromText fills a Bounce for a non-RFC 3464 bounce from
+// X-Failed-Recipients, a delivery-status part if any, and the text.
+func bounceFromText(m *Message, root *enmime.Part) *Bounce {
+	b := &Bounce{Recipients: []string{}}
+	for _, f := range statusFields(root) {
+		if r := dsnAddress(f.Get("Final-Recipient")); r != "" {
+			b.Recipients = append(b.Recipients, r)
+		}
+		if b.Status == "" {
+			b.Status = statusCode(f.Get("Status"))
+		}
+	}
+	if len(b.Recipients) == 0 {
+		for _, v := range root.Header.Values("X-Failed-Recipients") {
+			for _, a := range strings.Split(v, ",") {
+				if a = strings.TrimSpace(a); strings.Contains(a, "@") {
+					b.Recipients = append(b.Recipients, a)
+				}
+			}
+		}
+	}
+	text := firstN(m.Text, 20000)
+	if len(b.Recipients) == 0 {
+		for _, mm := range textRecipient.FindAllStringSubmatch(text, 10) {
+			b.Recipients = append(b.Recipients, mm[1])
+		}
+	}
+	if len(b.Recipients) == 0 {
+		own := ""
+		if m.From != nil {
+			own = strings.ToLower(m.From.Address)
+		}
+		for _, a := range anyAddress.FindAllString(text, 20) {
+			if strings.ToLower(a) != own && !bounceSender.MatchString(a) {
+				b.Recipients = append(b.Recipients, a)
+				break
+			}
+		}
+	}
+	if b.Status == "" {
+		b.Status = statusCode(text)
+	}
+	switch {
+	case b.Status != "":
+		b.Permanent = strings.HasPrefix(b.Status, "5")
+	default:
+		lower := strings.ToLower(text)
+		b.Permanent = smtpPermanent.MatchString(text) || strings.Contains(lower, "permanent") ||
+			!(strings.Contains(lower, "temporar") || strings.Contains(lower, "will retry") || strings.Contains(lower, "delayed"))
+	}
+	b.OriginalMessageID = originalMessageID(m, root)
+	return b
+}

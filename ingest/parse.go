@@ -1,0 +1,657 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/textproto"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/deskmail/deskmail/ingest/reply"
+	"github.com/gogs/chardet"
+	"github.com/jhillyerd/enmime/v2"
+	"github.com/jhillyerd/enmime/v2/mediatype"
+	"golang.org/x/text/encoding/charmap"
+)
+
+// ParseOptions tunes Parse.
+type ParseOptions struct {
+	// Now is the arrival time. Parse does not substitute it for a
+	// missing or unparseable Date (Message.Date stays nil and a warning
+	// is added); it is carried for callers and future rules.
+	Now time.Time
+}
+
+// ErrNotMail is returned (wrapped) by Parse for input that is not a
+// mail message at all: empty, binary, or without a header.
+var ErrNotMail = errors.New("not a mail message")
+
+// maxWarnings bounds the warnings kept for one message; hostile input
+// can otherwise produce one per MIME part.
+const maxWarnings = 50
+
+// mimeParser is configured for tolerance: malformed parts are skipped
+// with an error recorded, a multipart without boundary is read as a
+// single part, corrupt base64 in text keeps what decoded, and the
+// declared charset wins over guessing (see fixDeclaredASCII for the
+// one exception).
+var mimeParser = enmime.NewParser(
+	enmime.SkipMalformedParts(true),
+	enmime.MultipartWOBoundaryAsSinglePart(true),
+	enmime.SetReadPartErrorPolicy(enmime.AllowCorruptTextPartErrorPolicy),
+	enmime.StripMediaTypeInvalidCharacters(true),
+	enmime.DisableTextConversion(true),
+	enmime.DisableCharacterDetection(true),
+	enmime.MaxStoredPartErrors(maxWarnings),
+)
+
+// Parse reads one raw RFC 5322 message into a Message. It fails only
+// for input that is not a mail at all (see ErrNotMail); anything else
+// parses best-effort, and what was wrong is listed in Warnings. Parse
+// keeps references into raw (attachment contents are decoded copies,
+// raw itself is not copied) and is safe for concurrent use.
+func Parse(raw []byte, opts ParseOptions) (msg *Message, err error) {
+	defer func() {
+		// Parse must not take the process down on hostile input; a
+		// panic in a library becomes an error for this message only.
+		if r := recover(); r != nil {
+			msg, err = nil, fmt.Errorf("parse: internal error on malformed input: %v", r)
+		}
+	}()
+	body, err := mailStart(raw)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(raw)
+	m := &Message{
+		InReplyTo:   []string{},
+		References:  []string{},
+		ReplyTo:     []Address{},
+		To:          []Address{},
+		Cc:          []Address{},
+		Attachments: []Attachment{},
+		Warnings:    []string{},
+		Kind:        KindNormal,
+		ContentHash: hex.EncodeToString(sum[:]),
+	}
+	root, err := mimeParser.ReadParts(bytes.NewReader(body))
+	if err != nil {
+		root, err = fallbackParts(body)
+		if err != nil {
+			return nil, fmt.Errorf("parse: %w: %v", ErrNotMail, err)
+		}
+		m.warn("mime: structure unreadable, body kept as plain text")
+	}
+	p := &parser{m: m, root: root}
+	p.headers()
+	p.body()
+	p.generateID(body)
+	classify(m, root)
+	p.collectPartErrors()
+	m.ReplyText = visibleReply(p.rawHTML, m.Text)
+	return m, nil
+}
+
+// mailStart checks that raw looks like a message (a header field on
+// its first non-blank line, after an optional mbox "From " line) and
+// returns it from that line on.
+func mailStart(raw []byte) ([]byte, error) {
+	b := raw
+	for len(b) > 0 && (b[0] == '\r' || b[0] == '\n' || b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	if len(b) == 0 {
+		return nil, fmt.Errorf("parse: %w: empty input", ErrNotMail)
+	}
+	if bytes.HasPrefix(b, []byte("From ")) {
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+	}
+	line := b
+	if i := bytes.IndexByte(line, '\n'); i >= 0 {
+		line = line[:i]
+	}
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return nil, fmt.Errorf("parse: %w: no header field on the first line", ErrNotMail)
+	}
+	for _, c := range bytes.TrimRight(line[:colon], " \t") {
+		if c <= ' ' || c >= 0x7f {
+			return nil, fmt.Errorf("parse: %w: first line is not a header field", ErrNotMail)
+		}
+	}
+	return b, nil
+}
+
+// fallbackParts builds a single text part when enmime cannot read the
+// structure: the header as far as it goes, the rest as text.
+func fallbackParts(b []byte) (*enmime.Part, error) {
+	br := bufio.NewReader(bytes.NewReader(b))
+	h, err := enmime.ReadHeader(br, nopCollector{})
+	if err != nil && h == nil {
+		return nil, fmt.Errorf("read header: %w", err)
+	}
+	rest, _ := readAllBuf(br)
+	p := enmime.NewPart("text/plain")
+	p.Header = h
+	p.Content = rest
+	return p, nil
+}
+
+func readAllBuf(br *bufio.Reader) ([]byte, error) {
+	var buf bytes.Buffer
+	_, err := buf.ReadFrom(br)
+	return buf.Bytes(), err
+}
+
+type nopCollector struct{}
+
+func (nopCollector) AddError(string, string, ...any)   {}
+func (nopCollector) AddWarning(string, string, ...any) {}
+
+// parser holds the state of one Parse call.
+type parser struct {
+	m        *Message
+	root     *enmime.Part
+	charset  string // the message's declared body charset, for raw 8-bit headers
+	rawHTML  string // decoded, unsanitized HTML body
+	seenWarn map[string]bool
+}
+
+func (m *Message) warn(format string, args ...any) {
+	if len(m.Warnings) >= maxWarnings {
+		return
+	}
+	w := strings.ToValidUTF8(fmt.Sprintf(format, args...), "\uFFFD")
+	for _, old := range m.Warnings {
+		if old == w {
+			return
+		}
+	}
+	m.Warnings = append(m.Warnings, w)
+}
+
+// headers fills the header-derived fields.
+func (p *parser) headers() {
+	m, h := p.m, p.root.Header
+	if h == nil {
+		h = textproto.MIMEHeader{}
+	}
+	m.Headers = map[string][]string(h)
+	p.charset = declaredCharset(p.root)
+
+	m.Subject = decodeHeader(h.Get("Subject"), p.charset)
+
+	if v := headerJoin(h, "From"); v != "" {
+		list, warns := parseAddressList("from", v, p.charset)
+		for _, w := range warns {
+			m.warn("%s", w)
+		}
+		if len(list) > 0 {
+			a := list[0]
+			m.From = &a
+		} else if len(warns) == 0 {
+			m.warn("from: no address in %q", decodeHeader(v, p.charset))
+		}
+	} else {
+		m.warn("from: header missing")
+	}
+	for _, f := range []struct {
+		name string
+		dst  *[]Address
+	}{{"Reply-To", &m.ReplyTo}, {"To", &m.To}, {"Cc", &m.Cc}} {
+		list, warns := parseAddressList(strings.ToLower(f.name), headerJoin(h, f.name), p.charset)
+		*f.dst = list
+		for _, w := range warns {
+			m.warn("%s", w)
+		}
+	}
+
+	if ids := parseMessageIDs(h.Get("Message-Id")); len(ids) > 0 {
+		m.MessageID = ids[0]
+	}
+	m.InReplyTo = parseMessageIDs(strings.Join(h.Values("In-Reply-To"), " "))
+	m.References = parseMessageIDs(strings.Join(h.Values("References"), " "))
+
+	switch v := h.Get("Date"); {
+	case strings.TrimSpace(v) == "":
+		m.warn("date: header missing")
+	default:
+		if t, ok := parseDate(v); ok {
+			m.Date = &t
+		} else {
+			m.warn("date: unparseable %q", toUTF8(v, ""))
+		}
+	}
+}
+
+// headerJoin joins repeated header fields (some mailers send two To:).
+func headerJoin(h textproto.MIMEHeader, name string) string {
+	vs := h.Values(name)
+	if len(vs) <= 1 {
+		return h.Get(name)
+	}
+	return strings.Join(vs, ", ")
+}
+
+// declaredCharset returns the first charset declared on the root or a
+// text part, used to read raw 8-bit header bytes.
+func declaredCharset(root *enmime.Part) string {
+	var cs string
+	_ = root.DepthMatchFirst(func(p *enmime.Part) bool {
+		if p.Charset != "" && !strings.EqualFold(p.Charset, "us-ascii") {
+			cs = p.Charset
+			if p.OrigCharset != "" {
+				cs = p.OrigCharset
+			}
+			return true
+		}
+		return false
+	})
+	return cs
+}
+
+// generateID gives a message without Message-ID a stable one, derived
+// from the header fields that identify it and the body (trace fields
+// such as Received are left out so that two deliveries of the same
+// message get the same ID).
+func (p *parser) generateID(body []byte) {
+	if p.m.MessageID != "" {
+		return
+	}
+	h := sha256.New()
+	for _, name := range []string{"From", "To", "Cc", "Subject", "Date", "In-Reply-To", "References"} {
+		for _, v := range p.root.Header.Values(name) {
+			fmt.Fprintf(h, "%s: %s\n", name, strings.Join(strings.Fields(v), " "))
+		}
+	}
+	h.Write([]byte{0})
+	if i := headerEnd(body); i >= 0 {
+		h.Write(body[i:])
+	}
+	p.m.MessageID = hex.EncodeToString(h.Sum(nil))[:40] + "@deskmail.invalid"
+	p.m.GeneratedID = true
+	p.m.warn("message-id: missing, generated %s", p.m.MessageID)
+}
+
+// headerEnd returns the offset of the body (after the blank line) or -1.
+func headerEnd(b []byte) int {
+	if i := bytes.Index(b, []byte("\n\n")); i >= 0 {
+		if j := bytes.Index(b, []byte("\n\r\n")); j >= 0 && j < i {
+			return j + 3
+		}
+		return i + 2
+	}
+	if j := bytes.Index(b, []byte("\n\r\n")); j >= 0 {
+		return j + 3
+	}
+	return -1
+}
+
+// collectPartErrors copies enmime's per-part problems into Warnings.
+func (p *parser) collectPartErrors() {
+	_ = p.root.DepthMatchAll(func(part *enmime.Part) bool {
+		for _, e := range part.Errors {
+			if e.Name == enmime.ErrorMissingContentType && part == p.root {
+				continue // plain RFC 822 mail needs none
+			}
+			p.m.warn("mime: %s: %s", e.Name, toUTF8(e.Detail, ""))
+		}
+		return false
+	})
+}
+
+// body walks the MIME tree and fills Text, HTML and Attachments.
+func (p *parser) body() {
+	w := &walker{p: p}
+	w.walk(p.root, 0)
+	m := p.m
+	m.Text = strings.Join(w.texts, "\n\n")
+	p.rawHTML = strings.Join(w.htmls, "\n")
+	if p.rawHTML != "" {
+		m.HTML = sanitizeHTML(p.rawHTML)
+		if strings.TrimSpace(m.Text) == "" {
+			m.Text = htmlToText(p.rawHTML)
+		}
+	}
+	m.Attachments = p.attachments(w.atts)
+}
+
+// walker sorts the leaves of a MIME tree into body text, body HTML and
+// attachments.
+type walker struct {
+	p     *parser
+	texts []string
+	htmls []string
+	atts  []*enmime.Part
+}
+
+// maxDepth bounds recursion over hostile nesting.
+const maxDepth = 64
+
+func (w *walker) walk(part *enmime.Part, depth int) {
+	if part == nil || depth > maxDepth {
+		return
+	}
+	if part.FirstChild != nil {
+		if part.ContentType == "multipart/alternative" {
+			w.alternative(part, depth)
+			return
+		}
+		for c := part.FirstChild; c != nil; c = c.NextSibling {
+			w.walk(c, depth+1)
+		}
+		return
+	}
+	switch bodyKind(part) {
+	case "text":
+		if t := w.p.partText(part); strings.TrimSpace(t) != "" {
+			w.texts = append(w.texts, t)
+		}
+	case "html":
+		w.htmls = append(w.htmls, w.p.partText(part))
+	case "skip":
+	default:
+		w.atts = append(w.atts, part)
+	}
+}
+
+// alternative picks the text/plain alternative for Text and the last
+// HTML-bearing alternative for HTML (RFC 2046 5.1.4: the last is
+// preferred). Attachments of the chosen alternatives are kept, as are
+// non-body alternatives such as text/calendar invitations.
+func (w *walker) alternative(part *enmime.Part, depth int) {
+	var textSub, htmlSub *walker
+	var others []*walker
+	for c := part.FirstChild; c != nil; c = c.NextSibling {
+		if c.FirstChild == nil && altVariant(c.ContentType) {
+			continue
+		}
+		sub := &walker{p: w.p}
+		sub.walk(c, depth+1)
+		switch {
+		case len(sub.htmls) > 0:
+			if htmlSub != nil && htmlSub != textSub {
+				others = append(others, &walker{atts: htmlSub.atts})
+			}
+			htmlSub = sub
+			if textSub == nil && len(sub.texts) > 0 {
+				textSub = sub
+			}
+		case len(sub.texts) > 0 && textSub == nil:
+			textSub = sub
+		default:
+			others = append(others, &walker{atts: sub.atts})
+		}
+	}
+	seen := map[*enmime.Part]bool{}
+	for _, s := range append([]*walker{textSub, htmlSub}, others...) {
+		if s == nil {
+			continue
+		}
+		for _, a := range s.atts {
+			if !seen[a] {
+				seen[a] = true
+				w.atts = append(w.atts, a)
+			}
+		}
+	}
+	if textSub != nil {
+		w.texts = append(w.texts, textSub.texts...)
+	}
+	if htmlSub != nil {
+		w.htmls = append(w.htmls, htmlSub.htmls...)
+	}
+}
+
+// altVariant reports body renderings that an alternative may carry
+// besides text and HTML and that deskmail does not use.
+func altVariant(ct string) bool {
+	switch ct {
+	case "text/watch-html", "text/enriched", "text/richtext", "text/x-amp-html":
+		return true
+	}
+	return false
+}
+
+// bodyKind says whether a leaf part is body text ("text"), body HTML
+// ("html"), to be ignored ("skip") or an attachment ("").
+func bodyKind(p *enmime.Part) string {
+	if strings.EqualFold(p.Disposition, "attachment") || p.FileName != "" {
+		if len(p.Content) == 0 && p.FileName == "" {
+			return "skip"
+		}
+		return ""
+	}
+	switch ct := p.ContentType; {
+	case ct == "text/plain", ct == "":
+		return "text"
+	case ct == "text/html":
+		return "html"
+	case strings.HasPrefix(ct, "multipart/"):
+		// A multipart without children: either its boundary was
+		// missing (the content is the body) or it was empty.
+		if len(bytes.TrimSpace(p.Content)) > 0 {
+			return "text"
+		}
+		return "skip"
+	}
+	if len(p.Content) == 0 {
+		return "skip"
+	}
+	return ""
+}
+
+// partText returns the decoded text of a body part as valid UTF-8 with
+// LF line ends, reflowed when it is format=flowed.
+func (p *parser) partText(part *enmime.Part) string {
+	b := part.Content
+	s := ""
+	switch {
+	case utf8.Valid(b):
+		s = string(b)
+	case part.Charset != "":
+		if out, ok := decodeCharset(part.Charset, b); ok && utf8.ValidString(out) {
+			s = out
+		} else {
+			s = toUTF8(string(b), "")
+		}
+	default:
+		s = toUTF8(string(b), "")
+	}
+	if cs := strings.ToLower(part.Charset); cs == "us-ascii" || cs == "ascii" || cs == "" {
+		s = fixDeclaredASCII(s)
+	}
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	s = strings.ReplaceAll(s, "\x00", "")
+	if part.ContentType == "text/plain" || part.ContentType == "" {
+		if _, params, _, err := mediatype.Parse(part.Header.Get("Content-Type")); err == nil &&
+			strings.EqualFold(params["format"], "flowed") {
+			s = decodeFlowed(s, strings.EqualFold(params["delsp"], "yes"))
+		}
+	}
+	return s
+}
+
+// fixDeclaredASCII repairs text declared US-ASCII that holds 8-bit
+// data. enmime read it as Windows-1252, which is reversible: the bytes
+// are recovered and read as UTF-8 when valid (the common mislabel), or
+// in the charset chardet is confident about.
+func fixDeclaredASCII(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return s
+	}
+	b, err := charmap.Windows1252.NewEncoder().Bytes([]byte(s))
+	if err != nil {
+		return s
+	}
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	res, err := chardet.NewTextDetector().DetectBest(b)
+	if err != nil || res == nil || res.Confidence < 85 {
+		return s
+	}
+	if out, ok := decodeCharset(res.Charset, b); ok && utf8.ValidString(out) {
+		return out
+	}
+	return s
+}
+
+// visibleReply composes reply_text: when the HTML marks its quoted
+// history, the trimmed HTML decides; otherwise the plain text does.
+func visibleReply(rawHTML, text string) string {
+	if rawHTML != "" {
+		if trimmed, removed := reply.TrimHTML(rawHTML); removed {
+			return reply.TrimText(htmlToText(trimmed))
+		}
+	}
+	return reply.TrimText(text)
+}
+
+var cidRef = regexp.MustCompile(`(?i)cid:([^"'\s>)]+)`)
+
+// attachments turns attachment parts into Attachments with safe names.
+func (p *parser) attachments(parts []*enmime.Part) []Attachment {
+	out := make([]Attachment, 0, len(parts))
+	cids := map[string]bool{}
+	for _, m := range cidRef.FindAllStringSubmatch(p.rawHTML, -1) {
+		cids[strings.ToLower(m[1])] = true
+	}
+	used := map[string]int{}
+	for _, part := range parts {
+		a := Attachment{
+			ContentType:      strings.ToLower(part.ContentType),
+			Content:          part.Content,
+			Size:             len(part.Content),
+			ContentID:        contentID(part.Header.Get("Content-Id")),
+			OriginalFilename: strings.ToValidUTF8(part.FileName, "\uFFFD"),
+		}
+		if a.ContentType == "" {
+			a.ContentType = "application/octet-stream"
+		}
+		if a.OriginalFilename == "" || strings.Contains(a.OriginalFilename, "\uFFFD") {
+			if n := rfc2231Name(part.Header); n != "" {
+				a.OriginalFilename = n
+			}
+		}
+		disp := strings.ToLower(part.Disposition)
+		switch {
+		case disp == "inline":
+			a.Inline = true
+		case disp == "attachment":
+		case a.ContentID != "" && (strings.HasPrefix(a.ContentType, "image/") ||
+			(part.Parent != nil && part.Parent.ContentType == "multipart/related")):
+			a.Inline = true
+		}
+		if a.ContentID != "" && cids[strings.ToLower(a.ContentID)] && disp != "attachment" {
+			a.Inline = true
+		}
+		a.Filename = SafeFilename(a.OriginalFilename)
+		if a.ContentType == "message/rfc822" || a.ContentType == "message/global" {
+			if a.Filename == "" {
+				a.Filename = SafeFilename(embeddedSubject(part.Content))
+			}
+			if a.Filename == "" {
+				a.Filename = "forwarded-message"
+			}
+			if !strings.HasSuffix(strings.ToLower(a.Filename), ".eml") {
+				a.Filename = truncateFilename(a.Filename, maxFilenameBytes-4) + ".eml"
+			}
+		}
+		if a.Filename == "" {
+			a.Filename = "attachment" + extensionFor(a.ContentType)
+			if n := used[a.Filename]; n > 0 {
+				a.Filename = fmt.Sprintf("attachment-%d%s", n+1, extensionFor(a.ContentType))
+			}
+			used["attachment"+extensionFor(a.ContentType)]++
+		}
+		if a.Filename != a.OriginalFilename && a.OriginalFilename != "" {
+			p.m.warn("attachment: file name %q made safe as %q", a.OriginalFilename, a.Filename)
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// contentID strips the angle brackets and blanks of a Content-ID.
+func contentID(v string) string {
+	v = strings.TrimSpace(v)
+	v = strings.TrimPrefix(v, "<")
+	v = strings.TrimSuffix(v, ">")
+	return strings.TrimSpace(v)
+}
+
+// embeddedSubject returns the decoded Subject of an attached message.
+func embeddedSubject(b []byte) string {
+	h, err := enmime.ReadHeader(bufio.NewReader(bytes.NewReader(b)), nopCollector{})
+	if err != nil || h == nil {
+		return ""
+	}
+	return decodeHeader(h.Get("Subject"), "")
+}
+
+var rfc2231Param = regexp.MustCompile(`(?i)\b(?:file)?name\*(?:0\*?)?\s*=\s*"?([A-Za-z0-9_.:-]+)'[^']*'([^";\s]*)`)
+
+// rfc2231Name decodes an RFC 2231 extended file name in a charset the
+// standard library does not handle (it only knows UTF-8 and US-ASCII),
+// such as filename*=iso-8859-1”caf%E9.txt. Continuations with
+// percent-encoding (name*0*=, name*1*=) are joined first.
+func rfc2231Name(h textproto.MIMEHeader) string {
+	for _, field := range []string{"Content-Disposition", "Content-Type"} {
+		v := h.Get(field)
+		m := rfc2231Param.FindStringSubmatch(v)
+		if m == nil {
+			continue
+		}
+		cs, enc := m[1], m[2]
+		// Join continuations name*1*=..., name*2*=...
+		for i := 1; i < 100; i++ {
+			re := regexp.MustCompile(fmt.Sprintf(`(?i)\b(?:file)?name\*%d\*?\s*=\s*"?([^";\s]*)`, i))
+			c := re.FindStringSubmatch(v)
+			if c == nil {
+				break
+			}
+			enc += c[1]
+		}
+		raw, err := percentDecode(enc)
+		if err != nil {
+			continue
+		}
+		if out, ok := decodeCharset(cs, raw); ok {
+			return strings.ToValidUTF8(out, "\uFFFD")
+		}
+	}
+	return ""
+}
+
+func percentDecode(s string) ([]byte, error) {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			v, err := hex.DecodeString(s[i+1 : i+3])
+			if err != nil {
+				return nil, fmt.Errorf("bad escape %q: %w", s[i:i+3], err)
+			}
+			out = append(out, v[0])
+			i += 2
+			continue
+		}
+		out = append(out, s[i])
+	}
+	return out, nil
+}
