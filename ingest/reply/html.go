@@ -147,7 +147,7 @@ func isCutElement(n *html.Node) bool {
 			return true
 		}
 	case atom.Hr:
-		if next := nextElement(n); next != nil && startsWithHeader(next) {
+		if headerFollows(n) {
 			return true
 		}
 		if id(n) == "zwchr" || id(n) == "stopspelling" {
@@ -173,11 +173,24 @@ func nextElement(n *html.Node) *html.Node {
 	return nil
 }
 
+// headerFollows reports whether the siblings after n start with a
+// "From:" header block.
+func headerFollows(n *html.Node) bool {
+	var b strings.Builder
+	for s := n.NextSibling; s != nil && b.Len() < 600; s = s.NextSibling {
+		b.WriteString(textOf(s, 600))
+	}
+	return headerText(b.String())
+}
+
 // startsWithHeader reports whether the text of n starts with a "From:"
 // header line (in any supported language) and holds another header
 // key further on.
 func startsWithHeader(n *html.Node) bool {
-	txt := textOf(n, 600)
+	return headerText(textOf(n, 600))
+}
+
+func headerText(txt string) bool {
 	key, _, ok := headerKey(strings.TrimSpace(txt))
 	if !ok || !headerFrom[key] {
 		return false
@@ -330,7 +343,7 @@ func (t *trimmer) removeTrailingQuotes(doc *html.Node) bool {
 				count++
 				return
 			}
-			if isQuoteElement(n) {
+			if isQuoteElement(n) || n.DataAtom == atom.Blockquote && attributionLineBefore(n) {
 				spans = append(spans, quoteSpan{n, count})
 				return
 			}
@@ -379,13 +392,41 @@ func attributionBefore(n *html.Node) *html.Node {
 				continue
 			}
 		}
-		txt := strings.Join(strings.Fields(textOf(s, 3*maxLine)), " ")
-		if txt != "" && attributionEnd(strings.ToLower(txt), true) {
+		raw := textOf(s, 3*maxLine)
+		lines := 0
+		for _, l := range strings.Split(raw, "\n") {
+			if strings.TrimSpace(l) != "" {
+				lines++
+			}
+		}
+		// Only a node that holds nothing but the attribution goes; a
+		// paragraph that ends with one keeps it, for TrimText to cut.
+		txt := strings.Join(strings.Fields(raw), " ")
+		if lines <= 3 && txt != "" && attributionEnd(strings.ToLower(txt), true) {
 			return s
 		}
 		return nil
 	}
 	return nil
+}
+
+// attributionLineBefore reports whether the text right above n ends
+// with an attribution line (Yandex and Mail.ru quote with a bare
+// <blockquote> below "26.06.2014, 14:41, "Alex" <a@x>:").
+func attributionLineBefore(n *html.Node) bool {
+	for s := n.PrevSibling; s != nil; s = s.PrevSibling {
+		if s.Type == html.CommentNode || s.Type == html.TextNode && strings.TrimSpace(s.Data) == "" ||
+			s.Type == html.ElementNode && s.DataAtom == atom.Br {
+			continue
+		}
+		txt := strings.TrimSpace(textOf(s, 4096))
+		if i := strings.LastIndexByte(txt, '\n'); i >= 0 {
+			txt = txt[i+1:]
+		}
+		txt = strings.Join(strings.Fields(txt), " ")
+		return txt != "" && attributionEnd(strings.ToLower(txt), false)
+	}
+	return false
 }
 
 // visibleRunes counts the non-space runes of s.

@@ -30,7 +30,8 @@ var headerOther = map[string]bool{
 	"reply-to": true, "sent by": true,
 	// French
 	"envoyé": true, "envoye": true, "à": true, "a": true, "objet": true, "cci": true,
-	"répondre à": true, "date d'envoi": true,
+	"répondre à": true, "date d'envoi": true, "message du": true, "copie à": true,
+	"sujet": true, "copie": true, "envoyé le": true,
 	// German
 	"gesendet": true, "datum": true, "an": true, "betreff": true, "kopie": true,
 	// Spanish, Portuguese
@@ -69,7 +70,7 @@ var separatorPhrases = map[string]bool{
 	"oorspronkelijk bericht": true, "origineel bericht": true,
 	"wiadomość oryginalna": true, "oryginalna wiadomość": true,
 	"ursprungligt meddelande": true, "opprinnelig melding": true,
-	"oprindelig meddelelse": true, "alkuperäinen viesti": true,
+	"oprindelig meddelelse": true, "oprindelig besked": true, "original meddelelse": true, "alkuperäinen viesti": true,
 	"исходное сообщение": true, "оригинальное сообщение": true,
 	"mensagem original": true, "původní zpráva": true, "eredeti üzenet": true,
 	"原始邮件": true, "原始郵件": true, "元のメッセージ": true, "reply message": true,
@@ -98,7 +99,7 @@ var attributionVerbs = []string{
 	"wrote", "writes", "a écrit", "a ecrit", "schrieb", "hat geschrieben",
 	"escribió", "escribio", "ha escrito", "ha scritto", "scrisse", "escreveu",
 	"schreef", "geschreven", "napisał", "napisała", "napisał(a)", "napisal",
-	"napisala", "skrev", "skrev følgende", "kirjoitti", "написал", "написала",
+	"napisala", "pisze", "skrev", "пише", "писал", "написал(а) следующее", "skrev følgende", "kirjoitti", "написал", "написала",
 	"написал(а)", "написав", "написала(а)", "написав(ла)", "пишет", "írta",
 	"έγραψε", "yazdı", "napsal", "napísal", "a scris", "写道", "寫道",
 	"のメッセージ", "wrote the following",
@@ -174,16 +175,33 @@ func isBlank(s string) bool {
 	return len(s) <= maxLine
 }
 
-// isQuoted reports whether a line is part of a ">" quote.
+// isQuoted reports whether a line is part of a quote: "> text", the
+// Supercite style "Name> text" and the "| text" some clients use (but
+// not a Markdown table row, which ends with "|").
 func isQuoted(s string) bool {
-	for i := 0; i < len(s) && i < 8; i++ {
-		switch s[i] {
-		case ' ', '\t':
-			continue
-		case '>':
+	i := 0
+	for i < len(s) && i < 8 && (s[i] == ' ' || s[i] == '\t') {
+		i++
+	}
+	if i >= len(s) {
+		return false
+	}
+	switch c := s[i]; {
+	case c == '>':
+		return true
+	case c == '|':
+		if i+1 == len(s) {
 			return true
 		}
-		return false
+		t := strings.TrimRight(s, " \t")
+		return (s[i+1] == ' ' || s[i+1] == '|') && !strings.HasSuffix(t, "|") || t == "|"
+	case c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z':
+		// Supercite: up to ten ASCII letters, then ">".
+		j := i
+		for j < len(s) && j-i <= 10 && (s[j] >= 'A' && s[j] <= 'Z' || s[j] >= 'a' && s[j] <= 'z') {
+			j++
+		}
+		return j < len(s) && j-i <= 10 && s[j] == '>' && (j+1 == len(s) || s[j+1] == ' ' || s[j+1] == '>')
 	}
 	return false
 }
@@ -234,6 +252,31 @@ func sigDelimiter(s string) sigKind {
 	return sigNone
 }
 
+// nameSignature reports whether a line is a "-Name" sign-off such as
+// "-Abhishek Kona": a dash glued to one to four capitalised words.
+func nameSignature(s string) bool {
+	t := strings.TrimSpace(bounded(s))
+	if len(t) < 3 || len(t) > 48 || t[0] != '-' {
+		return false
+	}
+	t = t[1:]
+	r, _ := utf8.DecodeRuneInString(t)
+	if !unicode.IsUpper(r) {
+		return false
+	}
+	f := strings.Fields(t)
+	if len(f) > 4 {
+		return false
+	}
+	for _, w := range f {
+		r, _ := utf8.DecodeRuneInString(w)
+		if !unicode.IsUpper(r) && !strings.HasSuffix(w, ".") {
+			return false
+		}
+	}
+	return true
+}
+
 // headerKey splits a "Key: value" line and returns the lower-cased key
 // and the value. Outlook's Markdown-ish "*From:* x" and French "De : x"
 // are accepted. ok is false when the line has no key.
@@ -277,13 +320,13 @@ func headerClass(s string) int {
 }
 
 // separatorPhrase reports whether s is an "-----Original Message-----"
-// or forwarded-message separator line.
-func separatorPhrase(s string) bool {
+// or forwarded-message separator line, and whether it is decorated with
+// rule characters (rather than only ending with a colon).
+func separatorPhrase(s string) (sep, decorated bool) {
 	t := strings.TrimSpace(bounded(s))
 	if len(t) < 4 || len(t) > 120 {
-		return false
+		return false, false
 	}
-	decorated := false
 	inner := strings.TrimLeftFunc(t, func(r rune) bool {
 		if r == '-' || r == '_' || r == '=' || r == '*' || r == '~' || r == '–' || r == '—' {
 			decorated = true
@@ -304,10 +347,10 @@ func separatorPhrase(s string) bool {
 		return r == ' ' || r == '\t' || r == '\u00a0'
 	})
 	if !decorated && !colon {
-		return false
+		return false, false
 	}
 	p := strings.ToLower(strings.Join(strings.Fields(inner), " "))
-	return separatorPhrases[p]
+	return separatorPhrases[p], decorated
 }
 
 // hasDigit reports whether s contains an ASCII digit.
@@ -352,14 +395,48 @@ func attributionEnd(s string, loose bool) bool {
 			}
 		}
 	}
+	// "Op 12 dec. 2016 19:05 schreef X <x@y>:", "Max <m@x> schrieb am
+	// Fr., 28. Apr. 2017 um 11:53 Uhr:": the verb is followed by the
+	// name, or by the date.
+	if colon && dated {
+		for _, v := range attributionVerbs {
+			if k := strings.Index(t, " "+v+" "); k >= 0 {
+				rest := t[k+len(v)+2:]
+				if strings.Contains(t, "@") || len(strings.Fields(rest)) <= 8 {
+					return true
+				}
+			}
+		}
+	}
+	if gmailISODate(t) {
+		return true
+	}
 	// Gmail's verb-less header in some locales:
 	// "ср, 30 апр. 2025 г. в 15:19, John Doe <doe@example.com>:".
+	t = strings.ReplaceAll(strings.ReplaceAll(t, "< ", "<"), " >", ">")
 	if colon && dated && strings.HasSuffix(t, ">") && strings.Contains(t, "@") {
 		if lt := strings.LastIndexByte(t, '<'); lt >= 0 && strings.Contains(t[lt:], "@") && !strings.ContainsAny(t[lt+1:len(t)-1], " \t") {
 			return hasTime(t[:lt])
 		}
 	}
 	return false
+}
+
+// gmailISODate reports whether s starts like Gmail's old attribution
+// "2016-03-03 17:21 GMT+01:00 Some One <x@y>:" or "2013/7/20 Sam <s@x>".
+func gmailISODate(s string) bool {
+	if len(s) < 12 || !isDigit(s[0]) || !isDigit(s[1]) || !isDigit(s[2]) || !isDigit(s[3]) || (s[4] != '-' && s[4] != '/') {
+		return false
+	}
+	i := 5
+	for i < len(s) && i < 12 && (isDigit(s[i]) || s[i] == '-' || s[i] == '/') {
+		i++
+	}
+	if i >= len(s) || s[i] != ' ' || len(s) > 2*maxLine {
+		return false
+	}
+	rest := s[i:]
+	return strings.Contains(rest, " gmt") || strings.Contains(rest, "@") || strings.HasSuffix(rest, ":")
 }
 
 // hasTime reports whether s holds something like "15:19", "3.45" or a
@@ -403,7 +480,19 @@ func isTrailer(s string) bool {
 		if i := strings.IndexAny(rest, ",.;!"); i >= 0 {
 			clause, tail = rest[:i], strings.TrimSpace(rest[i+1:])
 		}
-		if len(strings.Fields(clause)) > 6 || !containsAny(clause+" "+p, trailerDevices) {
+		words := len(strings.Fields(clause))
+		if words > 6 {
+			return false
+		}
+		// "Sent from my Wiko Ridge 4G": a short possessive names a
+		// device even when we do not know it.
+		if strings.HasPrefix(p, "von meinem") && !strings.Contains(t, "gesendet") {
+			return false
+		}
+		mine := strings.HasPrefix(p, "sent from my") || strings.HasPrefix(p, "envoyé de mon") ||
+			strings.HasPrefix(p, "envoyé depuis mon") || strings.HasPrefix(p, "enviado desde mi") ||
+			strings.HasPrefix(p, "enviado do meu") || strings.HasPrefix(p, "von meinem")
+		if !containsAny(clause+" "+p, trailerDevices) && !(mine && words <= 4 && tail == "") {
 			return false
 		}
 		if tail == "" || len(strings.Fields(tail)) <= 1 {

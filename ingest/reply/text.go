@@ -2,6 +2,7 @@ package reply
 
 import (
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -27,8 +28,51 @@ func TrimText(text string) string {
 		text = strings.ReplaceAll(text, "\r\n", "\n")
 		text = strings.ReplaceAll(text, "\r", "\n")
 	}
-	return trimLines(strings.Split(text, "\n"), 0)
+	return trimBody(newBody(strings.Split(text, "\n")), 0)
 }
+
+// body is a text split into lines, with each line's quote status
+// computed once.
+type body struct {
+	lines  []string
+	quoted []bool
+}
+
+// newBody classifies the lines. Besides ">" lines, a "lazy" line
+// counts as quoted: an unquoted line squeezed between two quoted
+// lines, starting in lower case, below a long quoted line that stops
+// mid-sentence. That is a quoted line some client re-wrapped without
+// its ">".
+func newBody(lines []string) *body {
+	b := &body{lines: lines, quoted: make([]bool, len(lines))}
+	for i, l := range lines {
+		b.quoted[i] = isQuoted(l)
+	}
+	for i := 1; i+1 < len(lines); i++ {
+		if b.quoted[i] || !b.quoted[i-1] || !isQuoted(lines[i-1]) || !b.quoted[i+1] {
+			continue
+		}
+		prev := strings.TrimRight(lines[i-1], " \t")
+		if len(prev) < 60 || strings.HasSuffix(prev, ".") || strings.HasSuffix(prev, "?") ||
+			strings.HasSuffix(prev, "!") || strings.HasSuffix(prev, ":") {
+			continue
+		}
+		if r, _ := utf8.DecodeRuneInString(strings.TrimLeft(lines[i], " \t")); unicode.IsLower(r) {
+			b.quoted[i] = true
+		}
+	}
+	return b
+}
+
+func (b *body) len() int { return len(b.lines) }
+
+// sub returns lines [lo, hi) as a body.
+func (b *body) sub(lo, hi int) *body {
+	return &body{lines: b.lines[lo:hi], quoted: b.quoted[lo:hi]}
+}
+
+// q reports whether line i is quoted.
+func (b *body) q(i int) bool { return b.quoted[i] }
 
 // cutKind says what ended the reply.
 type cutKind int
@@ -39,21 +83,23 @@ const (
 	cutHeaders             // an Outlook header block or a separator
 )
 
-func trimLines(lines []string, depth int) string {
-	cut, kind, bodyAt := findCut(lines)
-	reply := lines[:cut]
+func trimBody(b *body, depth int) string {
+	cut, kind, bodyAt := findCut(b)
+	reply := b.sub(0, cut)
 	reply = cutSignature(reply)
 	reply = dropTrailing(reply)
-	if out := join(reply); out != "" {
+	reply = dropLeadingQuote(reply)
+	if out := join(reply.lines); out != "" {
 		return out
 	}
-	// Nothing above the history: a bare forward or a mis-detection.
-	if kind == cutHeaders && depth < maxDepth && bodyAt < len(lines) {
-		if out := trimLines(lines[bodyAt:], depth+1); out != "" {
+	// Nothing above the history: a bare forward, a body that starts
+	// with the attribution of unquoted history, or a mis-detection.
+	if kind != cutNone && depth < maxDepth && bodyAt < b.len() {
+		if out := trimBody(b.sub(bodyAt, b.len()), depth+1); out != "" {
 			return out
 		}
 	}
-	return join(lines)
+	return join(b.lines)
 }
 
 // join returns the lines without the blank lines around them.
@@ -73,40 +119,61 @@ func join(lines []string) string {
 }
 
 // findCut returns the index of the first line of unquoted history (or
-// len(lines)), what kind of marker it is, and for header blocks the
-// index of the first line after the header (where a forwarded body
-// starts).
-func findCut(lines []string) (cut int, kind cutKind, bodyAt int) {
-	for i := 0; i < len(lines); i++ {
-		l := lines[i]
-		if isBlank(l) || isQuoted(l) || len(l) > maxLine {
+// b.len()), what kind of marker it is, and the index of the first line
+// after the marker (where a forwarded body starts).
+func findCut(b *body) (cut int, kind cutKind, bodyAt int) {
+	text := false // reply text seen above
+	for i := 0; i < b.len(); i++ {
+		l := b.lines[i]
+		if b.q(i) || len(l) > maxLine || isBlank(l) {
 			continue
 		}
-		if separatorPhrase(l) {
-			if j, ok := historyFollows(lines, i+1); ok {
+		if sep, decorated := separatorPhrase(l); sep {
+			j, ok := historyFollows(b, i+1)
+			// "-----Original Message-----" ends the reply even with no
+			// header below, unless the text above introduces it ("Outlook
+			// adds this line:"), which is a reply discussing it.
+			if ok || decorated && !introduced(b, i) {
 				return i, cutHeaders, j
 			}
 			continue
 		}
+		if text && isTrailer(l) {
+			// Mobile clients put their trailer between the reply and
+			// the history, which they often do not mark at all.
+			return i, cutAttribution, i + 1
+		}
 		if headerClass(l) > 0 {
-			if end, ok := headerBlock(lines, i); ok {
-				return separatorAbove(lines, i), cutHeaders, end
+			if end, ok := headerBlock(b, i); ok {
+				return separatorAbove(b, i), cutHeaders, end
 			}
 		}
-		if n := attributionAt(lines, i, false); n > 0 {
-			next := nextNonBlank(lines, i+n)
-			if next < len(lines) && isQuoted(lines[next]) {
+		if n := attributionAt(b, i, false); n > 0 {
+			next := nextNonBlank(b, i+n)
+			if next < b.len() && b.q(next) {
 				i += n - 1 // the header of a ">" block, handled later
 				continue
 			}
 			return i, cutAttribution, i + n
 		}
+		text = true
 	}
-	return len(lines), cutNone, len(lines)
+	return b.len(), cutNone, b.len()
 }
 
-func nextNonBlank(lines []string, i int) int {
-	for i < len(lines) && isBlank(lines[i]) {
+// introduced reports whether the last text line above i ends with a
+// colon.
+func introduced(b *body, i int) bool {
+	for j := i - 1; j >= 0 && j >= i-3; j-- {
+		if t := strings.TrimSpace(bounded(b.lines[j])); t != "" {
+			return strings.HasSuffix(t, ":")
+		}
+	}
+	return false
+}
+
+func nextNonBlank(b *body, i int) int {
+	for i < b.len() && isBlank(b.lines[i]) {
 		i++
 	}
 	return i
@@ -114,22 +181,22 @@ func nextNonBlank(lines []string, i int) int {
 
 // historyFollows reports whether quoted history starts within a few
 // lines below a separator, and where its body starts.
-func historyFollows(lines []string, i int) (int, bool) {
+func historyFollows(b *body, i int) (int, bool) {
 	seen := 0
-	for ; i < len(lines) && seen < 4; i++ {
-		l := lines[i]
+	for ; i < b.len() && seen < 4; i++ {
+		l := b.lines[i]
 		if isBlank(l) {
 			continue
 		}
 		seen++
-		if isQuoted(l) {
+		if b.q(i) {
 			return i, true
 		}
 		if headerClass(l) > 0 {
-			end, _ := headerRun(lines, i)
+			end, _ := headerRun(b, i)
 			return end, true
 		}
-		if attributionAt(lines, i, false) > 0 {
+		if attributionAt(b, i, false) > 0 {
 			return i, true
 		}
 	}
@@ -140,13 +207,13 @@ func historyFollows(lines []string, i int) (int, bool) {
 // after the block (blank lines skipped) and a bitmask of what was
 // seen: 1 another key, 2 a sender key. Continuation lines (a wrapped
 // value) are allowed, two in a row at most; a blank line ends the run.
-func headerRun(lines []string, i int) (end, seen int) {
+func headerRun(b *body, i int) (end, seen int) {
 	cont := 0
 	count := 0
 	j := i
-	for ; j < len(lines) && j < i+16; j++ {
-		l := lines[j]
-		if isBlank(l) || isQuoted(l) {
+	for ; j < b.len() && j < i+16; j++ {
+		l := b.lines[j]
+		if b.q(j) || isBlank(l) {
 			break
 		}
 		if c := headerClass(l); c > 0 {
@@ -164,24 +231,24 @@ func headerRun(lines []string, i int) (end, seen int) {
 	if count < 2 {
 		seen = 0
 	}
-	return nextNonBlank(lines, end), seen
+	return nextNonBlank(b, end), seen
 }
 
 // headerBlock reports whether an Outlook-style header block starts at
 // i: at least two header lines, one of them naming the sender.
-func headerBlock(lines []string, i int) (end int, ok bool) {
-	end, seen := headerRun(lines, i)
+func headerBlock(b *body, i int) (end int, ok bool) {
+	end, seen := headerRun(b, i)
 	return end, seen == 3
 }
 
 // separatorAbove moves a cut at i up over a rule line ("_____",
 // "-----") directly above it, blank lines in between allowed.
-func separatorAbove(lines []string, i int) int {
+func separatorAbove(b *body, i int) int {
 	j := i - 1
-	for j >= 0 && isBlank(lines[j]) {
+	for j >= 0 && isBlank(b.lines[j]) {
 		j--
 	}
-	if j >= 0 && isSeparatorOnly(lines[j]) {
+	if j >= 0 && isSeparatorOnly(b.lines[j]) {
 		return j
 	}
 	return i
@@ -189,24 +256,22 @@ func separatorAbove(lines []string, i int) int {
 
 // attributionAt returns how many lines (1 to 3) starting at i form a
 // quote attribution, or 0.
-func attributionAt(lines []string, i int, loose bool) int {
-	first := lines[i]
-	if len(first) > maxLine || isBlank(first) || isQuoted(first) {
+func attributionAt(b *body, i int, loose bool) int {
+	first := b.lines[i]
+	if b.q(i) || len(first) > maxLine || isBlank(first) {
 		return 0
 	}
-	var b strings.Builder
-	for n := 1; n <= 3 && i+n-1 < len(lines); n++ {
-		l := lines[i+n-1]
+	var sb strings.Builder
+	for n := 1; n <= 3 && i+n-1 < b.len(); n++ {
+		l := b.lines[i+n-1]
 		if n > 1 {
-			if isBlank(l) || isQuoted(l) || len(l) > maxLine {
+			if isBlank(l) || len(l) > maxLine || b.q(i+n-1) && !closesAddress(sb.String(), l) {
 				return 0
 			}
-			b.WriteByte(' ')
+			sb.WriteByte(' ')
 		}
-		b.WriteString(strings.TrimSpace(l))
-		s := b.String()
-		// An attribution ends with a colon or a verb; look no further
-		// than its end.
+		sb.WriteString(strings.TrimSpace(l))
+		s := sb.String()
 		if attributionEnd(strings.ToLower(s), loose) {
 			return n
 		}
@@ -217,41 +282,58 @@ func attributionAt(lines []string, i int, loose bool) int {
 	return 0
 }
 
+// closesAddress reports whether l is the ">:" or "> wrote:" that ends
+// an address wrapped after its "<" (it looks like a quoted line).
+func closesAddress(prev, l string) bool {
+	t := strings.TrimSpace(l)
+	return len(t) <= 24 && strings.HasSuffix(t, ":") &&
+		strings.LastIndexByte(prev, '<') > strings.LastIndexByte(prev, '>')
+}
+
 // mayContinue reports whether a line could be the first part of a
-// wrapped attribution: it starts like one and does not end a sentence.
+// wrapped attribution: it starts like one and does not end a sentence
+// (a short abbreviation such as "Apr." or "28." may end it).
 func mayContinue(s string) bool {
-	if s == "" || strings.HasSuffix(s, ".") || strings.HasSuffix(s, "?") || strings.HasSuffix(s, "!") {
+	if s == "" || strings.HasSuffix(s, "?") || strings.HasSuffix(s, "!") {
 		return false
+	}
+	if strings.HasSuffix(s, ".") {
+		f := strings.Fields(s)
+		if w := f[len(f)-1]; utf8.RuneCountInString(w) > 6 {
+			return false
+		}
 	}
 	return hasDigit(s) || strings.Contains(s, "@") || strings.HasSuffix(s, "<")
 }
 
 // cutSignature removes a signature block: from the first delimiter
 // line that has reply text above it.
-func cutSignature(lines []string) []string {
+func cutSignature(b *body) *body {
 	text := false
-	for i, l := range lines {
-		if isBlank(l) {
-			continue
-		}
-		if isQuoted(l) {
+	for i, l := range b.lines {
+		if b.q(i) || isBlank(l) {
 			continue
 		}
 		if k := sigDelimiter(l); k != sigNone && text {
-			if k == sigStrict || unquotedBelow(lines[i+1:]) <= maxSigLines {
-				return lines[:i]
+			if k == sigStrict || unquotedBelow(b, i+1) <= maxSigLines {
+				return b.sub(0, i)
 			}
 			continue
 		}
+		if k := nameSignature(l); k && text && unquotedBelow(b, i+1) <= 4 {
+			return b.sub(0, i)
+		}
 		text = true
 	}
-	return lines
+	return b
 }
 
-func unquotedBelow(lines []string) int {
+// unquotedBelow counts the non-blank unquoted lines from line i on,
+// stopping after maxSigLines+1.
+func unquotedBelow(b *body, i int) int {
 	n := 0
-	for _, l := range lines {
-		if !isBlank(l) && !isQuoted(l) {
+	for ; i < b.len(); i++ {
+		if !b.q(i) && !isBlank(b.lines[i]) {
 			n++
 			if n > maxSigLines {
 				break
@@ -261,27 +343,24 @@ func unquotedBelow(lines []string) int {
 	return n
 }
 
-// dropTrailing removes, from the bottom up, blank lines, ">" quotes and
+// dropTrailing removes, from the bottom up, blank lines, quotes and
 // their attribution, rule lines and mobile trailers.
-func dropTrailing(lines []string) []string {
-	end := len(lines)
+func dropTrailing(b *body) *body {
+	end := b.len()
 	quoteBelow := false
 	for end > 0 {
-		l := lines[end-1]
+		l := b.lines[end-1]
 		switch {
-		case isBlank(l), isSeparatorOnly(l):
-			end--
-			continue
-		case isQuoted(l):
+		case b.q(end - 1):
 			end--
 			quoteBelow = true
 			continue
-		case isTrailer(l):
+		case isBlank(l), isSeparatorOnly(l), isTrailer(l):
 			end--
 			continue
 		}
 		if quoteBelow {
-			if n := attributionEndingAt(lines, end, true); n > 0 {
+			if n := attributionEndingAt(b, end, true); n > 0 {
 				end -= n
 				quoteBelow = false
 				continue
@@ -289,14 +368,50 @@ func dropTrailing(lines []string) []string {
 		}
 		break
 	}
-	return lines[:end]
+	return b.sub(0, end)
+}
+
+// dropLeadingQuote removes an attributed quote at the top of a
+// bottom-posted reply: "On … wrote:", a ">" block, then reply text with
+// no further quote. An unattributed leading quote is kept (it may be a
+// quotation the writer typed), and so is the first quote of an
+// interleaved reply.
+func dropLeadingQuote(b *body) *body {
+	i := nextNonBlank(b, 0)
+	if i >= b.len() {
+		return b
+	}
+	n := attributionAt(b, i, true)
+	if n == 0 {
+		return b
+	}
+	j := nextNonBlank(b, i+n)
+	if j >= b.len() || !b.q(j) {
+		return b
+	}
+	for j < b.len() && (b.q(j) || isBlank(b.lines[j])) {
+		j++
+	}
+	if j == b.len() {
+		return b
+	}
+	for k := j; k < b.len(); k++ {
+		if b.q(k) {
+			return b
+		}
+	}
+	return b.sub(j, b.len())
 }
 
 // attributionEndingAt returns how many lines (1 to 3) ending just
-// before end form an attribution, or 0.
-func attributionEndingAt(lines []string, end int, loose bool) int {
-	for n := 1; n <= 3 && end-n >= 0; n++ {
-		if attributionAt(lines, end-n, loose) == n {
+// before end form an attribution, or 0. The longest match wins, and an
+// attribution may run on into the lines below end (a wrapped ">:").
+func attributionEndingAt(b *body, end int, loose bool) int {
+	for n := 3; n >= 1; n-- {
+		if end-n < 0 {
+			continue
+		}
+		if k := attributionAt(b, end-n, loose); k >= n {
 			return n
 		}
 	}
