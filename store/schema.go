@@ -258,4 +258,11 @@ CREATE TABLE oauth_tokens (
 	updated_at TEXT NOT NULL
 );
 `,
+	// 2: settings kept with the data (the generated token secret).
+	`
+CREATE TABLE settings (
+	key TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
+`,
 }

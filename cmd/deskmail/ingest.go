@@ -2,10 +2,112 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
+	"flag"
+	"fmt"
 	"io"
+	"os"
+	"time"
+
+	"github.com/deskmail/deskmail/ingest"
 )
 
+// ingestBatch is how many files one transaction takes.
+const ingestBatch = 256
+
 func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	return errors.New("not implemented yet")
+	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
+	db := fs.String("db", "", "SQLite database `PATH` (created if missing)")
+	cfgPath := fs.String("config", "", "configuration `FILE` (default: built-in defaults; the first To address is the support address)")
+	files, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if *db == "" && *cfgPath == "" {
+		return fmt.Errorf("%w: --db PATH is required", errUsage)
+	}
+	if len(files) == 0 {
+		files = []string{"-"}
+	}
+	rt, err := openRuntime(ctx, *cfgPath, *db, *cfgPath == "", stderrLogger())
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+
+	enc := json.NewEncoder(stdout)
+	failed := 0
+	var batch []ingest.Raw
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		results, err := rt.pipeline.Ingest(ctx, batch)
+		for _, res := range results {
+			if res.Err != nil {
+				failed++
+				fmt.Fprintf(stderr, "deskmail ingest: %s: %v\n", res.Name, res.Err)
+				continue
+			}
+			if err := enc.Encode(res); err != nil {
+				return err
+			}
+		}
+		batch = batch[:0]
+		if err != nil && len(results) == 0 {
+			return err
+		}
+		return nil
+	}
+	for _, name := range files {
+		data, arrived, err := readInput(name, stdin)
+		if err != nil {
+			failed++
+			fmt.Fprintf(stderr, "deskmail ingest: %v\n", err)
+			continue
+		}
+		batch = append(batch, ingest.Raw{Data: data, Source: ingest.SourcePipe, Name: name,
+			Envelope: ingest.Envelope{ReceivedAt: arrived}})
+		if len(batch) >= ingestBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d messages were not stored", failed, len(files))
+	}
+	return nil
+}
+
+// readInput reads a file ("-" is stdin) and returns its bytes and the
+// time it arrived (now: files are read as they are handed over).
+func readInput(name string, stdin io.Reader) ([]byte, time.Time, error) {
+	if name == "-" {
+		b, err := io.ReadAll(stdin)
+		if err != nil {
+			return nil, time.Time{}, fmt.Errorf("stdin: %w", err)
+		}
+		return b, time.Now(), nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	if st.IsDir() {
+		return nil, time.Time{}, fmt.Errorf("%s: is a directory", name)
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("%s: %w", name, err)
+	}
+	return b, time.Now(), nil
 }

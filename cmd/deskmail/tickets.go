@@ -2,10 +2,224 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
+	"flag"
+	"fmt"
 	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/deskmail/deskmail/store"
+	"github.com/deskmail/deskmail/threading"
 )
 
 func runTickets(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	return errors.New("not implemented yet")
+	if len(args) == 0 {
+		return fmt.Errorf("%w: tickets list|show|update", errUsage)
+	}
+	switch args[0] {
+	case "list":
+		return ticketsList(ctx, args[1:], stdout)
+	case "show":
+		return ticketsShow(ctx, args[1:], stdout)
+	case "update":
+		return ticketsUpdate(ctx, args[1:], stdout)
+	}
+	return fmt.Errorf("%w: unknown tickets command %q (list, show, update)", errUsage, args[0])
+}
+
+// openStore opens the database named by --db, or the configured one.
+func openStore(ctx context.Context, db, cfgPath string) (*store.Store, error) {
+	if db == "" && cfgPath == "" {
+		return nil, fmt.Errorf("%w: --db PATH is required", errUsage)
+	}
+	if db == "" {
+		rt, err := openRuntime(ctx, cfgPath, "", false, nil)
+		if err != nil {
+			return nil, err
+		}
+		return rt.st, nil
+	}
+	return store.Open(ctx, db, store.Options{})
+}
+
+func ticketsList(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("tickets list", flag.ContinueOnError)
+	db := fs.String("db", "", "database `PATH`")
+	cfgPath := fs.String("config", "", "configuration `FILE`")
+	asJSON := fs.Bool("json", false, "print JSON")
+	status := fs.Int("status", 0, "only tickets with this status `CODE`")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	st, err := openStore(ctx, *db, *cfgPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	f := store.TicketFilter{}
+	if *status > 0 {
+		f.Status = []int{*status}
+	}
+	var list []store.Ticket
+	if err := st.Read(ctx, func(tx *store.Tx) error {
+		list, err = tx.ListTickets(f)
+		return err
+	}); err != nil {
+		return err
+	}
+	if list == nil {
+		list = []store.Ticket{}
+	}
+	if *asJSON {
+		return writeJSON(stdout, list)
+	}
+	w := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tSTATUS\tPRIORITY\tREQUESTER\tSUBJECT\tUPDATED")
+	for _, t := range list {
+		fmt.Fprintf(w, "%d\t%s\t%d\t%s\t%s\t%s\n", t.ID, t.StatusName, t.Priority, t.Requester.Email, oneLine(t.Subject, 60), t.UpdatedAt.Format("2006-01-02 15:04"))
+	}
+	return w.Flush()
+}
+
+// ticketDetail is `tickets show --json`: the ticket with its
+// conversations and history.
+type ticketDetail struct {
+	store.Ticket
+	Conversations []store.Conversation `json:"conversations"`
+	History       []store.History      `json:"history"`
+}
+
+func ticketsShow(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("tickets show", flag.ContinueOnError)
+	db := fs.String("db", "", "database `PATH`")
+	cfgPath := fs.String("config", "", "configuration `FILE`")
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	id, err := ticketID(pos)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, *db, *cfgPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	var d ticketDetail
+	if err := st.Read(ctx, func(tx *store.Tx) error {
+		tk, err := tx.Ticket(id)
+		if err != nil {
+			return err
+		}
+		d.Ticket = *tk
+		if d.Conversations, err = tx.Conversations(id); err != nil {
+			return err
+		}
+		d.History, err = tx.TicketHistory(id)
+		return err
+	}); err != nil {
+		return err
+	}
+	if d.Conversations == nil {
+		d.Conversations = []store.Conversation{}
+	}
+	if *asJSON {
+		return writeJSON(stdout, d)
+	}
+	t := d.Ticket
+	fmt.Fprintf(stdout, "Ticket #%d: %s\nStatus: %s (%d)  Priority: %d  Requester: %s <%s>\n", t.ID, t.Subject, t.StatusName, t.Status, t.Priority, t.Requester.Name, t.Requester.Email)
+	if len(t.CcEmails) > 0 {
+		fmt.Fprintf(stdout, "Cc: %s\n", strings.Join(t.CcEmails, ", "))
+	}
+	if t.ParentID != nil {
+		fmt.Fprintf(stdout, "Follow-up of #%d\n", *t.ParentID)
+	}
+	for _, c := range d.Conversations {
+		dir := "in"
+		if !c.Incoming {
+			dir = "out"
+		}
+		if c.Private {
+			dir += ", private"
+		}
+		fmt.Fprintf(stdout, "\n--- #%d %s (%s, %s) %s\n%s\n", c.ID, c.FromEmail, c.Kind, dir, c.CreatedAt.Format("2006-01-02 15:04"), strings.TrimSpace(c.ReplyText))
+	}
+	fmt.Fprintln(stdout, "\nHistory:")
+	for _, h := range d.History {
+		fmt.Fprintf(stdout, "  %s %s %s %s\n", h.At.Format("2006-01-02 15:04:05"), h.Actor, h.Action, h.Note)
+	}
+	return nil
+}
+
+func ticketsUpdate(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("tickets update", flag.ContinueOnError)
+	db := fs.String("db", "", "database `PATH`")
+	cfgPath := fs.String("config", "", "configuration `FILE`")
+	status := fs.Int("status", 0, "new status `CODE` (2 Open, 3 Pending, 4 Resolved, 5 Closed, or a custom code)")
+	priority := fs.Int("priority", 0, "new priority `N` (1 Low … 4 Urgent)")
+	asJSON := fs.Bool("json", false, "print the updated ticket as JSON")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	id, err := ticketID(pos)
+	if err != nil {
+		return err
+	}
+	if *db == "" && *cfgPath == "" {
+		return fmt.Errorf("%w: --db PATH is required", errUsage)
+	}
+	var c threading.Changes
+	if *status != 0 {
+		c.Status = status
+	}
+	if *priority != 0 {
+		c.Priority = priority
+	}
+	if c.Empty() {
+		return fmt.Errorf("%w: nothing to change (use --status CODE or --priority N)", errUsage)
+	}
+	rt, err := openRuntime(ctx, *cfgPath, *db, *cfgPath == "", stderrLogger())
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	tk, err := rt.pipeline.Update(ctx, id, c, threading.Actor{Type: "admin", Name: "deskmail tickets update"})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(stdout, tk)
+	}
+	fmt.Fprintf(stdout, "ticket %d: status %s (%d), priority %d\n", tk.ID, tk.StatusName, tk.Status, tk.Priority)
+	return nil
+}
+
+func ticketID(pos []string) (int64, error) {
+	if len(pos) != 1 {
+		return 0, fmt.Errorf("%w: expected one ticket ID", errUsage)
+	}
+	id, err := strconv.ParseInt(strings.TrimPrefix(pos[0], "#"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, fmt.Errorf("%w: %q is not a ticket ID", errUsage, pos[0])
+	}
+	return id, nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
 }

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/deskmail/deskmail/config"
+	"github.com/deskmail/deskmail/ingest"
+	"github.com/deskmail/deskmail/store"
+	"github.com/deskmail/deskmail/threading"
+)
+
+// runtime is what most subcommands share: the configuration, the open
+// store, the token signer and the pipeline.
+type runtime struct {
+	cfg      *config.Config
+	st       *store.Store
+	signer   *threading.Signer
+	pipeline *ingest.Pipeline
+	logger   *slog.Logger
+}
+
+// openRuntime loads the configuration (defaults when cfgPath is empty),
+// opens the database (dbPath overrides the configured one) and builds
+// the pipeline. implicit makes each message's first To address a
+// support address, as `deskmail ingest` does without a configuration.
+func openRuntime(ctx context.Context, cfgPath, dbPath string, implicit bool, logger *slog.Logger) (*runtime, error) {
+	cfg := config.Default()
+	if cfgPath != "" {
+		var err error
+		if cfg, err = config.Load(cfgPath); err != nil {
+			return nil, err
+		}
+	}
+	if dbPath != "" {
+		cfg.Database = dbPath
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	st, err := store.Open(ctx, cfg.Database, store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	rt := &runtime{cfg: cfg, st: st, logger: logger}
+	secret, err := tokenSecret(ctx, cfg, st)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	rt.signer = threading.NewSigner(secret, cfg.Threading.TokenTTL.Duration)
+	env := ingest.Env{Config: cfg, Signer: rt.signer, Logger: logger, ImplicitSupport: implicit, KeepStored: cfgPath == ""}
+	if err := wireOutbound(rt, &env); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if rt.pipeline, err = ingest.NewPipeline(ctx, st, env); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return rt, nil
+}
+
+// tokenSecret is the configured threading secret, or the one kept in
+// the database.
+func tokenSecret(ctx context.Context, cfg *config.Config, st *store.Store) ([]byte, error) {
+	if !cfg.Threading.Secret.IsZero() {
+		v, err := cfg.Threading.Secret.Value()
+		if err != nil {
+			return nil, fmt.Errorf("threading.secret: %w", err)
+		}
+		if v != "" {
+			return []byte(v), nil
+		}
+	}
+	return st.Secret(ctx)
+}
+
+func (rt *runtime) Close() error { return rt.st.Close() }
+
+// stderrLogger logs warnings and errors to stderr for one-shot commands.
+func stderrLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}

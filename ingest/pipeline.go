@@ -1,0 +1,593 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/deskmail/deskmail/config"
+	"github.com/deskmail/deskmail/store"
+	"github.com/deskmail/deskmail/threading"
+)
+
+// Env is what the pipeline needs besides the store.
+type Env struct {
+	Config *config.Config
+	Signer *threading.Signer
+	// Notify, when set, is called inside the message's transaction for
+	// every change that may cause outbound mail (see outbound.Outbox).
+	Notify func(tx *store.Tx, n Notice) error
+	Logger *slog.Logger
+	// ImplicitSupport treats each message's first To address as a
+	// support address (`deskmail ingest` without --config).
+	ImplicitSupport bool
+	// KeepStored leaves statuses, pipelines and channels already in the
+	// database as they are and only adds missing ones: a command run
+	// without --config must not reset what a configuration put there.
+	KeepStored bool
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// MaxBatch bounds how many messages one group commit takes
+	// (default 256).
+	MaxBatch int
+}
+
+// Notice is one change the outbound side may answer with mail.
+type Notice struct {
+	Event        threading.EventKind
+	Ticket       *store.Ticket
+	Conversation *store.Conversation
+	Channel      string
+	InReplyTo    string
+	Agent        *store.Agent
+	Quiet        bool
+	Suppress     string
+}
+
+// Pipeline drives raw messages through parse → thread → store, one
+// transaction per batch, each message all-or-nothing inside it.
+//
+// Contract: when Ingest or Submit returns a Result with a nil Err, the
+// message (raw bytes and its effect on tickets, or the raw bytes alone
+// marked failed) is committed to disk; only then may the source
+// acknowledge it.
+type Pipeline struct {
+	st       *store.Store
+	env      Env
+	engine   *threading.Engine
+	channels map[string]channelInfo
+	addrs    *threading.Addresses
+	trusted  map[string]bool
+	authUser map[string]string
+	queue    chan *job
+	log      *slog.Logger
+}
+
+type channelInfo struct {
+	id       int64
+	pipeline int64
+}
+
+type job struct {
+	raw    Raw
+	prep   *prepared
+	result chan Result
+}
+
+// NewPipeline syncs the configuration into the store (statuses,
+// pipelines, channels, agents) and returns a pipeline.
+func NewPipeline(ctx context.Context, st *store.Store, env Env) (*Pipeline, error) {
+	if env.Config == nil {
+		env.Config = config.Default()
+	}
+	if env.Logger == nil {
+		env.Logger = slog.New(slog.DiscardHandler)
+	}
+	if env.Now == nil {
+		env.Now = time.Now
+	}
+	if env.MaxBatch <= 0 {
+		env.MaxBatch = 256
+	}
+	cfg := env.Config
+	p := &Pipeline{st: st, env: env, channels: map[string]channelInfo{}, trusted: map[string]bool{}, authUser: map[string]string{},
+		queue: make(chan *job, 4*env.MaxBatch), log: env.Logger}
+	statuses, pipelines, err := SyncConfig(ctx, st, cfg, p.channels, env.KeepStored)
+	if err != nil {
+		return nil, err
+	}
+	token, err := threading.NewSubjectToken(cfg.Threading.SubjectToken)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	addrs := map[string][]string{}
+	for _, ch := range cfg.Channels {
+		names = append(names, ch.Name)
+		addrs[ch.Name] = ch.Addresses
+	}
+	p.addrs = threading.NewAddresses(names, addrs)
+	for _, h := range cfg.Threading.TrustedAuthServers {
+		p.trusted[strings.ToLower(h)] = true
+	}
+	for _, u := range cfg.SMTP.Users {
+		if u.Agent != "" {
+			p.authUser[strings.ToLower(u.Username)] = strings.ToLower(u.Agent)
+		}
+	}
+	p.engine = &threading.Engine{
+		Life:            threading.NewLifecycle(statuses, pipelines),
+		Token:           token,
+		Signer:          env.Signer,
+		Addresses:       p.addrs,
+		NoReply:         cfg.Threading.NoReplySenders,
+		ImplicitSupport: env.ImplicitSupport,
+		Now:             env.Now,
+	}
+	return p, nil
+}
+
+// Engine returns the threading engine (for admin changes that follow
+// the same lifecycle rules).
+func (p *Pipeline) Engine() *threading.Engine { return p.engine }
+
+// Addresses returns the support address map (for SMTP RCPT checks).
+func (p *Pipeline) Addresses() *threading.Addresses { return p.addrs }
+
+// SyncConfig writes the configured statuses, pipelines, channels and
+// agents into the store and returns the statuses and pipelines as
+// stored. channels, when non-nil, receives each channel's ids. With
+// keep, rows already stored are left as they are.
+func SyncConfig(ctx context.Context, st *store.Store, cfg *config.Config, channels map[string]channelInfo, keep bool) ([]store.Status, []store.Pipeline, error) {
+	var statuses []store.Status
+	var pipelines []store.Pipeline
+	err := st.Write(ctx, func(tx *store.Tx) error {
+		haveStatus, havePipe, haveChan := map[int]bool{}, map[string]int64{}, map[string]store.Channel{}
+		if keep {
+			ss, err := tx.Statuses()
+			if err != nil {
+				return err
+			}
+			for _, s := range ss {
+				haveStatus[s.Code] = true
+			}
+			ps, err := tx.Pipelines()
+			if err != nil {
+				return err
+			}
+			for _, p := range ps {
+				havePipe[p.Name] = p.ID
+			}
+			cs, err := tx.Channels()
+			if err != nil {
+				return err
+			}
+			for _, c := range cs {
+				haveChan[c.Name] = c
+			}
+		}
+		for _, s := range cfg.AllStatuses() {
+			if haveStatus[s.Code] {
+				continue
+			}
+			if err := tx.PutStatus(store.Status{Code: s.Code, Name: s.Name, Category: s.Category}); err != nil {
+				return err
+			}
+		}
+		pipeIDs := map[string]int64{}
+		for _, pc := range cfg.Pipelines {
+			if id, ok := havePipe[pc.Name]; ok {
+				pipeIDs[pc.Name] = id
+				continue
+			}
+			sp := store.Pipeline{Name: pc.Name, NewStatus: pc.NewStatus, CustomerReplyStatus: pc.CustomerReplyStatus,
+				ClosedReply: pc.ClosedReply, ReopenWithin: pc.ReopenWithin.Duration, Statuses: pc.Statuses}
+			if pc.AgentReplyStatus != "unchanged" {
+				code, err := strconv.Atoi(pc.AgentReplyStatus)
+				if err != nil {
+					return fmt.Errorf("pipeline %s: agent_reply_status %q: %w", pc.Name, pc.AgentReplyStatus, err)
+				}
+				sp.AgentReplyStatus = &code
+			}
+			id, err := tx.PutPipeline(sp)
+			if err != nil {
+				return err
+			}
+			pipeIDs[pc.Name] = id
+		}
+		for _, ch := range cfg.Channels {
+			if c, ok := haveChan[ch.Name]; ok && c.PipelineID != nil {
+				if channels != nil {
+					channels[ch.Name] = channelInfo{id: c.ID, pipeline: *c.PipelineID}
+				}
+				continue
+			}
+			pid := pipeIDs[ch.Pipeline]
+			addr := ""
+			if len(ch.Addresses) > 0 {
+				addr = ch.Addresses[0]
+			}
+			id, err := tx.PutChannel(store.Channel{Name: ch.Name, Address: addr, PipelineID: &pid, Language: ch.Language})
+			if err != nil {
+				return err
+			}
+			if channels != nil {
+				channels[ch.Name] = channelInfo{id: id, pipeline: pid}
+			}
+		}
+		for _, a := range cfg.Agents {
+			if _, err := tx.PutAgent(store.Agent{Email: strings.ToLower(a.Email), Name: a.Name, Role: a.Role, Active: true}); err != nil {
+				return err
+			}
+		}
+		var err error
+		if statuses, err = tx.Statuses(); err != nil {
+			return err
+		}
+		pipelines, err = tx.Pipelines()
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("sync configuration: %w", err)
+	}
+	return statuses, pipelines, nil
+}
+
+// prepared is a message parsed outside the transaction.
+type prepared struct {
+	raw     Raw
+	msg     *Message
+	in      *threading.Incoming
+	channel string
+	err     error // parse failure: the raw is kept and marked failed
+}
+
+// prepare parses a raw message and converts it for threading. It never
+// panics: a parser panic becomes a failed message that is kept raw.
+func (p *Pipeline) prepare(r Raw) (pr *prepared) {
+	pr = &prepared{raw: r}
+	if r.Envelope.ReceivedAt.IsZero() {
+		pr.raw.Envelope.ReceivedAt = p.env.Now()
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			pr.msg, pr.in = nil, nil
+			pr.err = fmt.Errorf("parser panic: %v", v)
+			p.log.Error("parser panic", "name", r.Name, "panic", v, "stack", string(debug.Stack()))
+		}
+	}()
+	msg, err := Parse(r.Data, ParseOptions{Now: pr.raw.Envelope.ReceivedAt})
+	if err != nil {
+		pr.err = err
+		return pr
+	}
+	pr.msg = msg
+	pr.channel = p.channelFor(r, msg)
+	pr.in = p.incoming(pr.raw, msg, pr.channel)
+	return pr
+}
+
+// channelFor picks the channel: the source's, else the first support
+// address among the envelope recipients, then To/Cc; else the first.
+func (p *Pipeline) channelFor(r Raw, m *Message) string {
+	if r.Channel != "" {
+		if _, ok := p.channels[r.Channel]; ok {
+			return r.Channel
+		}
+	}
+	for _, a := range r.Envelope.RcptTo {
+		if ch, ok := p.addrs.Lookup(a); ok {
+			return ch
+		}
+	}
+	for _, list := range [][]Address{m.To, m.Cc} {
+		for _, a := range list {
+			if ch, ok := p.addrs.Lookup(a.Address); ok {
+				return ch
+			}
+		}
+	}
+	for _, h := range []string{"Delivered-To", "X-Original-To"} {
+		for _, v := range m.Headers[h] {
+			if ch, ok := p.addrs.Lookup(strings.Trim(strings.TrimSpace(v), "<>")); ok {
+				return ch
+			}
+		}
+	}
+	return p.addrs.Default()
+}
+
+func persons(list []Address) []threading.Person {
+	out := make([]threading.Person, 0, len(list))
+	for _, a := range list {
+		out = append(out, threading.Person{Name: a.Name, Email: strings.ToLower(a.Address)})
+	}
+	return out
+}
+
+func (p *Pipeline) incoming(r Raw, m *Message, channel string) *threading.Incoming {
+	in := &threading.Incoming{
+		MessageID: m.MessageID, GeneratedID: m.GeneratedID, InReplyTo: m.InReplyTo, References: m.References,
+		ReplyTo: persons(m.ReplyTo), To: persons(m.To), Cc: persons(m.Cc), RcptTo: r.Envelope.RcptTo,
+		Subject: m.Subject, Text: m.Text, HTML: m.HTML, ReplyText: m.ReplyText, Kind: string(m.Kind),
+		ReceivedAt: r.Envelope.ReceivedAt, Quiet: r.Quiet,
+	}
+	if m.From != nil {
+		in.From = threading.Person{Name: m.From.Name, Email: strings.ToLower(m.From.Address)}
+	}
+	if ci, ok := p.channels[channel]; ok {
+		id, pid := ci.id, ci.pipeline
+		in.ChannelID, in.PipelineID = &id, &pid
+	}
+	if b := m.Bounce; b != nil {
+		in.BounceOriginalID, in.BounceRecipients, in.BounceStatus, in.BouncePermanent = b.OriginalMessageID, b.Recipients, b.Status, b.Permanent
+	}
+	for _, a := range m.Attachments {
+		in.Files = append(in.Files, store.Attachment{Filename: a.Filename, OriginalFilename: a.OriginalFilename,
+			ContentType: a.ContentType, Inline: a.Inline, ContentID: a.ContentID, Content: a.Content})
+	}
+	if threading.IsForward(m.Subject) {
+		if who, ok := forwardedSender(m); ok {
+			in.Forwarded = &who
+		}
+	}
+	in.SenderProof = p.senderProof(r, m)
+	return in
+}
+
+// forwardedSender finds the original sender of a forward: an attached
+// message/rfc822 first, then the forwarded header block in the text.
+func forwardedSender(m *Message) (threading.Person, bool) {
+	for _, a := range m.Attachments {
+		if strings.EqualFold(a.ContentType, "message/rfc822") && len(a.Content) > 0 {
+			if fm, err := Parse(a.Content, ParseOptions{}); err == nil && fm.From != nil && fm.From.Address != "" {
+				return threading.Person{Name: fm.From.Name, Email: strings.ToLower(fm.From.Address)}, true
+			}
+		}
+	}
+	return threading.ForwardedSender(m.Text)
+}
+
+// senderProof tells how the From address was proven, if at all:
+// SMTP AUTH as that agent, or a dkim=pass for the From domain in an
+// Authentication-Results header added by a trusted server.
+func (p *Pipeline) senderProof(r Raw, m *Message) string {
+	if m.From == nil {
+		return ""
+	}
+	from := strings.ToLower(m.From.Address)
+	if u := strings.ToLower(r.Envelope.AuthUser); u != "" && (u == from || p.authUser[u] == from) {
+		return "smtp-auth"
+	}
+	if len(p.trusted) > 0 && dkimPass(m.Headers["Authentication-Results"], p.trusted, from) {
+		return "dkim"
+	}
+	return ""
+}
+
+// Ingest commits a batch of raw messages in one transaction (each one
+// all-or-nothing inside it) and returns one Result per message. A
+// non-nil error means nothing was committed.
+func (p *Pipeline) Ingest(ctx context.Context, raws []Raw) ([]Result, error) {
+	preps := make([]*prepared, len(raws))
+	for i, r := range raws {
+		preps[i] = p.prepare(r)
+	}
+	return p.commit(ctx, preps)
+}
+
+func (p *Pipeline) commit(ctx context.Context, preps []*prepared) ([]Result, error) {
+	results := make([]Result, len(preps))
+	err := p.st.Write(ctx, func(tx *store.Tx) error {
+		for i, pr := range preps {
+			res, err := p.one(tx, pr)
+			if err != nil {
+				return err
+			}
+			results[i] = res
+		}
+		return nil
+	})
+	if err != nil {
+		for i := range results {
+			results[i] = Result{Name: preps[i].raw.Name, Err: err}
+		}
+		return results, fmt.Errorf("ingest: commit %d messages: %w", len(preps), err)
+	}
+	for i, res := range results {
+		p.log.Info("message", "channel", preps[i].channel, "source", preps[i].raw.Source, "message_id", res.MessageID,
+			"action", res.Action, "ticket", derefInt64(res.TicketID))
+	}
+	return results, nil
+}
+
+func derefInt64(v *int64) any {
+	if v == nil {
+		return nil
+	}
+	return *v
+}
+
+// one stores a message inside tx: raw bytes first, then threading and
+// notices inside a savepoint; if those fail the raw message is kept and
+// marked failed. Only store errors that break the transaction return
+// an error.
+func (p *Pipeline) one(tx *store.Tx, pr *prepared) (Result, error) {
+	res := Result{Name: pr.raw.Name}
+	rm := &store.RawMessage{Source: string(pr.raw.Source), Name: pr.raw.Name, Data: pr.raw.Data, Envelope: pr.raw.Envelope,
+		ReceivedAt: pr.raw.Envelope.ReceivedAt}
+	if pr.in != nil {
+		rm.ChannelID = pr.in.ChannelID
+	}
+	if pr.msg != nil {
+		rm.MessageID, rm.Warnings, rm.SHA256 = pr.msg.MessageID, pr.msg.Warnings, pr.msg.ContentHash
+		res.MessageID = pr.msg.MessageID
+	}
+	if pr.err != nil {
+		rm.State, rm.Error = "failed", pr.err.Error()
+	}
+	rawID, err := tx.AddRaw(rm)
+	if err != nil {
+		return res, err
+	}
+	res.RawID = rawID
+	if pr.err != nil {
+		res.Action = ActionIgnored
+		p.log.Warn("message kept raw: cannot parse", "name", pr.raw.Name, "raw_id", rawID, "err", pr.err)
+		return res, nil
+	}
+	pr.in.RawID = rawID
+	var out *threading.Outcome
+	err = tx.Savepoint(func() error {
+		var err error
+		out, err = p.engine.Thread(tx, pr.in)
+		if err != nil {
+			return err
+		}
+		return p.notify(tx, pr, out)
+	})
+	if err != nil {
+		if ctxErr := tx.Context().Err(); ctxErr != nil {
+			return res, ctxErr
+		}
+		p.log.Error("message kept raw: threading failed", "name", pr.raw.Name, "message_id", res.MessageID, "raw_id", rawID, "err", err)
+		if serr := tx.SetRawState(rawID, "failed", err.Error()); serr != nil {
+			return res, serr
+		}
+		res.Action = ActionIgnored
+		return res, nil
+	}
+	res.Action = Action(out.Action)
+	switch res.Action {
+	case ActionDuplicate:
+		if err := tx.SetRawState(rawID, "duplicate", ""); err != nil {
+			return res, err
+		}
+	case ActionIgnored:
+		if err := tx.SetRawState(rawID, "ignored", out.Suppress); err != nil {
+			return res, err
+		}
+	}
+	if tk := out.Ticket; tk != nil {
+		id, st := tk.ID, tk.Status
+		res.TicketID, res.Status, res.ParentTicketID = &id, &st, tk.ParentID
+	}
+	if out.Conversation != nil {
+		id := out.Conversation.ID
+		res.ConversationID = &id
+	}
+	return res, nil
+}
+
+// notify hands every event of an outcome to the outbound side.
+func (p *Pipeline) notify(tx *store.Tx, pr *prepared, out *threading.Outcome) error {
+	if p.env.Notify == nil || out.Ticket == nil {
+		return nil
+	}
+	for _, ev := range out.Events {
+		n := Notice{Event: ev, Ticket: out.Ticket, Conversation: out.Conversation, Channel: pr.channel,
+			InReplyTo: out.InReplyTo, Agent: out.Agent, Quiet: pr.raw.Quiet, Suppress: out.Suppress}
+		if err := p.env.Notify(tx, n); err != nil {
+			return fmt.Errorf("outbound %s: %w", ev, err)
+		}
+	}
+	return nil
+}
+
+// Submit hands one message to the group committer and waits until the
+// batch that holds it is committed. Many goroutines may call Submit at
+// once; their messages share one transaction and one fsync. A nil
+// error means the message is durable. Run must be running.
+func (p *Pipeline) Submit(ctx context.Context, r Raw) (Result, error) {
+	j := &job{raw: r, prep: p.prepare(r), result: make(chan Result, 1)}
+	select {
+	case p.queue <- j:
+	case <-ctx.Done():
+		return Result{Name: r.Name, Err: ctx.Err()}, ctx.Err()
+	}
+	select {
+	case res := <-j.result:
+		return res, res.Err
+	case <-ctx.Done():
+		// The batch may still commit; the source will retry and the
+		// retry will be a duplicate, never a second ticket.
+		return Result{Name: r.Name, Err: ctx.Err()}, ctx.Err()
+	}
+}
+
+// Run is the group committer: it takes every message waiting, commits
+// them in one transaction, answers each Submit, and repeats until ctx
+// ends. While one batch commits, the next one gathers.
+func (p *Pipeline) Run(ctx context.Context) error {
+	for {
+		var first *job
+		select {
+		case first = <-p.queue:
+		case <-ctx.Done():
+			return nil
+		}
+		batch := []*job{first}
+	gather:
+		for len(batch) < p.env.MaxBatch {
+			select {
+			case j := <-p.queue:
+				batch = append(batch, j)
+			default:
+				break gather
+			}
+		}
+		preps := make([]*prepared, len(batch))
+		for i, j := range batch {
+			preps[i] = j.prep
+		}
+		// Commit with a context that is not cancelled by shutdown: a
+		// batch that started is finished, so its senders get an answer.
+		results, err := p.commit(context.WithoutCancel(ctx), preps)
+		if err != nil {
+			p.log.Error("group commit failed", "messages", len(batch), "err", err)
+		}
+		for i, j := range batch {
+			j.result <- results[i]
+		}
+	}
+}
+
+// Update changes a ticket as an admin, agent command or API call would:
+// the same lifecycle rules, history and outbound notices as mail.
+func (p *Pipeline) Update(ctx context.Context, ticketID int64, c threading.Changes, by threading.Actor) (*store.Ticket, error) {
+	var tk *store.Ticket
+	err := p.st.Write(ctx, func(tx *store.Tx) error {
+		var err error
+		if tk, err = tx.Ticket(ticketID); err != nil {
+			return err
+		}
+		events, err := p.engine.Apply(tx, tk, c, by, p.env.Now())
+		if err != nil {
+			return fmt.Errorf("ticket %d: %w", ticketID, err)
+		}
+		if tk, err = tx.Ticket(ticketID); err != nil {
+			return err
+		}
+		if p.env.Notify == nil {
+			return nil
+		}
+		channel := ""
+		if tk.Channel != nil {
+			channel = *tk.Channel
+		}
+		for _, ev := range events {
+			if err := p.env.Notify(tx, Notice{Event: ev, Ticket: tk, Channel: channel}); err != nil {
+				return fmt.Errorf("outbound %s: %w", ev, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return tk, nil
+}

@@ -1,0 +1,709 @@
+package threading
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/deskmail/deskmail/store"
+)
+
+// Person is a display name and an address.
+type Person struct {
+	Name  string
+	Email string
+}
+
+// Incoming is one parsed message as threading needs it. The ingest
+// pipeline fills it from the parser's output and the envelope.
+type Incoming struct {
+	MessageID   string
+	GeneratedID bool
+	InReplyTo   []string
+	References  []string
+	From        Person
+	ReplyTo     []Person
+	To          []Person
+	Cc          []Person
+	// RcptTo are the envelope recipients (SMTP RCPT TO), when known.
+	RcptTo    []string
+	Subject   string
+	Text      string
+	HTML      string
+	ReplyText string
+	Files     []store.Attachment
+	// Kind is normal, auto_reply, bounce or list.
+	Kind string
+	// Bounce facts (Kind == "bounce").
+	BounceOriginalID string
+	BounceRecipients []string
+	BounceStatus     string
+	BouncePermanent  bool
+	// Forwarded is the original sender of a forwarded mail, when the
+	// forward makes it clear.
+	Forwarded *Person
+
+	ReceivedAt time.Time
+	RawID      int64
+	ChannelID  *int64
+	PipelineID *int64
+	// SenderProof names how the pipeline proved the From address
+	// ("smtp-auth", "dkim"); empty when it could not.
+	SenderProof string
+	// Quiet marks history imports: nothing is mailed.
+	Quiet bool
+}
+
+// EventKind names what happened, for outbound mail and metrics.
+type EventKind string
+
+// The events threading reports.
+const (
+	EventTicketCreated   EventKind = "ticket_created"
+	EventCustomerReplied EventKind = "customer_replied"
+	EventAgentReplied    EventKind = "agent_replied"
+	EventTicketResolved  EventKind = "ticket_resolved"
+	EventTicketClosed    EventKind = "ticket_closed"
+	EventNoteAdded       EventKind = "note_added"
+)
+
+// Outcome is what threading did with a message.
+type Outcome struct {
+	// Action is one of the `deskmail ingest` actions.
+	Action       string
+	Ticket       *store.Ticket
+	Conversation *store.Conversation
+	// Agent is set when the message came from an authenticated agent.
+	Agent *store.Agent
+	// Events are the changes outbound mail may follow.
+	Events []EventKind
+	// Suppress explains why no mail may be sent to the requester in
+	// answer to this message (auto-reply, list, bounce, loop).
+	Suppress string
+	// Unverified is set when the sender is a configured agent whose
+	// identity could not be proven.
+	Unverified bool
+	// InReplyTo is the Message-ID outbound mail should answer.
+	InReplyTo string
+}
+
+// Engine decides which ticket a message belongs to and applies it.
+type Engine struct {
+	Life      *Lifecycle
+	Token     *SubjectToken
+	Signer    *Signer
+	Addresses *Addresses
+	// NoReply are sender patterns ("noreply@*", "*@forms.example.com")
+	// whose Reply-To names the real requester.
+	NoReply []string
+	// ImplicitSupport treats the first To address of each message as a
+	// support address (no configuration: `deskmail ingest` defaults).
+	ImplicitSupport bool
+	Now             func() time.Time
+}
+
+func lower(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
+func (e *Engine) now(in *Incoming) time.Time {
+	if !in.ReceivedAt.IsZero() {
+		return in.ReceivedAt
+	}
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+func (e *Engine) isSupport(in *Incoming, addr string) bool {
+	if e.Addresses != nil && e.Addresses.IsSupport(addr) {
+		return true
+	}
+	if e.ImplicitSupport && len(in.To) > 0 {
+		base, _ := SplitAddress(lower(addr))
+		sup, _ := SplitAddress(lower(in.To[0].Email))
+		return base == sup
+	}
+	return false
+}
+
+// Thread puts one message on the right ticket inside tx: it records
+// the Message-ID (so that a second copy is a duplicate), finds or
+// creates the ticket, stores the conversation, applies the lifecycle
+// rules and writes history. The caller commits.
+func (e *Engine) Thread(tx *store.Tx, in *Incoming) (*Outcome, error) {
+	now := e.now(in)
+	from := lower(in.From.Email)
+
+	// 1. Duplicate, or one of our own Message-IDs coming back: a loop.
+	refs, err := tx.LookupMessageIDs([]string{in.MessageID})
+	if err != nil {
+		return nil, err
+	}
+	if ref, ok := refs[in.MessageID]; ok {
+		out := &Outcome{Action: "duplicate"}
+		if ref.Direction == "out" {
+			out.Action = "ignored"
+			out.Suppress = "loop: our own Message-ID"
+		}
+		if ref.TicketID != nil {
+			if tk, err := tx.Ticket(*ref.TicketID); err == nil {
+				out.Ticket = tk
+			}
+		}
+		return out, nil
+	}
+	if err := tx.AddMessageID(store.MessageRef{MessageID: in.MessageID, Direction: "in", ChannelID: in.ChannelID, RawID: &in.RawID}); err != nil {
+		if errors.Is(err, store.ErrDuplicate) {
+			return &Outcome{Action: "duplicate"}, nil
+		}
+		return nil, err
+	}
+
+	// 2. Mail from our own support addresses is a loop.
+	if from != "" && e.isSupport(in, from) {
+		return &Outcome{Action: "ignored", Suppress: "loop: sent from a support address"}, nil
+	}
+
+	if in.Kind == "bounce" {
+		return e.bounce(tx, in, now)
+	}
+
+	agent, err := tx.AgentByEmail(from)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+
+	tk, via, tokenCheck, err := e.find(tx, in, from, agent != nil)
+	if err != nil {
+		return nil, err
+	}
+	out := &Outcome{}
+	switch in.Kind {
+	case "auto_reply":
+		out.Suppress = "auto-reply"
+	case "list":
+		out.Suppress = "mailing list"
+	}
+
+	// Who is writing: an authenticated agent, an agent we cannot
+	// verify, or a customer.
+	if agent != nil {
+		proven := in.SenderProof != "" || tokenCheck.Agent
+		if proven {
+			out.Agent = agent
+		} else {
+			out.Unverified = true
+		}
+	}
+
+	if in.Kind == "auto_reply" {
+		if tk == nil {
+			return &Outcome{Action: "ignored", Suppress: "auto-reply"}, nil
+		}
+		conv, err := e.addConversation(tx, tk, in, "auto_reply", true, true, nil, nil, now)
+		if err != nil {
+			return nil, err
+		}
+		tk.UpdatedAt = now
+		if err := tx.UpdateTicket(tk); err != nil {
+			return nil, err
+		}
+		if err := Record(tx, tk.ID, Actor{Type: "mail", Name: from, ConversationID: &conv.ID}, "auto_reply_received", "", "", "", "automatic reply recorded; status unchanged", now); err != nil {
+			return nil, err
+		}
+		return e.finish(tx, in, &Outcome{Action: "appended", Ticket: tk, Conversation: conv, Suppress: "auto-reply"})
+	}
+
+	// An agent forwarding a customer's mail to support creates a
+	// ticket for that customer.
+	if tk == nil && agent != nil && in.Forwarded != nil && in.Forwarded.Email != "" && !e.isSupport(in, in.Forwarded.Email) {
+		return e.create(tx, in, out, *in.Forwarded, nil, now, fmt.Sprintf("forwarded by agent %s", agent.Email))
+	}
+
+	if tk == nil {
+		if out.Unverified {
+			out.Unverified = false // a new ticket from an agent address is just a ticket
+		}
+		return e.create(tx, in, out, e.requester(in), nil, now, "")
+	}
+
+	if out.Agent != nil {
+		return e.agentReply(tx, tk, in, out, now)
+	}
+	if out.Unverified {
+		conv, err := e.addConversation(tx, tk, in, "note", true, true, nil, nil, now)
+		if err != nil {
+			return nil, err
+		}
+		note := "mail from agent address " + from + " could not be verified (no reply token, SMTP AUTH or trusted DKIM); stored as a private note, nothing changed"
+		if tokenCheck.Problem != "" {
+			note += ": " + tokenCheck.Problem
+		}
+		if err := Record(tx, tk.ID, Actor{Type: "mail", Name: from, ConversationID: &conv.ID}, "unverified_agent_mail", "", "", "", note, now); err != nil {
+			return nil, err
+		}
+		if err := tx.UpdateTicket(tk); err != nil {
+			return nil, err
+		}
+		out.Action, out.Ticket, out.Conversation = "appended", tk, conv
+		return e.finish(tx, in, out)
+	}
+	return e.customerReply(tx, tk, in, out, via, now)
+}
+
+// find applies the matching rules in order: headers, reply-address
+// token, subject token (participants only). via names the rule.
+func (e *Engine) find(tx *store.Tx, in *Incoming, from string, isAgent bool) (*store.Ticket, string, TokenCheck, error) {
+	// Headers: In-Reply-To first, then References newest to oldest.
+	var cands []string
+	seen := map[string]bool{in.MessageID: true}
+	addCand := func(id string) {
+		if id != "" && !seen[id] {
+			seen[id] = true
+			cands = append(cands, id)
+		}
+	}
+	for _, id := range in.InReplyTo {
+		addCand(id)
+	}
+	for i := len(in.References) - 1; i >= 0; i-- {
+		addCand(in.References[i])
+	}
+	if len(cands) > 0 {
+		refs, err := tx.LookupMessageIDs(cands)
+		if err != nil {
+			return nil, "", TokenCheck{}, err
+		}
+		for _, id := range cands {
+			if ref, ok := refs[id]; ok && ref.TicketID != nil {
+				tk, err := tx.Ticket(*ref.TicketID)
+				if err == nil && !tk.Deleted {
+					return tk, "headers", TokenCheck{}, nil
+				}
+			}
+		}
+	}
+	// Signed token in a recipient address.
+	var check TokenCheck
+	if e.Signer != nil {
+		addrs := append([]string{}, in.RcptTo...)
+		for _, p := range append(append([]Person{}, in.To...), in.Cc...) {
+			addrs = append(addrs, p.Email)
+		}
+		for _, a := range addrs {
+			_, tag := SplitAddress(a)
+			if tag == "" {
+				continue
+			}
+			c, ok := e.Signer.Check(tag, from)
+			if c.Problem != "" && check.Problem == "" {
+				check.Problem = c.Problem
+			}
+			if !ok {
+				continue
+			}
+			tk, err := tx.Ticket(c.TicketID)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, "", TokenCheck{}, err
+			}
+			if !tk.Deleted {
+				return tk, "token", c, nil
+			}
+		}
+	}
+	// Subject token, only for participants: a guessed number must not
+	// let a stranger read or write someone else's ticket.
+	if e.Token != nil {
+		if id, ok := e.Token.Find(in.Subject); ok {
+			tk, err := tx.Ticket(id)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return nil, "", TokenCheck{}, err
+			}
+			if err == nil && !tk.Deleted {
+				ok := isAgent
+				if !ok {
+					ok, err = tx.IsParticipant(id, from)
+					if err != nil {
+						return nil, "", TokenCheck{}, err
+					}
+				}
+				if ok {
+					return tk, "subject", check, nil
+				}
+			}
+		}
+	}
+	return nil, "", check, nil
+}
+
+// requester picks the requester: the sender, or its Reply-To when the
+// sender is a known no-reply or relay address.
+func (e *Engine) requester(in *Incoming) Person {
+	if len(in.ReplyTo) > 0 && in.ReplyTo[0].Email != "" && e.isNoReply(in.From.Email) {
+		return in.ReplyTo[0]
+	}
+	return in.From
+}
+
+func (e *Engine) isNoReply(addr string) bool {
+	addr = lower(addr)
+	for _, p := range e.NoReply {
+		if ok, _ := path.Match(lower(p), addr); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// ccCandidates are the message's other recipients that become cc's:
+// not support addresses, not the requester, not agents.
+func (e *Engine) ccCandidates(tx *store.Tx, in *Incoming, requester string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{lower(requester): true}
+	for _, p := range append(append([]Person{}, in.To...), in.Cc...) {
+		a := lower(p.Email)
+		if a == "" || seen[a] || !strings.Contains(a, "@") || e.isSupport(in, a) {
+			continue
+		}
+		seen[a] = true
+		if _, err := tx.AgentByEmail(a); err == nil {
+			continue
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	if from := lower(in.From.Email); from != "" && !seen[from] && !e.isSupport(in, from) {
+		// The sender is not the requester (Reply-To rule): keep them in
+		// the loop.
+		if _, err := tx.AgentByEmail(from); errors.Is(err, store.ErrNotFound) {
+			out = append(out, from)
+		}
+	}
+	return out, nil
+}
+
+// create opens a new ticket (or a follow-up of parent).
+func (e *Engine) create(tx *store.Tx, in *Incoming, out *Outcome, req Person, parent *store.Ticket, now time.Time, note string) (*Outcome, error) {
+	if req.Email == "" {
+		req = Person{Email: "unknown@invalid", Name: "Unknown sender"}
+	}
+	contact, _, err := tx.EnsureContact(lower(req.Email), req.Name)
+	if err != nil {
+		return nil, err
+	}
+	subject := in.Subject
+	if e.Token != nil {
+		subject = e.Token.Strip(subject)
+	}
+	if in.Forwarded != nil || parent != nil {
+		subject = BaseSubject(subject)
+	}
+	if strings.TrimSpace(subject) == "" {
+		subject = "(no subject)"
+	}
+	pipe := e.Life.Pipeline(in.PipelineID)
+	tk := &store.Ticket{
+		Subject:     subject,
+		Status:      pipe.NewStatus,
+		Priority:    1,
+		RequesterID: contact.ID,
+		ChannelID:   in.ChannelID,
+		PipelineID:  in.PipelineID,
+		Source:      1,
+		CreatedAt:   now,
+	}
+	if parent != nil {
+		tk.ParentID = &parent.ID
+		tk.Priority = parent.Priority
+		tk.Type, tk.Group, tk.ResponderID = parent.Type, parent.Group, parent.ResponderID
+		tk.ChannelID, tk.PipelineID = parent.ChannelID, parent.PipelineID
+		tk.Status = e.Life.Pipeline(parent.PipelineID).NewStatus
+	}
+	if err := tx.CreateTicket(tk); err != nil {
+		return nil, err
+	}
+	if in.Forwarded == nil {
+		ccs, err := e.ccCandidates(tx, in, req.Email)
+		if err != nil {
+			return nil, err
+		}
+		for _, cc := range ccs {
+			if _, err := tx.AddCC(tk.ID, cc); err != nil {
+				return nil, err
+			}
+		}
+	}
+	kind := "reply"
+	if in.Forwarded != nil {
+		kind = "forward"
+	}
+	conv, err := e.addConversation(tx, tk, in, kind, true, false, &contact.ID, nil, now)
+	if err != nil {
+		return nil, err
+	}
+	by := Actor{Type: "mail", Name: lower(in.From.Email), ConversationID: &conv.ID}
+	action := "created"
+	hist := "ticket created from mail"
+	if parent != nil {
+		action = "followup_created"
+		hist = fmt.Sprintf("follow-up of closed ticket #%d created by a reply", parent.ID)
+		if err := Record(tx, parent.ID, by, "followup_created", "", "", "", fmt.Sprintf("reply to this closed ticket opened follow-up #%d", tk.ID), now); err != nil {
+			return nil, err
+		}
+	}
+	if note != "" {
+		hist += " (" + note + ")"
+	}
+	if err := Record(tx, tk.ID, by, "created", "", "", "", hist, now); err != nil {
+		return nil, err
+	}
+	tk.RequesterRespondedAt = &now
+	if err := tx.UpdateTicket(tk); err != nil {
+		return nil, err
+	}
+	if tk, err = tx.Ticket(tk.ID); err != nil {
+		return nil, err
+	}
+	out.Action, out.Ticket, out.Conversation = action, tk, conv
+	out.Events = append(out.Events, EventTicketCreated)
+	return e.finish(tx, in, out)
+}
+
+// customerReply applies a customer's (or colleague's) message to an
+// existing ticket.
+func (e *Engine) customerReply(tx *store.Tx, tk *store.Ticket, in *Incoming, out *Outcome, via string, now time.Time) (*Outcome, error) {
+	from := lower(in.From.Email)
+	cat := e.Life.Category(tk.Status)
+	if cat == CategoryClosed && !e.Life.ClosedReplyPolicy(tk, now) {
+		return e.create(tx, in, out, e.requester(in), tk, now, "")
+	}
+	contact, _, err := tx.EnsureContact(from, in.From.Name)
+	if err != nil {
+		return nil, err
+	}
+	conv, err := e.addConversation(tx, tk, in, "reply", true, false, &contact.ID, nil, now)
+	if err != nil {
+		return nil, err
+	}
+	by := Actor{Type: "mail", Name: from, ConversationID: &conv.ID}
+
+	// A newcomer who replies through headers or token joins as a cc.
+	part, err := tx.IsParticipant(tk.ID, from)
+	if err != nil {
+		return nil, err
+	}
+	if !part {
+		if added, err := tx.AddCC(tk.ID, from); err != nil {
+			return nil, err
+		} else if added {
+			if err := Record(tx, tk.ID, by, "cc_added", "cc_emails", "", from, fmt.Sprintf("%s replied through the thread (%s) and joined as cc", from, via), now); err != nil {
+				return nil, err
+			}
+		}
+	}
+	ccs, err := e.ccCandidates(tx, in, from)
+	if err != nil {
+		return nil, err
+	}
+	for _, cc := range ccs {
+		if cc == from {
+			continue
+		}
+		isReq, err := tx.IsParticipant(tk.ID, cc)
+		if err != nil {
+			return nil, err
+		}
+		if isReq {
+			continue
+		}
+		if added, err := tx.AddCC(tk.ID, cc); err != nil {
+			return nil, err
+		} else if added {
+			if err := Record(tx, tk.ID, by, "cc_added", "cc_emails", "", cc, "copied on a customer reply", now); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	out.Action = "appended"
+	switch cat {
+	case CategoryPending, CategoryResolved, CategoryClosed:
+		target := e.Life.OpenStatus(tk)
+		if err := e.Life.SetStatus(tx, tk, target, by, now); err != nil {
+			return nil, err
+		}
+		if cat != CategoryPending {
+			out.Action = "reopened"
+			if err := Record(tx, tk.ID, by, "reopened", "", "", "", fmt.Sprintf("customer reply reopened the %s ticket", cat), now); err != nil {
+				return nil, err
+			}
+		}
+	}
+	tk.RequesterRespondedAt = &now
+	if err := tx.UpdateTicket(tk); err != nil {
+		return nil, err
+	}
+	if tk, err = tx.Ticket(tk.ID); err != nil {
+		return nil, err
+	}
+	out.Ticket, out.Conversation = tk, conv
+	out.Events = append(out.Events, EventCustomerReplied)
+	return e.finish(tx, in, out)
+}
+
+// agentReply stores an authenticated agent's mail as a public reply
+// and applies the pipeline's agent-reply rule.
+func (e *Engine) agentReply(tx *store.Tx, tk *store.Ticket, in *Incoming, out *Outcome, now time.Time) (*Outcome, error) {
+	conv, err := e.addConversation(tx, tk, in, "reply", false, false, nil, &out.Agent.ID, now)
+	if err != nil {
+		return nil, err
+	}
+	by := Actor{Type: "agent", Name: out.Agent.Email, ConversationID: &conv.ID}
+	if err := e.AgentResponded(tx, tk, by, now); err != nil {
+		return nil, err
+	}
+	if err := tx.UpdateTicket(tk); err != nil {
+		return nil, err
+	}
+	if tk, err = tx.Ticket(tk.ID); err != nil {
+		return nil, err
+	}
+	out.Action, out.Ticket, out.Conversation = "appended", tk, conv
+	out.Events = append(out.Events, EventAgentReplied)
+	return e.finish(tx, in, out)
+}
+
+// AgentResponded applies the agent-reply rule and first-response
+// timestamps to tk (in memory; the caller saves it).
+func (e *Engine) AgentResponded(tx *store.Tx, tk *store.Ticket, by Actor, now time.Time) error {
+	if tk.FirstRespondedAt == nil {
+		tk.FirstRespondedAt = &now
+	}
+	tk.AgentRespondedAt = &now
+	if code, ok := e.Life.AgentReplyStatus(tk); ok {
+		cat := e.Life.Category(tk.Status)
+		// An agent reply does not pull a resolved or closed ticket back.
+		if cat == CategoryOpen || cat == CategoryPending {
+			if err := e.Life.SetStatus(tx, tk, code, by, now); err != nil {
+				return err
+			}
+		}
+	}
+	return Record(tx, tk.ID, by, "agent_replied", "", "", "", "agent reply", now)
+}
+
+// bounce records a delivery failure on the ticket whose outbound mail
+// bounced and flags the failed addresses.
+func (e *Engine) bounce(tx *store.Tx, in *Incoming, now time.Time) (*Outcome, error) {
+	out := &Outcome{Action: "bounce", Suppress: "bounce"}
+	var ids []string
+	if in.BounceOriginalID != "" {
+		ids = append(ids, in.BounceOriginalID)
+	}
+	ids = append(ids, in.InReplyTo...)
+	ids = append(ids, in.References...)
+	var tk *store.Ticket
+	if len(ids) > 0 {
+		refs, err := tx.LookupMessageIDs(ids)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			if ref, ok := refs[id]; ok && ref.TicketID != nil {
+				if t, err := tx.Ticket(*ref.TicketID); err == nil {
+					tk = t
+					break
+				}
+			}
+		}
+	}
+	if tk == nil && e.Signer != nil {
+		for _, a := range in.RcptTo {
+			if _, tag := SplitAddress(a); tag != "" {
+				if c, ok := e.Signer.Check(tag, ""); ok {
+					if t, err := tx.Ticket(c.TicketID); err == nil {
+						tk = t
+						break
+					}
+				}
+			}
+		}
+	}
+	reason := "delivery failed"
+	if in.BounceStatus != "" {
+		reason += " (" + in.BounceStatus + ")"
+	}
+	if in.BouncePermanent || in.BounceStatus == "" {
+		for _, r := range in.BounceRecipients {
+			if err := tx.MarkBouncing(lower(r), reason); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if tk == nil {
+		return out, nil
+	}
+	conv, err := e.addConversation(tx, tk, in, "bounce", true, true, nil, nil, now)
+	if err != nil {
+		return nil, err
+	}
+	note := fmt.Sprintf("mail to %s bounced: %s", strings.Join(in.BounceRecipients, ", "), reason)
+	if len(in.BounceRecipients) == 0 {
+		note = "a mail of this ticket bounced: " + reason
+	}
+	if err := Record(tx, tk.ID, Actor{Type: "mail", Name: lower(in.From.Email), ConversationID: &conv.ID}, "bounce", "", "", "", note, now); err != nil {
+		return nil, err
+	}
+	if err := tx.UpdateTicket(tk); err != nil {
+		return nil, err
+	}
+	out.Ticket, out.Conversation = tk, conv
+	return e.finish(tx, in, out)
+}
+
+func (e *Engine) addConversation(tx *store.Tx, tk *store.Ticket, in *Incoming, kind string, incoming, private bool, contactID, agentID *int64, now time.Time) (*store.Conversation, error) {
+	var to, cc []string
+	for _, p := range in.To {
+		to = append(to, lower(p.Email))
+	}
+	for _, p := range in.Cc {
+		cc = append(cc, lower(p.Email))
+	}
+	raw := in.RawID
+	c := &store.Conversation{
+		TicketID: tk.ID, RawID: &raw, Incoming: incoming, Private: private, Kind: kind, ContactID: contactID,
+		FromEmail: lower(in.From.Email), FromName: in.From.Name, ToEmails: to, CcEmails: cc, Subject: in.Subject,
+		BodyText: in.Text, BodyHTML: in.HTML, ReplyText: in.ReplyText, MessageID: in.MessageID, CreatedAt: now,
+		Files: append([]store.Attachment(nil), in.Files...), AgentID: agentID,
+	}
+	if agentID != nil {
+		// An agent's mail becomes their new text only: quoted history and
+		// signature are not sent on to the customer.
+		c.BodyText, c.BodyHTML = in.ReplyText, ""
+	}
+	if err := tx.AddConversation(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// finish points the message's Message-ID at its ticket.
+func (e *Engine) finish(tx *store.Tx, in *Incoming, out *Outcome) (*Outcome, error) {
+	if out.Ticket != nil {
+		var conv *int64
+		if out.Conversation != nil {
+			conv = &out.Conversation.ID
+		}
+		if err := tx.SetMessageIDTarget(in.MessageID, &out.Ticket.ID, conv); err != nil {
+			return nil, err
+		}
+	}
+	out.InReplyTo = in.MessageID
+	return out, nil
+}
