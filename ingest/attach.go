@@ -33,8 +33,7 @@ func SafeFilename(name string) string {
 			b.WriteRune(r)
 		}
 	}
-	s := strings.Join(strings.Fields(b.String()), " ")
-	s = strings.TrimLeft(s, ". ")
+	s := strings.TrimLeft(b.String(), ". ")
 	s = strings.TrimRight(s, ". ")
 	if s == "" {
 		return ""

@@ -45,6 +45,17 @@ func classify(m *Message, root *enmime.Part) {
 		m.Kind, m.Bounce = KindBounce, bounceFromText(m, root)
 		return
 	}
+	if m.From != nil && strings.HasSuffix(strings.ToLower(m.From.Address), ".amazonaws.com") {
+		switch mm := sesNotice.FindStringSubmatch(firstN(m.Text, 8000)); {
+		case mm == nil:
+		case mm[1] == "Bounce":
+			m.Kind, m.Bounce = KindBounce, bounceFromText(m, root)
+			return
+		default:
+			m.Kind = KindAutoReply
+			return
+		}
+	}
 	if explicitAutoReply(h) {
 		m.Kind = KindAutoReply
 		return
@@ -157,11 +168,13 @@ func oofSubject(subject string, h textproto.MIMEHeader) bool {
 }
 
 var (
-	bounceSender  = regexp.MustCompile(`(?i)^(?:mailer[-_]?daemon|postmaster|mail[-_]?daemon|mdaemon|mailerdaemon|mail\.delivery|bounces?|double-bounce|nobody)@`)
+	bounceSender  = regexp.MustCompile(`(?i)^(?:mailer[-_]?daemon|post[-_]?master|mail[-_]?daemon|mdaemon|mailerdaemon|mail\.delivery|bounces?|double-bounce|nobody)@`)
 	bounceName    = regexp.MustCompile(`(?i)mail delivery (?:system|subsystem|service)|mailer[-_ ]daemon|postmaster|systemadministrator|mail administrator`)
 	strongBounce  = regexp.MustCompile(`(?i)undeliver(?:ed|able)\b|delivery status notification \((?:failure|delay)\)|mail delivery failed|returned mail\b|delivery (?:has )?failed|failure notice|delivery failure|non remis|unzustellbar|non recapitabile|no se puede entregar|message not delivered|could not be delivered|mail system error|delivery notification: delivery has failed|unable to deliver|rejected:|nondeliverable|delivery problem|warning: could not send`)
-	weakBounce    = regexp.MustCompile(`(?i)delivery|returned|failed|failure|undeliver|bounce|error|rejected|not delivered|problem|unzustellbar|zustellung|notification`)
-	bodyBounceHit = regexp.MustCompile(`(?i)could not be delivered|delivery to the following recipient|permanent(?:ly)? (?:error|fatal)|user unknown|no such user|mailbox (?:unavailable|not found|full)|recipient address rejected|delivery has failed|undeliverable|does not exist|unknown user|\b5\d\d[ -]5\.\d`)
+	weakBounce    = regexp.MustCompile(`(?i)delivery|returned|failed|failure|undeliver|bounce|error|rejected|not delivered|problem|unzustellbar|zustellung|notification|delayed|warning|エラー|不達|未達`)
+	bodyBounceHit = regexp.MustCompile(`(?i)could not be delivered|delivery to the following recipient|did not reach the following recipient|permanent(?:ly)? (?:error|fatal)|user unknown|no such user|mailbox (?:unavailable|not found|full|is full)|recipient address rejected|delivery has failed|undeliverable|does not exist|unknown user|invalid (?:user|recipient)|\b5\d\d[ -]+(?:5\.\d|requested action)`)
+	// sesNotice is an Amazon SES notification delivered through SNS.
+	sesNotice = regexp.MustCompile(`"notificationType"\s*:\s*"(Bounce|Complaint|Delivery)"`)
 )
 
 // looksLikeBounce recognises bounces that are not RFC 3464 reports.
@@ -182,6 +195,24 @@ func looksLikeBounce(m *Message, h textproto.MIMEHeader) bool {
 	}
 	if fromDaemon && (weakBounce.MatchString(subj) || bodyBounceHit.MatchString(firstN(m.Text, 4000))) {
 		return true
+	}
+	// A returned message with a failure text and subject, from any
+	// sender (carriers send them from no-reply addresses).
+	if returnsMessage(m) && weakBounce.MatchString(subj) && bodyBounceHit.MatchString(firstN(m.Text, 4000)) &&
+		!forwardPrefix.MatchString(subj) {
+		return true
+	}
+	return false
+}
+
+var forwardPrefix = regexp.MustCompile(`(?i)^\s*(?:fwd?|tr|wg|rv|fw)\s*:`)
+
+func returnsMessage(m *Message) bool {
+	for _, a := range m.Attachments {
+		switch a.ContentType {
+		case "message/rfc822", "text/rfc822-headers", "message/rfc822-headers", "message/global", "message/global-headers":
+			return true
+		}
 	}
 	return false
 }

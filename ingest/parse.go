@@ -38,18 +38,51 @@ const maxWarnings = 50
 
 // mimeParser is configured for tolerance: malformed parts are skipped
 // with an error recorded, a multipart without boundary is read as a
-// single part, corrupt base64 in text keeps what decoded, and the
-// declared charset wins over guessing (see fixDeclaredASCII for the
-// one exception).
+// single part, and corrupt base64 keeps what decoded. enmime does the
+// transfer decoding but not the charset conversion (see
+// rawTextMediaType): partString converts with go-message's charset
+// tables, where it can also catch mislabelled parts.
+
 var mimeParser = enmime.NewParser(
 	enmime.SkipMalformedParts(true),
 	enmime.MultipartWOBoundaryAsSinglePart(true),
-	enmime.SetReadPartErrorPolicy(enmime.AllowCorruptTextPartErrorPolicy),
-	enmime.StripMediaTypeInvalidCharacters(true),
+	enmime.SetReadPartErrorPolicy(keepPartialBase64),
+	enmime.SetCustomParseMediaType(rawTextMediaType),
 	enmime.DisableTextConversion(true),
 	enmime.DisableCharacterDetection(true),
 	enmime.MaxStoredPartErrors(maxWarnings),
 )
+
+// rawTextMediaType parses a media type like enmime does, but tells
+// enmime that every text part is UTF-8 so that it hands over the
+// transfer-decoded bytes unconverted and never runs its charset
+// guesser (which overrides correct labels and is slow). The declared
+// charset is read again from the header by partString.
+func rawTextMediaType(ctype string) (string, map[string]string, []string, error) {
+	mt, params, invalid, err := mediatype.ParseWithOptions(ctype, mediatype.ParseOptions{StripMediaTypeInvalidCharacters: true})
+	if err == nil && strings.HasPrefix(strings.ToLower(mt), "text/") {
+		if params == nil {
+			params = map[string]string{}
+		}
+		params["charset"] = "utf-8"
+	}
+	return mt, params, invalid, err
+}
+
+// partCharset returns the charset a part declares, lower-cased.
+func partCharset(part *enmime.Part) string {
+	_, params, _, err := mediatype.ParseWithOptions(part.Header.Get("Content-Type"), mediatype.ParseOptions{StripMediaTypeInvalidCharacters: true})
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(strings.Trim(strings.TrimSpace(params["charset"]), `"'`))
+}
+
+// keepPartialBase64 keeps what decoded before corrupt base64, for
+// attachments as well as text (enmime's own policy drops attachments).
+func keepPartialBase64(_ *enmime.Part, err error) bool {
+	return enmime.IsBase64CorruptInputError(err)
+}
 
 // Parse reads one raw RFC 5322 message into a Message. It fails only
 // for input that is not a mail at all (see ErrNotMail); anything else
@@ -98,9 +131,10 @@ func Parse(raw []byte, opts ParseOptions) (msg *Message, err error) {
 	return m, nil
 }
 
-// mailStart checks that raw looks like a message (a header field on
-// its first non-blank line, after an optional mbox "From " line) and
-// returns it from that line on.
+// mailStart checks that raw looks like a message and returns it from
+// its first header line: an mbox "From " line and up to three junk
+// lines before the header (a pasted "---- Original message ----") are
+// skipped.
 func mailStart(raw []byte) ([]byte, error) {
 	b := raw
 	for len(b) > 0 && (b[0] == '\r' || b[0] == '\n' || b[0] == ' ' || b[0] == '\t') {
@@ -114,20 +148,45 @@ func mailStart(raw []byte) ([]byte, error) {
 			b = b[i+1:]
 		}
 	}
-	line := b
-	if i := bytes.IndexByte(line, '\n'); i >= 0 {
-		line = line[:i]
+	rest := b
+	for skip := 0; skip <= 3; skip++ {
+		line, next, _ := bytes.Cut(rest, []byte("\n"))
+		if isHeaderLine(line) {
+			// A junk line must be followed by two header lines.
+			if skip == 0 || isHeaderLine(firstLine(next)) {
+				return rest, nil
+			}
+		}
+		if len(next) == 0 || len(bytes.TrimSpace(line)) == 0 {
+			break
+		}
+		rest = next
 	}
+	return nil, fmt.Errorf("parse: %w: no header field on the first line", ErrNotMail)
+}
+
+func firstLine(b []byte) []byte {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	return line
+}
+
+// isHeaderLine reports whether line starts a header field: a name of
+// printable ASCII, then a colon.
+func isHeaderLine(line []byte) bool {
 	colon := bytes.IndexByte(line, ':')
 	if colon <= 0 {
-		return nil, fmt.Errorf("parse: %w: no header field on the first line", ErrNotMail)
+		return false
 	}
-	for _, c := range bytes.TrimRight(line[:colon], " \t") {
+	name := bytes.TrimRight(line[:colon], " \t")
+	if len(name) == 0 {
+		return false
+	}
+	for _, c := range name {
 		if c <= ' ' || c >= 0x7f {
-			return nil, fmt.Errorf("parse: %w: first line is not a header field", ErrNotMail)
+			return false
 		}
 	}
-	return b, nil
+	return true
 }
 
 // fallbackParts builds a single text part when enmime cannot read the
@@ -160,7 +219,7 @@ func (nopCollector) AddWarning(string, string, ...any) {}
 type parser struct {
 	m        *Message
 	root     *enmime.Part
-	charset  string // the message's declared body charset, for raw 8-bit headers
+	charset  string // the message's declared charsets, for raw 8-bit headers
 	rawHTML  string // decoded, unsanitized HTML body
 	seenWarn map[string]bool
 }
@@ -185,7 +244,7 @@ func (p *parser) headers() {
 		h = textproto.MIMEHeader{}
 	}
 	m.Headers = map[string][]string(h)
-	p.charset = declaredCharset(p.root)
+	p.charset = declaredCharsets(p.root)
 
 	m.Subject = decodeHeader(h.Get("Subject"), p.charset)
 
@@ -241,21 +300,32 @@ func headerJoin(h textproto.MIMEHeader, name string) string {
 	return strings.Join(vs, ", ")
 }
 
-// declaredCharset returns the first charset declared on the root or a
-// text part, used to read raw 8-bit header bytes.
-func declaredCharset(root *enmime.Part) string {
-	var cs string
-	_ = root.DepthMatchFirst(func(p *enmime.Part) bool {
-		if p.Charset != "" && !strings.EqualFold(p.Charset, "us-ascii") {
-			cs = p.Charset
-			if p.OrigCharset != "" {
-				cs = p.OrigCharset
+// declaredCharsets lists the charsets declared in the message, as a
+// comma-separated list with multi-byte (CJK) charsets first, used to
+// read raw 8-bit header bytes: a GB2312 subject in a mail whose first
+// part is ISO-8859-1 is read as GB2312 when it decodes cleanly.
+func declaredCharsets(root *enmime.Part) string {
+	var multi, single []string
+	seen := map[string]bool{}
+	_ = root.DepthMatchAll(func(p *enmime.Part) bool {
+		for _, cs := range []string{partCharset(p)} {
+			if cs == "" || cs == "us-ascii" || cs == "utf-8" || seen[cs] || strings.ContainsAny(cs, ",") {
+				continue
 			}
-			return true
+			seen[cs] = true
+			switch {
+			case strings.Contains(cs, "2022-jp"):
+				multi = append(multi, "shift_jis", "euc-jp")
+			case strings.Contains(cs, "gb") || strings.Contains(cs, "big5") || strings.Contains(cs, "jis") ||
+				strings.HasPrefix(cs, "euc") || strings.Contains(cs, "ks_c") || strings.Contains(cs, "949") || strings.Contains(cs, "936"):
+				multi = append(multi, cs)
+			default:
+				single = append(single, cs)
+			}
 		}
 		return false
 	})
-	return cs
+	return strings.Join(append(multi, single...), ",")
 }
 
 // generateID gives a message without Message-ID a stable one, derived
@@ -452,23 +522,7 @@ func bodyKind(p *enmime.Part) string {
 // partText returns the decoded text of a body part as valid UTF-8 with
 // LF line ends, reflowed when it is format=flowed.
 func (p *parser) partText(part *enmime.Part) string {
-	b := part.Content
-	s := ""
-	switch {
-	case utf8.Valid(b):
-		s = string(b)
-	case part.Charset != "":
-		if out, ok := decodeCharset(part.Charset, b); ok && utf8.ValidString(out) {
-			s = out
-		} else {
-			s = toUTF8(string(b), "")
-		}
-	default:
-		s = toUTF8(string(b), "")
-	}
-	if cs := strings.ToLower(part.Charset); cs == "us-ascii" || cs == "ascii" || cs == "" {
-		s = fixDeclaredASCII(s)
-	}
+	s := p.partString(part)
 	s = strings.ReplaceAll(s, "\r\n", "\n")
 	s = strings.ReplaceAll(s, "\x00", "")
 	if part.ContentType == "text/plain" || part.ContentType == "" {
@@ -480,36 +534,130 @@ func (p *parser) partText(part *enmime.Part) string {
 	return s
 }
 
-// fixDeclaredASCII repairs text declared US-ASCII that holds 8-bit
-// data. enmime read it as Windows-1252, which is reversible: the bytes
-// are recovered and read as UTF-8 when valid (the common mislabel), or
-// in the charset chardet is confident about.
-func fixDeclaredASCII(s string) string {
-	ascii := true
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			ascii = false
-			break
+// partString decodes a text part's bytes to valid UTF-8. The declared
+// charset is used through go-message's tables, except that bytes which
+// are valid UTF-8 with multi-byte sequences are taken as UTF-8 whatever
+// the label says (legacy text practically never validates as UTF-8).
+// Unlabelled or undecodable text is read by the HTML meta charset,
+// then chardet, then Windows-1252. Each repair adds a warning.
+func (p *parser) partString(part *enmime.Part) string {
+	b := part.Content
+	cs := partCharset(part)
+	valid := utf8.Valid(b)
+	if cs == "" && part.ContentType == "text/html" {
+		if m := metaCharset.FindSubmatch(firstBytes(b, 4096)); m != nil {
+			if _, err := charsetReader(string(m[1]), bytes.NewReader(nil)); err != nil {
+				p.m.warn("charset: part %s has unknown charset %q in its HTML", part.PartID, m[1])
+			}
 		}
 	}
-	if ascii {
-		return s
+	if cs != "" {
+		if _, err := charsetReader(cs, bytes.NewReader(nil)); err != nil {
+			p.m.warn("charset: part %s has unknown charset %q", part.PartID, cs)
+			cs = "unknown"
+		}
 	}
-	b, err := charmap.Windows1252.NewEncoder().Bytes([]byte(s))
-	if err != nil {
-		return s
+	if bytes.Contains(b, []byte("\x1b$")) || bytes.Contains(b, []byte("\x1b(")) {
+		// ISO-2022-JP escapes, labelled or not.
+		return decodeJapanese(b)
 	}
-	if utf8.Valid(b) {
+	if valid && !hasHighBytes(b) && !sevenBitCharset(cs) {
 		return string(b)
 	}
-	res, err := chardet.NewTextDetector().DetectBest(b)
-	if err != nil || res == nil || res.Confidence < 85 {
+	switch cs {
+	case "unknown":
+		if valid {
+			return fixC1(string(b))
+		}
+	case "", "utf-8", "utf8", "us-ascii", "ascii", "ansi_x3.4-1968", "unicode-1-1-utf-8":
+		if valid {
+			if cs != "" && !strings.HasPrefix(cs, "utf") && !strings.HasPrefix(cs, "unicode") {
+				p.m.warn("charset: part %s declared %q but is UTF-8", part.PartID, cs)
+			}
+			return fixC1(string(b))
+		}
+	default:
+		if valid {
+			p.m.warn("charset: part %s declared %q but is UTF-8", part.PartID, cs)
+			return fixC1(string(b))
+		}
+		if out, ok := decodeCharset(cs, b); ok && utf8.ValidString(out) {
+			return fixC1(out)
+		}
+	}
+	if part.ContentType == "text/html" {
+		if m := metaCharset.FindSubmatch(firstBytes(b, 4096)); m != nil {
+			if out, ok := decodeCharset(string(m[1]), b); ok && utf8.ValidString(out) &&
+				!strings.ContainsRune(out, utf8.RuneError) {
+				return fixC1(out)
+			}
+		}
+	}
+	if res, err := chardet.NewTextDetector().DetectBest(highLines(b, 64<<10)); err == nil && res != nil && res.Confidence >= 50 {
+		if out, ok := decodeCharset(res.Charset, b); ok && utf8.ValidString(out) &&
+			!strings.ContainsRune(out, utf8.RuneError) {
+			p.m.warn("charset: part %s declared %q, read as %s", part.PartID, cs, strings.ToLower(res.Charset))
+			return fixC1(out)
+		}
+	}
+	p.m.warn("charset: part %s declared %q is not valid, read as windows-1252", part.PartID, cs)
+	return toUTF8(string(b), "")
+}
+
+// sevenBitCharset reports charsets that encode non-ASCII text in ASCII
+// bytes and so must be decoded even when no byte is 8-bit.
+func sevenBitCharset(cs string) bool {
+	return strings.Contains(cs, "2022") || strings.Contains(cs, "utf-7") || strings.Contains(cs, "utf7") || strings.Contains(cs, "hz-gb")
+}
+
+// highLines returns the lines of b that hold 8-bit bytes, up to max
+// bytes: what chardet needs, without the ASCII bulk that dilutes it.
+func highLines(b []byte, max int) []byte {
+	var out []byte
+	for len(b) > 0 && len(out) < max {
+		line, rest, _ := bytes.Cut(b, []byte("\n"))
+		if hasHighBytes(line) {
+			out = append(out, line...)
+			out = append(out, '\n')
+		}
+		b = rest
+	}
+	return out
+}
+
+func hasHighBytes(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
+
+var metaCharset = regexp.MustCompile(`(?i)<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)`)
+
+func firstBytes(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}
+
+// fixC1 maps C1 control characters (U+0080-U+009F), which appear when
+// Windows-1252 text was read as ISO-8859-1, to the Windows-1252
+// characters they stand for (U+0080 -> €).
+func fixC1(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return r >= 0x80 && r <= 0x9f }) {
 		return s
 	}
-	if out, ok := decodeCharset(res.Charset, b); ok && utf8.ValidString(out) {
-		return out
-	}
-	return s
+	return strings.Map(func(r rune) rune {
+		if r >= 0x80 && r <= 0x9f {
+			if d := charmap.Windows1252.DecodeByte(byte(r)); d != utf8.RuneError {
+				return d
+			}
+		}
+		return r
+	}, s)
 }
 
 // visibleReply composes reply_text: when the HTML marks its quoted

@@ -11,8 +11,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cention-sany/utf7"
 	"github.com/emersion/go-message/charset"
 	"github.com/jhillyerd/enmime/v2"
+	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/charmap"
 	"golang.org/x/text/encoding/japanese"
 )
@@ -35,6 +37,16 @@ func charsetReader(label string, input io.Reader) (io.Reader, error) {
 		l = "windows-1252"
 	case "utf8", "x-utf8":
 		l = "utf-8"
+	case "utf-7", "utf7", "unicode-1-1-utf-7", "csunicode11utf7", "x-utf-7":
+		return utf7.UTF7.NewDecoder().Reader(input), nil
+	case "iso-2022-jp", "csiso2022jp", "iso-2022-jp-2", "iso-2022-jp-3":
+		// Japanese mailers often label Shift_JIS or EUC-JP bytes as
+		// ISO-2022-JP (a 7-bit charset); 8-bit data gives them away.
+		b, err := io.ReadAll(input)
+		if err != nil {
+			return nil, fmt.Errorf("charset %q: %w", label, err)
+		}
+		return bytes.NewReader([]byte(decodeJapanese(b))), nil
 	case "latin1", "iso-8859-1", "iso8859-1", "us-ascii", "ascii":
 		// Mail that says Latin-1 or ASCII is Windows-1252 in the wild
 		// (the WHATWG rule); it is a superset of the printable range.
@@ -45,6 +57,30 @@ func charsetReader(label string, input io.Reader) (io.Reader, error) {
 		return nil, fmt.Errorf("charset %q: %w", label, err)
 	}
 	return r, nil
+}
+
+// decodeJapanese decodes bytes labelled ISO-2022-JP: as such when
+// 7-bit, else as Shift_JIS or EUC-JP, whichever decodes cleanly.
+func decodeJapanese(b []byte) string {
+	eight := false
+	for _, c := range b {
+		if c >= 0x80 {
+			eight = true
+			break
+		}
+	}
+	if !eight {
+		if out, err := japanese.ISO2022JP.NewDecoder().Bytes(b); err == nil {
+			return string(out)
+		}
+	}
+	for _, enc := range []encoding.Encoding{japanese.ShiftJIS, japanese.EUCJP} {
+		if out, err := enc.NewDecoder().Bytes(b); err == nil && !bytes.ContainsRune(out, utf8.RuneError) {
+			return string(out)
+		}
+	}
+	out, _ := japanese.ShiftJIS.NewDecoder().Bytes(b)
+	return strings.ToValidUTF8(string(out), "\uFFFD")
 }
 
 // decodeCharset converts b from the named charset to UTF-8. It reports
@@ -63,8 +99,9 @@ func decodeCharset(label string, b []byte) (string, bool) {
 
 // toUTF8 returns s as valid UTF-8. Raw 8-bit header bytes are UTF-8
 // (RFC 6532) when they validate, ISO-2022-JP when they carry its escape
-// sequences, and otherwise are read in the fallback charset (the
-// message's declared body charset) or Windows-1252.
+// sequences, and otherwise are read in the first of the message's
+// declared charsets (fallback, a comma-separated list; multi-byte ones
+// first) that decodes them cleanly, else Windows-1252.
 func toUTF8(s, fallback string) string {
 	if strings.Contains(s, "\x1b$B") || strings.Contains(s, "\x1b$@") || strings.Contains(s, "\x1b(J") {
 		if out, err := japanese.ISO2022JP.NewDecoder().String(s); err == nil {
@@ -74,8 +111,11 @@ func toUTF8(s, fallback string) string {
 	if utf8.ValidString(s) {
 		return s
 	}
-	if fallback != "" && !strings.EqualFold(fallback, "utf-8") {
-		if out, ok := decodeCharset(fallback, []byte(s)); ok && utf8.ValidString(out) {
+	for _, cs := range strings.Split(fallback, ",") {
+		if cs == "" || strings.EqualFold(cs, "utf-8") {
+			continue
+		}
+		if out, ok := decodeCharset(cs, []byte(s)); ok && utf8.ValidString(out) && !strings.ContainsRune(out, utf8.RuneError) {
 			return out
 		}
 	}
@@ -91,9 +131,9 @@ func toUTF8(s, fallback string) string {
 func decodeHeader(v, fallback string) string {
 	v = toUTF8(v, fallback)
 	if strings.Contains(v, "=?") {
-		if d, err := wordDecoder.DecodeHeader(v); err == nil {
+		if d, err := wordDecoder.DecodeHeader(fixEncodedWords(v)); err == nil {
 			v = d
-		} else if d, err := wordDecoder.DecodeHeader(fixEncodedWords(v)); err == nil {
+		} else if d, err := wordDecoder.DecodeHeader(v); err == nil {
 			v = d
 		}
 		v = strings.ToValidUTF8(v, "\uFFFD")
@@ -125,11 +165,21 @@ func fixEncodedWords(v string) string {
 		if strings.EqualFold(parts[2], "q") {
 			parts[3] = strings.ReplaceAll(parts[3], " ", "_")
 		} else {
-			parts[3] = strings.ReplaceAll(parts[3], " ", "")
+			// Drop blanks and surplus padding ("GyhC==" where the
+			// data ends on a quantum).
+			b := strings.TrimRight(strings.ReplaceAll(parts[3], " ", ""), "=")
+			if r := len(b) % 4; r != 0 {
+				b += strings.Repeat("=", 4-r)
+			}
+			parts[3] = b
 		}
 		return strings.Join(parts, "?")
 	})
 }
+
+// addressParser decodes encoded words in display names with the same
+// charset tables as other headers.
+var addressParser = &mail.AddressParser{WordDecoder: wordDecoder}
 
 // parseAddressList parses an address header tolerantly: what parses is
 // kept, and a warning says what did not.
@@ -137,6 +187,9 @@ func parseAddressList(field, raw, fallback string) ([]Address, []string) {
 	raw = strings.TrimSpace(toUTF8(raw, fallback))
 	if raw == "" {
 		return []Address{}, nil
+	}
+	if list, err := addressParser.ParseList(raw); err == nil {
+		return convertAddresses(list), nil
 	}
 	if list, err := enmime.ParseAddressList(raw); err == nil {
 		return convertAddresses(list), nil
@@ -147,6 +200,10 @@ func parseAddressList(field, raw, fallback string) ([]Address, []string) {
 	for _, piece := range splitAddressList(raw) {
 		piece = strings.TrimSpace(piece)
 		if piece == "" || piece == ";" {
+			continue
+		}
+		if list, err := addressParser.ParseList(piece); err == nil {
+			out = append(out, convertAddresses(list)...)
 			continue
 		}
 		if list, err := enmime.ParseAddressList(piece); err == nil {
@@ -222,7 +279,9 @@ func splitAddressList(s string) []string {
 }
 
 var (
-	angleAddr = regexp.MustCompile(`<\s*([^<>\s@]+@[^<>\s]+?)\s*>`)
+	angleAddr   = regexp.MustCompile(`<\s*([^<>@]+@[^<>\s]+?)\s*>`)
+	quotedLocal = regexp.MustCompile(`"([^"@]+)"@([A-Za-z0-9.-]+\.[A-Za-z]{2,})`)
+	commentAddr = regexp.MustCompile(`^\s*([^\s@<>()",;]+(?:@[^\s<>()",;]+)?)\s*\(([^()]*)\)\s*$`)
 	bareAddr  = regexp.MustCompile(`[^\s<>()",;:\[\]]+@[^\s<>()",;:\[\]]+`)
 )
 
@@ -233,7 +292,15 @@ func salvageAddress(piece string) (Address, bool) {
 		name := strings.TrimSpace(piece[:m[0]])
 		name = strings.Trim(name, `"' `)
 		name = decodeHeader(name, "")
-		return Address{Name: name, Address: piece[m[2]:m[3]]}, true
+		addr := strings.Join(strings.Fields(piece[m[2]:m[3]]), "")
+		return Address{Name: name, Address: strings.Trim(addr, `"`)}, true
+	}
+	if m := quotedLocal.FindStringSubmatch(piece); m != nil {
+		return Address{Address: strings.Join(strings.Fields(m[1]), "") + "@" + m[2]}, true
+	}
+	if m := commentAddr.FindStringSubmatch(piece); m != nil {
+		// MAILER-DAEMON (Mail Delivery System): RFC 822 comment as name.
+		return Address{Name: decodeHeader(m[2], ""), Address: m[1]}, true
 	}
 	if m := bareAddr.FindString(piece); m != "" {
 		return Address{Address: strings.Trim(m, ".")}, true
