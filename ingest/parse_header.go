@@ -282,7 +282,7 @@ var (
 	angleAddr   = regexp.MustCompile(`<\s*([^<>@]+@[^<>\s]+?)\s*>`)
 	quotedLocal = regexp.MustCompile(`"([^"@]+)"@([A-Za-z0-9.-]+\.[A-Za-z]{2,})`)
 	commentAddr = regexp.MustCompile(`^\s*([^\s@<>()",;]+(?:@[^\s<>()",;]+)?)\s*\(([^()]*)\)\s*$`)
-	bareAddr  = regexp.MustCompile(`[^\s<>()",;:\[\]]+@[^\s<>()",;:\[\]]+`)
+	bareAddr    = regexp.MustCompile(`[^\s<>()",;:\[\]]+@[^\s<>()",;:\[\]]+`)
 )
 
 // salvageAddress pulls an address out of a piece the parser refused:
