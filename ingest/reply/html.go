@@ -343,7 +343,7 @@ func (t *trimmer) removeTrailingQuotes(doc *html.Node) bool {
 				count++
 				return
 			}
-			if isQuoteElement(n) || n.DataAtom == atom.Blockquote && attributionLineBefore(n) {
+			if (isQuoteElement(n) && !interleaved(n)) || n.DataAtom == atom.Blockquote && attributionLineBefore(n) {
 				spans = append(spans, quoteSpan{n, count})
 				return
 			}
@@ -408,6 +408,41 @@ func attributionBefore(n *html.Node) *html.Node {
 		return nil
 	}
 	return nil
+}
+
+// interleaved reports whether a quote container (Gmail's
+// div.gmail_quote) holds reply text below a blockquote inside it, as
+// Gmail does for inline replies. Such a container is not removed as a
+// whole; the blockquotes inside it are judged one by one.
+func interleaved(n *html.Node) bool {
+	if n.DataAtom == atom.Blockquote {
+		return false
+	}
+	seenQuote := false
+	found := false
+	var walk func(*html.Node, int)
+	walk = func(c *html.Node, depth int) {
+		if found || depth > 512 {
+			return
+		}
+		switch c.Type {
+		case html.TextNode:
+			if seenQuote && visibleRunes(c.Data) > 0 {
+				found = true
+			}
+			return
+		case html.ElementNode:
+			if c.DataAtom == atom.Blockquote {
+				seenQuote = true
+				return
+			}
+		}
+		for k := c.FirstChild; k != nil; k = k.NextSibling {
+			walk(k, depth+1)
+		}
+	}
+	walk(n, 0)
+	return found
 }
 
 // attributionLineBefore reports whether the text right above n ends
