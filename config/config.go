@@ -114,6 +114,10 @@ type OutboundConfig struct {
 	TemplatesDir string `yaml:"templates_dir"`
 	// ConfirmationsPerHour limits confirmations to one sender.
 	ConfirmationsPerHour int `yaml:"confirmations_per_hour"`
+	// RetryFor is how long temporary failures are retried before a
+	// mail is given up as failed (default 48h; MaxAttempts also
+	// applies, whichever comes first).
+	RetryFor Duration `yaml:"retry_for"`
 }
 
 // StatusConfig declares a custom status (codes 2–5 are built in).

@@ -1,0 +1,117 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestExampleIsValid(t *testing.T) {
+	t.Setenv("DESKMAIL_SECRET", "s")
+	t.Setenv("IMAP_FACTURATION_PASSWORD", "p")
+	t.Setenv("DESKMAIL_SMTP_RELAY_PASSWORD", "p")
+	dir := t.TempDir()
+	data, err := os.ReadFile("../deskmail.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The relay password file does not exist here; point it at one.
+	pw := filepath.Join(dir, "pw")
+	os.WriteFile(pw, []byte("x\n"), 0o600)
+	data = []byte(strings.ReplaceAll(string(data), "/run/secrets/relay-password", pw))
+	c, err := Parse("deskmail.example.yaml", data)
+	if err != nil {
+		t.Fatalf("example config: %v", err)
+	}
+	if len(c.Channels) != 2 || c.Channels[1].IMAP == nil || c.Channels[1].IMAP.After != "move" {
+		t.Fatalf("channels not read: %+v", c.Channels)
+	}
+	if c.Pipelines[0].ClosedReply != "new_ticket" || len(c.AllStatuses()) != 6 {
+		t.Fatalf("pipelines/statuses not read")
+	}
+	if v, _ := c.Outbound.Password.Value(); v != "x" {
+		t.Fatalf("file secret = %q", v)
+	}
+	if s := c.Channels[1].IMAP.Password.String(); strings.Contains(s, "p") && !strings.HasPrefix(s, "env:") {
+		t.Fatalf("secret shown: %s", s)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c := Default()
+	if ps := c.Validate(); len(ps) > 0 {
+		t.Fatalf("defaults invalid: %v", ps)
+	}
+	if c.SMTP.Listen != "127.0.0.1:2525" || c.Channels[0].Addresses[0] != DefaultAddress || c.Database != "deskmail.db" {
+		t.Fatalf("unexpected defaults: %+v", c)
+	}
+}
+
+func TestProblemsHaveLines(t *testing.T) {
+	src := `database: x.db
+bogus_key: 1
+statuses:
+  - {code: 3, name: Mine, category: pending}
+  - {code: 6, name: A, category: nope}
+  - {code: 6, name: B, category: open}
+pipelines:
+  - name: p
+    statuses: [2, 3, 4]
+    closed_reply: sometimes
+agents:
+  - {email: support@example.com, name: Loop}
+channels:
+  - name: a
+    pipeline: p
+    addresses: [support@example.com]
+  - name: b
+    pipeline: missing
+    addresses: [SUPPORT@example.com]
+`
+	_, err := Parse("c.yaml", []byte(src))
+	if err == nil {
+		t.Fatal("expected problems")
+	}
+	// Unknown keys are reported first (decoding stops there).
+	if !strings.Contains(err.Error(), "c.yaml:2:") || !strings.Contains(err.Error(), "bogus_key") {
+		t.Fatalf("unknown key not reported with its line: %v", err)
+	}
+	src = strings.Replace(src, "bogus_key: 1\n", "", 1)
+	_, err = Parse("c.yaml", []byte(src))
+	ps, ok := err.(Problems)
+	if !ok {
+		t.Fatalf("want Problems, got %T %v", err, err)
+	}
+	want := []string{
+		"c.yaml:3: status code 3 is reserved",
+		"c.yaml:4: status 6 has category \"nope\"",
+		"c.yaml:5: status code 6 is also used at line 4",
+		"c.yaml:8: pipeline \"p\" has no status of category closed",
+		"c.yaml:9: pipeline \"p\": closed_reply \"sometimes\"",
+		"c.yaml:15: address support@example.com is both a support address and an agent",
+		"c.yaml:17: channel \"b\" uses pipeline \"missing\"",
+		"c.yaml:18: address SUPPORT@example.com belongs to channel \"a\" and channel \"b\"",
+	}
+	got := ps.Error()
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("missing %q in:\n%s", w, got)
+		}
+	}
+}
+
+func TestSecretSources(t *testing.T) {
+	t.Setenv("DM_TEST_SECRET", "from-env")
+	c, err := Parse("s.yaml", []byte("threading:\n  secret: env:DM_TEST_SECRET\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := c.Threading.Secret.Value(); v != "from-env" {
+		t.Fatalf("env secret = %q", v)
+	}
+	_, err = Parse("s.yaml", []byte("threading:\n  secret: env:DM_TEST_UNSET_VAR\n"))
+	if err == nil || !strings.Contains(err.Error(), "s.yaml:2:") || !strings.Contains(err.Error(), "DM_TEST_UNSET_VAR is not set") {
+		t.Fatalf("unset env secret: %v", err)
+	}
+}
