@@ -11,16 +11,8 @@ func TestExampleIsValid(t *testing.T) {
 	t.Setenv("DESKMAIL_SECRET", "s")
 	t.Setenv("IMAP_FACTURATION_PASSWORD", "p")
 	t.Setenv("DESKMAIL_SMTP_RELAY_PASSWORD", "p")
-	dir := t.TempDir()
-	data, err := os.ReadFile("../deskmail.example.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The relay password file does not exist here; point it at one.
-	pw := filepath.Join(dir, "pw")
-	os.WriteFile(pw, []byte("x\n"), 0o600)
-	data = []byte(strings.ReplaceAll(string(data), "/run/secrets/relay-password", pw))
-	c, err := Parse("deskmail.example.yaml", data)
+	t.Setenv("DESKMAIL_RELAY_PASSWORD", "x")
+	c, err := Load("../deskmail.example.yaml")
 	if err != nil {
 		t.Fatalf("example config: %v", err)
 	}
@@ -31,7 +23,7 @@ func TestExampleIsValid(t *testing.T) {
 		t.Fatalf("pipelines/statuses not read")
 	}
 	if v, _ := c.Outbound.Password.Value(); v != "x" {
-		t.Fatalf("file secret = %q", v)
+		t.Fatalf("env secret = %q", v)
 	}
 	if s := c.Channels[1].IMAP.Password.String(); strings.Contains(s, "p") && !strings.HasPrefix(s, "env:") {
 		t.Fatalf("secret shown: %s", s)
@@ -102,8 +94,19 @@ channels:
 }
 
 func TestSecretSources(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse("s.yaml", []byte("outbound:\n  password: file:"+pw+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := c.Outbound.Password.Value(); v != "from-file" {
+		t.Fatalf("file secret = %q", v)
+	}
 	t.Setenv("DM_TEST_SECRET", "from-env")
-	c, err := Parse("s.yaml", []byte("threading:\n  secret: env:DM_TEST_SECRET\n"))
+	c, err = Parse("s.yaml", []byte("threading:\n  secret: env:DM_TEST_SECRET\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
