@@ -1,0 +1,73 @@
+// Package receiver is deskmail's SMTP receiver: company MTAs (Postfix,
+// Exim, Exchange connectors, Google/Microsoft routing rules) deliver
+// support mail straight to it, and it hands every accepted message to
+// the ingest pipeline. It is built on github.com/emersion/go-smtp; this
+// package supplies the Backend/Session pair, the connection limits and
+// the TLS/AUTH policy.
+//
+// # Durability
+//
+// A message is acknowledged with 250 only after Submitter.Submit
+// returned nil, which for the ingest pipeline means the raw message
+// and its effects are committed (and synced) to the database. Any
+// failure to store answers 451 4.3.0 with a generic text, so the
+// sending MTA keeps the message and retries; the pipeline is
+// idempotent on Message-ID, so the retry cannot create a duplicate.
+// deskmail never relays: the only recipients accepted are the
+// configured support addresses, their aliases and their plus-addressed
+// reply tokens (threading.Addresses).
+//
+// All recipients of one transaction are delivered as one ingest.Raw
+// (one Submit) whose channel is the channel of the first accepted
+// recipient. The stored bytes start with a Received: header in the
+// form of RFC 5321 §4.4, and the envelope (MAIL FROM, RCPT TO, client
+// IP, HELO, TLS, AUTH identity, arrival time) travels in
+// ingest.Raw.Envelope.
+//
+// # Replies
+//
+//	250 2.0.0     after DATA: the message is committed
+//	421 4.7.0     at connect: too many connections (overall or from the
+//	              client's address), or the address exceeded its rate
+//	421 4.4.2     the session was idle longer than the read timeout or
+//	              longer than the maximum session length; or the server
+//	              is shutting down
+//	450 4.7.1     MAIL FROM: the client address or the sender exceeded
+//	              smtp.rate_per_minute (token bucket, burst of one minute)
+//	451 4.3.0     after DATA: the message could not be stored (retry)
+//	452 4.5.3     RCPT TO: more than smtp.max_recipients recipients
+//	523 5.7.10    AUTH before STARTTLS (AUTH is offered over TLS only)
+//	535 5.7.8     AUTH: wrong user name or password
+//	550 5.1.1     RCPT TO: not a support address (no relaying)
+//	552 5.3.4     MAIL FROM SIZE= or the data exceed smtp.max_message_bytes
+//	554 5.6.0     DATA: a line longer than smtp.max_line_length, or more
+//	              header fields than smtp.max_headers (RFC 3463 X.6.0,
+//	              "other or undefined media error": the content, not
+//	              the size, is refused; 554 is RFC 5321's answer to a
+//	              failed DATA transaction)
+//
+// A line longer than the limit also ends the session (go-smtp cannot
+// resynchronise on an overlong line): the client gets the 554 above,
+// then 500 5.4.0 and the connection is closed.
+//
+// # Limits and hostile clients
+//
+// Connections are counted overall and per client address (IPv6
+// clients per /64) when they are accepted; beyond the limits the
+// client gets 421 4.7.0 and the connection is closed before any
+// session starts. Every read and write has a deadline (the read and
+// write timeouts, renewed on each network operation) and no deadline
+// goes past the session's maximum length, so slow-loris clients are
+// dropped. Rate limits are token buckets kept in a bounded map with
+// lazy refill: no goroutine per key, and the oldest idle buckets are
+// dropped when the map is full.
+//
+// # Shutdown
+//
+// Serve and ListenAndServe stop when their context ends: the listeners
+// close at once, idle sessions are ended with 421, sessions that are
+// inside DATA finish (their message is committed and acknowledged)
+// and are then closed. Sessions still running after Options.ShutdownGrace
+// are cut off; their messages were never acknowledged, so the sender
+// retries.
+package receiver

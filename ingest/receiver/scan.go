@@ -1,0 +1,69 @@
+package receiver
+
+import (
+	"errors"
+	"io"
+)
+
+var (
+	errContentLine    = errors.New("receiver: line too long")
+	errContentHeaders = errors.New("receiver: too many header fields")
+)
+
+// contentScanner passes a message body through while checking the
+// line length and the number of header fields as the bytes stream by,
+// so a message that breaks a limit is refused without being kept.
+// go-smtp enforces the line limit on the connection for DATA; this
+// check also covers BDAT chunks, which go-smtp reads without it.
+type contentScanner struct {
+	r          io.Reader
+	maxLine    int // octets per line, CRLF excluded; 0: no limit
+	maxHeaders int // header fields; 0: no limit
+
+	line    int  // octets in the current line so far
+	inBody  bool // the empty line ending the header was seen
+	headers int
+	lineCR  bool // the current line so far is exactly "\r"
+	err     error
+}
+
+// Read implements io.Reader.
+func (s *contentScanner) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.r.Read(p)
+	for _, c := range p[:n] {
+		if c == '\n' {
+			if !s.inBody && (s.line == 0 || s.lineCR && s.line == 1) {
+				s.inBody = true
+			}
+			s.line, s.lineCR = 0, false
+			continue
+		}
+		if s.line == 0 && !s.inBody {
+			switch c {
+			case ' ', '\t', '\r':
+				// Continuation line, or a CR that may start the empty
+				// line ending the header.
+			default:
+				s.headers++
+				if s.maxHeaders > 0 && s.headers > s.maxHeaders {
+					s.err = errContentHeaders
+					return 0, s.err
+				}
+			}
+			s.lineCR = c == '\r'
+		} else {
+			s.lineCR = false
+		}
+		s.line++
+		// The limit counts the CR of a CRLF line ending as part of the
+		// line ending, not of the line.
+		if s.maxLine > 0 && s.line > s.maxLine+1 {
+			s.err = errContentLine
+			return 0, s.err
+		}
+	}
+	return n, err
+}

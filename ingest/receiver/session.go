@@ -1,0 +1,394 @@
+package receiver
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/deskmail/deskmail/ingest"
+)
+
+// maxAuthFailures is how many failed AUTH attempts a session gets
+// before it is closed.
+const maxAuthFailures = 3
+
+// session is one SMTP session (from EHLO to QUIT, restarted after
+// STARTTLS). go-smtp calls its methods from the connection's goroutine
+// only (BDAT runs Data in a second goroutine, but never concurrently
+// with the other methods).
+type session struct {
+	s   *Server
+	c   *smtp.Conn
+	tc  *trackedConn
+	tls bool
+
+	authUser     string // SMTP user name after a successful AUTH
+	authAgent    string // that user's agent email, or ""
+	authFailures int
+
+	// The current transaction.
+	from    string
+	size    int64
+	rcpts   []string
+	channel string
+}
+
+// Reset implements smtp.Session: it discards the current transaction.
+func (se *session) Reset() {
+	se.from, se.size, se.rcpts, se.channel = "", 0, nil, ""
+}
+
+// Logout implements smtp.Session.
+func (se *session) Logout() error { return nil }
+
+// Mail implements smtp.Session: rate limits apply here, per client
+// address (skipped for authenticated relays) and per sender.
+func (se *session) Mail(from string, opts *smtp.MailOptions) error {
+	se.Reset()
+	if se.tc.isClosing() {
+		return errShuttingDown
+	}
+	if se.s.ipRate != nil && se.authUser == "" && !se.s.ipRate.allow(se.tc.key) {
+		se.s.log.Info("smtp: rate limited", "client", se.tc.ip, "limit", "address")
+		return errIPRate
+	}
+	if se.s.from != nil && from != "" && !se.s.from.allow(strings.ToLower(from)) {
+		se.s.log.Info("smtp: rate limited", "client", se.tc.ip, "limit", "sender", "from", from)
+		return errSenderRate
+	}
+	se.from = from
+	if opts != nil {
+		se.size = opts.Size
+	}
+	return nil
+}
+
+// Rcpt implements smtp.Session: only support addresses (with their
+// plus-addressed reply tokens) are accepted. go-smtp has already
+// enforced MaxRecipients (452 4.5.3).
+func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	ch, ok := se.s.opts.Addresses.Lookup(to)
+	if !ok {
+		se.s.log.Info("smtp: recipient refused", "client", se.tc.ip, "rcpt", to)
+		return errBadRcpt
+	}
+	for _, r := range se.rcpts {
+		if strings.EqualFold(r, to) {
+			return nil
+		}
+	}
+	if len(se.rcpts) == 0 {
+		se.channel = ch
+	}
+	se.rcpts = append(se.rcpts, to)
+	return nil
+}
+
+// Data implements smtp.Session: it reads the message (never more than
+// MaxMessageBytes), prepends a Received: header, submits it and
+// returns nil — go-smtp's 250 — only once Submit reports it durable.
+func (se *session) Data(r io.Reader) (err error) {
+	se.tc.setInData(true)
+	defer se.tc.setInData(false)
+	start := time.Now()
+	defer func() {
+		if p := recover(); p != nil {
+			se.s.log.Error("smtp: panic while receiving a message", "client", se.tc.ip, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			err = errTempFail
+		}
+	}()
+
+	received := se.s.now()
+	qid := queueID()
+	hdr := se.receivedHeader(qid, received)
+
+	var buf bytes.Buffer
+	grow := 16 << 10
+	if se.size > 0 && (se.s.cfg.MaxMessageBytes <= 0 || se.size <= se.s.cfg.MaxMessageBytes) {
+		grow = int(se.size)
+	}
+	buf.Grow(len(hdr) + grow + 512)
+	buf.WriteString(hdr)
+	sc := &contentScanner{r: r, maxLine: se.s.cfg.MaxLineLength, maxHeaders: se.s.cfg.MaxHeaders}
+	if _, err := buf.ReadFrom(sc); err != nil {
+		return se.readError(err, qid)
+	}
+
+	raw := ingest.Raw{
+		Data:    buf.Bytes(),
+		Source:  ingest.SourceSMTP,
+		Channel: se.channel,
+		Name:    qid,
+		Envelope: ingest.Envelope{
+			MailFrom:   se.from,
+			RcptTo:     append([]string(nil), se.rcpts...),
+			ClientIP:   se.tc.ip,
+			Helo:       se.c.Hostname(),
+			TLS:        se.tls,
+			AuthUser:   se.authAgent,
+			ReceivedAt: received,
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), se.s.opts.SubmitTimeout)
+	defer cancel()
+	res, err := se.s.opts.Submitter.Submit(ctx, raw)
+	if err == nil && res.Err != nil {
+		err = res.Err
+	}
+	if err != nil {
+		// Never echo internal errors to the client: go-smtp would turn
+		// a plain error into a permanent 554 with its text.
+		se.s.log.Error("smtp: message not stored; answered 451", "id", qid, "client", se.tc.ip, "from", se.from, "err", err.Error())
+		return errTempFail
+	}
+	if se.s.log.Enabled(context.Background(), slog.LevelInfo) {
+		attrs := []any{"id", qid, "client", se.tc.ip, "from", se.from, "rcpt", se.rcpts, "size", buf.Len(),
+			"action", string(res.Action), "message_id", res.MessageID, "ms", time.Since(start).Milliseconds()}
+		if res.TicketID != nil {
+			attrs = append(attrs, "ticket", *res.TicketID)
+		}
+		se.s.log.Info("smtp: message stored", attrs...)
+	}
+	return nil
+}
+
+// readError turns a failure while reading DATA into the reply.
+func (se *session) readError(err error, qid string) error {
+	var se2 *smtp.SMTPError
+	switch {
+	case errors.As(err, &se2):
+		if se2 == smtp.ErrDataTooLarge {
+			se.s.log.Info("smtp: message too large", "id", qid, "client", se.tc.ip, "limit", se.s.cfg.MaxMessageBytes)
+		}
+		return se2
+	case errors.Is(err, smtp.ErrTooLongLine), errors.Is(err, errContentLine):
+		se.s.log.Info("smtp: line too long", "id", qid, "client", se.tc.ip, "limit", se.s.cfg.MaxLineLength)
+		return errorf(554, smtp.EnhancedCode{5, 6, 0}, "Message has a line longer than %d octets", se.s.cfg.MaxLineLength)
+	case errors.Is(err, errContentHeaders):
+		se.s.log.Info("smtp: too many header fields", "id", qid, "client", se.tc.ip, "limit", se.s.cfg.MaxHeaders)
+		return errorf(554, smtp.EnhancedCode{5, 6, 0}, "Message has more than %d header fields", se.s.cfg.MaxHeaders)
+	case errors.Is(err, smtp.ErrDataReset):
+		return err
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		se.s.log.Info("smtp: timeout while receiving data", "id", qid, "client", se.tc.ip)
+	} else {
+		se.s.log.Info("smtp: connection failed while receiving data", "id", qid, "client", se.tc.ip, "err", err.Error())
+	}
+	return errReadFailed
+}
+
+// AuthMechanisms implements smtp.AuthSession: PLAIN and LOGIN, over
+// TLS only and only when AUTH is configured.
+func (se *session) AuthMechanisms() []string {
+	if !se.s.cfg.Auth || !se.tls {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+// Auth implements smtp.AuthSession.
+func (se *session) Auth(mech string) (sasl.Server, error) {
+	if !se.s.cfg.Auth {
+		return nil, smtp.ErrAuthUnsupported
+	}
+	if !se.tls {
+		return nil, errNeedTLSAuth
+	}
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, username, password string) error {
+			if identity != "" && identity != username {
+				return se.authFailed(username)
+			}
+			return se.authenticate(username, password)
+		}), nil
+	case sasl.Login:
+		return &loginServer{auth: se.authenticate}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// authenticate checks a user name and password in constant time (the
+// password is compared as a SHA-256 hash, so its length does not leak,
+// and an unknown user costs the same as a wrong password).
+func (se *session) authenticate(username, password string) error {
+	u, known := se.s.users[username]
+	want := u.hash
+	if !known {
+		want = se.s.dummy
+	}
+	got := sha256.Sum256([]byte(password))
+	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || !known {
+		return se.authFailed(username)
+	}
+	se.authUser = username
+	se.authAgent = u.agent
+	se.s.log.Info("smtp: authenticated", "client", se.tc.ip, "user", username, "agent", u.agent)
+	return nil
+}
+
+// authFailed counts a failure against the session and the client
+// address; after maxAuthFailures the session is closed.
+func (se *session) authFailed(username string) error {
+	se.authFailures++
+	if se.s.ipRate != nil {
+		se.s.ipRate.penalize(se.tc.key, 10)
+	}
+	se.s.log.Warn("smtp: authentication failed", "client", se.tc.ip, "user", username, "failures", se.authFailures)
+	if se.authFailures >= maxAuthFailures {
+		se.tc.startClosing()
+		return errAuthTooMany
+	}
+	return smtp.ErrAuthFailed
+}
+
+// loginServer is the server side of the LOGIN mechanism
+// (draft-murchison-sasl-login), which go-sasl only has as a client.
+type loginServer struct {
+	auth     func(username, password string) error
+	state    int
+	username string
+}
+
+// Next implements sasl.Server.
+func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
+	switch l.state {
+	case 0:
+		if response == nil {
+			l.state = 1
+			return []byte("Username:"), false, nil
+		}
+		l.username = string(response)
+		l.state = 2
+		return []byte("Password:"), false, nil
+	case 1:
+		l.username = string(response)
+		l.state = 2
+		return []byte("Password:"), false, nil
+	case 2:
+		l.state = 3
+		return nil, true, l.auth(l.username, string(response))
+	}
+	return nil, true, sasl.ErrUnexpectedClientResponse
+}
+
+var qidEncoding = base32.NewEncoding("0123456789ABCDEFGHJKMNPQRSTVWXYZ").WithPadding(base32.NoPadding)
+
+// queueID returns a random identifier for one received message.
+func queueID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return qidEncoding.EncodeToString(b[:])
+}
+
+// receivedHeader returns the trace header of RFC 5321 §4.4:
+//
+//	Received: from HELO ([IP]) by HOST with ESMTP[S][A] id ID [for <RCPT>]; DATE
+//
+// The HELO name is used only when it is a syntactically valid domain
+// or address literal; "for" is given only for a single recipient, so
+// the header does not disclose the other recipients.
+func (se *session) receivedHeader(qid string, at time.Time) string {
+	lit := addressLiteral(se.tc.ip)
+	from := lit
+	if h := se.c.Hostname(); validHelo(h) {
+		from = h
+	}
+	proto := "ESMTP"
+	if se.tls {
+		proto += "S"
+	}
+	if se.authUser != "" {
+		proto += "A"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Received: from %s (%s)\r\n\tby %s (deskmail) with %s", from, lit, se.s.cfg.Hostname, proto)
+	if se.tls {
+		if st, ok := se.c.TLSConnectionState(); ok {
+			fmt.Fprintf(&b, "\r\n\t(%s %s)", strings.ReplaceAll(tls.VersionName(st.Version), " ", ""), sanitizeComment(tls.CipherSuiteName(st.CipherSuite)))
+		}
+	}
+	fmt.Fprintf(&b, " id %s", qid)
+	if len(se.rcpts) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitizePath(se.rcpts[0]))
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", at.Format(time.RFC1123Z))
+	return b.String()
+}
+
+// addressLiteral formats an IP as an RFC 5321 address literal.
+func addressLiteral(ip string) string {
+	if strings.Contains(ip, ":") {
+		return "[IPv6:" + ip + "]"
+	}
+	return "[" + ip + "]"
+}
+
+// validHelo reports whether h is a domain (letters, digits, hyphens,
+// dots) or an address literal in brackets, short enough for a header.
+func validHelo(h string) bool {
+	if h == "" || len(h) > 255 {
+		return false
+	}
+	if h[0] == '[' {
+		if h[len(h)-1] != ']' {
+			return false
+		}
+		inner := h[1 : len(h)-1]
+		if v6, ok := strings.CutPrefix(inner, "IPv6:"); ok {
+			a, err := netip.ParseAddr(v6)
+			return err == nil && a.Is6()
+		}
+		a, err := netip.ParseAddr(inner)
+		return err == nil && a.Is4()
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// sanitizePath keeps an address printable and free of characters that
+// would break the header.
+func sanitizePath(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x21 || r == 0x7f || r == '<' || r == '>' || r == ';' || r == '(' || r == ')' {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+func sanitizeComment(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x21 || r > 0x7e || r == '(' || r == ')' || r == '\\' {
+			return -1
+		}
+		return r
+	}, s)
+}
