@@ -265,4 +265,13 @@ CREATE TABLE settings (
 	value TEXT NOT NULL
 );
 `,
+	// 3: IMAP pollers: consecutive failures in channel health, and the
+	// boundary between mail that was in a folder before its channel
+	// was first polled (history) and mail that arrived later.
+	`
+ALTER TABLE channel_health ADD COLUMN consecutive_failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE imap_state ADD COLUMN started_at TEXT;
+ALTER TABLE imap_state ADD COLUMN history_uid INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE imap_state ADD COLUMN history_before TEXT;
+`,
 }

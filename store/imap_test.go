@@ -1,0 +1,175 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func openIMAPTestStore(t *testing.T) *Store {
+	t.Helper()
+	st, err := Open(context.Background(), filepath.Join(t.TempDir(), "imap.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func TestIMAPState(t *testing.T) {
+	ctx := context.Background()
+	st := openIMAPTestStore(t)
+	err := st.Read(ctx, func(tx *Tx) error {
+		_, err := tx.IMAPState("support", "INBOX")
+		return err
+	})
+	if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("state of a new folder: %v, want ErrNotFound", err)
+	}
+	started := time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
+	err = st.Write(ctx, func(tx *Tx) error {
+		return tx.PutIMAPState(IMAPState{Channel: "support", Mailbox: "INBOX", UIDValidity: 7, LastUID: 41, StartedAt: started, HistoryUID: 41})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Advance forward, never back; a stale UIDVALIDITY changes nothing.
+	err = st.Write(ctx, func(tx *Tx) error {
+		if err := tx.AdvanceIMAPState("support", "INBOX", 7, 50); err != nil {
+			return err
+		}
+		if err := tx.AdvanceIMAPState("support", "INBOX", 7, 45); err != nil {
+			return err
+		}
+		if err := tx.AdvanceIMAPState("support", "INBOX", 8, 99); !errors.Is(err, ErrNotFound) {
+			t.Errorf("advance with stale uidvalidity: %v, want ErrNotFound", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s *IMAPState
+	err = st.Read(ctx, func(tx *Tx) (err error) {
+		s, err = tx.IMAPState("support", "INBOX")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.UIDValidity != 7 || s.LastUID != 50 || s.HistoryUID != 41 || !s.StartedAt.Equal(started) || s.HistoryBefore != nil {
+		t.Fatalf("state = %+v", s)
+	}
+	// A UIDVALIDITY change: rescan from 0, history by date.
+	s.UIDValidity, s.LastUID, s.HistoryUID, s.HistoryBefore = 9, 0, 0, &started
+	if err := st.Write(ctx, func(tx *Tx) error { return tx.PutIMAPState(*s) }); err != nil {
+		t.Fatal(err)
+	}
+	err = st.Read(ctx, func(tx *Tx) (err error) {
+		s, err = tx.IMAPState("support", "INBOX")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.UIDValidity != 9 || s.LastUID != 0 || s.HistoryBefore == nil || !s.HistoryBefore.Equal(started) {
+		t.Fatalf("state after reset = %+v", s)
+	}
+}
+
+func TestChannelHealth(t *testing.T) {
+	ctx := context.Background()
+	st := openIMAPTestStore(t)
+	t0 := time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
+	steps := []func(tx *Tx) error{
+		func(tx *Tx) error {
+			return tx.RecordChannelError("support", t0, "imap support: dial: connection refused")
+		},
+		func(tx *Tx) error {
+			return tx.RecordChannelError("support", t0.Add(time.Minute), "imap support: login: bad")
+		},
+	}
+	for _, f := range steps {
+		if err := st.Write(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var h *ChannelHealth
+	read := func() {
+		t.Helper()
+		err := st.Read(ctx, func(tx *Tx) (err error) {
+			h, err = tx.ChannelHealth("support")
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	read()
+	if h.ConsecutiveFailures != 2 || h.LastError != "imap support: login: bad" || h.LastOKAt != nil || !h.LastErrorAt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("health = %+v", h)
+	}
+	if err := st.Write(ctx, func(tx *Tx) error { return tx.RecordChannelOK("support", t0.Add(2*time.Minute)) }); err != nil {
+		t.Fatal(err)
+	}
+	read()
+	if h.ConsecutiveFailures != 0 || h.LastOKAt == nil || !h.LastOKAt.Equal(t0.Add(2*time.Minute)) || !h.LastPollAt.Equal(*h.LastOKAt) || h.LastError == "" {
+		t.Fatalf("health after ok = %+v", h)
+	}
+	var all []ChannelHealth
+	if err := st.Read(ctx, func(tx *Tx) (err error) { all, err = tx.ChannelHealths(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 1 || all[0].Channel != "support" {
+		t.Fatalf("healths = %+v", all)
+	}
+}
+
+func TestOAuthRefreshToken(t *testing.T) {
+	ctx := context.Background()
+	st := openIMAPTestStore(t)
+	err := st.Read(ctx, func(tx *Tx) error { _, err := tx.OAuthRefreshToken("m365"); return err })
+	if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("token before any: %v", err)
+	}
+	for _, tok := range []string{"rt-1", "rt-2"} {
+		if err := st.Write(ctx, func(tx *Tx) error { return tx.PutOAuthRefreshToken("m365", tok) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var tok string
+	if err := st.Read(ctx, func(tx *Tx) (err error) { tok, err = tx.OAuthRefreshToken("m365"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if tok != "rt-2" {
+		t.Fatalf("token = %q, want the rotated rt-2", tok)
+	}
+}
+
+func TestRawStates(t *testing.T) {
+	ctx := context.Background()
+	st := openIMAPTestStore(t)
+	var ids []int64
+	err := st.Write(ctx, func(tx *Tx) error {
+		for _, state := range []string{"processed", "failed", "duplicate"} {
+			id, err := tx.AddRaw(&RawMessage{Source: "imap", Data: []byte("x"), State: state})
+			if err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[int64]string
+	if err := st.Read(ctx, func(tx *Tx) (err error) { got, err = tx.RawStates(append(ids, 999)); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[ids[0]] != "processed" || got[ids[1]] != "failed" || got[ids[2]] != "duplicate" {
+		t.Fatalf("states = %v", got)
+	}
+}
