@@ -378,9 +378,10 @@ func (e *Engine) ccCandidates(tx *store.Tx, in *Incoming, requester string) ([]s
 		}
 		out = append(out, a)
 	}
-	if from := lower(in.From.Email); from != "" && !seen[from] && !e.isSupport(in, from) {
+	if from := lower(in.From.Email); from != "" && !seen[from] && !e.isSupport(in, from) && !e.isNoReply(from) {
 		// The sender is not the requester (Reply-To rule): keep them in
-		// the loop.
+		// the loop, unless it is the no-reply or relay address whose
+		// Reply-To named the requester: mail to it goes nowhere.
 		if _, err := tx.AgentByEmail(from); errors.Is(err, store.ErrNotFound) {
 			out = append(out, from)
 		}
@@ -531,6 +532,10 @@ func (e *Engine) customerReply(tx *store.Tx, tk *store.Ticket, in *Incoming, out
 		}
 	}
 
+	how := map[string]string{"headers": "In-Reply-To/References", "token": "reply-address token", "subject": "subject token"}[via]
+	if err := Record(tx, tk.ID, by, "customer_replied", "", "", "", "reply by mail, matched by "+how, now); err != nil {
+		return nil, err
+	}
 	out.Action = "appended"
 	switch cat {
 	case CategoryPending, CategoryResolved, CategoryClosed:
