@@ -29,16 +29,25 @@ import (
 //  5. normal.
 //
 // X-Auto-Response-Suppress is not enough on its own: Outlook and
-// Exchange put it on ordinary mail (meeting requests, mail sent
-// through EWS), and it asks the *recipient* not to auto-reply rather
-// than saying the mail is one. Like Zammad's "All" check it is treated
-// as a supporting signal: with a value of All/OOF/AutoReply it turns a
-// weak out-of-office subject ("Absence", "Vacation") into auto_reply.
+// Exchange put it on ordinary mail ("DR, RN, NRN, OOF, AutoReply" on
+// meeting requests and mail sent through EWS), and it asks the
+// *recipient* not to auto-reply rather than saying the mail is one.
+// It only counts as a supporting signal: "All" (what Exchange puts on
+// its own generated mail) turns a weak subject ("Absence: ...",
+// "Vacation: ...") into auto_reply, and together with
+// X-MS-Exchange-Inbox-Rules-Loop (an Inbox rule answered) it is an
+// auto-reply by itself.
 func classify(m *Message, root *enmime.Part) {
 	h := root.Header
 	report := reportType(root)
 	if b, ok := bounceFromReport(m, root, report); ok {
 		m.Kind, m.Bounce = KindBounce, b
+		return
+	}
+	if report == "delivery-status" && hasStatusFields(root) {
+		// A well-formed report that names no failure: delivered,
+		// relayed, expanded or delayed.
+		m.Kind = KindAutoReply
 		return
 	}
 	if looksLikeBounce(m, h) {
@@ -154,7 +163,7 @@ var (
 	// strongOOF are subject openings only auto-responders use.
 	strongOOF = regexp.MustCompile(`(?i)^\s*(?:auto(?:matic|matische|matisk|matisch)?[ -]?(?:reply|response|antwort|svar|antwoord)\b|autoreply|auto:|out of (?:the )?office\b|r[ée]ponse automatique|réponse en votre absence|absence du bureau|abwesenheitsnotiz|automatische antwort|respuesta autom[áa]tica|fuera de (?:la )?oficina|risposta automatica|fuori sede|resposta autom[áa]tica|frånvaro|autosvar|i am (?:currently )?out of (?:the )?office|on vacation\b|vacation reply|urlaubsabwesenheit)`)
 	// weakOOF need a supporting header: a customer may write them.
-	weakOOF = regexp.MustCompile(`(?i)^\s*(?:absence|absent|abwesend|ausente|vacation|vacances|congés|urlaub|away from)\b`)
+	weakOOF = regexp.MustCompile(`(?i)^\s*(?:absence|absent|abwesend|ausente|vacation|vacances|congés|urlaub)\s*:`)
 )
 
 func oofSubject(subject string, h textproto.MIMEHeader) bool {
@@ -162,7 +171,7 @@ func oofSubject(subject string, h textproto.MIMEHeader) bool {
 		return true
 	}
 	if weakOOF.MatchString(subject) {
-		return suppressesAutoReplies(h) || strings.TrimSpace(h.Get("Return-Path")) == "<>"
+		return strings.Contains(strings.ToLower(h.Get("X-Auto-Response-Suppress")), "all") || emptyReturnPath(h)
 	}
 	return false
 }
@@ -268,6 +277,15 @@ func bounceFromReport(m *Message, root *enmime.Part, report string) (*Bounce, bo
 	b.Permanent = strings.HasPrefix(b.Status, "5") || b.Status == ""
 	b.OriginalMessageID = originalMessageID(m, root)
 	return b, true
+}
+
+func hasStatusFields(root *enmime.Part) bool {
+	for _, f := range statusFields(root) {
+		if f.Get("Action") != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // statusFields reads delivery-status field blocks directly, for reports

@@ -32,6 +32,7 @@ func safeCSSValue(v string) bool { return !unsafeCSS.MatchString(v) }
 func newSanitizer() *bluemonday.Policy {
 	p := bluemonday.UGCPolicy()
 	p.AllowURLSchemes("http", "https", "mailto", "tel", "cid")
+	p.AllowRelativeURLs(false) // no <base> either: relative links go nowhere
 	p.AllowDataURIImages()
 	p.RequireNoFollowOnLinks(true)
 	p.RequireNoReferrerOnLinks(true)
@@ -146,6 +147,7 @@ type textWriter struct {
 	space   bool // a blank is owed before the next word
 	pre     int  // depth of <pre>
 	quote   int  // depth of <blockquote>
+	lineQ   int  // quote depth of the last line written
 }
 
 func isBlock(a atom.Atom) (bool, int) {
@@ -261,12 +263,15 @@ func (w *textWriter) flush() {
 	if w.pending > 0 && w.b.Len() > 0 {
 		for i := 0; i < w.pending; i++ {
 			w.b.WriteByte('\n')
-			if i < w.pending-1 && w.quote > 0 {
-				w.b.WriteString(strings.Repeat(">", w.quote))
+			// A blank line inside a quote keeps its ">" only
+			// when the quote goes on on both sides.
+			if d := min(w.quote, w.lineQ); i < w.pending-1 && d > 0 {
+				w.b.WriteString(strings.Repeat(">", d))
 			}
 		}
 		w.pending = 0
 		w.space = false
+		w.lineQ = w.quote
 		if w.quote > 0 {
 			w.b.WriteString(strings.Repeat("> ", w.quote))
 		}
@@ -274,6 +279,7 @@ func (w *textWriter) flush() {
 	}
 	if w.b.Len() == 0 && w.quote > 0 {
 		w.b.WriteString(strings.Repeat("> ", w.quote))
+		w.lineQ = w.quote
 	}
 }
 

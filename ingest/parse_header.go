@@ -139,6 +139,14 @@ func decodeHeader(v, fallback string) string {
 		v = strings.ToValidUTF8(v, "\uFFFD")
 	}
 	v = strings.Map(func(r rune) rune {
+		if r >= 0x80 && r <= 0x9f {
+			// C1 controls: Windows-1252 read as ISO-8859-1 (Go's
+			// decoder handles that label itself).
+			if d := charmap.Windows1252.DecodeByte(byte(r)); d != utf8.RuneError {
+				return d
+			}
+			return -1
+		}
 		if r == '\r' || r == '\n' || r == '\t' {
 			return ' '
 		}

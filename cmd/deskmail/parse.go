@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -33,11 +32,8 @@ func runParse(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return fmt.Errorf("%s: %w", pos[0], err)
 	}
 	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(msg); err != nil {
-		return fmt.Errorf("%s: encode JSON: %w", pos[0], err)
+	if err := ingest.WriteJSON(&buf, msg); err != nil {
+		return fmt.Errorf("%s: %w", pos[0], err)
 	}
 	if _, err := stdout.Write(buf.Bytes()); err != nil {
 		return fmt.Errorf("write output: %w", err)
