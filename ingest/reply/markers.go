@@ -439,6 +439,38 @@ func gmailISODate(s string) bool {
 	return strings.Contains(rest, " gmt") || strings.Contains(rest, "@") || strings.HasSuffix(rest, ":")
 }
 
+// endsLikeAttribution is a cheap test run before attributionEnd: an
+// attribution ends with a colon, or is Zoho's dashed form, or starts
+// with Gmail's ISO date.
+func endsLikeAttribution(s string) bool {
+	t := strings.TrimRight(s, " \t\u00a0")
+	if t == "" {
+		return false
+	}
+	switch t[len(t)-1] {
+	case ':', '-':
+		return true
+	}
+	if strings.HasSuffix(t, "：") || len(t) > 4 && isDigit(t[0]) && isDigit(t[3]) && (t[4] == '-' || t[4] == '/') {
+		return true
+	}
+	// "On Wed, 14 Nov 2018 08:14:43 -0200 John <j@x> wrote", no colon.
+	if !hasDigit(t) {
+		return false
+	}
+	tail := t
+	if len(tail) > 32 {
+		tail = strings.ToValidUTF8(tail[len(tail)-32:], "")
+	}
+	tail = strings.ToLower(tail)
+	for _, v := range attributionVerbs {
+		if strings.HasSuffix(tail, v) {
+			return true
+		}
+	}
+	return false
+}
+
 // hasTime reports whether s holds something like "15:19", "3.45" or a
 // four-digit year.
 func hasTime(s string) bool {
@@ -469,8 +501,11 @@ func isTrailer(s string) bool {
 	if len(t) < 6 || len(t) > 160 {
 		return false
 	}
-	t = strings.ToLower(strings.Trim(t, "()<>[]*_ "))
-	t = dropLinks(t)
+	t = strings.Trim(t, "()<>[]*_ ")
+	if !trailerStart(t) {
+		return false
+	}
+	t = dropLinks(strings.ToLower(t))
 	for _, p := range trailerPrefixes {
 		if !strings.HasPrefix(t, p) && strings.TrimSpace(t) != strings.TrimSpace(p) {
 			continue
@@ -504,6 +539,22 @@ func isTrailer(s string) bool {
 			}
 		}
 		return false
+	}
+	return false
+}
+
+// trailerStart is a cheap test run before the full trailer match: the
+// lower-cased start of the line begins one of trailerPrefixes.
+func trailerStart(t string) bool {
+	head := t
+	if len(head) > 48 {
+		head = strings.ToValidUTF8(head[:48], "") // may cut a rune
+	}
+	head = strings.ToLower(head)
+	for _, p := range trailerPrefixes {
+		if strings.HasPrefix(head, p) || len(head) < len(p) && strings.HasPrefix(p, head) {
+			return true
+		}
 	}
 	return false
 }

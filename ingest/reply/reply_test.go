@@ -235,6 +235,22 @@ func BenchmarkTrimText1MB(b *testing.B) {
 	}
 }
 
+// BenchmarkTrimTextPlain1MB is the costly case: every line is reply
+// text, so every detector runs on every line.
+func BenchmarkTrimTextPlain1MB(b *testing.B) {
+	var sb strings.Builder
+	for sb.Len() < 1<<20 {
+		sb.WriteString("On Monday the 12th we sent you 3 parcels from our warehouse in Lyon, wrote Bob\n")
+		sb.WriteString("Sent from the office, but nobody answered the phone at all that week.\n")
+		sb.WriteString("From: the dashboard I cannot export anything since the last update.\n\n")
+	}
+	in := sb.String()
+	b.SetBytes(int64(len(in)))
+	for b.Loop() {
+		TrimText(in)
+	}
+}
+
 func BenchmarkTrimHTML(b *testing.B) {
 	var sb strings.Builder
 	sb.WriteString(`<div>Thanks</div><div class="gmail_quote"><div class="gmail_attr">On Mon, Bob wrote:</div><blockquote class="gmail_quote">`)

@@ -272,7 +272,7 @@ func attributionAt(b *body, i int, loose bool) int {
 		}
 		sb.WriteString(strings.TrimSpace(l))
 		s := sb.String()
-		if attributionEnd(strings.ToLower(s), loose) {
+		if endsLikeAttribution(s) && attributionEnd(strings.ToLower(s), loose) {
 			return n
 		}
 		if n == 1 && !mayContinue(s) {
@@ -298,8 +298,8 @@ func mayContinue(s string) bool {
 		return false
 	}
 	if strings.HasSuffix(s, ".") {
-		f := strings.Fields(s)
-		if w := f[len(f)-1]; utf8.RuneCountInString(w) > 6 {
+		w := s[strings.LastIndexAny(s, " \t")+1:]
+		if utf8.RuneCountInString(w) > 6 {
 			return false
 		}
 	}
