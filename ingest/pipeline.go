@@ -46,6 +46,8 @@ type Notice struct {
 	Agent        *store.Agent
 	Quiet        bool
 	Suppress     string
+	// ErrorText is, for command_error, what was wrong.
+	ErrorText string
 }
 
 // Pipeline drives raw messages through parse → thread → store, one
@@ -490,7 +492,7 @@ func (p *Pipeline) notify(tx *store.Tx, pr *prepared, out *threading.Outcome) er
 	}
 	for _, ev := range out.Events {
 		n := Notice{Event: ev, Ticket: out.Ticket, Conversation: out.Conversation, Channel: pr.channel,
-			InReplyTo: out.InReplyTo, Agent: out.Agent, Quiet: pr.raw.Quiet, Suppress: out.Suppress}
+			InReplyTo: out.InReplyTo, Agent: out.Agent, Quiet: pr.raw.Quiet, Suppress: out.Suppress, ErrorText: out.ErrorText}
 		if err := p.env.Notify(tx, n); err != nil {
 			return fmt.Errorf("outbound %s: %w", ev, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deskmail/deskmail/command"
 	"github.com/deskmail/deskmail/store"
 )
 
@@ -67,6 +68,8 @@ const (
 	EventTicketResolved  EventKind = "ticket_resolved"
 	EventTicketClosed    EventKind = "ticket_closed"
 	EventNoteAdded       EventKind = "note_added"
+	// EventCommandError tells the agent their commands were rejected.
+	EventCommandError EventKind = "command_error"
 )
 
 // Outcome is what threading did with a message.
@@ -87,6 +90,8 @@ type Outcome struct {
 	Unverified bool
 	// InReplyTo is the Message-ID outbound mail should answer.
 	InReplyTo string
+	// ErrorText says which email commands were wrong and why.
+	ErrorText string
 }
 
 // Engine decides which ticket a message belongs to and applies it.
@@ -565,6 +570,9 @@ func (e *Engine) customerReply(tx *store.Tx, tk *store.Ticket, in *Incoming, out
 // agentReply stores an authenticated agent's mail as a public reply
 // and applies the pipeline's agent-reply rule.
 func (e *Engine) agentReply(tx *store.Tx, tk *store.Ticket, in *Incoming, out *Outcome, now time.Time) (*Outcome, error) {
+	if parsed := command.Parse(in.ReplyText); len(parsed.Commands) > 0 || len(parsed.Problems) > 0 {
+		return e.agentCommands(tx, tk, in, out, parsed, now)
+	}
 	conv, err := e.addConversation(tx, tk, in, "reply", false, false, nil, &out.Agent.ID, now)
 	if err != nil {
 		return nil, err
