@@ -43,8 +43,11 @@
 // Never empty. If everything looks like history (a body that is only a
 // quote, a mis-detected header on the first line), TrimText returns the
 // original text, trimmed, rather than nothing: showing too much is
-// recoverable, losing the customer's words is not. The one exception is
-// a forward with no note: the forwarded message's own text is returned.
+// recoverable, losing the customer's words is not. Before falling back,
+// a body that starts with history markers and has nothing above them (a
+// forward with no note, or "On … wrote:" over unquoted text) is trimmed
+// again from below the marker, up to maxDepth times, so that a bare
+// forward shows the forwarded message's own text.
 //
 // # HTML
 //
