@@ -261,6 +261,12 @@ func (e *Engine) Thread(tx *store.Tx, in *Incoming) (*Outcome, error) {
 // find applies the matching rules in order: headers, reply-address
 // token, subject token (participants only). via names the rule.
 func (e *Engine) find(tx *store.Tx, in *Incoming, from string, isAgent bool) (*store.Ticket, string, TokenCheck, error) {
+	// The reply-address token is checked first even when headers match:
+	// it is also what proves an agent's identity.
+	tokenTicket, check, err := e.tokenTicket(tx, in, from)
+	if err != nil {
+		return nil, "", TokenCheck{}, err
+	}
 	// Headers: In-Reply-To first, then References newest to oldest.
 	var cands []string
 	seen := map[string]bool{in.MessageID: true}
@@ -285,41 +291,19 @@ func (e *Engine) find(tx *store.Tx, in *Incoming, from string, isAgent bool) (*s
 			if ref, ok := refs[id]; ok && ref.TicketID != nil {
 				tk, err := tx.Ticket(*ref.TicketID)
 				if err == nil && !tk.Deleted {
-					return tk, "headers", TokenCheck{}, nil
+					if check.Agent && check.TicketID != tk.ID {
+						// The agent token proves identity for its own
+						// ticket only.
+						check.Agent = false
+						check.Problem = "reply token belongs to another ticket"
+					}
+					return tk, "headers", check, nil
 				}
 			}
 		}
 	}
-	// Signed token in a recipient address.
-	var check TokenCheck
-	if e.Signer != nil {
-		addrs := append([]string{}, in.RcptTo...)
-		for _, p := range append(append([]Person{}, in.To...), in.Cc...) {
-			addrs = append(addrs, p.Email)
-		}
-		for _, a := range addrs {
-			_, tag := SplitAddress(a)
-			if tag == "" {
-				continue
-			}
-			c, ok := e.Signer.Check(tag, from)
-			if c.Problem != "" && check.Problem == "" {
-				check.Problem = c.Problem
-			}
-			if !ok {
-				continue
-			}
-			tk, err := tx.Ticket(c.TicketID)
-			if errors.Is(err, store.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return nil, "", TokenCheck{}, err
-			}
-			if !tk.Deleted {
-				return tk, "token", c, nil
-			}
-		}
+	if tokenTicket != nil {
+		return tokenTicket, "token", check, nil
 	}
 	// Subject token, only for participants: a guessed number must not
 	// let a stranger read or write someone else's ticket.
@@ -344,6 +328,43 @@ func (e *Engine) find(tx *store.Tx, in *Incoming, from string, isAgent bool) (*s
 		}
 	}
 	return nil, "", check, nil
+}
+
+// tokenTicket finds a signed token in the recipient addresses (envelope
+// first, then To and Cc) and returns its ticket and what it proves.
+func (e *Engine) tokenTicket(tx *store.Tx, in *Incoming, from string) (*store.Ticket, TokenCheck, error) {
+	var check TokenCheck
+	if e.Signer == nil {
+		return nil, check, nil
+	}
+	addrs := append([]string{}, in.RcptTo...)
+	for _, p := range append(append([]Person{}, in.To...), in.Cc...) {
+		addrs = append(addrs, p.Email)
+	}
+	for _, a := range addrs {
+		_, tag := SplitAddress(a)
+		if tag == "" {
+			continue
+		}
+		c, ok := e.Signer.Check(tag, from)
+		if c.Problem != "" && check.Problem == "" {
+			check.Problem = c.Problem
+		}
+		if !ok {
+			continue
+		}
+		tk, err := tx.Ticket(c.TicketID)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, check, err
+		}
+		if !tk.Deleted {
+			return tk, c, nil
+		}
+	}
+	return nil, check, nil
 }
 
 // requester picks the requester: the sender, or its Reply-To when the

@@ -136,3 +136,11 @@ func (s *Signer) Check(tag, sender string) (TokenCheck, bool) {
 	}
 	return TokenCheck{TicketID: id, Agent: true}, true
 }
+
+// WithClock returns a copy of the Signer that reads time from now (for
+// tests and for re-checking tokens at a given moment).
+func (s *Signer) WithClock(now func() time.Time) *Signer {
+	c := *s
+	c.now = now
+	return &c
+}

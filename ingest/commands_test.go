@@ -1,0 +1,274 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deskmail/deskmail/config"
+	"github.com/deskmail/deskmail/store"
+	"github.com/deskmail/deskmail/threading"
+)
+
+// cmdEnv is a pipeline with two agents and a custom status, on a real
+// SQLite file, for email-command scenarios.
+type cmdEnv struct {
+	t       *testing.T
+	st      *store.Store
+	p       *Pipeline
+	signer  *threading.Signer
+	notices []Notice
+	n       int
+}
+
+func newCmdEnv(t *testing.T) *cmdEnv {
+	t.Helper()
+	cfg, err := config.Parse("cmd.yaml", []byte(`
+statuses:
+  - {code: 6, name: "Waiting on engineering", category: pending}
+agents:
+  - {email: alice@acme.test, name: Alice Martin, role: admin}
+  - {email: bob@acme.test, name: Bob Durand}
+channels:
+  - name: support
+    addresses: [support@acme.test]
+threading:
+  trusted_auth_servers: [mx.acme.test]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "c.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e := &cmdEnv{t: t, st: st, signer: threading.NewSigner([]byte("k"), 0)}
+	e.p, err = NewPipeline(ctx, st, Env{Config: cfg, Signer: e.signer, Notify: func(tx *store.Tx, n Notice) error {
+		e.notices = append(e.notices, n)
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *cmdEnv) ingest(raw string, env Envelope) Result {
+	e.t.Helper()
+	e.n++
+	res, err := e.p.Ingest(context.Background(), []Raw{{Data: []byte(strings.ReplaceAll(raw, "\n", "\r\n")), Source: SourceSMTP, Name: fmt.Sprint(e.n), Envelope: env}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return res[0]
+}
+
+func (e *cmdEnv) ticket(id int64) (*store.Ticket, []store.Conversation, []store.History) {
+	e.t.Helper()
+	var tk *store.Ticket
+	var convs []store.Conversation
+	var hist []store.History
+	err := e.st.Read(context.Background(), func(tx *store.Tx) error {
+		var err error
+		if tk, err = tx.Ticket(id); err != nil {
+			return err
+		}
+		if convs, err = tx.Conversations(id); err != nil {
+			return err
+		}
+		hist, err = tx.TicketHistory(id)
+		return err
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tk, convs, hist
+}
+
+// newTicket creates ticket 1 from a customer and returns its id.
+func (e *cmdEnv) newTicket() int64 {
+	res := e.ingest("From: Claire <claire@client.test>\nTo: support@acme.test\nSubject: Facture en double\nMessage-ID: <c1@client.test>\n\nBonjour, j'ai été facturée deux fois.\n", Envelope{})
+	if res.Action != ActionCreated {
+		e.t.Fatalf("new ticket: %+v", res)
+	}
+	e.notices = nil
+	return *res.TicketID
+}
+
+func (e *cmdEnv) agentMail(id int64, from, body string) string {
+	token := e.signer.AgentToken(id, from)
+	return fmt.Sprintf("From: Agent <%s>\nTo: Support <%s>\nSubject: RE: Facture en double [#%d]\nMessage-ID: <a%d@acme.test>\nIn-Reply-To: <c1@client.test>\n\n%s",
+		from, threading.ReplyAddress("support@acme.test", token), id, e.n+100, body)
+}
+
+func eventKinds(ns []Notice) []string {
+	var out []string
+	for _, n := range ns {
+		out = append(out, string(n.Event))
+	}
+	return out
+}
+
+func TestCommandLinesApplyAndReply(t *testing.T) {
+	e := newCmdEnv(t)
+	id := e.newTicket()
+	res := e.ingest(e.agentMail(id, "alice@acme.test", "#status résolu\n#priority HIGH\n#assign bob\n#tags +vip -spam\n#cc +compta@client.test\n\nBonjour Claire, c'est corrigé.\n\n-- \nAlice\n"), Envelope{})
+	if res.Action != ActionAppended {
+		t.Fatalf("action %s", res.Action)
+	}
+	tk, convs, hist := e.ticket(id)
+	if tk.Status != 4 || tk.Priority != 3 || tk.Responder == nil || *tk.Responder != "bob@acme.test" {
+		t.Fatalf("ticket after commands: status %d priority %d responder %v", tk.Status, tk.Priority, tk.Responder)
+	}
+	if strings.Join(tk.Tags, ",") != "vip" || strings.Join(tk.CcEmails, ",") != "compta@client.test" {
+		t.Fatalf("tags %v cc %v", tk.Tags, tk.CcEmails)
+	}
+	last := convs[len(convs)-1]
+	if last.Incoming || last.Private || last.AgentID == nil {
+		t.Fatalf("agent reply stored as %+v", last)
+	}
+	if strings.Contains(last.BodyText, "#status") || !strings.Contains(last.BodyText, "c'est corrigé") || strings.Contains(last.BodyText, "Alice\n") {
+		t.Fatalf("customer would see %q", last.BodyText)
+	}
+	if tk.FirstRespondedAt == nil || tk.ResolvedAt == nil {
+		t.Fatal("stats timestamps not set")
+	}
+	got := strings.Join(eventKinds(e.notices), ",")
+	if got != "agent_replied,ticket_resolved" {
+		t.Fatalf("events %s", got)
+	}
+	actions := map[string]bool{}
+	for _, h := range hist {
+		actions[h.Action] = true
+		if h.Action == "status_changed" && h.ActorType != "agent" {
+			t.Fatalf("status change attributed to %s", h.ActorType)
+		}
+	}
+	for _, a := range []string{"agent_replied", "status_changed", "priority_changed", "assigned", "tag_added", "cc_added"} {
+		if !actions[a] {
+			t.Errorf("history lacks %s: %+v", a, hist)
+		}
+	}
+}
+
+func TestSimonsaysBlockAndNote(t *testing.T) {
+	e := newCmdEnv(t)
+	id := e.newTicket()
+	body := "@Simonsays \"status\":\"Waiting on engineering\", \"agent\":\"me\",\n \"action\":\"note\" @Simonsays\nInternal: engineering ticket ENG-42.\n"
+	e.ingest(e.agentMail(id, "bob@acme.test", body), Envelope{})
+	tk, convs, _ := e.ticket(id)
+	if tk.Status != 6 || tk.Responder == nil || *tk.Responder != "bob@acme.test" {
+		t.Fatalf("status %d responder %v", tk.Status, tk.Responder)
+	}
+	last := convs[len(convs)-1]
+	if !last.Private || last.Kind != "note" || strings.Contains(last.BodyText, "Simonsays") {
+		t.Fatalf("note stored as %+v", last)
+	}
+	for _, n := range e.notices {
+		if n.Event == threading.EventAgentReplied {
+			t.Fatal("a note must never be mailed to the customer")
+		}
+	}
+}
+
+func TestBadCommandChangesNothing(t *testing.T) {
+	e := newCmdEnv(t)
+	id := e.newTicket()
+	before, _, _ := e.ticket(id)
+	e.ingest(e.agentMail(id, "alice@acme.test", "#status resolved\n#priority whenever\n#frobnicate now\n\nDone!\n"), Envelope{})
+	tk, convs, hist := e.ticket(id)
+	if tk.Status != before.Status || tk.Priority != before.Priority {
+		t.Fatalf("ticket changed despite errors: %d/%d", tk.Status, tk.Priority)
+	}
+	if len(e.notices) != 1 || e.notices[0].Event != threading.EventCommandError {
+		t.Fatalf("notices %v", eventKinds(e.notices))
+	}
+	msg := e.notices[0].ErrorText
+	if !strings.Contains(msg, `"#priority whenever"`) || !strings.Contains(msg, `"#frobnicate now"`) || !strings.Contains(msg, "low, medium, high, urgent") {
+		t.Fatalf("error text does not quote the lines and say what is accepted: %s", msg)
+	}
+	if last := convs[len(convs)-1]; !last.Private {
+		t.Fatal("rejected mail must not become a public reply")
+	}
+	if hist[len(hist)-1].Action != "commands_rejected" {
+		t.Fatalf("history: %+v", hist[len(hist)-1])
+	}
+}
+
+func TestForgedAgentChangesNothing(t *testing.T) {
+	e := newCmdEnv(t)
+	id := e.newTicket()
+	forged := fmt.Sprintf("From: Alice <alice@acme.test>\nTo: support@acme.test\nSubject: Re: Facture en double [#%d]\nMessage-ID: <forged@evil.test>\nIn-Reply-To: <c1@client.test>\n\n#status closed\nrefund granted\n", id)
+	e.ingest(forged, Envelope{})
+	tk, convs, hist := e.ticket(id)
+	if tk.Status != 2 {
+		t.Fatalf("forged mail changed status to %d", tk.Status)
+	}
+	if !convs[len(convs)-1].Private {
+		t.Fatal("forged agent mail must not reach the customer")
+	}
+	if hist[len(hist)-1].Action != "unverified_agent_mail" {
+		t.Fatalf("not recorded: %+v", hist[len(hist)-1])
+	}
+	// A token issued to Bob does not prove Alice.
+	bobToken := e.signer.AgentToken(id, "bob@acme.test")
+	stolen := strings.Replace(forged, "To: support@acme.test", "To: "+threading.ReplyAddress("support@acme.test", bobToken), 1)
+	stolen = strings.Replace(stolen, "forged@evil.test", "forged2@evil.test", 1)
+	e.ingest(stolen, Envelope{})
+	if tk, _, _ = e.ticket(id); tk.Status != 2 {
+		t.Fatal("a token issued to someone else proved the sender")
+	}
+}
+
+func TestAgentProofBySMTPAuthAndDKIM(t *testing.T) {
+	e := newCmdEnv(t)
+	id := e.newTicket()
+	plain := fmt.Sprintf("From: Alice <alice@acme.test>\nTo: support@acme.test\nSubject: Re: Facture en double [#%d]\nMessage-ID: <auth1@acme.test>\nIn-Reply-To: <c1@client.test>\n\n#priority urgent\nOn regarde.\n", id)
+	e.ingest(plain, Envelope{AuthUser: "alice@acme.test"})
+	if tk, _, _ := e.ticket(id); tk.Priority != 4 {
+		t.Fatalf("SMTP AUTH did not prove the agent: priority %d", tk.Priority)
+	}
+	untrusted := strings.Replace(plain, "Message-ID: <auth1@acme.test>", "Authentication-Results: mx.evil.test; dkim=pass header.d=acme.test\nMessage-ID: <auth2@acme.test>", 1)
+	untrusted = strings.Replace(untrusted, "#priority urgent", "#priority low", 1)
+	e.ingest(untrusted, Envelope{})
+	if tk, _, _ := e.ticket(id); tk.Priority != 4 {
+		t.Fatal("an untrusted Authentication-Results header proved the agent")
+	}
+	trusted := strings.Replace(untrusted, "mx.evil.test", "mx.acme.test", 1)
+	trusted = strings.Replace(trusted, "auth2@", "auth3@", 1)
+	e.ingest(trusted, Envelope{})
+	if tk, _, _ := e.ticket(id); tk.Priority != 1 {
+		t.Fatal("a trusted dkim=pass did not prove the agent")
+	}
+}
+
+func TestSendAndResolveAndExpiredToken(t *testing.T) {
+	e := newCmdEnv(t)
+	id := e.newTicket()
+	e.ingest(e.agentMail(id, "alice@acme.test", "#send-and-resolve\nVoilà, remboursé.\n"), Envelope{})
+	tk, _, _ := e.ticket(id)
+	if tk.Status != 4 {
+		t.Fatalf("send-and-resolve left status %d", tk.Status)
+	}
+	if got := strings.Join(eventKinds(e.notices), ","); got != "agent_replied,ticket_resolved" {
+		t.Fatalf("events %s", got)
+	}
+	// An agent token issued long ago no longer proves the agent.
+	e.notices = nil
+	current := e.signer
+	e.signer = current.WithClock(func() time.Time { return time.Now().Add(-100 * 24 * time.Hour) })
+	e.ingest(e.agentMail(id, "alice@acme.test", "#status open\nreopening\n"), Envelope{})
+	e.signer = current
+	tk, _, hist := e.ticket(id)
+	if tk.Status != 4 {
+		t.Fatalf("expired token changed status to %d", tk.Status)
+	}
+	if last := hist[len(hist)-1]; last.Action != "unverified_agent_mail" || !strings.Contains(last.Note, "expired") {
+		t.Fatalf("expired token not recorded: %+v", last)
+	}
+}
