@@ -265,6 +265,13 @@ func (t *trimmer) scan(n *html.Node, depth int) {
 		t.nodes = maxNodes + 1
 		return
 	}
+	if n.Type == html.ElementNode && (isQuoteElement(n) || n.DataAtom == atom.Blockquote) {
+		// History nested in a quote (an Outlook header inside Gmail's
+		// blockquote) is the quote's business: cutting to the end
+		// there would drop inline answers below the quote.
+		t.countOnly(n, depth)
+		return
+	}
 	if t.cut == nil && isCutElement(n) {
 		t.cut = n
 		if id(n) == "divrplyfwdmsg" {
@@ -277,6 +284,18 @@ func (t *trimmer) scan(n *html.Node, depth int) {
 	}
 	for c := n.FirstChild; c != nil; c = c.NextSibling {
 		t.scan(c, depth+1)
+	}
+}
+
+// countOnly counts the nodes below n without looking for markers.
+func (t *trimmer) countOnly(n *html.Node, depth int) {
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		t.nodes++
+		if t.nodes > maxNodes || depth > 512 {
+			t.nodes = maxNodes + 1
+			return
+		}
+		t.countOnly(c, depth+1)
 	}
 }
 

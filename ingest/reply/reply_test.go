@@ -94,6 +94,8 @@ func TestTrimHTML(t *testing.T) {
 		{name: "only quote", in: `<blockquote type="cite">Ready?</blockquote>`, unchanged: true},
 		{name: "plain blockquote", in: `<p>The manual:</p><blockquote>Restart.</blockquote>`, unchanged: true},
 		{name: "broken markup", in: `<div>Yes<blockquote type=cite>Ready?`, removed: true, keeps: []string{"Yes"}, drops: []string{"Ready?"}},
+		{name: "outlook history inside inline gmail quote", in: `<div>Hi</div><div class="gmail_quote"><blockquote class="gmail_quote">Q?<div id="divRplyFwdMsg"><b>From:</b> X<br><b>Sent:</b> Y</div>old</blockquote><div>My answer.</div><blockquote class="gmail_quote">bye</blockquote></div>`,
+			removed: true, keeps: []string{"My answer.", "Q?"}, drops: []string{"bye"}},
 		{name: "image reply kept", in: `<img src="cid:x"><blockquote type="cite">Ready?</blockquote>`, removed: true, keeps: []string{"<img"}, drops: []string{"Ready?"}},
 	}
 	for _, tt := range tests {
