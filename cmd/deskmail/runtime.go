@@ -8,6 +8,7 @@ import (
 
 	"github.com/deskmail/deskmail/config"
 	"github.com/deskmail/deskmail/ingest"
+	"github.com/deskmail/deskmail/outbound"
 	"github.com/deskmail/deskmail/store"
 	"github.com/deskmail/deskmail/threading"
 )
@@ -19,6 +20,7 @@ type runtime struct {
 	st       *store.Store
 	signer   *threading.Signer
 	pipeline *ingest.Pipeline
+	outbox   *outbound.Outbox
 	logger   *slog.Logger
 }
 

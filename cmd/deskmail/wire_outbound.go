@@ -1,8 +1,34 @@
 package main
 
-import "github.com/deskmail/deskmail/ingest"
+import (
+	"fmt"
 
-// wireOutbound connects the outbound side to the pipeline.
+	"github.com/deskmail/deskmail/ingest"
+	"github.com/deskmail/deskmail/outbound"
+	"github.com/deskmail/deskmail/store"
+)
+
+// wireOutbound builds the outbox and connects it to the pipeline: every
+// change that may cause mail is handed to it inside the change's own
+// transaction, so a mail is queued if and only if the change commits.
 func wireOutbound(rt *runtime, env *ingest.Env) error {
+	ob, err := outbound.New(rt.cfg, rt.signer)
+	if err != nil {
+		return fmt.Errorf("outbound: %w", err)
+	}
+	rt.outbox = ob
+	env.Notify = func(tx *store.Tx, n ingest.Notice) error {
+		return ob.Enqueue(tx, outbound.Event{
+			Kind:           outbound.EventKind(n.Event),
+			Ticket:         n.Ticket,
+			Conversation:   n.Conversation,
+			Channel:        n.Channel,
+			InReplyTo:      n.InReplyTo,
+			Quiet:          n.Quiet,
+			Agent:          n.Agent,
+			SuppressReason: n.Suppress,
+			ErrorText:      n.ErrorText,
+		})
+	}
 	return nil
 }
