@@ -176,11 +176,13 @@ func (t *Tx) ClaimOutbox(now time.Time, limit int, lease func(attempts int) time
 	return out, nil
 }
 
-// NextOutboxDue returns when the earliest queued mail is scheduled, and
-// false when nothing is queued.
+// NextOutboxDue returns when the next mail ClaimOutbox could take is
+// scheduled (mail waiting behind an earlier mail of its ticket does not
+// count), and false when nothing is queued.
 func (t *Tx) NextOutboxDue() (time.Time, bool, error) {
 	var next sql.NullString
-	if err := t.row(`SELECT MIN(next_attempt_at) FROM outbox WHERE state='queued'`).Scan(&next); err != nil {
+	if err := t.row(`SELECT MIN(o.next_attempt_at) FROM outbox o WHERE o.state='queued'
+		AND (o.ticket_id IS NULL OR o.id=(SELECT MIN(o2.id) FROM outbox o2 WHERE o2.ticket_id=o.ticket_id AND o2.state='queued'))`).Scan(&next); err != nil {
 		return time.Time{}, false, fmt.Errorf("store: next outbox due: %w", err)
 	}
 	if !next.Valid {
@@ -189,10 +191,11 @@ func (t *Tx) NextOutboxDue() (time.Time, bool, error) {
 	return pts(next.String), true, nil
 }
 
-// MarkOutboxSent records that the relay accepted a mail. note (for
-// example recipients the relay refused) goes to last_error.
+// MarkOutboxSent records that the relay accepted a mail. A non-empty
+// note (recipients the relay refused) replaces last_error; otherwise
+// the error of an earlier attempt stays visible.
 func (t *Tx) MarkOutboxSent(id int64, at time.Time, note string) error {
-	return t.setOutbox(id, `state='sent', sent_at=?, last_error=?`, ts(at), note)
+	return t.setOutbox(id, `state='sent', sent_at=?, last_error=CASE WHEN ?='' THEN last_error ELSE ? END`, ts(at), note, note)
 }
 
 // MarkOutboxFailed records that a mail will not be delivered.
@@ -241,6 +244,7 @@ func (t *Tx) OutboxMailByID(id int64) (*OutboxMail, error) {
 // OutboxFilter selects rows for ListOutbox. Zero values select all.
 type OutboxFilter struct {
 	State    string
+	Kind     string
 	TicketID int64
 	// WithRaw loads the raw message text too.
 	WithRaw bool
@@ -254,6 +258,10 @@ func (t *Tx) ListOutbox(f OutboxFilter) ([]OutboxMail, error) {
 	if f.State != "" {
 		where = append(where, "state=?")
 		args = append(args, f.State)
+	}
+	if f.Kind != "" {
+		where = append(where, "kind=?")
+		args = append(args, f.Kind)
 	}
 	if f.TicketID > 0 {
 		where = append(where, "ticket_id=?")

@@ -1,0 +1,615 @@
+package outbound
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	htmltemplate "html/template"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
+
+	"github.com/deskmail/deskmail/store"
+	"github.com/deskmail/deskmail/threading"
+)
+
+// maxReferences bounds the References header: the thread's first
+// Message-ID is kept (RFC 5322 §3.6.4 and RFC 5256 use it to find the
+// thread root) and the newest ones fill the rest.
+const maxReferences = 10
+
+// historyLimit bounds how many earlier messages an agent reply quotes.
+const historyLimit = 5
+
+// draft is one mail Enqueue decided to write.
+type draft struct {
+	kind     string
+	ev       Event
+	ch       *channel
+	lang     string
+	rcpt     []string
+	to       *store.Agent // the agent a notification or command error goes to
+	customer bool         // customer-facing: confirmation, agent reply, closing
+	state    string       // "" (queued) or suppressed
+	reason   string       // last_error: why suppressed, or who was left out
+}
+
+var b32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newMessageID makes our Message-ID for a mail about a ticket:
+// deskmail.t<id>.<random>@<hostname>. It names the ticket so that a
+// reply threads even when only In-Reply-To survives, and it is random
+// so that it cannot be guessed.
+func (o *Outbox) newMessageID(ticketID int64) (string, error) {
+	var b [10]byte
+	if _, err := io.ReadFull(o.random, b[:]); err != nil {
+		return "", fmt.Errorf("random Message-ID: %w", err)
+	}
+	return "deskmail.t" + strconv.FormatInt(ticketID, 10) + "." + b32.EncodeToString(b[:]) + "@" + o.hostname, nil
+}
+
+// references returns In-Reply-To and References for a mail on a
+// ticket: the chain of the ticket's recorded Message-IDs (oldest
+// first), ending with the message answered, bounded to maxReferences
+// with the first kept. Customer-facing mail leaves out mail that only
+// agents received.
+func (o *Outbox) references(tx *store.Tx, ticketID int64, inReplyTo string, customer bool) (string, []string, error) {
+	ids, err := tx.TicketMessageIDs(ticketID)
+	if err != nil {
+		return "", nil, err
+	}
+	if customer {
+		kinds, err := tx.TicketOutboxKinds(ticketID)
+		if err != nil {
+			return "", nil, err
+		}
+		kept := ids[:0]
+		for _, id := range ids {
+			if k := kinds[id]; k != KindNotification && k != KindCommandError {
+				kept = append(kept, id)
+			}
+		}
+		ids = kept
+	}
+	inReplyTo = strings.Trim(strings.TrimSpace(inReplyTo), "<>")
+	var chain []string
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if id != "" && id != inReplyTo && !seen[id] && validMsgID(id) {
+			seen[id] = true
+			chain = append(chain, id)
+		}
+	}
+	if inReplyTo != "" && validMsgID(inReplyTo) {
+		chain = append(chain, inReplyTo)
+	} else {
+		inReplyTo = ""
+		if len(chain) > 0 {
+			inReplyTo = chain[len(chain)-1]
+		}
+	}
+	if len(chain) > maxReferences {
+		chain = append(chain[:1:1], chain[len(chain)-(maxReferences-1):]...)
+	}
+	return inReplyTo, chain, nil
+}
+
+// validMsgID rejects ids that would break the header (spaces, <>,
+// control characters) or have no @.
+func validMsgID(id string) bool {
+	if !strings.Contains(id, "@") || len(id) > 250 {
+		return false
+	}
+	for _, r := range id {
+		if r <= ' ' || r == '<' || r == '>' || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// subjects returns the ticket's base subject ("Printer broken"), the
+// same with its token ("Printer broken [#12]") and the reply subject
+// ("Re: Printer broken [#12]"): reply prefixes are not stacked and the
+// token not repeated.
+func (o *Outbox) subjects(tk *store.Ticket, lang string) (title, subject, reply string) {
+	title = threading.BaseSubject(o.token.Strip(tk.Subject))
+	title = threading.BaseSubject(o.token.Strip(title))
+	if title == "" {
+		title = msg(lang, "no_subject")
+	}
+	subject = o.token.Tag(title, tk.ID)
+	return title, subject, "Re: " + subject
+}
+
+var spaces = regexp.MustCompile(`\s+`)
+
+// finalSubject cleans a rendered subject and makes sure it carries the
+// ticket token once.
+func (o *Outbox) finalSubject(rendered, fallback string, id int64) string {
+	s := strings.TrimSpace(spaces.ReplaceAllString(rendered, " "))
+	if s == "" {
+		s = fallback
+	}
+	if got, ok := o.token.Find(s); ok && got == id {
+		return s
+	}
+	return o.token.Tag(s, id)
+}
+
+// write renders a draft and writes it to the outbox.
+func (o *Outbox) write(tx *store.Tx, d *draft) error {
+	tk := d.ev.Ticket
+	now := o.now()
+	msgID, err := o.newMessageID(tk.ID)
+	if err != nil {
+		return err
+	}
+	inReplyTo, refs, err := o.references(tx, tk.ID, d.ev.InReplyTo, d.customer)
+	if err != nil {
+		return err
+	}
+	data, files, err := o.templateData(tx, d)
+	if err != nil {
+		return err
+	}
+	subj, text, html, err := o.tmpl.render(d.ch.name, d.lang, d.kind, data)
+	if err != nil {
+		return err
+	}
+	subject := o.finalSubject(subj, data.ReplySubject, tk.ID)
+
+	var h mail.Header
+	h.SetDate(now)
+	h.SetMessageID(msgID)
+	h.SetSubject(subject)
+	if err := o.addressHeaders(&h, d, tk); err != nil {
+		return err
+	}
+	if inReplyTo != "" {
+		h.SetMsgIDList("In-Reply-To", []string{inReplyTo})
+	}
+	h.SetMsgIDList("References", refs)
+	switch d.kind {
+	case KindAgentReply:
+		// Human mail: no Auto-Submitted (see the package doc).
+	case KindClosing:
+		// Caused by a status change, not by a message (RFC 3834 §5.1).
+		h.Set("Auto-Submitted", "auto-generated")
+		h.Set("X-Auto-Response-Suppress", "All")
+	default:
+		h.Set("Auto-Submitted", "auto-replied")
+		h.Set("X-Auto-Response-Suppress", "All")
+	}
+	h.Set("Content-Language", d.lang)
+	raw, err := buildMIME(h, msgID, text, html, files)
+	if err != nil {
+		return fmt.Errorf("build %s mail: %w", d.kind, err)
+	}
+	m := &store.OutboxMail{
+		TicketID: &tk.ID, ChannelID: tk.ChannelID, Kind: d.kind, MailFrom: d.ch.address, RcptTo: d.rcpt,
+		Subject: subject, MessageID: msgID, Raw: raw, State: d.state, LastError: d.reason,
+		CreatedAt: now, NextAttemptAt: now,
+	}
+	if d.ev.Conversation != nil && d.ev.Conversation.ID != 0 {
+		id := d.ev.Conversation.ID
+		m.ConversationID = &id
+	}
+	return tx.EnqueueOutbox(m)
+}
+
+// addressHeaders sets From, Sender, To, Cc and Reply-To.
+func (o *Outbox) addressHeaders(h *mail.Header, d *draft, tk *store.Ticket) error {
+	ch := d.ch
+	from := &mail.Address{Name: ch.display, Address: ch.address}
+	var sender *mail.Address
+	switch d.kind {
+	case KindAgentReply:
+		if a := d.ev.Agent; a != nil {
+			if ch.send.ExposeAgent && a.Email != "" {
+				// The agent's own address, as the channel asked; the
+				// channel stays the Sender and the reply target.
+				from = &mail.Address{Name: agentName(a), Address: a.Email}
+				sender = &mail.Address{Name: ch.display, Address: ch.address}
+			} else if n := agentName(a); n != "" {
+				from.Name = n + " (" + ch.display + ")"
+			}
+		}
+	case KindNotification:
+		who := tk.Requester.Name
+		if who == "" {
+			who = tk.Requester.Email
+		}
+		if d.ev.Kind == NoteAdded && d.ev.Agent != nil {
+			who = agentName(d.ev.Agent)
+		}
+		if who != "" {
+			from.Name = fmt.Sprintf(msg(d.lang, "via"), who, ch.display)
+		}
+	}
+	h.SetAddressList("From", []*mail.Address{from})
+	if sender != nil {
+		h.SetAddressList("Sender", []*mail.Address{sender})
+	}
+	var to, cc []*mail.Address
+	for _, r := range d.rcpt {
+		a := &mail.Address{Address: r}
+		switch {
+		case strings.EqualFold(r, tk.Requester.Email):
+			a.Name = tk.Requester.Name
+			to = append(to, a)
+		case d.to != nil && strings.EqualFold(r, d.to.Email):
+			a.Name = d.to.Name
+			to = append(to, a)
+		default:
+			cc = append(cc, a)
+		}
+	}
+	if len(to) == 0 {
+		to, cc = cc, nil
+	}
+	h.SetAddressList("To", to)
+	h.SetAddressList("Cc", cc)
+	var token string
+	if d.customer {
+		token = o.signer.TicketToken(tk.ID)
+	} else {
+		agent := ""
+		if d.to != nil {
+			agent = d.to.Email
+		} else if len(d.rcpt) > 0 {
+			agent = d.rcpt[0]
+		}
+		token = o.signer.AgentToken(tk.ID, agent)
+	}
+	h.SetAddressList("Reply-To", []*mail.Address{{Name: ch.display, Address: threading.ReplyAddress(ch.address, token)}})
+	return nil
+}
+
+func agentName(a *store.Agent) string {
+	if a == nil {
+		return ""
+	}
+	if a.Name != "" {
+		return a.Name
+	}
+	if at := strings.IndexByte(a.Email, '@'); at > 0 {
+		return a.Email[:at]
+	}
+	return a.Email
+}
+
+// file is an attachment to mail.
+type file struct {
+	name, contentType, contentID string
+	inline                       bool
+	data                         []byte
+}
+
+// buildMIME writes the message: multipart/alternative (text, HTML),
+// inside multipart/mixed when there are attachments. Text is UTF-8
+// quoted-printable, attachments base64, header words RFC 2047-encoded
+// by go-message. Boundaries derive from the Message-ID: unique per
+// message, reproducible for golden files, and starting with "=_",
+// which quoted-printable text can never contain.
+func buildMIME(h mail.Header, msgID, text, html string, files []file) ([]byte, error) {
+	sum := sha256.Sum256([]byte(msgID))
+	bnd := "=_dm" + hex.EncodeToString(sum[:10])
+	var buf bytes.Buffer
+	var alt *message.Writer
+	var mixed *message.Writer
+	var err error
+	top := h.Copy()
+	if len(files) > 0 {
+		top.SetContentType("multipart/mixed", map[string]string{"boundary": bnd + "_m"})
+		if mixed, err = message.CreateWriter(&buf, top.Header); err != nil {
+			return nil, err
+		}
+		var ah message.Header
+		ah.SetContentType("multipart/alternative", map[string]string{"boundary": bnd + "_a"})
+		if alt, err = mixed.CreatePart(ah); err != nil {
+			return nil, err
+		}
+	} else {
+		top.SetContentType("multipart/alternative", map[string]string{"boundary": bnd + "_a"})
+		if alt, err = message.CreateWriter(&buf, top.Header); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range []struct{ ct, body string }{{"text/plain", text}, {"text/html", html}} {
+		var ph message.Header
+		ph.SetContentType(p.ct, map[string]string{"charset": "utf-8"})
+		ph.Set("Content-Transfer-Encoding", "quoted-printable")
+		w, err := alt.CreatePart(ph)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := io.WriteString(w, p.body); err != nil {
+			return nil, err
+		}
+		if err := w.Close(); err != nil {
+			return nil, err
+		}
+	}
+	if err := alt.Close(); err != nil {
+		return nil, err
+	}
+	if mixed != nil {
+		for _, f := range files {
+			var ah mail.AttachmentHeader
+			ct := f.contentType
+			if ct == "" || !strings.Contains(ct, "/") {
+				ct = "application/octet-stream"
+			}
+			ah.SetContentType(ct, map[string]string{"name": f.name})
+			disp := "attachment"
+			if f.inline && f.contentID != "" {
+				disp = "inline"
+				ah.Set("Content-Id", "<"+strings.Trim(f.contentID, "<>")+">")
+			}
+			ah.SetContentDisposition(disp, map[string]string{"filename": f.name})
+			ah.Set("Content-Transfer-Encoding", "base64")
+			w, err := mixed.CreatePart(ah.Header)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := w.Write(f.data); err != nil {
+				return nil, err
+			}
+			if err := w.Close(); err != nil {
+				return nil, err
+			}
+		}
+		if err := mixed.Close(); err != nil {
+			return nil, err
+		}
+	}
+	return buf.Bytes(), nil
+}
+
+// TemplateData is what templates see. Text is plain; in HTML
+// templates every string is escaped except Message.HTML, which is the
+// sanitized HTML of the message.
+type TemplateData struct {
+	// Kind is the mail kind: confirmation, agent_reply,
+	// notification, closing, command_error.
+	Kind string
+	// Event is what caused the mail (ticket_created, …).
+	Event string
+	// Lang is the language rendered: en or fr.
+	Lang string
+	// TicketID and Token ("[#12]") identify the ticket.
+	TicketID int64
+	Token    string
+	// Title is the ticket's subject without reply prefixes or token;
+	// Subject the same with its token, ReplySubject with "Re: ".
+	Title        string
+	Subject      string
+	ReplySubject string
+	// Status and Priority are localized names.
+	Status   string
+	Priority string
+	Ticket   *store.Ticket
+	// Requester is the customer; Agent the agent who acted (if any);
+	// Recipient the agent a notification or command error goes to.
+	Requester Person
+	Agent     *Person
+	Recipient *Person
+	Channel   ChannelInfo
+	// Message is the message that caused the mail (the agent's reply
+	// for agent_reply); nil for status changes.
+	Message *Message
+	// History is the ticket's earlier public messages, newest first
+	// (agent replies with quote_history).
+	History []Message
+	// ErrorText is what was wrong with an agent's commands.
+	ErrorText string
+}
+
+// Person is a name and address; Name falls back to "" (templates
+// choose their own greeting).
+type Person struct {
+	Name  string
+	Email string
+}
+
+// ChannelInfo is the channel a mail is sent for.
+type ChannelInfo struct {
+	Name        string
+	Address     string
+	DisplayName string
+}
+
+// Message is one message of the ticket as templates show it.
+type Message struct {
+	FromName  string
+	FromEmail string
+	// Date is localized ("2 mars 2026 à 10:04 UTC").
+	Date string
+	// Text is the message's visible text.
+	Text string
+	// HTML is the message as HTML: its sanitized HTML when the
+	// visible text is the whole message, else Text escaped.
+	HTML        htmltemplate.HTML
+	Attachments []string
+	Private     bool
+}
+
+func (o *Outbox) templateData(tx *store.Tx, d *draft) (*TemplateData, []file, error) {
+	tk := d.ev.Ticket
+	title, subject, reply := o.subjects(tk, d.lang)
+	data := &TemplateData{
+		Kind: d.kind, Event: string(d.ev.Kind), Lang: d.lang,
+		TicketID: tk.ID, Token: o.token.Format(tk.ID), Title: title, Subject: subject, ReplySubject: reply,
+		Status: statusName(d.lang, tk), Priority: priorityName(d.lang, tk.Priority), Ticket: tk,
+		Requester: Person{Name: tk.Requester.Name, Email: tk.Requester.Email},
+		Channel:   ChannelInfo{Name: d.ch.name, Address: d.ch.address, DisplayName: d.ch.display},
+		ErrorText: d.ev.ErrorText,
+	}
+	if a := d.ev.Agent; a != nil {
+		data.Agent = &Person{Name: agentName(a), Email: a.Email}
+	}
+	if d.to != nil {
+		data.Recipient = &Person{Name: agentName(d.to), Email: d.to.Email}
+	}
+	if c := d.ev.Conversation; c != nil {
+		m := templateMessage(c, d.lang)
+		data.Message = &m
+	}
+	var files []file
+	if d.kind == KindAgentReply && d.ev.Conversation != nil {
+		for _, f := range d.ev.Conversation.Files {
+			content := f.Content
+			if content == nil && f.ID != 0 {
+				a, err := tx.AttachmentContent(f.ID)
+				if err != nil {
+					return nil, nil, err
+				}
+				content = a.Content
+			}
+			name := f.Filename
+			if name == "" {
+				name = f.OriginalFilename
+			}
+			files = append(files, file{name: name, contentType: f.ContentType, contentID: f.ContentID, inline: f.Inline, data: content})
+		}
+		if on(d.ch.send.QuoteHistory, true) {
+			convs, err := tx.Conversations(tk.ID)
+			if err != nil {
+				return nil, nil, err
+			}
+			for i := len(convs) - 1; i >= 0 && len(data.History) < historyLimit; i-- {
+				c := convs[i]
+				if c.ID == d.ev.Conversation.ID || c.Private || c.Kind != "reply" {
+					continue
+				}
+				data.History = append(data.History, templateMessage(&c, d.lang))
+			}
+		}
+	}
+	return data, files, nil
+}
+
+// templateMessage turns a conversation into what templates show.
+func templateMessage(c *store.Conversation, lang string) Message {
+	text := strings.TrimSpace(c.ReplyText)
+	whole := false
+	if text == "" {
+		text = strings.TrimSpace(c.BodyText)
+		whole = true
+	} else if strings.TrimSpace(c.BodyText) == text {
+		whole = true
+	}
+	m := Message{FromName: c.FromName, FromEmail: c.FromEmail, Date: formatDate(lang, c.CreatedAt), Text: text, Private: c.Private}
+	if whole && strings.TrimSpace(c.BodyHTML) != "" {
+		// Sanitized when the conversation was stored.
+		m.HTML = htmltemplate.HTML(c.BodyHTML)
+	} else {
+		m.HTML = textToHTML(text)
+	}
+	for _, f := range c.Files {
+		if !f.Inline {
+			m.Attachments = append(m.Attachments, f.Filename)
+		}
+	}
+	return m
+}
+
+// textToHTML escapes text and keeps its paragraphs and line breaks.
+func textToHTML(text string) htmltemplate.HTML {
+	var b strings.Builder
+	for i, para := range strings.Split(strings.ReplaceAll(text, "\r\n", "\n"), "\n\n") {
+		if strings.TrimSpace(para) == "" {
+			continue
+		}
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString("<p>")
+		for j, line := range strings.Split(para, "\n") {
+			if j > 0 {
+				b.WriteString("<br>\n")
+			}
+			b.WriteString(htmltemplate.HTMLEscapeString(line))
+		}
+		b.WriteString("</p>")
+	}
+	return htmltemplate.HTML(b.String())
+}
+
+var errNoTemplate = errors.New("no template")
+
+func supportedLang(l string) bool {
+	l = strings.ToLower(l)
+	return l == "en" || l == "fr"
+}
+
+// messages are the few words the code itself writes.
+var messages = map[string]map[string]string{
+	"en": {"no_subject": "(no subject)", "via": "%s via %s"},
+	"fr": {"no_subject": "(sans objet)", "via": "%s via %s"},
+}
+
+func msg(lang, key string) string {
+	if m, ok := messages[lang]; ok {
+		return m[key]
+	}
+	return messages["en"][key]
+}
+
+var statusNames = map[string]map[string]string{
+	"en": {"open": "Open", "pending": "Pending", "resolved": "Resolved", "closed": "Closed"},
+	"fr": {"open": "Ouvert", "pending": "En attente", "resolved": "Résolu", "closed": "Fermé"},
+}
+
+func statusName(lang string, tk *store.Ticket) string {
+	if tk.Status >= 6 && tk.StatusName != "" {
+		return tk.StatusName // custom statuses are named by the operator
+	}
+	if n := statusNames[lang][tk.Category]; n != "" {
+		return n
+	}
+	if tk.StatusName != "" {
+		return tk.StatusName
+	}
+	return strconv.Itoa(tk.Status)
+}
+
+var priorityNames = map[string][]string{
+	"en": {"", "Low", "Medium", "High", "Urgent"},
+	"fr": {"", "Basse", "Moyenne", "Haute", "Urgente"},
+}
+
+func priorityName(lang string, p int) string {
+	names := priorityNames[lang]
+	if names == nil {
+		names = priorityNames["en"]
+	}
+	if p >= 1 && p < len(names) {
+		return names[p]
+	}
+	return strconv.Itoa(p)
+}
+
+var frMonths = []string{"janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre", "décembre"}
+
+// formatDate writes a date in the mail's language, in UTC (deskmail
+// has no per-customer time zone yet).
+func formatDate(lang string, t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	t = t.UTC()
+	if lang == "fr" {
+		return fmt.Sprintf("%d %s %d à %02d:%02d UTC", t.Day(), frMonths[t.Month()-1], t.Year(), t.Hour(), t.Minute())
+	}
+	return t.Format("2 January 2006 at 15:04 UTC")
+}

@@ -1,0 +1,60 @@
+// Package outbound decides, renders and delivers deskmail's outbound
+// mail: confirmations to customers, agent replies, notifications to
+// agents, closing mail and command-error mail.
+//
+// # Two halves
+//
+// Outbox.Enqueue is called by the ingest pipeline (and any other
+// writer of ticket changes) inside the transaction of the change that
+// caused the mail. It decides what the event causes, renders each
+// mail to its final MIME text and writes it to the store's outbox
+// table, recording its Message-ID in the Message-ID index in the same
+// transaction. When that transaction commits, the mail is durable;
+// when it rolls back, the mail never existed. Enqueue never touches
+// the network.
+//
+// Worker delivers queued mail through the configured relay. It is one
+// scheduler goroutine (woken by a timer or by Kick) and a fixed number
+// of sender goroutines, each holding one SMTP connection. The
+// scheduler claims due mail in a short write transaction that counts
+// the attempt and writes the next attempt time (the lease) before any
+// sender dials; results are recorded afterwards in another short
+// transaction. No transaction is held while talking to the network.
+//
+// # Delivery semantics
+//
+//   - In order per ticket: a ticket's mail N+1 is not claimed while
+//     mail N is queued (in flight or waiting for a retry).
+//   - Temporary unless proven permanent (classify): a 5xx reply is
+//     permanent (the mail is marked failed and the ticket's history
+//     says so); everything else — 4xx, connection and TLS errors,
+//     timeouts — is retried with jittered exponential backoff until
+//     outbound.max_attempts or outbound.retry_for is reached.
+//   - At least once: a crash after the relay accepted DATA but before
+//     the result was committed re-sends the mail after its lease, with
+//     the same Message-ID, so clients de-duplicate it.
+//
+// # Loop prevention (RFC 3834)
+//
+// Nothing is sent for an import (Event.Quiet). Nothing is sent to the
+// requester when the pipeline flagged the triggering mail
+// (Event.SuppressReason: auto-reply, bounce, list, loop), to our own
+// support addresses, to automated senders (noreply, mailer-daemon,
+// postmaster…), or to contacts flagged bouncing; confirmations are
+// limited per recipient per hour. Mail held back by these rules is
+// written with state "suppressed" and the reason in last_error, so ops
+// can see why nothing went out. Automatic mail carries
+// "Auto-Submitted: auto-replied" (RFC 3834 §5) and
+// "X-Auto-Response-Suppress: All" (Exchange); agent replies are human
+// mail and carry neither, so an out-of-office answer to them reaches
+// the ticket (where ingest records it without side effects).
+//
+// # Templates
+//
+// Each mail is rendered from a text/template (plain text part and the
+// subject) and an html/template (HTML part, escaped) named
+// <lang>/<name>.txt.tmpl and <lang>/<name>.html.tmpl; English and
+// French are built in. Files in outbound.templates_dir override them,
+// <channel>/<lang>/<name>… first, then <lang>/<name>…. The data
+// available to templates is TemplateData.
+package outbound

@@ -1,0 +1,198 @@
+package outbound
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	htmltemplate "html/template"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	texttemplate "text/template"
+)
+
+//go:embed templates
+var builtinTemplates embed.FS
+
+// templateNames are the mails that have templates; a name is also the
+// mail kind.
+var templateNames = []string{KindConfirmation, KindAgentReply, KindNotification, KindClosing, KindCommandError}
+
+var languages = []string{"en", "fr"}
+
+// pair is the text and HTML template of one mail.
+type pair struct {
+	text *texttemplate.Template
+	html *htmltemplate.Template
+}
+
+// templates holds every compiled template, keyed by
+// "<channel>/<lang>/<name>" (channel "" for the shared ones).
+type templates struct {
+	m map[string]*pair
+}
+
+var textFuncs = texttemplate.FuncMap{
+	// quote prefixes every line with "> " (RFC 3676 quoting).
+	"quote": func(s string) string {
+		lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+		for i, l := range lines {
+			if strings.HasPrefix(l, ">") {
+				lines[i] = ">" + l
+			} else {
+				lines[i] = "> " + l
+			}
+		}
+		return strings.Join(lines, "\n")
+	},
+	"join": strings.Join,
+}
+
+var htmlFuncs = htmltemplate.FuncMap{
+	// text renders plain text as escaped HTML paragraphs.
+	"text": textToHTML,
+	"join": strings.Join,
+}
+
+// loadTemplates compiles the built-in templates and the overrides
+// found in dir: <dir>/<lang>/<name>.txt.tmpl (and .html.tmpl) replace
+// the built-in ones, <dir>/<channel>/<lang>/<name>… apply to one
+// channel. Each file is overridden on its own.
+func loadTemplates(dir string, channels []string) (*templates, error) {
+	t := &templates{m: map[string]*pair{}}
+	read := func(fsys fs.FS, path string) (string, bool, error) {
+		b, err := fs.ReadFile(fsys, path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", false, nil
+		}
+		if err != nil {
+			return "", false, err
+		}
+		return string(b), true, nil
+	}
+	var over fs.FS
+	if dir != "" {
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("templates_dir %s is not a readable directory", dir)
+		}
+		over = os.DirFS(dir)
+	}
+	for _, lang := range languages {
+		for _, name := range templateNames {
+			srcs := map[string]string{}
+			for _, ext := range []string{".txt.tmpl", ".html.tmpl"} {
+				src, ok, err := read(builtinTemplates, "templates/"+lang+"/"+name+ext)
+				if err != nil || !ok {
+					return nil, fmt.Errorf("built-in template %s/%s%s missing: %v", lang, name, ext, err)
+				}
+				if over != nil {
+					o, ok, err := read(over, lang+"/"+name+ext)
+					if err != nil {
+						return nil, fmt.Errorf("template %s: %w", filepath.Join(dir, lang, name+ext), err)
+					}
+					if ok {
+						src = o
+					}
+				}
+				srcs[ext] = src
+			}
+			p, err := compile(lang+"/"+name, srcs[".txt.tmpl"], srcs[".html.tmpl"])
+			if err != nil {
+				return nil, err
+			}
+			t.m["/"+lang+"/"+name] = p
+			if over == nil {
+				continue
+			}
+			for _, ch := range channels {
+				chSrcs := map[string]string{}
+				found := false
+				for _, ext := range []string{".txt.tmpl", ".html.tmpl"} {
+					o, ok, err := read(over, ch+"/"+lang+"/"+name+ext)
+					if err != nil {
+						return nil, fmt.Errorf("template %s: %w", filepath.Join(dir, ch, lang, name+ext), err)
+					}
+					if ok {
+						found = true
+						chSrcs[ext] = o
+					} else {
+						chSrcs[ext] = srcs[ext]
+					}
+				}
+				if !found {
+					continue
+				}
+				p, err := compile(ch+"/"+lang+"/"+name, chSrcs[".txt.tmpl"], chSrcs[".html.tmpl"])
+				if err != nil {
+					return nil, err
+				}
+				t.m[ch+"/"+lang+"/"+name] = p
+			}
+		}
+	}
+	return t, nil
+}
+
+func compile(name, text, html string) (*pair, error) {
+	tt, err := texttemplate.New(name + ".txt").Funcs(textFuncs).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("template %s.txt.tmpl: %w", name, err)
+	}
+	ht, err := htmltemplate.New(name + ".html").Funcs(htmlFuncs).Option("missingkey=error").Parse(html)
+	if err != nil {
+		return nil, fmt.Errorf("template %s.html.tmpl: %w", name, err)
+	}
+	return &pair{text: tt, html: ht}, nil
+}
+
+var blankLines = regexp.MustCompile(`\n{3,}`)
+
+// render executes a mail's templates: the subject (the text template's
+// "subject" block, "" when it has none), the plain text and the HTML.
+func (t *templates) render(channel, lang, name string, data *TemplateData) (subject, text, html string, err error) {
+	p := t.m[channel+"/"+lang+"/"+name]
+	if p == nil {
+		p = t.m["/"+lang+"/"+name]
+	}
+	if p == nil {
+		p = t.m["/en/"+name]
+	}
+	if p == nil {
+		return "", "", "", fmt.Errorf("%w for %s", errNoTemplate, name)
+	}
+	var b bytes.Buffer
+	if st := p.text.Lookup("subject"); st != nil {
+		if err := st.Execute(&b, data); err != nil {
+			return "", "", "", fmt.Errorf("template %s subject: %w", p.text.Name(), err)
+		}
+		subject = b.String()
+		b.Reset()
+	}
+	if err := p.text.Execute(&b, data); err != nil {
+		return "", "", "", fmt.Errorf("template %s: %w", p.text.Name(), err)
+	}
+	text = cleanText(b.String())
+	b.Reset()
+	if err := p.html.Execute(&b, data); err != nil {
+		return "", "", "", fmt.Errorf("template %s: %w", p.html.Name(), err)
+	}
+	html = strings.TrimSpace(b.String()) + "\n"
+	return subject, text, html, nil
+}
+
+// cleanText trims trailing spaces (except the "-- " signature
+// separator), collapses runs of blank lines and ends with one newline.
+func cleanText(s string) string {
+	lines := strings.Split(strings.ReplaceAll(s, "\r\n", "\n"), "\n")
+	for i, l := range lines {
+		if l != "-- " {
+			lines[i] = strings.TrimRight(l, " \t")
+		}
+	}
+	s = strings.Join(lines, "\n")
+	s = blankLines.ReplaceAllString(s, "\n\n")
+	return strings.TrimSpace(s) + "\n"
+}
