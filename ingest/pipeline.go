@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/deskmail/deskmail/config"
+	"github.com/deskmail/deskmail/metrics"
 	"github.com/deskmail/deskmail/store"
 	"github.com/deskmail/deskmail/threading"
 )
@@ -22,6 +23,8 @@ type Env struct {
 	// every change that may cause outbound mail (see outbound.Outbox).
 	Notify func(tx *store.Tx, n Notice) error
 	Logger *slog.Logger
+	// Metrics, when set, counts messages, actions and latency.
+	Metrics *metrics.Metrics
 	// ImplicitSupport treats each message's first To address as a
 	// support address (`deskmail ingest` without --config).
 	ImplicitSupport bool
@@ -241,6 +244,7 @@ func SyncConfig(ctx context.Context, st *store.Store, cfg *config.Config, channe
 
 // prepared is a message parsed outside the transaction.
 type prepared struct {
+	start   time.Time
 	raw     Raw
 	msg     *Message
 	in      *threading.Incoming
@@ -251,7 +255,7 @@ type prepared struct {
 // prepare parses a raw message and converts it for threading. It never
 // panics: a parser panic becomes a failed message that is kept raw.
 func (p *Pipeline) prepare(r Raw) (pr *prepared) {
-	pr = &prepared{raw: r}
+	pr = &prepared{raw: r, start: time.Now()}
 	if r.Envelope.ReceivedAt.IsZero() {
 		pr.raw.Envelope.ReceivedAt = p.env.Now()
 	}
@@ -400,7 +404,13 @@ func (p *Pipeline) commit(ctx context.Context, preps []*prepared) ([]Result, err
 		}
 		return results, fmt.Errorf("ingest: commit %d messages: %w", len(preps), err)
 	}
+	p.env.Metrics.Batch(len(preps))
 	for i, res := range results {
+		warnings := 0
+		if preps[i].msg != nil {
+			warnings = len(preps[i].msg.Warnings)
+		}
+		p.env.Metrics.Message(preps[i].channel, string(preps[i].raw.Source), string(res.Action), warnings, time.Since(preps[i].start))
 		p.log.Info("message", "channel", preps[i].channel, "source", preps[i].raw.Source, "message_id", res.MessageID,
 			"action", res.Action, "ticket", derefInt64(res.TicketID))
 	}
@@ -439,6 +449,7 @@ func (p *Pipeline) one(tx *store.Tx, pr *prepared) (Result, error) {
 	res.RawID = rawID
 	if pr.err != nil {
 		res.Action = ActionIgnored
+		p.env.Metrics.Failed("parse")
 		p.log.Warn("message kept raw: cannot parse", "name", pr.raw.Name, "raw_id", rawID, "err", pr.err)
 		return res, nil
 	}
@@ -456,6 +467,7 @@ func (p *Pipeline) one(tx *store.Tx, pr *prepared) (Result, error) {
 		if ctxErr := tx.Context().Err(); ctxErr != nil {
 			return res, ctxErr
 		}
+		p.env.Metrics.Failed("thread")
 		p.log.Error("message kept raw: threading failed", "name", pr.raw.Name, "message_id", res.MessageID, "raw_id", rawID, "err", err)
 		if serr := tx.SetRawState(rawID, "failed", err.Error()); serr != nil {
 			return res, serr

@@ -1,0 +1,179 @@
+// Package metrics defines deskmail's Prometheus metrics in one place.
+// A *Metrics is built once in cmd/deskmail on its own registry and
+// handed to each component; every method is safe on a nil *Metrics, so
+// tests and one-shot commands simply pass nil.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds every collector.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	received      *prometheus.CounterVec
+	actions       *prometheus.CounterVec
+	parseWarnings prometheus.Counter
+	failed        *prometheus.CounterVec
+	latency       prometheus.Histogram
+	batchSize     prometheus.Histogram
+
+	smtpSessions   prometheus.Counter
+	smtpRejections *prometheus.CounterVec
+
+	imapPolls  *prometheus.CounterVec
+	imapErrors *prometheus.CounterVec
+
+	outboxDepth prometheus.Gauge
+	deliveries  *prometheus.CounterVec
+
+	apiRequests *prometheus.CounterVec
+}
+
+// New creates the collectors on a fresh registry (with Go and process
+// collectors).
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &Metrics{
+		reg: reg,
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_messages_received_total",
+			Help: "Messages handed to the pipeline, by channel and source (smtp, imap, pipe, api)."}, []string{"channel", "source"}),
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_message_actions_total",
+			Help: "What the pipeline did with each message (created, appended, reopened, followup_created, duplicate, ignored, bounce)."}, []string{"channel", "action"}),
+		parseWarnings: prometheus.NewCounter(prometheus.CounterOpts{Name: "deskmail_parse_warnings_total",
+			Help: "Warnings recorded while parsing messages."}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_messages_failed_total",
+			Help: "Messages kept raw because they could not be parsed or threaded, by stage."}, []string{"stage"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "deskmail_pipeline_seconds",
+			Help: "Time from a message entering the pipeline to its commit.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "deskmail_commit_batch_messages",
+			Help: "Messages per group commit.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
+		smtpSessions: prometheus.NewCounter(prometheus.CounterOpts{Name: "deskmail_smtp_sessions_total",
+			Help: "SMTP sessions accepted."}),
+		smtpRejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_smtp_rejections_total",
+			Help: "SMTP commands or sessions refused, by reason."}, []string{"reason"}),
+		imapPolls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_imap_polls_total",
+			Help: "IMAP polls by channel and result (ok, error)."}, []string{"channel", "result"}),
+		imapErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_imap_errors_total",
+			Help: "IMAP errors by channel and kind (connect, auth, fetch, post_action)."}, []string{"channel", "kind"}),
+		outboxDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "deskmail_outbox_queued",
+			Help: "Outbound messages waiting for delivery."}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_outbox_deliveries_total",
+			Help: "Outbound delivery attempts by result (sent, retry, failed)."}, []string{"result"}),
+		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_api_requests_total",
+			Help: "API requests by HTTP status code."}, []string{"code"}),
+	}
+	reg.MustRegister(m.received, m.actions, m.parseWarnings, m.failed, m.latency, m.batchSize, m.smtpSessions, m.smtpRejections,
+		m.imapPolls, m.imapErrors, m.outboxDepth, m.deliveries, m.apiRequests)
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	if m == nil {
+		return http.NotFoundHandler()
+	}
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Registry exposes the registry (for tests that gather values).
+func (m *Metrics) Registry() *prometheus.Registry {
+	if m == nil {
+		return nil
+	}
+	return m.reg
+}
+
+// Message records one message through the pipeline.
+func (m *Metrics) Message(channel, source, action string, warnings int, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.received.WithLabelValues(channel, source).Inc()
+	m.actions.WithLabelValues(channel, action).Inc()
+	m.parseWarnings.Add(float64(warnings))
+	m.latency.Observe(took.Seconds())
+}
+
+// Failed counts a message kept raw because a stage failed
+// ("parse", "thread").
+func (m *Metrics) Failed(stage string) {
+	if m == nil {
+		return
+	}
+	m.failed.WithLabelValues(stage).Inc()
+}
+
+// Batch records the size of one group commit.
+func (m *Metrics) Batch(n int) {
+	if m == nil {
+		return
+	}
+	m.batchSize.Observe(float64(n))
+}
+
+// SMTPSession counts an accepted SMTP session.
+func (m *Metrics) SMTPSession() {
+	if m == nil {
+		return
+	}
+	m.smtpSessions.Inc()
+}
+
+// SMTPRejection counts a refusal by reason (unknown_recipient,
+// too_big, too_many_recipients, rate_limited, too_many_connections,
+// auth_failed, timeout, store_failure, ...).
+func (m *Metrics) SMTPRejection(reason string) {
+	if m == nil {
+		return
+	}
+	m.smtpRejections.WithLabelValues(reason).Inc()
+}
+
+// IMAPPoll counts a poll result ("ok" or "error").
+func (m *Metrics) IMAPPoll(channel, result string) {
+	if m == nil {
+		return
+	}
+	m.imapPolls.WithLabelValues(channel, result).Inc()
+}
+
+// IMAPError counts an IMAP error by kind.
+func (m *Metrics) IMAPError(channel, kind string) {
+	if m == nil {
+		return
+	}
+	m.imapErrors.WithLabelValues(channel, kind).Inc()
+}
+
+// OutboxDepth sets the number of queued outbound messages.
+func (m *Metrics) OutboxDepth(n int) {
+	if m == nil {
+		return
+	}
+	m.outboxDepth.Set(float64(n))
+}
+
+// Delivery counts a delivery attempt ("sent", "retry", "failed").
+func (m *Metrics) Delivery(result string) {
+	if m == nil {
+		return
+	}
+	m.deliveries.WithLabelValues(result).Inc()
+}
+
+// APIRequest counts an API response by status code.
+func (m *Metrics) APIRequest(code int) {
+	if m == nil {
+		return
+	}
+	m.apiRequests.WithLabelValues(strconv.Itoa(code)).Inc()
+}
