@@ -162,8 +162,10 @@ func bounded(s string) string {
 
 // isBlank reports whether a line has no visible text. Zero-width
 // characters and the tracking dot some clients append count as blank.
+// It stops at the first visible rune, so its cost is the line's
+// leading white space.
 func isBlank(s string) bool {
-	for _, r := range bounded(s) {
+	for _, r := range s {
 		switch r {
 		case '\u200b', '\u200c', '\u200d', '\u2060', '\ufeff', '\u1427', '\u00a0':
 			continue
@@ -172,7 +174,7 @@ func isBlank(s string) bool {
 			return false
 		}
 	}
-	return len(s) <= maxLine
+	return true
 }
 
 // isQuoted reports whether a line is part of a quote: "> text", the
