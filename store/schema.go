@@ -274,4 +274,10 @@ ALTER TABLE imap_state ADD COLUMN started_at TEXT;
 ALTER TABLE imap_state ADD COLUMN history_uid INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE imap_state ADD COLUMN history_before TEXT;
 `,
+	// 4: Freshdesk's built-in statuses exist in every database, so a
+	// ticket can be stored before any configuration is synced.
+	`
+INSERT OR IGNORE INTO statuses(code, name, category) VALUES
+	(2, 'Open', 'open'), (3, 'Pending', 'pending'), (4, 'Resolved', 'resolved'), (5, 'Closed', 'closed');
+`,
 }

@@ -1,0 +1,32 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"os"
+)
+
+// Backup writes a consistent copy of the database to dest with
+// VACUUM INTO: it reads one snapshot, so ingestion goes on while it
+// runs, and the copy is a complete, compact database that Open accepts
+// as it is. dest must not exist.
+func (s *Store) Backup(ctx context.Context, dest string) error {
+	if _, err := os.Stat(dest); err == nil {
+		return fmt.Errorf("store: backup: %s already exists", dest)
+	}
+	conn, err := s.reader.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("store: backup: %w", err)
+	}
+	defer conn.Close()
+	// The read pool is query_only; VACUUM INTO writes only the new file
+	// but SQLite still checks the flag, so lift it on this connection.
+	if _, err := conn.ExecContext(ctx, "PRAGMA query_only = false"); err != nil {
+		return fmt.Errorf("store: backup: %w", err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA query_only = true")
+	if _, err := conn.ExecContext(ctx, "VACUUM INTO ?", dest); err != nil {
+		return fmt.Errorf("store: backup to %s: %w", dest, err)
+	}
+	return nil
+}
