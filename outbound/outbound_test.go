@@ -280,11 +280,11 @@ func TestAgentReplyThreadingAttachmentsAndHistory(t *testing.T) {
 func TestSubjectsAndReferencesBounds(t *testing.T) {
 	e := newEnv(t, "", "")
 	for in, want := range map[string]string{
-		"Printer broken":                        "Re: Printer broken [#7]",
-		"Re: Printer broken [#7]":               "Re: Printer broken [#7]",
-		"RE: AW: Re: [#7] Printer broken":       "Re: Printer broken [#7]",
-		"Réf : TR: Printer broken [#3]":         "Re: Printer broken [#7]",
-		"":                                      "Re: (no subject) [#7]",
+		"Printer broken":                       "Re: Printer broken [#7]",
+		"Re: Printer broken [#7]":              "Re: Printer broken [#7]",
+		"RE: AW: Re: [#7] Printer broken":      "Re: Printer broken [#7]",
+		"Réf : TR: Printer broken [#3]":        "Re: Printer broken [#7]",
+		"":                                     "Re: (no subject) [#7]",
 		"Fwd: [# 7 ] Re:   Printer    broken ": "Re: Printer broken [#7]",
 	} {
 		_, _, got := e.o.subjects(&store.Ticket{ID: 7, Subject: in}, "en")
