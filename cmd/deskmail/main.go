@@ -31,6 +31,8 @@ func commands() []command {
 		{"outbox", "outbox list --db PATH --json   list queued and sent mail", runOutbox},
 		{"serve", "serve [--config FILE]   run the daemon", runServe},
 		{"check-config", "check-config FILE       validate a configuration file", runCheckConfig},
+		{"status", "status [--config FILE] [--db PATH] [--json]   channel health, outbox, failures", runStatus},
+		{"backup", "backup --db PATH DEST   consistent copy of the database, while running", runBackup},
 	}
 }
 

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/deskmail/deskmail/config"
+	"github.com/deskmail/deskmail/store"
+)
+
+// channelStatus is one line of `deskmail status`.
+type channelStatus struct {
+	Channel       string     `json:"channel"`
+	Kind          string     `json:"kind"` // smtp or imap
+	Addresses     []string   `json:"addresses"`
+	MessagesToday int        `json:"messages_today"`
+	LastPollAt    *time.Time `json:"last_poll_at"`
+	LastOKAt      *time.Time `json:"last_ok_at"`
+	LastError     string     `json:"last_error"`
+	LastErrorAt   *time.Time `json:"last_error_at"`
+	Failures      int        `json:"consecutive_failures"`
+	Healthy       bool       `json:"healthy"`
+}
+
+type statusReport struct {
+	Database string          `json:"database"`
+	Channels []channelStatus `json:"channels"`
+	Outbox   struct {
+		Queued       int        `json:"queued"`
+		Retrying     int        `json:"retrying"`
+		Failed       int        `json:"failed"`
+		Sent         int        `json:"sent"`
+		Suppressed   int        `json:"suppressed"`
+		OldestQueued *time.Time `json:"oldest_queued"`
+	} `json:"outbox"`
+	FailedMessages int `json:"failed_messages"`
+}
+
+// runStatus prints each channel's health, the outbox and mail kept raw
+// because it failed, so an operator sees a broken mailbox at a glance.
+func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "configuration `FILE`")
+	db := fs.String("db", "", "database `PATH` (default: the configured one)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg := config.Default()
+	if *cfgPath != "" {
+		var err error
+		if cfg, err = config.Load(*cfgPath); err != nil {
+			return err
+		}
+	}
+	if *db != "" {
+		cfg.Database = *db
+	}
+	st, err := store.Open(ctx, cfg.Database, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	rep := statusReport{Database: cfg.Database, Channels: []channelStatus{}}
+	now := time.Now()
+	midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, now.Location())
+	err = st.Read(ctx, func(tx *store.Tx) error {
+		today, err := tx.MessagesSince(midnight)
+		if err != nil {
+			return err
+		}
+		for _, ch := range cfg.Channels {
+			cs := channelStatus{Channel: ch.Name, Kind: "smtp", Addresses: ch.Addresses, MessagesToday: today[ch.Name], Healthy: true}
+			if ch.IMAP != nil {
+				cs.Kind = "imap"
+				h, err := tx.ChannelHealth(ch.Name)
+				if err == nil {
+					cs.LastPollAt, cs.LastOKAt, cs.LastError, cs.LastErrorAt, cs.Failures = h.LastPollAt, h.LastOKAt, h.LastError, h.LastErrorAt, h.ConsecutiveFailures
+				}
+				// A mailbox is healthy when its last poll succeeded.
+				cs.Healthy = err == nil && h.ConsecutiveFailures == 0 && h.LastOKAt != nil
+			}
+			rep.Channels = append(rep.Channels, cs)
+		}
+		ob, err := tx.OutboxStats()
+		if err != nil {
+			return err
+		}
+		rep.Outbox.Queued, rep.Outbox.Retrying, rep.Outbox.Failed, rep.Outbox.Sent, rep.Outbox.Suppressed, rep.Outbox.OldestQueued =
+			ob.Queued, ob.Retrying, ob.Failed, ob.Sent, ob.Suppressed, ob.OldestQueued
+		rep.FailedMessages, err = tx.CountRaw("failed")
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(stdout, rep)
+	}
+	w := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "CHANNEL\tKIND\tHEALTH\tTODAY\tLAST POLL\tLAST ERROR")
+	for _, c := range rep.Channels {
+		health := "ok"
+		if !c.Healthy {
+			health = "FAILING"
+			if c.LastPollAt == nil && c.LastError == "" {
+				health = "never polled"
+			}
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", c.Channel, c.Kind, health, c.MessagesToday, fmtTime(c.LastPollAt), oneLine(c.LastError, 80))
+	}
+	w.Flush()
+	fmt.Fprintf(stdout, "\noutbox: %d queued (%d retrying), %d failed, %d sent, %d suppressed", rep.Outbox.Queued, rep.Outbox.Retrying, rep.Outbox.Failed, rep.Outbox.Sent, rep.Outbox.Suppressed)
+	if rep.Outbox.OldestQueued != nil {
+		fmt.Fprintf(stdout, "; oldest queued %s ago", time.Since(*rep.Outbox.OldestQueued).Round(time.Second))
+	}
+	fmt.Fprintf(stdout, "\nmessages kept raw after a failure: %d\n", rep.FailedMessages)
+	return nil
+}
+
+func fmtTime(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+// runBackup writes a consistent copy of the database while deskmail
+// keeps running.
+func runBackup(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
+	db := fs.String("db", "", "database `PATH`")
+	cfgPath := fs.String("config", "", "configuration `FILE`")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: backup --db PATH DEST", errUsage)
+	}
+	st, err := openStore(ctx, *db, *cfgPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.Backup(ctx, pos[0]); err != nil {
+		return err
+	}
+	out, _ := json.Marshal(map[string]string{"backup": pos[0]})
+	fmt.Fprintln(stdout, string(out))
+	return nil
+}
