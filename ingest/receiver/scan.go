@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"bytes"
 	"errors"
 	"io"
 )
@@ -33,7 +34,23 @@ func (s *contentScanner) Read(p []byte) (int, error) {
 		return 0, s.err
 	}
 	n, err := s.r.Read(p)
-	for _, c := range p[:n] {
+	buf := p[:n]
+	for i := 0; i < len(buf); i++ {
+		c := buf[i]
+		if s.inBody && c != '\n' {
+			// Fast path for the body: only line lengths matter.
+			j := bytes.IndexByte(buf[i:], '\n')
+			if j < 0 {
+				j = len(buf) - i
+			}
+			s.line += j
+			if s.maxLine > 0 && s.line > s.maxLine+1 {
+				s.err = errContentLine
+				return 0, s.err
+			}
+			i += j - 1
+			continue
+		}
 		if c == '\n' {
 			if !s.inBody && (s.line == 0 || s.lineCR && s.line == 1) {
 				s.inBody = true
