@@ -1,0 +1,42 @@
+// Package api is deskmail's HTTP API, shaped like Freshdesk's API v2 so
+// that a script written for Freshdesk needs only its base URL and key
+// changed: the same paths (/api/v2/tickets, …/conversations, …/reply,
+// …/notes, /api/v2/contacts, /api/v2/ticket_fields), field names,
+// status codes (2 Open, 3 Pending, 4 Resolved, 5 Closed, custom ≥ 6),
+// pagination (page, per_page ≤ 100, a Link header with rel="next"),
+// rate-limit headers and error bodies. openapi.yaml beside this file
+// describes every route; a test keeps the two in sync.
+//
+// # Changes go through the pipeline
+//
+// Every write is one store transaction made by ingest.Pipeline with
+// the threading engine: a status set through the API follows the same
+// lifecycle rules and writes the same history as one set by mail, and
+// an API reply is queued in the outbox in the transaction that stores
+// it, threaded (In-Reply-To/References) to the customer's mail.
+//
+// # Authentication and roles
+//
+// Each agent has API keys (`deskmail agents key EMAIL`), stored as
+// SHA-256 hashes. A request authenticates with HTTP Basic, the key as
+// user name and any password ("KEY:X", as Freshdesk does), or with
+// "Authorization: Bearer KEY". A missing or wrong key gives 401 with
+// Freshdesk's body. Agents read and change tickets, reply, add and edit
+// notes; deleting tickets and conversations needs the admin role (403
+// otherwise). Channel scoping: an agent whose configuration names a
+// group sees only tickets of channels of that group and of channels
+// without a group (Options.AgentChannels, built by ScopesFromConfig);
+// agents without a group, and admins, see every channel. A ticket out
+// of scope answers 403.
+//
+// # Limits
+//
+// Requests are counted per key in fixed one-minute windows (default 200
+// per minute, per role in Options.RoleRateLimits) and answered with
+// X-RateLimit-Total, X-RateLimit-Remaining and
+// X-RateLimit-Used-CurrentRequest; over the limit, 429 with
+// Retry-After. JSON bodies are limited to MaxJSONBytes and multipart
+// bodies (attachments) to MaxMultipartBytes. Unknown fields are
+// refused. Handlers never panic on input; a panic is recovered, logged
+// and answered with a JSON 500.
+package api
