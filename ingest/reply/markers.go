@@ -105,6 +105,16 @@ var attributionVerbs = []string{
 	"のメッセージ", "wrote the following",
 }
 
+// spacedVerbs are attributionVerbs with a space on each side, for
+// finding a verb inside a line.
+var spacedVerbs = func() []string {
+	out := make([]string, len(attributionVerbs))
+	for i, v := range attributionVerbs {
+		out[i] = " " + v + " "
+	}
+	return out
+}()
+
 // trailerPrefixes start mobile and webmail trailers ("Sent from my
 // iPhone"), lower-cased. The rest of the line must be short; see
 // isTrailer.
@@ -401,9 +411,9 @@ func attributionEnd(s string, loose bool) bool {
 	// Fr., 28. Apr. 2017 um 11:53 Uhr:": the verb is followed by the
 	// name, or by the date.
 	if colon && dated {
-		for _, v := range attributionVerbs {
-			if k := strings.Index(t, " "+v+" "); k >= 0 {
-				rest := t[k+len(v)+2:]
+		for _, v := range spacedVerbs {
+			if k := strings.Index(t, v); k >= 0 {
+				rest := t[k+len(v):]
 				if strings.Contains(t, "@") || len(strings.Fields(rest)) <= 8 {
 					return true
 				}
