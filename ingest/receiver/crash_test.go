@@ -141,7 +141,10 @@ channels:
 		}
 	}
 
-	for run := range kills {
+	// kills runs end with SIGKILL; one more ends with SIGTERM while
+	// the clients are still sending (a graceful stop must not lose an
+	// acknowledged message either, and must exit 0).
+	for run := range kills + 1 {
 		cmd, addr := start()
 		var stop atomic.Bool
 		var wg sync.WaitGroup
@@ -156,13 +159,20 @@ channels:
 			time.Sleep(10 * time.Millisecond)
 		}
 		time.Sleep(time.Duration(rand.IntN(50)) * time.Millisecond)
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		sig := syscall.SIGKILL
+		if run == kills {
+			sig = syscall.SIGTERM
+		}
+		if err := cmd.Process.Signal(sig); err != nil {
 			t.Fatal(err)
 		}
-		cmd.Wait()
+		err := cmd.Wait()
+		if sig == syscall.SIGTERM && err != nil {
+			t.Errorf("serve after SIGTERM under load: %v (want exit status 0)\n%s", err, logTail.String())
+		}
 		stop.Store(true)
 		wg.Wait()
-		t.Logf("run %d: %d acknowledged so far, %d waiting for a retry", run+1, ackedN.Load(), len(retry))
+		t.Logf("run %d (%v): %d acknowledged so far, %d waiting for a retry", run+1, sig, ackedN.Load(), len(retry))
 	}
 
 	// A last run delivers the retries, then stops cleanly.
