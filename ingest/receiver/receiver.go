@@ -182,6 +182,9 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 			return fmt.Errorf("receiver: listen on %s: %w", s.cfg.TLSListen, err)
 		}
 	}
+	// If one listener fails, the other stops too.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	errc := make(chan error, 2)
 	n := 1
 	go func() { errc <- s.Serve(ctx, ln) }()
@@ -193,6 +196,7 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	for range n {
 		if err := <-errc; err != nil {
 			errs = append(errs, err)
+			cancel()
 		}
 	}
 	return errors.Join(errs...)

@@ -119,9 +119,11 @@ func (se *session) Data(r io.Reader) (err error) {
 	hdr := se.receivedHeader(qid, received)
 
 	var buf bytes.Buffer
+	// The SIZE the client announced is a hint only: trusting it for
+	// the allocation would let idle clients reserve memory.
 	grow := 16 << 10
-	if se.size > 0 && (se.s.cfg.MaxMessageBytes <= 0 || se.size <= se.s.cfg.MaxMessageBytes) {
-		grow = int(se.size)
+	if se.size > 0 {
+		grow = int(min(se.size, 1<<20))
 	}
 	buf.Grow(len(hdr) + grow + 512)
 	buf.WriteString(hdr)
