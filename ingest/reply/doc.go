@@ -5,40 +5,53 @@
 // # Plain text
 //
 // [TrimText] works on lines, in a few linear passes, and looks only at a
-// bounded prefix of each line (maxLine bytes), so a 1 MB body costs a
-// few milliseconds and no input can make it backtrack.
+// bounded prefix of each line (maxLine bytes), so a 1 MB body costs
+// well under 100 ms and no input can make it backtrack.
 //
-//  1. Cut. The first history marker outside a ">" quote ends the reply;
-//     everything from it on is history:
-//     - an Outlook/Exchange header block ("From: … Sent: … To: …
-//     Subject:", "De : … Envoyé : … À : … Objet :", "Von: … Gesendet:
-//     … An: … Betreff:", "De: … Enviado el: … Para: … Asunto:" and the
-//     same in a dozen more languages), recognised as a run of at least
-//     two header lines one of which names the sender, with the
-//     separator line (underscores or dashes) above it;
-//     - a separator such as "-----Original Message-----",
-//     "-----Message d'origine-----", "---------- Forwarded message
-//     ---------" or "Begin forwarded message:", but only when a header
-//     line or a quote follows it, so that a reply which merely
-//     discusses such a line on a line of its own is kept;
-//     - an attribution line ("On … wrote:", "Le … a écrit :", "Am …
-//     schrieb X:", "El … escribió:", "Op … schreef …:", Gmail's
-//     verb-less "<date>, Name <addr>:" …), possibly wrapped over three
-//     lines, that is NOT followed by a ">" quote.
+//  1. Cut. The first history marker outside a quote ends the reply;
+//     everything from it on is history. The markers are: an
+//     Outlook/Exchange header block ("From: … Sent: … To: … Subject:",
+//     "De : … Envoyé : … À : … Objet :", "Von: … Gesendet: … An: …
+//     Betreff:", "De: … Enviado el: … Para: … Asunto:" and the same in a
+//     dozen more languages), that is a run of at least two header lines
+//     one of which names the sender, together with the rule line
+//     (underscores or dashes) above it; a separator such as
+//     "-----Original Message-----", "-----Message d'origine-----",
+//     "---------- Forwarded message ---------" or "Begin forwarded
+//     message:" (a dashed separator counts unless the line above ends
+//     with a colon and no header follows, which is a reply discussing
+//     the separator; an undashed one needs a header below it); an
+//     attribution ("On … wrote:", "Le … a écrit :", "Am … schrieb X:",
+//     "El … escribió:", "Op … schreef …:", Gmail's verb-less "<date>,
+//     Name <addr>:" …), possibly wrapped over three lines, that is not
+//     followed by a quote (an attribution needs a digit, its date, or
+//     an address, so "On Monday we…" and "Here is what Bob wrote:" stay
+//     text); and a mobile trailer ("Sent from my iPhone") below reply
+//     text, since mobile clients put it between the reply and history
+//     they often leave unmarked.
 //  2. Signature. In what is left, the first "-- " line below some reply
 //     text starts the signature. The looser "--", "__" and "—" lines
-//     count only when at most maxSigLines non-quoted lines follow them.
+//     count only when at most maxSigLines non-quoted lines follow them,
+//     and a "-Name" sign-off only at the very end.
 //  3. Trailing history. From the bottom up, quoted lines, the
 //     attribution above them, blank and separator-only lines and mobile
 //     trailers ("Sent from my iPhone", "Envoyé de mon iPhone", "Von
 //     meinem iPhone gesendet", "Enviado desde mi iPhone", "Get Outlook
 //     for iOS" …) are dropped.
 //
+// Quoted lines are "> text", Supercite's "Name> text" and "| text"
+// (not a Markdown table row). A line that a client re-wrapped without
+// its ">" (lower-case start, between two quoted lines, below a long
+// line cut mid-sentence) counts as quoted too.
+//
 // Interleaved quotes are kept. A ">" block (with its attribution) that
 // has reply text below it stays in the visible reply: an inline answer
 // such as "Yes, Tuesday." means nothing to an agent without the
 // question it answers, and bottom-posted replies keep their context.
-// Only the quote blocks after the last line of reply text are removed.
+// Only the quote blocks after the last line of reply text are removed,
+// and an attributed quote at the very top of a bottom-posted reply
+// (attribution, quote, reply text, no further quote). A bare ">" quote
+// at the top is kept: it may be a quotation the writer typed.
 //
 // Never empty. If everything looks like history (a body that is only a
 // quote, a mis-detected header on the first line), TrimText returns the
