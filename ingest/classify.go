@@ -44,9 +44,10 @@ func classify(m *Message, root *enmime.Part) {
 		m.Kind, m.Bounce = KindBounce, b
 		return
 	}
-	if report == "delivery-status" && hasStatusFields(root) {
-		// A well-formed report that names no failure: delivered,
-		// relayed, expanded or delayed.
+	if report == "delivery-status" && onlySuccess(root) {
+		// A success report: every recipient delivered, relayed or
+		// expanded. (Delays go on to the bounce heuristics: a
+		// delayed mail may still fail, and flags nothing yet.)
 		m.Kind = KindAutoReply
 		return
 	}
@@ -279,13 +280,16 @@ func bounceFromReport(m *Message, root *enmime.Part, report string) (*Bounce, bo
 	return b, true
 }
 
-func hasStatusFields(root *enmime.Part) bool {
-	for _, f := range statusFields(root) {
-		if f.Get("Action") != "" {
-			return true
+func onlySuccess(root *enmime.Part) bool {
+	fields := statusFields(root)
+	for _, f := range fields {
+		switch strings.ToLower(strings.TrimSpace(f.Get("Action"))) {
+		case "delivered", "relayed", "expanded":
+		default:
+			return false
 		}
 	}
-	return false
+	return len(fields) > 0
 }
 
 // statusFields reads delivery-status field blocks directly, for reports

@@ -677,8 +677,14 @@ var cidRef = regexp.MustCompile(`(?i)cid:([^"'\s>)]+)`)
 func (p *parser) attachments(parts []*enmime.Part) []Attachment {
 	out := make([]Attachment, 0, len(parts))
 	cids := map[string]bool{}
-	for _, m := range cidRef.FindAllStringSubmatch(p.rawHTML, -1) {
-		cids[strings.ToLower(m[1])] = true
+	for _, part := range parts {
+		if part.Header.Get("Content-Id") != "" {
+			// Only scan the HTML when some part can be referenced.
+			for _, m := range cidRef.FindAllStringSubmatch(p.rawHTML, -1) {
+				cids[strings.ToLower(m[1])] = true
+			}
+			break
+		}
 	}
 	used := map[string]int{}
 	for _, part := range parts {

@@ -147,7 +147,10 @@ func decodeHeader(v, fallback string) string {
 			}
 			return -1
 		}
-		if r == '\r' || r == '\n' || r == '\t' {
+		if r == '\r' || r == '\n' {
+			return -1 // unfold
+		}
+		if r == '\t' {
 			return ' '
 		}
 		if r < 0x20 || r == 0x7f {
