@@ -88,9 +88,15 @@ func (o *Outbox) references(tx *store.Tx, ticketID int64, inReplyTo string, cust
 			chain = append(chain, id)
 		}
 	}
-	if inReplyTo != "" && validMsgID(inReplyTo) {
+	switch {
+	case inReplyTo != "" && validMsgID(inReplyTo) && len(ids) > 0 && ids[0] == inReplyTo:
+		// Answering the thread's root: it stays first (the root is what
+		// clients and the bound below keep).
+		chain = append([]string{inReplyTo}, chain...)
+	case inReplyTo != "" && validMsgID(inReplyTo):
+		// The message answered comes last (RFC 5322 §3.6.4).
 		chain = append(chain, inReplyTo)
-	} else {
+	default:
 		inReplyTo = ""
 		if len(chain) > 0 {
 			inReplyTo = chain[len(chain)-1]
@@ -307,10 +313,21 @@ func buildMIME(h mail.Header, msgID, text, html string, files []file) ([]byte, e
 	var alt *message.Writer
 	var mixed *message.Writer
 	var err error
-	top := h.Copy()
+	// go-message writes header fields last-added first; build the top
+	// header so that fields come out in the order they were set, with
+	// MIME-Version and Content-Type at the end.
+	var top message.Header
 	if len(files) > 0 {
 		top.SetContentType("multipart/mixed", map[string]string{"boundary": bnd + "_m"})
-		if mixed, err = message.CreateWriter(&buf, top.Header); err != nil {
+	} else {
+		top.SetContentType("multipart/alternative", map[string]string{"boundary": bnd + "_a"})
+	}
+	top.Set("MIME-Version", "1.0")
+	for f := h.Fields(); f.Next(); { // Fields runs in written order
+		top.Add(f.Key(), f.Value())
+	}
+	if len(files) > 0 {
+		if mixed, err = message.CreateWriter(&buf, top); err != nil {
 			return nil, err
 		}
 		var ah message.Header
@@ -318,11 +335,8 @@ func buildMIME(h mail.Header, msgID, text, html string, files []file) ([]byte, e
 		if alt, err = mixed.CreatePart(ah); err != nil {
 			return nil, err
 		}
-	} else {
-		top.SetContentType("multipart/alternative", map[string]string{"boundary": bnd + "_a"})
-		if alt, err = message.CreateWriter(&buf, top.Header); err != nil {
-			return nil, err
-		}
+	} else if alt, err = message.CreateWriter(&buf, top); err != nil {
+		return nil, err
 	}
 	for _, p := range []struct{ ct, body string }{{"text/plain", text}, {"text/html", html}} {
 		var ph message.Header

@@ -132,7 +132,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			return fmt.Errorf("outbound relay password: %w", err)
 		}
 	}
-	capacity := 2 * w.conns
+	// Slots beyond the connections keep claims and results batched:
+	// one transaction (one fsync) serves many messages.
+	capacity := max(8*w.conns, 32)
 	jobs := make(chan *store.OutboxMail, capacity)
 	results := make(chan result, capacity)
 	var wg sync.WaitGroup
@@ -154,40 +156,30 @@ func (w *Worker) Run(ctx context.Context) error {
 				drained = true
 			}
 		}
-		recordFailed := false
-		if len(pending) > 0 {
-			if err := w.record(ctx, pending); err != nil {
-				if ctx.Err() != nil {
-					break
-				}
-				w.log.Error("recording delivery results failed; will retry", "err", err, "count", len(pending))
-				recordFailed = true
-			} else {
-				pending = pending[:0]
-			}
-		}
 		if ctx.Err() != nil {
 			break
 		}
+		// One short write transaction records the finished attempts
+		// and claims mail for the free slots (leases written before
+		// any sender dials).
+		free := capacity - inflight
 		wait := w.poll
-		if recordFailed {
-			wait = time.Second
-		} else if free := capacity - inflight; free > 0 {
-			claimed, err := w.claim(ctx, free)
-			if err != nil {
-				if ctx.Err() != nil {
-					break
-				}
-				w.log.Error("claiming outbound mail failed", "err", err)
-				wait = time.Second
+		claimed, err := w.step(ctx, pending, free)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
 			}
+			w.log.Error("outbox transaction failed; will retry", "err", err, "results", len(pending))
+			wait = time.Second
+		} else {
+			pending = pending[:0]
 			for _, m := range claimed {
 				jobs <- m
 				inflight++
 			}
 			// When every slot is busy, a finished attempt wakes us;
 			// otherwise sleep until the next mail is due.
-			if err == nil && len(claimed) < free {
+			if len(claimed) < free {
 				if next, ok, err := w.nextDue(ctx); err != nil {
 					w.log.Error("reading the outbox schedule failed", "err", err)
 					wait = time.Second
@@ -216,19 +208,29 @@ func (w *Worker) Run(ctx context.Context) error {
 	if len(pending) > 0 {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if err := w.record(rctx, pending); err != nil {
+		if _, err := w.step(rctx, pending, 0); err != nil {
 			w.log.Error("recording delivery results at shutdown failed; the mail will be retried after its lease", "err", err, "count", len(pending))
 		}
 	}
 	return nil
 }
 
-// claim takes due mail in one short write transaction; the lease
-// (next_attempt_at) is written before any sender dials.
-func (w *Worker) claim(ctx context.Context, limit int) ([]*store.OutboxMail, error) {
+// step records finished attempts and claims up to limit due mails in
+// one write transaction. The lease (next_attempt_at) of claimed mail
+// is written before any sender dials it.
+func (w *Worker) step(ctx context.Context, rs []result, limit int) ([]*store.OutboxMail, error) {
+	if len(rs) == 0 && limit <= 0 {
+		return nil, nil
+	}
 	now := w.now()
 	var got []store.OutboxMail
 	err := w.st.Write(ctx, func(tx *store.Tx) error {
+		if err := w.record(tx, now, rs); err != nil {
+			return err
+		}
+		if limit <= 0 {
+			return nil
+		}
 		var err error
 		got, err = tx.ClaimOutbox(now, limit, func(attempt int) time.Time {
 			return now.Add(max(w.backoff(attempt), 2*w.attemptTimeout))
@@ -270,52 +272,49 @@ func (w *Worker) backoff(attempt int) time.Duration {
 
 // record writes the outcome of attempts: sent, failed (with a history
 // entry on the ticket) or queued again at its next attempt time.
-func (w *Worker) record(ctx context.Context, rs []result) error {
-	now := w.now()
-	return w.st.Write(ctx, func(tx *store.Tx) error {
-		for _, r := range rs {
-			m := r.m
-			if r.err == nil {
-				note := ""
-				if len(r.rejected) > 0 {
-					note = "refused by the relay: " + strings.Join(r.rejected, "; ")
-					if err := w.history(tx, m, note); err != nil {
-						return err
-					}
-				}
-				if err := tx.MarkOutboxSent(m.ID, now, note); err != nil {
+func (w *Worker) record(tx *store.Tx, now time.Time, rs []result) error {
+	for _, r := range rs {
+		m := r.m
+		if r.err == nil {
+			note := ""
+			if len(r.rejected) > 0 {
+				note = "refused by the relay: " + strings.Join(r.rejected, "; ")
+				if err := w.history(tx, m, note); err != nil {
 					return err
 				}
-				w.log.Debug("sent", "id", m.ID, "ticket", m.TicketID, "message_id", m.MessageID)
-				continue
 			}
-			errText := r.err.Error()
-			permanent := isPermanent(r.err)
-			if !permanent && !errors.Is(r.err, errInterrupted) && (m.Attempts >= w.maxAttempts || now.Sub(m.CreatedAt) >= w.retryFor) {
-				errText = fmt.Sprintf("gave up after %d attempts: %s", m.Attempts, errText)
-				permanent = true
-			}
-			if permanent {
-				if err := tx.MarkOutboxFailed(m.ID, errText); err != nil {
-					return err
-				}
-				if err := w.history(tx, m, errText); err != nil {
-					return err
-				}
-				w.log.Warn("delivery failed", "id", m.ID, "ticket", m.TicketID, "to", m.RcptTo, "err", errText)
-				continue
-			}
-			next := now.Add(w.backoff(m.Attempts))
-			if errors.Is(r.err, errInterrupted) {
-				next = now // not the relay's fault: go again at the next start
-			}
-			if err := tx.RetryOutbox(m.ID, next, errText); err != nil {
+			if err := tx.MarkOutboxSent(m.ID, now, note); err != nil {
 				return err
 			}
-			w.log.Info("delivery deferred", "id", m.ID, "ticket", m.TicketID, "attempt", m.Attempts, "next", next, "err", errText)
+			w.log.Debug("sent", "id", m.ID, "ticket", m.TicketID, "message_id", m.MessageID)
+			continue
 		}
-		return nil
-	})
+		errText := r.err.Error()
+		permanent := isPermanent(r.err)
+		if !permanent && !errors.Is(r.err, errInterrupted) && (m.Attempts >= w.maxAttempts || now.Sub(m.CreatedAt) >= w.retryFor) {
+			errText = fmt.Sprintf("gave up after %d attempts: %s", m.Attempts, errText)
+			permanent = true
+		}
+		if permanent {
+			if err := tx.MarkOutboxFailed(m.ID, errText); err != nil {
+				return err
+			}
+			if err := w.history(tx, m, errText); err != nil {
+				return err
+			}
+			w.log.Warn("delivery failed", "id", m.ID, "ticket", m.TicketID, "to", m.RcptTo, "err", errText)
+			continue
+		}
+		next := now.Add(w.backoff(m.Attempts))
+		if errors.Is(r.err, errInterrupted) {
+			next = now // not the relay's fault: go again at the next start
+		}
+		if err := tx.RetryOutbox(m.ID, next, errText); err != nil {
+			return err
+		}
+		w.log.Info("delivery deferred", "id", m.ID, "ticket", m.TicketID, "attempt", m.Attempts, "next", next, "err", errText)
+	}
+	return nil
 }
 
 // history records on the ticket that mail could not be delivered.
