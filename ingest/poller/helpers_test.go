@@ -1,0 +1,479 @@
+package poller
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+	"github.com/emersion/go-sasl"
+
+	"github.com/deskmail/deskmail/config"
+	"github.com/deskmail/deskmail/ingest"
+	"github.com/deskmail/deskmail/store"
+	"github.com/deskmail/deskmail/threading"
+)
+
+const (
+	testUser     = "support@example.com"
+	testPassword = "correct horse battery staple"
+)
+
+// backend is an IMAP server the tests talk to: the in-process
+// imapmemserver or a throw-away Dovecot.
+type backend struct {
+	host string
+	port int
+	user string
+	pass string
+	// tls is the channel's tls mode for this server.
+	tls string
+	// dovecot is set for the Dovecot backend.
+	dovecot bool
+}
+
+// memOptions shapes an in-process server.
+type memOptions struct {
+	// caps are the server's capabilities (default IMAP4rev1 with MOVE
+	// and UIDPLUS).
+	caps imap.CapSet
+	// tokens, when set, enables XOAUTH2 and OAUTHBEARER: an access
+	// token is valid when it maps to true.
+	tokens func(tok string) bool
+	// dropAfter, when > 0, makes the first connection that logs in
+	// die after the server has written this many more bytes.
+	dropAfter int64
+}
+
+// memServer starts imapmemserver behind imapserver.New on 127.0.0.1:0
+// with one user whose INBOX exists.
+func memServer(t testing.TB, o memOptions) *backend {
+	t.Helper()
+	mem := imapmemserver.New()
+	u := imapmemserver.NewUser(testUser, testPassword)
+	if err := u.Create("INBOX", nil); err != nil {
+		t.Fatal(err)
+	}
+	mem.AddUser(u)
+	caps := o.caps
+	if caps == nil {
+		caps = imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapMove: {}, imap.CapUIDPlus: {}}
+	}
+	srv := imapserver.New(&imapserver.Options{
+		NewSession: func(conn *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			sess := &testSession{Session: mem.NewSession()}
+			if o.tokens != nil {
+				return &oauthSession{testSession: sess, tokens: o.tokens}, nil, nil
+			}
+			return sess, nil, nil
+		},
+		InsecureAuth: true,
+		Caps:         caps,
+		Logger:       log.New(io.Discard, "", 0),
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l net.Listener = ln
+	if o.dropAfter > 0 {
+		l = &dropListener{Listener: ln, after: o.dropAfter}
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	addr := ln.Addr().(*net.TCPAddr)
+	return &backend{host: "127.0.0.1", port: addr.Port, user: testUser, pass: testPassword, tls: "none"}
+}
+
+// testSession is a memserver session that, like Dovecot, reports
+// pending changes when IDLE starts (imapmemserver waits for the next
+// change), so that tests are deterministic.
+type testSession struct {
+	imapserver.Session
+}
+
+func (s *testSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	if err := s.Session.Poll(w, true); err != nil {
+		return err
+	}
+	return s.Session.Idle(w, stop)
+}
+
+func (s *testSession) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	return s.Session.(imapserver.SessionMove).Move(w, numSet, dest)
+}
+
+func (s *testSession) Namespace() (*imap.NamespaceData, error) {
+	return s.Session.(imapserver.SessionNamespace).Namespace()
+}
+
+// oauthSession adds XOAUTH2 and OAUTHBEARER to a memserver session.
+type oauthSession struct {
+	*testSession
+	tokens func(string) bool
+}
+
+func (s *oauthSession) AuthenticateMechanisms() []string {
+	return []string{"PLAIN", "XOAUTH2", "OAUTHBEARER"}
+}
+
+func (s *oauthSession) Authenticate(mech string) (sasl.Server, error) {
+	switch mech {
+	case "PLAIN":
+		return sasl.NewPlainServer(func(identity, username, password string) error {
+			return s.Session.Login(username, password)
+		}), nil
+	case "OAUTHBEARER":
+		return sasl.NewOAuthBearerServer(func(o sasl.OAuthBearerOptions) *sasl.OAuthBearerError {
+			if !s.tokens(o.Token) || s.Session.Login(o.Username, testPassword) != nil {
+				return &sasl.OAuthBearerError{Status: "invalid_token", Schemes: "bearer"}
+			}
+			return nil
+		}), nil
+	case "XOAUTH2":
+		return &xoauth2Server{login: func(user, tok string) bool {
+			return s.tokens(tok) && s.Session.Login(user, testPassword) == nil
+		}}, nil
+	}
+	return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "unsupported mechanism"}
+}
+
+// xoauth2Server is the server side of XOAUTH2 as Gmail runs it: a bad
+// token gets a JSON challenge, the client's empty answer gets NO.
+type xoauth2Server struct {
+	login  func(user, tok string) bool
+	failed bool
+}
+
+func (x *xoauth2Server) Next(resp []byte) ([]byte, bool, error) {
+	if x.failed {
+		return nil, true, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed, Text: "invalid token"}
+	}
+	var user, tok string
+	for _, f := range strings.Split(string(resp), "\x01") {
+		if v, ok := strings.CutPrefix(f, "user="); ok {
+			user = v
+		}
+		if v, ok := strings.CutPrefix(f, "auth=Bearer "); ok {
+			tok = v
+		}
+	}
+	if x.login(user, tok) {
+		return nil, true, nil
+	}
+	x.failed = true
+	return []byte(`{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}`), false, nil
+}
+
+// dropListener kills the first connection that has written `after`
+// bytes past its login, to play a server dying mid-fetch.
+type dropListener struct {
+	net.Listener
+	after   int64
+	dropped atomic.Bool
+}
+
+func (l *dropListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if l.dropped.Load() {
+		return c, nil
+	}
+	return &dropConn{Conn: c, l: l}, nil
+}
+
+type dropConn struct {
+	net.Conn
+	l       *dropListener
+	written int64
+	read    bytes.Buffer
+	armed   atomic.Bool
+}
+
+func (c *dropConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if !c.armed.Load() {
+		c.read.Write(p[:n])
+		// Arm once the client fetches bodies.
+		if strings.Contains(c.read.String(), "BODY.PEEK[]") {
+			c.armed.Store(true)
+		}
+	}
+	return n, err
+}
+
+func (c *dropConn) Write(p []byte) (int, error) {
+	if c.armed.Load() && !c.l.dropped.Load() {
+		if c.written+int64(len(p)) > c.l.after {
+			c.l.dropped.Store(true)
+			k := c.l.after - c.written
+			if k > 0 {
+				c.Conn.Write(p[:k])
+			}
+			c.Conn.Close()
+			return 0, net.ErrClosed
+		}
+		c.written += int64(len(p))
+	}
+	return c.Conn.Write(p)
+}
+
+// client opens a test-side connection to inspect or fill the server.
+func (b *backend) client(t testing.TB) *imapclient.Client {
+	t.Helper()
+	c, err := imapclient.DialInsecure(fmt.Sprintf("%s:%d", b.host, b.port), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Login(b.user, b.pass).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// appendMsg appends a message to a folder (creating it if needed).
+func (b *backend) appendMsg(t testing.TB, folder string, raw []byte, at time.Time) {
+	t.Helper()
+	c := b.client(t)
+	defer c.Logout()
+	b.appendWith(t, c, folder, raw, at)
+}
+
+func (b *backend) appendWith(t testing.TB, c *imapclient.Client, folder string, raw []byte, at time.Time) {
+	t.Helper()
+	cmd := c.Append(folder, int64(len(raw)), &imap.AppendOptions{Time: at})
+	if _, err := cmd.Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cmd.Wait(); err != nil {
+		t.Fatalf("append to %s: %v", folder, err)
+	}
+}
+
+// flags returns the flags of every message of a folder by UID; nil
+// when the folder does not exist.
+func (b *backend) flags(t testing.TB, folder string) map[imap.UID][]imap.Flag {
+	t.Helper()
+	c := b.client(t)
+	defer c.Logout()
+	sel, err := c.Select(folder, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		return nil
+	}
+	out := map[imap.UID][]imap.Flag{}
+	if sel.NumMessages == 0 {
+		return out
+	}
+	var all imap.SeqSet
+	all.AddRange(1, 0)
+	bufs, err := c.Fetch(all, &imap.FetchOptions{UID: true, Flags: true}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range bufs {
+		out[m.UID] = m.Flags
+	}
+	return out
+}
+
+func hasFlag(fs []imap.Flag, f imap.Flag) bool {
+	for _, x := range fs {
+		if strings.EqualFold(string(x), string(f)) {
+			return true
+		}
+	}
+	return false
+}
+
+// message builds a plain customer mail.
+func message(id, from, subject string) []byte {
+	return []byte("From: Customer <" + from + ">\r\n" +
+		"To: Support <support@example.com>\r\n" +
+		"Subject: " + subject + "\r\n" +
+		"Message-ID: <" + id + ">\r\n" +
+		"Date: Mon, 03 Mar 2025 10:00:00 +0000\r\n" +
+		"MIME-Version: 1.0\r\n" +
+		"Content-Type: text/plain; charset=utf-8\r\n" +
+		"\r\n" +
+		"Hello, my order " + id + " did not arrive.\r\n")
+}
+
+// harness is a real pipeline on a SQLite store in t.TempDir() with one
+// IMAP channel named "support".
+type harness struct {
+	t       testing.TB
+	b       *backend
+	cfg     *config.Config
+	st      *store.Store
+	pl      *ingest.Pipeline
+	opts    Options
+	mu      sync.Mutex
+	notices []ingest.Notice
+
+	cancel  context.CancelFunc
+	pollers *Pollers
+}
+
+// newHarness builds the configuration from YAML (so defaults and
+// validation run as in production); imapExtra is appended to the
+// channel's imap section, one "key: value" per line.
+func newHarness(t testing.TB, b *backend, imapExtra ...string) *harness {
+	t.Helper()
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "channels:\n  - name: support\n    addresses: [support@example.com]\n    imap:\n")
+	fmt.Fprintf(&sb, "      host: %s\n      port: %d\n      tls: %s\n      username: %s\n", b.host, b.port, b.tls, b.user)
+	hasAuth := false
+	for _, l := range imapExtra {
+		if strings.HasPrefix(l, "password:") || strings.HasPrefix(l, "oauth:") {
+			hasAuth = true
+		}
+	}
+	if !hasAuth {
+		fmt.Fprintf(&sb, "      password: %q\n", b.pass)
+	}
+	for _, l := range imapExtra {
+		for i, line := range strings.Split(l, "\n") {
+			if i > 0 {
+				line = "  " + line
+			}
+			fmt.Fprintf(&sb, "      %s\n", line)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "deskmail.yaml")
+	if err := os.WriteFile(path, []byte(sb.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("config:\n%s\n%v", sb.String(), err)
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "deskmail.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h := &harness{t: t, b: b, cfg: cfg, st: st}
+	env := ingest.Env{Config: cfg, Signer: threading.NewSigner([]byte("test secret"), 90*24*time.Hour),
+		Notify: func(tx *store.Tx, n ingest.Notice) error {
+			h.mu.Lock()
+			h.notices = append(h.notices, n)
+			h.mu.Unlock()
+			return nil
+		}}
+	if h.pl, err = ingest.NewPipeline(ctx, st, env); err != nil {
+		t.Fatal(err)
+	}
+	h.opts = Options{backoffMin: 10 * time.Millisecond, backoffMax: 200 * time.Millisecond}
+	if testing.Verbose() {
+		h.opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return h
+}
+
+// start runs the pollers until stop (or the end of the test).
+func (h *harness) start() {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	g, err := StartPollers(ctx, h.cfg, h.st, h.pl, h.opts)
+	if err != nil {
+		cancel()
+		h.t.Fatal(err)
+	}
+	h.pollers = g
+	h.t.Cleanup(h.stop)
+}
+
+// stop cancels the pollers and waits for every goroutine to end.
+func (h *harness) stop() {
+	if h.cancel != nil {
+		h.cancel()
+		h.pollers.Wait()
+		h.cancel = nil
+	}
+}
+
+func (h *harness) tickets() []store.Ticket {
+	h.t.Helper()
+	var tks []store.Ticket
+	err := h.st.Read(context.Background(), func(tx *store.Tx) (err error) {
+		tks, err = tx.ListTickets(store.TicketFilter{})
+		return err
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return tks
+}
+
+func (h *harness) countRaw(state string) int {
+	h.t.Helper()
+	var n int
+	err := h.st.Read(context.Background(), func(tx *store.Tx) (err error) {
+		n, err = tx.CountRaw(state)
+		return err
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+func (h *harness) health() *store.ChannelHealth {
+	h.t.Helper()
+	var hl *store.ChannelHealth
+	err := h.st.Read(context.Background(), func(tx *store.Tx) (err error) {
+		hl, err = tx.ChannelHealth("support")
+		return err
+	})
+	if err != nil {
+		return nil
+	}
+	return hl
+}
+
+func (h *harness) checkpoint(folder string) *store.IMAPState {
+	h.t.Helper()
+	var s *store.IMAPState
+	err := h.st.Read(context.Background(), func(tx *store.Tx) (err error) {
+		s, err = tx.IMAPState("support", folder)
+		return err
+	})
+	if err != nil {
+		return nil
+	}
+	return s
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: still waiting for %s", within, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

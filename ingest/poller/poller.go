@@ -1,0 +1,279 @@
+// Package poller fetches support mail from IMAP mailboxes (go-imap v2
+// client) and feeds it to the ingest pipeline, exactly once.
+//
+// One goroutine and one connection serve each watched folder of each
+// channel; many channels run in one process and a broken one never
+// stops the others. A folder poller connects (implicit TLS, STARTTLS,
+// or clear text where the configuration allows it), authenticates with
+// a password or XOAUTH2/OAUTHBEARER, selects its folder and then loops:
+// drain new mail, wait (IDLE when the server has it, else the poll
+// interval), drain again. Any failure closes the connection and the
+// poller reconnects after a jittered, capped exponential backoff.
+//
+// # Exactly once
+//
+// The store keeps, per channel folder, the folder's UIDVALIDITY and the
+// last UID whose message is committed and acknowledged (imap_state).
+// A drain searches UIDs above it, fetches bodies in batches with
+// BODY.PEEK[] (fetching never sets \Seen), hands each batch to the
+// pipeline, which commits it in one transaction, and only then
+// acknowledges the batch on the server (\Seen, move or delete; mail the
+// pipeline kept raw as failed goes to the failed folder) and advances
+// the checkpoint. A crash between commit and acknowledgement leaves the
+// checkpoint behind: the next drain fetches the same messages again,
+// the pipeline answers "duplicate" (it is idempotent by Message-ID) and
+// the acknowledgement is completed. A new UIDVALIDITY re-scans the
+// folder from UID 1; what was stored comes back as duplicates.
+//
+// # Mail already in a folder
+//
+// On a folder's first poll, mail already there is history: with
+// existing "skip" the checkpoint starts at UIDNEXT-1 and it is never
+// touched; with "import" it is ingested with Raw.Quiet set, so that no
+// confirmation or notification is sent for it. The boundary is stored
+// (the last history UID, and after a UIDVALIDITY change the first
+// poll's time compared with INTERNALDATE), so a restart or a re-scan
+// keeps the same choice.
+//
+// # Health
+//
+// Every drain records the channel's last poll and last success in
+// channel_health; every failure records an error that names the
+// channel, the folder and the cause, and counts consecutive failures.
+// Secrets never appear in logs or errors.
+package poller
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/deskmail/deskmail/config"
+	"github.com/deskmail/deskmail/ingest"
+	"github.com/deskmail/deskmail/store"
+)
+
+// Ingester commits raw messages; *ingest.Pipeline is one. When it
+// returns a Result with a nil Err the message is durable.
+type Ingester interface {
+	Ingest(ctx context.Context, raws []ingest.Raw) ([]ingest.Result, error)
+}
+
+// Options tunes the pollers. The zero value is the production default.
+type Options struct {
+	// Logger receives one line per connection problem and per batch
+	// (default: discard).
+	Logger *slog.Logger
+	// TLSConfig is the base TLS configuration (for a private CA); the
+	// server name is set per channel. Nil uses the system roots.
+	TLSConfig *tls.Config
+	// HTTPClient is used for OAuth token refreshes (default: a client
+	// with a 30s timeout).
+	HTTPClient *http.Client
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+
+	// Test knobs.
+	backoffMin, backoffMax time.Duration
+	reIdle                 time.Duration
+	maxBatchBytes          int64
+	// afterCommit runs after a batch is committed and before it is
+	// acknowledged on the server; an error aborts the session there,
+	// as a crash would.
+	afterCommit func(channel, folder string, uids []imap.UID) error
+}
+
+const (
+	defaultBackoffMin = time.Second
+	defaultBackoffMax = 5 * time.Minute
+	// defaultReIdle restarts IDLE well before the 29 minutes after
+	// which RFC 2177 lets a server drop an idle client.
+	defaultReIdle        = 25 * time.Minute
+	defaultMaxBatchBytes = 32 << 20
+)
+
+func (o *Options) fill() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.backoffMin <= 0 {
+		o.backoffMin = defaultBackoffMin
+	}
+	if o.backoffMax <= 0 {
+		o.backoffMax = defaultBackoffMax
+	}
+	if o.reIdle <= 0 {
+		o.reIdle = defaultReIdle
+	}
+	if o.maxBatchBytes <= 0 {
+		o.maxBatchBytes = defaultMaxBatchBytes
+	}
+}
+
+// Pollers is the set of running folder pollers.
+type Pollers struct {
+	wg      sync.WaitGroup
+	folders []string
+}
+
+// Wait blocks until every poller has stopped (after the context given
+// to StartPollers ends).
+func (g *Pollers) Wait() { g.wg.Wait() }
+
+// Folders lists the running pollers as "channel/folder".
+func (g *Pollers) Folders() []string { return append([]string(nil), g.folders...) }
+
+// StartPollers starts one goroutine per watched folder of every channel
+// that has an imap section, and returns at once. The goroutines run
+// until ctx ends; Pollers.Wait waits for them. Problems with a channel
+// (a missing password file, an unreachable server) do not fail
+// StartPollers: that channel retries with backoff and reports them in
+// channel_health while the others run.
+func StartPollers(ctx context.Context, cfg *config.Config, st *store.Store, pl Ingester, opts Options) (*Pollers, error) {
+	if cfg == nil || st == nil || pl == nil {
+		return nil, errors.New("imap pollers: configuration, store and pipeline are required")
+	}
+	opts.fill()
+	g := &Pollers{}
+	var pollers []*folderPoller
+	for i := range cfg.Channels {
+		ch := &cfg.Channels[i]
+		im := ch.IMAP
+		if im == nil {
+			continue
+		}
+		if im.Host == "" {
+			return nil, fmt.Errorf("imap %s: no host configured", ch.Name)
+		}
+		auth := newAuthenticator(ctx, ch.Name, im, st, opts)
+		seen := map[string]bool{}
+		folders := im.Folders
+		if len(folders) == 0 {
+			folders = []string{"INBOX"}
+		}
+		for _, f := range folders {
+			if seen[f] {
+				return nil, fmt.Errorf("imap %s: folder %s is listed twice", ch.Name, f)
+			}
+			seen[f] = true
+			pollers = append(pollers, &folderPoller{channel: ch.Name, im: im, folder: f, st: st, pl: pl, auth: auth, opts: opts,
+				log: opts.Logger.With("channel", ch.Name, "folder", f)})
+			g.folders = append(g.folders, ch.Name+"/"+f)
+		}
+	}
+	for _, p := range pollers {
+		g.wg.Go(func() { p.run(ctx) })
+	}
+	return g, nil
+}
+
+// folderPoller watches one folder of one channel.
+type folderPoller struct {
+	channel string
+	im      *config.IMAPConfig
+	folder  string
+	st      *store.Store
+	pl      Ingester
+	auth    *authenticator
+	opts    Options
+	log     *slog.Logger
+}
+
+// run connects, drains and waits until ctx ends, reconnecting after
+// failures with backoff.
+func (p *folderPoller) run(ctx context.Context) {
+	failures := 0
+	for ctx.Err() == nil {
+		ok, err := p.safeSession(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if ok {
+			failures = 0
+		}
+		failures++
+		msg := err.Error()
+		p.log.Warn("imap channel failed; will retry", "err", msg, "consecutive", failures)
+		p.recordError(ctx, msg)
+		if !sleep(ctx, p.backoff(failures)) {
+			return
+		}
+	}
+}
+
+// safeSession runs one session and turns a panic into an error. ok
+// reports whether the session completed at least one drain.
+func (p *folderPoller) safeSession(ctx context.Context) (ok bool, err error) {
+	s := &session{p: p}
+	defer func() {
+		if v := recover(); v != nil {
+			p.log.Error("imap poller panic", "panic", v, "stack", string(debug.Stack()))
+			ok, err = s.drained, fmt.Errorf("imap %s: %s: internal error: %v", p.channel, p.folder, v)
+		}
+	}()
+	err = s.run(ctx)
+	if err == nil {
+		err = fmt.Errorf("imap %s: %s: session ended", p.channel, p.folder)
+	}
+	return s.drained, err
+}
+
+// backoff is the delay before reconnect attempt n (n ≥ 1): exponential
+// from backoffMin, capped at backoffMax, with "equal jitter" (half
+// fixed, half random) so that many channels failing together do not
+// reconnect in step.
+func (p *folderPoller) backoff(n int) time.Duration {
+	d := float64(p.opts.backoffMin) * float64(uint64(1)<<min(n-1, 30))
+	d = min(d, float64(p.opts.backoffMax))
+	return time.Duration(d/2 + rand.Float64()*d/2)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// writeCtx is used for bookkeeping writes that must land even while
+// ctx is ending (a checkpoint, a health row).
+func writeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+}
+
+func (p *folderPoller) recordError(ctx context.Context, msg string) {
+	wctx, cancel := writeCtx(ctx)
+	defer cancel()
+	err := p.st.Write(wctx, func(tx *store.Tx) error { return tx.RecordChannelError(p.channel, p.opts.Now(), msg) })
+	if err != nil {
+		p.log.Error("imap channel health not recorded", "err", err)
+	}
+}
+
+func (p *folderPoller) recordOK(ctx context.Context) error {
+	wctx, cancel := writeCtx(ctx)
+	defer cancel()
+	if err := p.st.Write(wctx, func(tx *store.Tx) error { return tx.RecordChannelOK(p.channel, p.opts.Now()) }); err != nil {
+		return fmt.Errorf("imap %s: %s: record health: %w", p.channel, p.folder, err)
+	}
+	return nil
+}
