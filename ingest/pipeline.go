@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/deskmail/deskmail/config"
@@ -379,10 +381,23 @@ func (p *Pipeline) senderProof(r Raw, m *Message) string {
 // all-or-nothing inside it) and returns one Result per message. A
 // non-nil error means nothing was committed.
 func (p *Pipeline) Ingest(ctx context.Context, raws []Raw) ([]Result, error) {
+	// Parse on every core: parsing costs as much as threading and
+	// storing, and messages parse independently.
 	preps := make([]*prepared, len(raws))
-	for i, r := range raws {
-		preps[i] = p.prepare(r)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(raws)) {
+		wg.Go(func() {
+			for i := range next {
+				preps[i] = p.prepare(raws[i])
+			}
+		})
 	}
+	for i := range raws {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 	return p.commit(ctx, preps)
 }
 

@@ -44,7 +44,7 @@ channels:
 var start = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	st     *store.Store
 	p      *ingest.Pipeline
@@ -54,7 +54,7 @@ type harness struct {
 
 // newHarness opens a fresh database and a pipeline on testConfig;
 // adjust, when set, edits the configuration first.
-func newHarness(t *testing.T, adjust func(*config.Config)) *harness {
+func newHarness(t testing.TB, adjust func(*config.Config)) *harness {
 	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(testConfig))
 	if err != nil {
@@ -142,7 +142,7 @@ func (h *harness) one(scenario, name string, action ingest.Action, ticket int64)
 	return r
 }
 
-func checkResult(t *testing.T, r ingest.Result, action ingest.Action, ticket int64) {
+func checkResult(t testing.TB, r ingest.Result, action ingest.Action, ticket int64) {
 	t.Helper()
 	got := int64(0)
 	if r.TicketID != nil {
