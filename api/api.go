@@ -64,6 +64,9 @@ type Options struct {
 	MaxMultipartBytes int64
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Kick, when set, is called after every change that may have queued
+	// mail (the outbox worker's Kick), so it goes out at once.
+	Kick func()
 }
 
 // ScopesFromConfig returns the channels each agent with a group may
@@ -94,6 +97,7 @@ type server struct {
 	p        *ingest.Pipeline
 	log      *slog.Logger
 	now      func() time.Time
+	kick     func()
 	base     string
 	scopes   map[string]map[string]bool
 	groups   []string // group_id = index+1
@@ -156,13 +160,16 @@ func New(opts Options) (http.Handler, error) {
 		return nil, errors.New("api: Store and Pipeline are required")
 	}
 	s := &server{
-		st: opts.Store, p: opts.Pipeline, log: opts.Logger, now: opts.Now,
+		st: opts.Store, p: opts.Pipeline, log: opts.Logger, now: opts.Now, kick: opts.Kick,
 		base: strings.TrimRight(opts.BaseURL, "/"), rate: opts.RateLimit, roleRate: opts.RoleRateLimits,
 		maxJSON: opts.MaxJSONBytes, maxMultipart: opts.MaxMultipartBytes,
 		authCache: map[string]authEntry{}, scopes: map[string]map[string]bool{},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.kick == nil {
+		s.kick = func() {}
 	}
 	if s.now == nil {
 		s.now = time.Now

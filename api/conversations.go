@@ -158,6 +158,7 @@ func (s *server) reply(w http.ResponseWriter, r *http.Request, a *store.Agent) {
 		s.fail(w, r, err)
 		return
 	}
+	s.kick()
 	writeJSON(w, http.StatusCreated, conversationJSON(conv, s.baseURL(r)))
 }
 
@@ -204,6 +205,7 @@ func (s *server) addNote(w http.ResponseWriter, r *http.Request, a *store.Agent)
 		s.fail(w, r, err)
 		return
 	}
+	s.kick()
 	writeJSON(w, http.StatusCreated, conversationJSON(conv, s.baseURL(r)))
 }
 

@@ -234,15 +234,16 @@ func bodyHTML(c *store.Conversation) string {
 	if strings.TrimSpace(c.BodyHTML) != "" {
 		return c.BodyHTML
 	}
-	if c.BodyText == "" {
+	text := strings.TrimSpace(c.BodyText)
+	if text == "" {
 		return ""
 	}
-	return "<div>" + strings.ReplaceAll(html.EscapeString(c.BodyText), "\n", "<br>") + "</div>"
+	return "<div>" + strings.ReplaceAll(html.EscapeString(text), "\n", "<br>") + "</div>"
 }
 
 func conversationJSON(c *store.Conversation, base string) Conversation {
 	out := Conversation{
-		ID: c.ID, Body: bodyHTML(c), BodyText: c.BodyText, Incoming: c.Incoming, Private: c.Private,
+		ID: c.ID, Body: bodyHTML(c), BodyText: strings.TrimSpace(c.BodyText), Incoming: c.Incoming, Private: c.Private,
 		TicketID: c.TicketID, ToEmails: nonNil(c.ToEmails), CcEmails: nonNil(c.CcEmails), BccEmails: []string{},
 		Attachments: make([]Attachment, 0, len(c.Files)), CreatedAt: fmtTime(c.CreatedAt), UpdatedAt: fmtTime(c.UpdatedAt),
 		Kind: c.Kind, MessageID: c.MessageID,

@@ -651,6 +651,7 @@ func (s *server) createTicket(w http.ResponseWriter, r *http.Request, a *store.A
 		s.fail(w, r, err)
 		return
 	}
+	s.kick()
 	err = s.st.Read(r.Context(), func(tx *store.Tx) error {
 		var err error
 		convs, err = tx.Conversations(created.ID)
@@ -736,6 +737,7 @@ func (s *server) updateTicket(w http.ResponseWriter, r *http.Request, a *store.A
 		s.fail(w, r, err)
 		return
 	}
+	s.kick()
 	var convs []store.Conversation
 	err = s.st.Read(r.Context(), func(tx *store.Tx) error {
 		var err error
