@@ -29,6 +29,7 @@ func commands() []command {
 		{"ingest", "ingest --db PATH [--config FILE] [FILE...|-]   ingest mail into tickets", runIngest},
 		{"tickets", "tickets list|show|update ...   read and change tickets", runTickets},
 		{"outbox", "outbox list --db PATH --json   list queued and sent mail", runOutbox},
+		{"agents", "agents list|add|key EMAIL --db PATH [--config FILE]   agents and their API keys", runAgents},
 		{"serve", "serve [--config FILE]   run the daemon", runServe},
 		{"check-config", "check-config FILE       validate a configuration file", runCheckConfig},
 		{"status", "status [--config FILE] [--db PATH] [--json]   channel health, outbox, failures", runStatus},
