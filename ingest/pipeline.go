@@ -25,6 +25,9 @@ type Env struct {
 	// every change that may cause outbound mail (see outbound.Outbox).
 	Notify func(tx *store.Tx, n Notice) error
 	Logger *slog.Logger
+	// AfterCommit, when set, is called after every successful commit
+	// (the daemon kicks the outbox worker with it).
+	AfterCommit func()
 	// Metrics, when set, counts messages, actions and latency.
 	Metrics *metrics.Metrics
 	// ImplicitSupport treats each message's first To address as a
@@ -419,6 +422,9 @@ func (p *Pipeline) commit(ctx context.Context, preps []*prepared) ([]Result, err
 		}
 		return results, fmt.Errorf("ingest: commit %d messages: %w", len(preps), err)
 	}
+	if p.env.AfterCommit != nil {
+		p.env.AfterCommit()
+	}
 	p.env.Metrics.Batch(len(preps))
 	for i, res := range results {
 		warnings := 0
@@ -617,6 +623,9 @@ func (p *Pipeline) Update(ctx context.Context, ticketID int64, c threading.Chang
 	})
 	if err != nil {
 		return nil, err
+	}
+	if p.env.AfterCommit != nil {
+		p.env.AfterCommit()
 	}
 	return tk, nil
 }
