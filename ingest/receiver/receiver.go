@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -44,6 +45,11 @@ type Options struct {
 	// TLSConfig, when set, is used instead of loading
 	// Config.CertFile/KeyFile.
 	TLSConfig *tls.Config
+	// MaxBufferedBytes bounds the message bytes held in memory by all
+	// sessions together (default 512 MB, at least one maximal
+	// message). A message that would go beyond it is refused with
+	// 452 4.3.1 and retried later by its sender.
+	MaxBufferedBytes int64
 	// SubmitTimeout bounds one Submit (default 2 minutes); when it
 	// expires the client gets 451 and retries.
 	SubmitTimeout time.Duration
@@ -70,6 +76,8 @@ type Server struct {
 	ipRate *rateLimiter
 	from   *rateLimiter
 	now    func() time.Time
+	// buffered is the number of message bytes sessions hold.
+	buffered atomic.Int64
 }
 
 // smtpUser is one AUTH account with its password hashed (so
@@ -93,6 +101,12 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.SubmitTimeout <= 0 {
 		opts.SubmitTimeout = 2 * time.Minute
+	}
+	if opts.MaxBufferedBytes <= 0 {
+		opts.MaxBufferedBytes = 512 << 20
+	}
+	if opts.MaxBufferedBytes < opts.Config.MaxMessageBytes {
+		opts.MaxBufferedBytes = opts.Config.MaxMessageBytes
 	}
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = 30 * time.Second
@@ -327,6 +341,7 @@ var (
 	errIPRate       = errorf(450, smtp.EnhancedCode{4, 7, 1}, "Too much mail from your address, please slow down and try again later")
 	errSenderRate   = errorf(450, smtp.EnhancedCode{4, 7, 1}, "Too much mail from this sender, please try again later")
 	errBadRcpt      = errorf(550, smtp.EnhancedCode{5, 1, 1}, "No such recipient here (this server does not relay)")
+	errNoMemory     = errorf(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage, please try again later")
 	errReadFailed   = errorf(451, smtp.EnhancedCode{4, 4, 2}, "Connection problem while receiving data, please try again")
 	errAuthTooMany  = errorf(421, smtp.EnhancedCode{4, 7, 0}, "Too many failed authentication attempts")
 	errNeedTLSAuth  = errorf(538, smtp.EnhancedCode{5, 7, 11}, "Encryption required for requested authentication mechanism")

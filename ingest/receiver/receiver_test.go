@@ -709,3 +709,36 @@ func TestClientKey(t *testing.T) {
 		t.Errorf("mapped IPv4: %q %q", k, ip)
 	}
 }
+
+func TestBufferedBytesBudget(t *testing.T) {
+	h := newHarness(t, harnessOpt{
+		smtp:    func(s *config.SMTPConfig) { s.MaxMessageBytes = 20000 },
+		options: func(o *Options) { o.MaxBufferedBytes = 20000 },
+	})
+	// One session holds 17,000 bytes in the middle of its DATA.
+	tp, nc := h.raw()
+	defer nc.Close()
+	cmd(t, tp, "EHLO client.test.example")
+	cmd(t, tp, "MAIL FROM:<a@customer.example>")
+	cmd(t, tp, "RCPT TO:<support@example.com>")
+	if code, _ := cmd(t, tp, "DATA"); code != 354 {
+		t.Fatalf("DATA: %d", code)
+	}
+	msg := message("a@customer.example", "support@example.com", "x", "budget-1@customer.example", strings.Repeat(strings.Repeat("y", 98)+"\r\n", 175))
+	if _, err := io.WriteString(nc, msg[:17000]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return h.srv.buffered.Load() >= 16000 })
+	// Another message does not fit: temporary refusal.
+	err := h.send("b@customer.example", []string{"support@example.com"}, message("b@customer.example", "support@example.com", "x", "budget-2@customer.example", strings.Repeat(strings.Repeat("z", 98)+"\r\n", 40)))
+	if code, enh := smtpCode(err); code != 452 || enh != (smtp.EnhancedCode{4, 3, 1}) {
+		t.Errorf("over the memory budget: %v, want 452 4.3.1", err)
+	}
+	io.WriteString(nc, msg[17000:]+".\r\n")
+	if code, _, err := tp.ReadResponse(250); err != nil {
+		t.Fatalf("first message: %d %v", code, err)
+	}
+	if n := h.srv.buffered.Load(); n != 0 {
+		t.Errorf("%d bytes still counted after the messages ended", n)
+	}
+}

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"sync/atomic"
 )
 
 var (
 	errContentLine    = errors.New("receiver: line too long")
 	errContentHeaders = errors.New("receiver: too many header fields")
+	errContentBudget  = errors.New("receiver: too many message bytes buffered")
 )
 
 // contentScanner passes a message body through while checking the
@@ -26,6 +28,20 @@ type contentScanner struct {
 	headers int
 	lineCR  bool // the current line so far is exactly "\r"
 	err     error
+
+	// budget counts the bytes all sessions hold; this scanner adds
+	// what it passes through and release gives it back.
+	budget    *atomic.Int64
+	budgetMax int64
+	held      int64
+}
+
+// release returns the bytes this scanner counted against the budget.
+func (s *contentScanner) release() {
+	if s.budget != nil && s.held > 0 {
+		s.budget.Add(-s.held)
+		s.held = 0
+	}
 }
 
 // Read implements io.Reader.
@@ -33,7 +49,19 @@ func (s *contentScanner) Read(p []byte) (int, error) {
 	if s.err != nil {
 		return 0, s.err
 	}
+	// Small reads keep the budget accounting close to the bytes
+	// actually received (go-smtp's reader fills the whole buffer).
+	if len(p) > 4096 {
+		p = p[:4096]
+	}
 	n, err := s.r.Read(p)
+	if s.budget != nil && n > 0 {
+		s.held += int64(n)
+		if s.budget.Add(int64(n)) > s.budgetMax {
+			s.err = errContentBudget
+			return 0, s.err
+		}
+	}
 	buf := p[:n]
 	for i := 0; i < len(buf); i++ {
 		c := buf[i]

@@ -127,7 +127,9 @@ func (se *session) Data(r io.Reader) (err error) {
 	}
 	buf.Grow(len(hdr) + grow + 512)
 	buf.WriteString(hdr)
-	sc := &contentScanner{r: r, maxLine: se.s.cfg.MaxLineLength, maxHeaders: se.s.cfg.MaxHeaders}
+	sc := &contentScanner{r: r, maxLine: se.s.cfg.MaxLineLength, maxHeaders: se.s.cfg.MaxHeaders,
+		budget: &se.s.buffered, budgetMax: se.s.opts.MaxBufferedBytes}
+	defer sc.release()
 	if _, err := buf.ReadFrom(sc); err != nil {
 		return se.readError(err, qid)
 	}
@@ -185,6 +187,9 @@ func (se *session) readError(err error, qid string) error {
 	case errors.Is(err, errContentHeaders):
 		se.s.log.Info("smtp: too many header fields", "id", qid, "client", se.tc.ip, "limit", se.s.cfg.MaxHeaders)
 		return errorf(554, smtp.EnhancedCode{5, 6, 0}, "Message has more than %d header fields", se.s.cfg.MaxHeaders)
+	case errors.Is(err, errContentBudget):
+		se.s.log.Warn("smtp: too many message bytes in memory; answered 452", "id", qid, "client", se.tc.ip, "limit", se.s.opts.MaxBufferedBytes)
+		return errNoMemory
 	case errors.Is(err, smtp.ErrDataReset):
 		return err
 	}
