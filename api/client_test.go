@@ -1,0 +1,138 @@
+package api_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// clientSetup makes three tickets; the newest is the one the
+// Freshdesk script works on.
+func clientSetup(t *testing.T) (*harness, int64) {
+	h := newHarness(t, hopts{rateLimit: 200})
+	h.mail("old1@customers.test", "support@acme.test", "Old one", "fc1@customers.test", "old")
+	h.mail("old2@customers.test", "support@acme.test", "Old two", "fc2@customers.test", "old")
+	id := h.mail("jane@customers.test", "support@acme.test", "Cannot log in", "fc3@customers.test", "Password reset fails.")
+	return h, id
+}
+
+// checkClientEffects checks what the script's calls did to the ticket.
+func checkClientEffects(t *testing.T, h *harness, id int64, summary map[string]any) {
+	t.Helper()
+	wantSummary := map[string]any{
+		"listed": 3.0, "subject": "Cannot log in", "requester_email": "jane@customers.test", "has_stats": true,
+		"note_private": true, "status": 4.0, "error_field": "priority", "conversations": 2.0, "rate_limit_total": "200",
+	}
+	for k, v := range wantSummary {
+		if summary[k] != v {
+			t.Errorf("%s = %v, want %v (summary %v)", k, summary[k], v, summary)
+		}
+	}
+	r := h.do(alice, "GET", fmt.Sprintf("/api/v2/tickets/%d?include=stats", id), nil)
+	tk := r.obj(t)
+	if tk["status"].(float64) != 4 || tk["stats"].(map[string]any)["resolved_at"] == nil || tk["stats"].(map[string]any)["first_responded_at"] == nil {
+		t.Fatalf("ticket after the script: %s", r.body)
+	}
+	var replies int
+	for _, m := range h.outbox() {
+		if m.Kind == "agent_reply" && m.TicketID != nil && *m.TicketID == id {
+			replies++
+		}
+	}
+	if replies != 1 {
+		t.Fatalf("agent replies queued: %d", replies)
+	}
+}
+
+// TestFreshdeskPythonClient runs fixtures/api/freshdesk_client.py, a
+// script written against Freshdesk's documented API, against deskmail
+// with only the base URL and key changed.
+func TestFreshdeskPythonClient(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not installed (the same calls are checked by TestFreshdeskClientCalls)")
+	}
+	if out, err := exec.Command(py, "-c", "import requests").CombinedOutput(); err != nil {
+		t.Skipf("python3 module requests missing (apt-get install python3-requests; TestFreshdeskClientCalls checks the same calls): %s", bytes.TrimSpace(out))
+	}
+	h, id := clientSetup(t)
+	cmd := exec.CommandContext(t.Context(), py, filepath.Join("..", "fixtures", "api", "freshdesk_client.py"))
+	cmd.Env = append(os.Environ(), "FRESHDESK_URL="+h.url, "FRESHDESK_KEY="+h.keys[alice])
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("freshdesk_client.py: %v\n%s", err, stderr.String())
+	}
+	var summary map[string]any
+	if err := json.Unmarshal(out, &summary); err != nil {
+		t.Fatalf("script output %q: %v", out, err)
+	}
+	checkClientEffects(t, h, id, summary)
+}
+
+var nextLink = regexp.MustCompile(`<([^>]+)>;\s*rel="next"`)
+
+// TestFreshdeskClientCalls makes the script's calls in Go, so they are
+// checked where Python's requests is missing.
+func TestFreshdeskClientCalls(t *testing.T) {
+	h, id := clientSetup(t)
+	call := func(method, url string, body any, wantCode int) (map[string]any, []map[string]any, http.Header) {
+		t.Helper()
+		var rd *bytes.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		} else {
+			rd = bytes.NewReader(nil)
+		}
+		req, _ := http.NewRequest(method, url, rd)
+		req.SetBasicAuth(h.keys[alice], "X")
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		r := h.send(req)
+		want(t, r, wantCode)
+		if strings.HasPrefix(strings.TrimSpace(string(r.body)), "[") {
+			return nil, r.list(t), r.hdr
+		}
+		return r.obj(t), nil, r.hdr
+	}
+	summary := map[string]any{}
+	var tickets []map[string]any
+	for url := h.url + "/api/v2/tickets?per_page=2"; url != ""; {
+		_, page, hdr := call("GET", url, nil, 200)
+		tickets = append(tickets, page...)
+		summary["rate_limit_total"] = hdr.Get("X-RateLimit-Total")
+		url = ""
+		if m := nextLink.FindStringSubmatch(hdr.Get("Link")); m != nil {
+			url = m[1]
+		}
+	}
+	summary["listed"] = float64(len(tickets))
+	if int64(tickets[0]["id"].(float64)) != id {
+		t.Fatalf("newest ticket %v, want %d", tickets[0]["id"], id)
+	}
+	base := fmt.Sprintf("%s/api/v2/tickets/%d", h.url, id)
+	tk, _, _ := call("GET", base+"?include=conversations,requester,stats", nil, 200)
+	summary["subject"] = tk["subject"]
+	summary["requester_email"] = tk["requester"].(map[string]any)["email"]
+	_, summary["has_stats"] = tk["stats"].(map[string]any)["first_responded_at"]
+	call("POST", base+"/reply", map[string]any{"body": "<p>We are on it.</p>"}, 201)
+	note, _, _ := call("POST", base+"/notes", map[string]any{"body": "Customer called too.", "private": true}, 201)
+	summary["note_private"] = note["private"]
+	tk, _, _ = call("PUT", base, map[string]any{"status": 4}, 200)
+	summary["status"] = tk["status"]
+	e, _, _ := call("PUT", base, map[string]any{"priority": 9}, 400)
+	summary["error_field"] = e["errors"].([]any)[0].(map[string]any)["field"]
+	_, convs, _ := call("GET", base+"/conversations", nil, 200)
+	summary["conversations"] = float64(len(convs))
+	checkClientEffects(t, h, id, summary)
+}
