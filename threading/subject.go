@@ -86,7 +86,7 @@ func (s *SubjectToken) Tag(subject string, id int64) string {
 // them in English, French, German, Spanish, Dutch, Italian, Portuguese,
 // the Nordic languages and others, with optional counters ("Re[2]:",
 // "RE^3:") and the French space before the colon ("Réf :", "TR :").
-var replyPrefix = regexp.MustCompile(`(?i)^\s*(re|r|aw|antw|antwort|wg|fw|fwd|tr|trs|réf|ref|rép|rep|réponse|sv|vs|vl|vb|ynt|odp|pd|rif|i|r|res|enc|fs|doorst|ant|atb|bls|ha|hv|ilt|vá|tr|πρθ|απ|σχετ|ответ|отв|переслать|пер|回复|转发|答复|轉寄|回覆|返信|転送)(\s*\[\d+\]|\s*\^\d+|\s*\(\d+\))?\s*[:：]\s*`)
+var replyPrefix = regexp.MustCompile(`(?i)^\s*(re|r|aw|antw|antwort|wg|fw|fwd|tr|trs|réf|ref|rép|rep|réponse|sv|vs|vl|vb|ynt|odp|pd|rif|i|r|res|rv|enc|fs|doorst|ant|atb|bls|ha|hv|ilt|vá|tr|πρθ|απ|σχετ|ответ|отв|переслать|пер|回复|转发|答复|轉寄|回覆|返信|転送)(\s*\[\d+\]|\s*\^\d+|\s*\(\d+\))?\s*[:：]\s*`)
 
 // replyPrefixBracketed matches "[External]"-style tags that mail
 // gateways add in front of the subject; they are kept out of the base.
