@@ -35,6 +35,8 @@
 //	450 4.7.1     MAIL FROM: the client address or the sender exceeded
 //	              smtp.rate_per_minute (token bucket, burst of one minute)
 //	451 4.3.0     after DATA: the message could not be stored (retry)
+//	452 4.3.1     DATA: the messages being received together already
+//	              hold Options.MaxBufferedBytes of memory (retry)
 //	452 4.5.3     RCPT TO: more than smtp.max_recipients recipients
 //	523 5.7.10    AUTH before STARTTLS (AUTH is offered over TLS only)
 //	535 5.7.8     AUTH: wrong user name or password
@@ -51,6 +53,11 @@
 // then 500 5.4.0 and the connection is closed.
 //
 // # Limits and hostile clients
+//
+// Memory is bounded: a message is never buffered beyond
+// smtp.max_message_bytes (the SIZE announced by the client is only a
+// hint, never an allocation), and all sessions together hold at most
+// Options.MaxBufferedBytes.
 //
 // Connections are counted overall and per client address (IPv6
 // clients per /64) when they are accepted; beyond the limits the

@@ -130,11 +130,11 @@ func New(opts Options) (*Server, error) {
 		now:   opts.Now,
 	}
 	if s.tls == nil && cfg.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+		cl, err := newCertLoader(cfg.CertFile, cfg.KeyFile, opts.Logger)
 		if err != nil {
-			return nil, fmt.Errorf("receiver: load TLS certificate %s: %w", cfg.CertFile, err)
+			return nil, err
 		}
-		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.tls = &tls.Config{GetCertificate: cl.GetCertificate, MinVersion: tls.VersionTLS12}
 	}
 	if cfg.TLSListen != "" && s.tls == nil {
 		return nil, errors.New("receiver: smtp.tls_listen needs a certificate (cert_file and key_file)")

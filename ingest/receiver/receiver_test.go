@@ -1,12 +1,15 @@
 package receiver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -740,5 +743,38 @@ func TestBufferedBytesBudget(t *testing.T) {
 	}
 	if n := h.srv.buffered.Load(); n != 0 {
 		t.Errorf("%d bytes still counted after the messages ended", n)
+	}
+}
+
+func TestCertificateReload(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, _ := writeCert(t, dir)
+	l, err := newCertLoader(certFile, keyFile, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := l.GetCertificate(nil)
+	// A renewal writes new files; the loader notices on its next check.
+	other := t.TempDir()
+	c2, k2, _ := writeCert(t, other)
+	for _, p := range [][2]string{{c2, certFile}, {k2, keyFile}} {
+		b, _ := os.ReadFile(p[0])
+		os.WriteFile(p[1], b, 0o600)
+	}
+	l.mu.Lock()
+	l.checked = time.Time{}
+	l.mu.Unlock()
+	second, _ := l.GetCertificate(nil)
+	if bytes.Equal(first.Certificate[0], second.Certificate[0]) {
+		t.Error("certificate not reloaded after the files changed")
+	}
+	// A broken renewal keeps the working certificate.
+	os.WriteFile(certFile, []byte("garbage"), 0o600)
+	l.mu.Lock()
+	l.checked = time.Time{}
+	l.mu.Unlock()
+	third, _ := l.GetCertificate(nil)
+	if third == nil || !bytes.Equal(third.Certificate[0], second.Certificate[0]) {
+		t.Error("broken renewal replaced the certificate")
 	}
 }
