@@ -44,6 +44,8 @@ type backend struct {
 	tls string
 	// dovecot is set for the Dovecot backend.
 	dovecot bool
+	// mem is the in-process server's user (nil for Dovecot).
+	mem *imapmemserver.User
 }
 
 // memOptions shapes an in-process server.
@@ -96,7 +98,7 @@ func memServer(t testing.TB, o memOptions) *backend {
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	addr := ln.Addr().(*net.TCPAddr)
-	return &backend{host: "127.0.0.1", port: addr.Port, user: testUser, pass: testPassword, tls: "none"}
+	return &backend{host: "127.0.0.1", port: addr.Port, user: testUser, pass: testPassword, tls: "none", mem: u}
 }
 
 // testSession is a memserver session that, like Dovecot, reports
@@ -329,6 +331,8 @@ type harness struct {
 	opts    Options
 	mu      sync.Mutex
 	notices []ingest.Notice
+	// noNotices stops recording notices (benchmarks).
+	noNotices bool
 
 	cancel  context.CancelFunc
 	pollers *Pollers
@@ -377,7 +381,9 @@ func newHarness(t testing.TB, b *backend, imapExtra ...string) *harness {
 	env := ingest.Env{Config: cfg, Signer: threading.NewSigner([]byte("test secret"), 90*24*time.Hour),
 		Notify: func(tx *store.Tx, n ingest.Notice) error {
 			h.mu.Lock()
-			h.notices = append(h.notices, n)
+			if !h.noNotices {
+				h.notices = append(h.notices, n)
+			}
 			h.mu.Unlock()
 			return nil
 		}}
