@@ -30,17 +30,20 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		key, ip := clientKey(c.RemoteAddr())
 		tc := &trackedConn{Conn: c, s: l.s, l: l, key: key, ip: ip}
 		if msg := l.s.conns.add(tc); msg != "" {
+			l.s.opts.Metrics.SMTPRejection("too_many_connections")
 			l.reject(c, msg)
 			continue
 		}
 		if l.s.ipRate != nil && !l.s.ipRate.ready(key) {
 			l.s.conns.remove(tc)
+			l.s.opts.Metrics.SMTPRejection("rate_limited")
 			l.reject(c, "Too much mail from your address, try again later")
 			continue
 		}
 		if d := l.s.cfg.MaxSession.Duration; d > 0 {
 			tc.sessionEnd = time.Now().Add(d)
 		}
+		l.s.opts.Metrics.SMTPSession()
 		return tc, nil
 	}
 }
@@ -180,12 +183,17 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 	} else {
 		d = c.deadline(c.s.cfg.ReadTimeout.Duration)
 	}
+	closing := c.closing
 	err := c.Conn.SetReadDeadline(d)
 	c.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
-	return c.Conn.Read(b)
+	n, err := c.Conn.Read(b)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() && !closing {
+		c.s.opts.Metrics.SMTPRejection("timeout")
+	}
+	return n, err
 }
 
 // Write writes with a fresh deadline.

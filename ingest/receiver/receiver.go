@@ -16,6 +16,7 @@ import (
 
 	"github.com/deskmail/deskmail/config"
 	"github.com/deskmail/deskmail/ingest"
+	"github.com/deskmail/deskmail/metrics"
 	"github.com/deskmail/deskmail/threading"
 )
 
@@ -59,6 +60,8 @@ type Options struct {
 	// OnListen, when set, is called with every bound address before
 	// connections are accepted (implicitTLS marks the smtps listener).
 	OnListen func(addr net.Addr, implicitTLS bool)
+	// Metrics, when set, counts sessions and refusals.
+	Metrics *metrics.Metrics
 	// Now returns the current time (default time.Now); tests set it.
 	Now func() time.Time
 }

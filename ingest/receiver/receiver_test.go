@@ -20,6 +20,7 @@ import (
 
 	"github.com/deskmail/deskmail/config"
 	"github.com/deskmail/deskmail/ingest"
+	"github.com/deskmail/deskmail/metrics"
 )
 
 func TestHappyPath(t *testing.T) {
@@ -776,5 +777,31 @@ func TestCertificateReload(t *testing.T) {
 	third, _ := l.GetCertificate(nil)
 	if third == nil || !bytes.Equal(third.Certificate[0], second.Certificate[0]) {
 		t.Error("broken renewal replaced the certificate")
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	m := metrics.New()
+	h := newHarness(t, harnessOpt{options: func(o *Options) { o.Metrics = m }})
+	c := h.dial()
+	defer c.Close()
+	c.Mail("x@customer.example", nil)
+	c.Rcpt("nobody@example.com", nil)
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, mm := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range mm.GetLabel() {
+				key += "/" + l.GetValue()
+			}
+			got[key] = mm.GetCounter().GetValue()
+		}
+	}
+	if got["deskmail_smtp_sessions_total"] != 1 || got["deskmail_smtp_rejections_total/unknown_recipient"] != 1 {
+		t.Errorf("metrics: sessions %v, unknown_recipient %v", got["deskmail_smtp_sessions_total"], got["deskmail_smtp_rejections_total/unknown_recipient"])
 	}
 }

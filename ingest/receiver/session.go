@@ -66,10 +66,12 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	if se.s.ipRate != nil && se.authUser == "" && !se.s.ipRate.allow(se.tc.key) {
 		se.s.log.Info("smtp: rate limited", "client", se.tc.ip, "limit", "address")
+		se.s.opts.Metrics.SMTPRejection("rate_limited")
 		return errIPRate
 	}
 	if se.s.from != nil && from != "" && !se.s.from.allow(strings.ToLower(from)) {
 		se.s.log.Info("smtp: rate limited", "client", se.tc.ip, "limit", "sender", "from", from)
+		se.s.opts.Metrics.SMTPRejection("rate_limited")
 		return errSenderRate
 	}
 	se.from = from
@@ -86,6 +88,7 @@ func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	ch, ok := se.s.opts.Addresses.Lookup(to)
 	if !ok {
 		se.s.log.Info("smtp: recipient refused", "client", se.tc.ip, "rcpt", to)
+		se.s.opts.Metrics.SMTPRejection("unknown_recipient")
 		return errBadRcpt
 	}
 	for _, r := range se.rcpts {
@@ -110,6 +113,7 @@ func (se *session) Data(r io.Reader) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			se.s.log.Error("smtp: panic while receiving a message", "client", se.tc.ip, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			se.s.opts.Metrics.SMTPRejection("store_failure")
 			err = errTempFail
 		}
 	}()
@@ -159,6 +163,7 @@ func (se *session) Data(r io.Reader) (err error) {
 		// Never echo internal errors to the client: go-smtp would turn
 		// a plain error into a permanent 554 with its text.
 		se.s.log.Error("smtp: message not stored; answered 451", "id", qid, "client", se.tc.ip, "from", se.from, "err", err.Error())
+		se.s.opts.Metrics.SMTPRejection("store_failure")
 		return errTempFail
 	}
 	if se.s.log.Enabled(context.Background(), slog.LevelInfo) {
@@ -178,23 +183,28 @@ func (se *session) readError(err error, qid string) error {
 	switch {
 	case errors.As(err, &se2):
 		if se2 == smtp.ErrDataTooLarge {
+			se.s.opts.Metrics.SMTPRejection("too_big")
 			se.s.log.Info("smtp: message too large", "id", qid, "client", se.tc.ip, "limit", se.s.cfg.MaxMessageBytes)
 		}
 		return se2
 	case errors.Is(err, smtp.ErrTooLongLine), errors.Is(err, errContentLine):
+		se.s.opts.Metrics.SMTPRejection("line_too_long")
 		se.s.log.Info("smtp: line too long", "id", qid, "client", se.tc.ip, "limit", se.s.cfg.MaxLineLength)
 		return errorf(554, smtp.EnhancedCode{5, 6, 0}, "Message has a line longer than %d octets", se.s.cfg.MaxLineLength)
 	case errors.Is(err, errContentHeaders):
+		se.s.opts.Metrics.SMTPRejection("too_many_headers")
 		se.s.log.Info("smtp: too many header fields", "id", qid, "client", se.tc.ip, "limit", se.s.cfg.MaxHeaders)
 		return errorf(554, smtp.EnhancedCode{5, 6, 0}, "Message has more than %d header fields", se.s.cfg.MaxHeaders)
 	case errors.Is(err, errContentBudget):
 		se.s.log.Warn("smtp: too many message bytes in memory; answered 452", "id", qid, "client", se.tc.ip, "limit", se.s.opts.MaxBufferedBytes)
+		se.s.opts.Metrics.SMTPRejection("memory")
 		return errNoMemory
 	case errors.Is(err, smtp.ErrDataReset):
 		return err
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
+		se.s.opts.Metrics.SMTPRejection("timeout")
 		se.s.log.Info("smtp: timeout while receiving data", "id", qid, "client", se.tc.ip)
 	} else {
 		se.s.log.Info("smtp: connection failed while receiving data", "id", qid, "client", se.tc.ip, "err", err.Error())
@@ -256,6 +266,7 @@ func (se *session) authenticate(username, password string) error {
 // address; after maxAuthFailures the session is closed.
 func (se *session) authFailed(username string) error {
 	se.authFailures++
+	se.s.opts.Metrics.SMTPRejection("auth_failed")
 	if se.s.ipRate != nil {
 		se.s.ipRate.penalize(se.tc.key, 10)
 	}
