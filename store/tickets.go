@@ -224,7 +224,7 @@ func (t *Tx) ListTickets(f TicketFilter) ([]Ticket, error) {
 }
 
 // CreateTicket inserts a new ticket (ID, CreatedAt and UpdatedAt are
-// filled in) with its tags and cc addresses.
+// filled in) with its tags, cc addresses and RequesterRespondedAt.
 func (t *Tx) CreateTicket(tk *Ticket) error {
 	now := t.now()
 	if tk.CreatedAt.IsZero() {
@@ -238,9 +238,10 @@ func (t *Tx) CreateTicket(tk *Ticket) error {
 		tk.Priority = 1
 	}
 	id, err := t.insert(`INSERT INTO tickets(channel_id, pipeline_id, subject, status, priority, type, group_name, responder_id,
-		requester_id, parent_id, source, created_at, updated_at, status_updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		requester_id, parent_id, source, created_at, updated_at, status_updated_at, requester_responded_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		int64OrNil(tk.ChannelID), int64OrNil(tk.PipelineID), tk.Subject, tk.Status, tk.Priority, strOrNil(tk.Type), strOrNil(tk.Group),
-		int64OrNil(tk.ResponderID), tk.RequesterID, int64OrNil(tk.ParentID), tk.Source, ts(tk.CreatedAt), ts(tk.UpdatedAt), ts(tk.CreatedAt))
+		int64OrNil(tk.ResponderID), tk.RequesterID, int64OrNil(tk.ParentID), tk.Source, ts(tk.CreatedAt), ts(tk.UpdatedAt), ts(tk.CreatedAt),
+		nts(tk.RequesterRespondedAt))
 	if err != nil {
 		return fmt.Errorf("store: create ticket: %w", err)
 	}

@@ -444,6 +444,8 @@ func (e *Engine) create(tx *store.Tx, in *Incoming, out *Outcome, req Person, pa
 		PipelineID:  in.PipelineID,
 		Source:      1,
 		CreatedAt:   now,
+		// The requester wrote the mail that opens the ticket.
+		RequesterRespondedAt: &now,
 	}
 	if parent != nil {
 		tk.ParentID = &parent.ID
@@ -488,10 +490,6 @@ func (e *Engine) create(tx *store.Tx, in *Incoming, out *Outcome, req Person, pa
 		hist += " (" + note + ")"
 	}
 	if err := Record(tx, tk.ID, by, "created", "", "", "", hist, now); err != nil {
-		return nil, err
-	}
-	tk.RequesterRespondedAt = &now
-	if err := tx.UpdateTicket(tk); err != nil {
 		return nil, err
 	}
 	if tk, err = tx.Ticket(tk.ID); err != nil {
