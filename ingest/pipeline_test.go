@@ -572,6 +572,23 @@ func TestWebFormReplyToIsRequester(t *testing.T) {
 	equalStrings(t, "contacts", h.contacts(), []string{"helene.roux@exemple.fr"})
 }
 
+// Without configured no-reply senders, the usual no-reply addresses
+// still hand the requester role to the Reply-To.
+func TestBuiltinNoReplySenders(t *testing.T) {
+	h := newHarness(t, func(cfg *config.Config) { cfg.Threading.NoReplySenders = nil })
+	h.one("webform", "03-shop-no-reply", ingest.ActionCreated, 1)
+	tk := h.ticket(1)
+	if tk.Requester.Email != "ravi.patel@example.net" || tk.Requester.Name != "Ravi Patel" {
+		t.Errorf("requester %+v, want the Reply-To", tk.Requester)
+	}
+	equalStrings(t, "cc_emails", tk.CcEmails, nil)
+	// noreply@forms.acme.example matches the built-in noreply@*.
+	h.one("webform", "01-form", ingest.ActionCreated, 2)
+	if r := h.ticket(2).Requester.Email; r != "helene.roux@exemple.fr" {
+		t.Errorf("requester %s, want the Reply-To", r)
+	}
+}
+
 func TestAgentForwardCreatesTicketForCustomer(t *testing.T) {
 	h := newHarness(t, nil)
 	cases := []struct {

@@ -367,6 +367,10 @@ func (e *Engine) tokenTicket(tx *store.Tx, in *Incoming, from string) (*store.Ti
 	return nil, check, nil
 }
 
+// builtinNoReply are the no-reply local parts every web form and
+// notification system uses; configured patterns add to them.
+var builtinNoReply = []string{"noreply@*", "no-reply@*", "no_reply@*", "donotreply@*", "do-not-reply@*"}
+
 // requester picks the requester: the sender, or its Reply-To when the
 // sender is a known no-reply or relay address.
 func (e *Engine) requester(in *Incoming) Person {
@@ -378,7 +382,7 @@ func (e *Engine) requester(in *Incoming) Person {
 
 func (e *Engine) isNoReply(addr string) bool {
 	addr = lower(addr)
-	for _, p := range e.NoReply {
+	for _, p := range append(builtinNoReply, e.NoReply...) {
 		if ok, _ := path.Match(lower(p), addr); ok {
 			return true
 		}
