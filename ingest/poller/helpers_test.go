@@ -46,6 +46,16 @@ type backend struct {
 	dovecot bool
 	// mem is the in-process server's user (nil for Dovecot).
 	mem *imapmemserver.User
+	// delim is the server's hierarchy delimiter when it is not "/".
+	delim rune
+}
+
+// name maps a folder written with "/" to the server's delimiter.
+func (b *backend) name(folder string) string {
+	if b.delim == 0 {
+		return folder
+	}
+	return strings.ReplaceAll(folder, "/", string(b.delim))
 }
 
 // memOptions shapes an in-process server.
@@ -260,7 +270,7 @@ func (b *backend) appendMsg(t testing.TB, folder string, raw []byte, at time.Tim
 
 func (b *backend) appendWith(t testing.TB, c *imapclient.Client, folder string, raw []byte, at time.Time) {
 	t.Helper()
-	cmd := c.Append(folder, int64(len(raw)), &imap.AppendOptions{Time: at})
+	cmd := c.Append(b.name(folder), int64(len(raw)), &imap.AppendOptions{Time: at})
 	if _, err := cmd.Write(raw); err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +288,7 @@ func (b *backend) flags(t testing.TB, folder string) map[imap.UID][]imap.Flag {
 	t.Helper()
 	c := b.client(t)
 	defer c.Logout()
-	sel, err := c.Select(folder, &imap.SelectOptions{ReadOnly: true}).Wait()
+	sel, err := c.Select(b.name(folder), &imap.SelectOptions{ReadOnly: true}).Wait()
 	if err != nil {
 		return nil
 	}
