@@ -82,6 +82,8 @@ type harness struct {
 type hopts struct {
 	relay     bool
 	rateLimit int
+	// dbPath reuses a database (default: a new one in t.TempDir()).
+	dbPath string
 }
 
 func newHarness(t testing.TB, o hopts) *harness {
@@ -97,7 +99,10 @@ func newHarness(t testing.TB, o hopts) *harness {
 		t.Fatalf("config: %v", err)
 	}
 	h.cfg = cfg
-	h.st, err = store.Open(h.ctx, filepath.Join(t.TempDir(), "deskmail.db"), store.Options{})
+	if o.dbPath == "" {
+		o.dbPath = filepath.Join(t.TempDir(), "deskmail.db")
+	}
+	h.st, err = store.Open(h.ctx, o.dbPath, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,10 +127,13 @@ func newHarness(t testing.TB, o hopts) *harness {
 				return err
 			}
 			key := "key-" + strings.Split(a.Email, "@")[0] + "-0123456789abcdef"
+			h.keys[a.Email] = key
+			if _, err := tx.AgentByAPIKey(key); err == nil {
+				continue
+			}
 			if err := tx.AddAPIKey(ag.ID, key); err != nil {
 				return err
 			}
-			h.keys[a.Email] = key
 		}
 		return nil
 	})
