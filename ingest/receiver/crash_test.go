@@ -43,6 +43,8 @@ func TestCrashExactlyOnce(t *testing.T) {
 	cfg := fmt.Sprintf(`database: %s
 log:
   level: warn
+http:
+  listen: 127.0.0.1:0
 smtp:
   listen: 127.0.0.1:0
   rate_per_minute: 100000000
