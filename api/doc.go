@@ -29,6 +29,20 @@
 // agents without a group, and admins, see every channel. A ticket out
 // of scope answers 403.
 //
+// # Where deskmail differs from Freshdesk
+//
+// GET /api/v2/tickets lists every ticket, not only those of the last
+// 30 days, and also filters on status, priority and channel. The view's
+// include=conversations returns all conversations, not the first ten.
+// group_id numbers the groups named in the configuration in sorted
+// order (group_name gives the name itself). DELETE moves a ticket to
+// the trash (deleted: true; PUT …/restore brings it back). Ticket
+// creation with source 10 mails the description to the requester as
+// the agent's first reply (Freshdesk's outbound email); other sources
+// store it as the requester's message and send the confirmation.
+// notify_emails must name agents; bcc_emails and custom fields are not
+// supported and must be empty. Contacts are not scoped by channel.
+//
 // # Limits
 //
 // Requests are counted per key in fixed one-minute windows (default 200
