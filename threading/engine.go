@@ -157,6 +157,10 @@ func (e *Engine) Thread(tx *store.Tx, in *Incoming) (*Outcome, error) {
 				out.Ticket = tk
 			}
 		}
+		if ref.ConversationID != nil && ref.Direction == "in" {
+			// Point at the conversation the first copy became.
+			out.Conversation = &store.Conversation{ID: *ref.ConversationID}
+		}
 		return out, nil
 	}
 	if err := tx.AddMessageID(store.MessageRef{MessageID: in.MessageID, Direction: "in", ChannelID: in.ChannelID, RawID: &in.RawID}); err != nil {
