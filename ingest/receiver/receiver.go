@@ -303,8 +303,12 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		// Not accepted through limitListener: should not happen.
 		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Service not available"}
 	}
-	_, isTLS := c.TLSConnectionState()
-	return &session{s: s, c: c, tc: tc, tls: isTLS}, nil
+	se := &session{s: s, c: c, tc: tc}
+	if st, ok := c.TLSConnectionState(); ok {
+		se.tls = true
+		se.tlsTag = strings.ReplaceAll(tls.VersionName(st.Version), " ", "") + " " + sanitizeComment(tls.CipherSuiteName(st.CipherSuite))
+	}
+	return se, nil
 }
 
 // slogPrinter adapts go-smtp's Logger to slog.

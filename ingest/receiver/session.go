@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"crypto/tls"
 	"encoding/base32"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"net/netip"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -29,20 +29,23 @@ import (
 const maxAuthFailures = 3
 
 // session is one SMTP session (from EHLO to QUIT, restarted after
-// STARTTLS). go-smtp calls its methods from the connection's goroutine
-// only (BDAT runs Data in a second goroutine, but never concurrently
-// with the other methods).
+// STARTTLS). go-smtp calls its methods from the connection's goroutine,
+// except Data for BDAT, which runs in a second goroutine while RSET may
+// arrive: the transaction fields are guarded by mu.
 type session struct {
-	s   *Server
-	c   *smtp.Conn
-	tc  *trackedConn
-	tls bool
+	s      *Server
+	c      *smtp.Conn
+	tc     *trackedConn
+	tls    bool
+	tlsTag string // "TLS1.3 TLS_AES_128_GCM_SHA256" for Received
 
 	authUser     string // SMTP user name after a successful AUTH
 	authAgent    string // that user's agent email, or ""
 	authFailures int
 
 	// The current transaction.
+	mu      sync.Mutex
+	helo    string // HELO/EHLO name when MAIL was given
 	from    string
 	size    int64
 	rcpts   []string
@@ -51,7 +54,22 @@ type session struct {
 
 // Reset implements smtp.Session: it discards the current transaction.
 func (se *session) Reset() {
+	se.mu.Lock()
+	defer se.mu.Unlock()
 	se.from, se.size, se.rcpts, se.channel = "", 0, nil, ""
+}
+
+// txn is a snapshot of the current transaction.
+type txn struct {
+	helo, from, channel string
+	size                int64
+	rcpts               []string
+}
+
+func (se *session) txn() txn {
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	return txn{helo: se.helo, from: se.from, channel: se.channel, size: se.size, rcpts: append([]string(nil), se.rcpts...)}
 }
 
 // Logout implements smtp.Session.
@@ -74,7 +92,12 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 		se.s.opts.Metrics.SMTPRejection("rate_limited")
 		return errSenderRate
 	}
+	se.mu.Lock()
+	defer se.mu.Unlock()
 	se.from = from
+	// Read here, on the connection's goroutine: with BDAT, Data runs
+	// on another one.
+	se.helo = se.c.Hostname()
 	if opts != nil {
 		se.size = opts.Size
 	}
@@ -91,6 +114,8 @@ func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		se.s.opts.Metrics.SMTPRejection("unknown_recipient")
 		return errBadRcpt
 	}
+	se.mu.Lock()
+	defer se.mu.Unlock()
 	for _, r := range se.rcpts {
 		if strings.EqualFold(r, to) {
 			return nil
@@ -118,16 +143,17 @@ func (se *session) Data(r io.Reader) (err error) {
 		}
 	}()
 
+	tx := se.txn()
 	received := se.s.now()
 	qid := queueID()
-	hdr := se.receivedHeader(qid, received)
+	hdr := se.receivedHeader(tx, qid, received)
 
 	var buf bytes.Buffer
 	// The SIZE the client announced is a hint only: trusting it for
 	// the allocation would let idle clients reserve memory.
 	grow := 16 << 10
-	if se.size > 0 {
-		grow = int(min(se.size, 1<<20))
+	if tx.size > 0 {
+		grow = int(min(tx.size, 1<<20))
 	}
 	buf.Grow(len(hdr) + grow + 512)
 	buf.WriteString(hdr)
@@ -141,13 +167,13 @@ func (se *session) Data(r io.Reader) (err error) {
 	raw := ingest.Raw{
 		Data:    buf.Bytes(),
 		Source:  ingest.SourceSMTP,
-		Channel: se.channel,
+		Channel: tx.channel,
 		Name:    qid,
 		Envelope: ingest.Envelope{
-			MailFrom:   se.from,
-			RcptTo:     append([]string(nil), se.rcpts...),
+			MailFrom:   tx.from,
+			RcptTo:     tx.rcpts,
 			ClientIP:   se.tc.ip,
-			Helo:       se.c.Hostname(),
+			Helo:       tx.helo,
 			TLS:        se.tls,
 			AuthUser:   se.authAgent,
 			ReceivedAt: received,
@@ -162,12 +188,12 @@ func (se *session) Data(r io.Reader) (err error) {
 	if err != nil {
 		// Never echo internal errors to the client: go-smtp would turn
 		// a plain error into a permanent 554 with its text.
-		se.s.log.Error("smtp: message not stored; answered 451", "id", qid, "client", se.tc.ip, "from", se.from, "err", err.Error())
+		se.s.log.Error("smtp: message not stored; answered 451", "id", qid, "client", se.tc.ip, "from", tx.from, "err", err.Error())
 		se.s.opts.Metrics.SMTPRejection("store_failure")
 		return errTempFail
 	}
 	if se.s.log.Enabled(context.Background(), slog.LevelInfo) {
-		attrs := []any{"id", qid, "client", se.tc.ip, "from", se.from, "rcpt", se.rcpts, "size", buf.Len(),
+		attrs := []any{"id", qid, "client", se.tc.ip, "from", tx.from, "rcpt", tx.rcpts, "size", buf.Len(),
 			"action", string(res.Action), "message_id", res.MessageID, "ms", time.Since(start).Milliseconds()}
 		if res.TicketID != nil {
 			attrs = append(attrs, "ticket", *res.TicketID)
@@ -324,10 +350,10 @@ func queueID() string {
 // The HELO name is used only when it is a syntactically valid domain
 // or address literal; "for" is given only for a single recipient, so
 // the header does not disclose the other recipients.
-func (se *session) receivedHeader(qid string, at time.Time) string {
+func (se *session) receivedHeader(tx txn, qid string, at time.Time) string {
 	lit := addressLiteral(se.tc.ip)
 	from := lit
-	if h := se.c.Hostname(); validHelo(h) {
+	if h := tx.helo; validHelo(h) {
 		from = h
 	}
 	proto := "ESMTP"
@@ -339,14 +365,12 @@ func (se *session) receivedHeader(qid string, at time.Time) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Received: from %s (%s)\r\n\tby %s (deskmail) with %s", from, lit, se.s.cfg.Hostname, proto)
-	if se.tls {
-		if st, ok := se.c.TLSConnectionState(); ok {
-			fmt.Fprintf(&b, "\r\n\t(%s %s)", strings.ReplaceAll(tls.VersionName(st.Version), " ", ""), sanitizeComment(tls.CipherSuiteName(st.CipherSuite)))
-		}
+	if se.tlsTag != "" {
+		fmt.Fprintf(&b, "\r\n\t(%s)", se.tlsTag)
 	}
 	fmt.Fprintf(&b, " id %s", qid)
-	if len(se.rcpts) == 1 {
-		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitizePath(se.rcpts[0]))
+	if len(tx.rcpts) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitizePath(tx.rcpts[0]))
 	}
 	fmt.Fprintf(&b, ";\r\n\t%s\r\n", at.Format(time.RFC1123Z))
 	return b.String()
