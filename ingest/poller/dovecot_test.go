@@ -207,13 +207,17 @@ func TestDovecotPostActions(t *testing.T) {
 	})
 }
 
-func TestDovecotCrashBetweenCommitAndAck(t *testing.T) { testCrashBetweenCommitAndAck(t, startDovecot(t)) }
+func TestDovecotCrashBetweenCommitAndAck(t *testing.T) {
+	testCrashBetweenCommitAndAck(t, startDovecot(t))
+}
 
 func TestDovecotUIDValidityChange(t *testing.T) { testUIDValidityChange(t, startDovecot(t)) }
 
 func TestDovecotWrongPassword(t *testing.T) { testWrongPassword(t, startDovecot(t)) }
 
-func TestDovecotMalformedToFailedFolder(t *testing.T) { testMalformedToFailedFolder(t, startDovecot(t)) }
+func TestDovecotMalformedToFailedFolder(t *testing.T) {
+	testMalformedToFailedFolder(t, startDovecot(t))
+}
 
 func TestDovecotDrain10k(t *testing.T) {
 	if os.Getenv("DESKMAIL_BENCH") != "1" {
