@@ -324,6 +324,7 @@ func salvageAddress(piece string) (Address, bool) {
 // brackets, folding whitespace, comments and phrases between ids
 // (`<a@b> (Joe's message of Monday) <c@d>`), and drops duplicates.
 func parseMessageIDs(v string) []string {
+	v = toUTF8(v, "")
 	ids := []string{}
 	seen := map[string]bool{}
 	add := func(id string) {
