@@ -841,3 +841,46 @@ func TestBDAT(t *testing.T) {
 		t.Error("message with an overlong line stored")
 	}
 }
+
+// TestAuthProvesAgent checks the point of AUTH for agents: a command in
+// a mail from an agent is honoured when the session authenticated as
+// that agent, and ignored when the same mail arrives unauthenticated
+// (a forged From).
+func TestAuthProvesAgent(t *testing.T) {
+	h := newHarness(t, harnessOpt{tls: true, auth: true})
+	if err := h.send("carol@customer.example", []string{"support@example.com"},
+		message("carol@customer.example", "support@example.com", "Broken login", "cust-1@customer.example", "I cannot log in.")); err != nil {
+		t.Fatal(err)
+	}
+	status := func() int {
+		var s int
+		if err := h.db().QueryRow(`SELECT t.status FROM tickets t JOIN conversations c ON c.ticket_id = t.id WHERE c.message_id = ?`, "cust-1@customer.example").Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	reply := func(id string) string {
+		return "From: Alice <alice@agents.example>\r\nTo: support@example.com\r\nSubject: Re: Broken login\r\n" +
+			"Message-ID: <" + id + ">\r\nIn-Reply-To: <cust-1@customer.example>\r\nReferences: <cust-1@customer.example>\r\n" +
+			"Date: Mon, 02 Feb 2026 11:00:00 +0000\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n#status resolved\r\nFixed on our side.\r\n"
+	}
+	// Unauthenticated: the From says Alice, nothing proves it.
+	if err := h.send("alice@agents.example", []string{"support@example.com"}, reply("forged-1@agents.example")); err != nil {
+		t.Fatal(err)
+	}
+	if s := status(); s == 4 {
+		t.Fatal("a command from an unproven agent address was applied")
+	}
+	// Authenticated as Alice over TLS: the command applies.
+	c := h.dialTLS()
+	defer c.Close()
+	if err := c.Auth(sasl.NewPlainClient("", "alice", "alice-pw")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sendOn(c, "alice@agents.example", []string{"support@example.com"}, reply("agent-1@agents.example")); err != nil {
+		t.Fatal(err)
+	}
+	if s := status(); s != 4 {
+		t.Errorf("status after the authenticated agent's #status resolved = %d, want 4", s)
+	}
+}
