@@ -19,6 +19,69 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// buildDeskmail builds the real binary once per test run.
+func buildDeskmail(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go tool not found")
+	}
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "deskmail-bin-")
+		if buildErr != nil {
+			return
+		}
+		out, err := exec.Command(goBin, "build", "-o", filepath.Join(buildDir, "deskmail"), "github.com/deskmail/deskmail/cmd/deskmail").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(buildDir, "deskmail")
+}
+
+// TestMain removes the binary built for the process tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// TestServeRefusesBadConfig: every problem is printed, nothing starts.
+func TestServeRefusesBadConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the real binary; skipped with -short")
+	}
+	bin := buildDeskmail(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(cfg, []byte("log:\n  format: xml\nchannels:\n  - name: a\n    addresses: [nope]\n"), 0o600)
+	cmd := exec.Command(bin, "serve", "--config", cfg)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("serve started with a broken configuration:\n%s", out)
+	}
+	for _, want := range []string{"bad.yaml:5: channel \"a\"", "bad.yaml:2: log.format", "2 problem(s)"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "deskmail.db")); err == nil {
+		t.Error("a database was created although the configuration is broken")
+	}
+}
+
 // TestCrashExactlyOnce runs the real binary (`deskmail serve`) as a
 // child process and kills it with SIGKILL several times while clients
 // send thousands of messages. A message that did not get its 250 is
@@ -28,16 +91,8 @@ func TestCrashExactlyOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test builds and kills the real binary; skipped with -short")
 	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go tool not found")
-	}
+	bin := buildDeskmail(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "deskmail")
-	build := exec.Command(goBin, "build", "-o", bin, "github.com/deskmail/deskmail/cmd/deskmail")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	db := filepath.Join(dir, "deskmail.db")
 	cfgFile := filepath.Join(dir, "deskmail.yaml")
 	cfg := fmt.Sprintf(`database: %s
