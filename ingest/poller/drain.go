@@ -48,6 +48,25 @@ func (s *session) drain(ctx context.Context) error {
 	if batch <= 0 {
 		batch = 100
 	}
+	// While the pipeline commits one batch, the next one is fetched;
+	// acknowledgements and checkpoints stay in UID order.
+	var fl *flight
+	defer func() { fl.abandon() }()
+	step := func(part []meta) error {
+		if len(part) == 0 {
+			return nil
+		}
+		b, err := s.fetchPart(part)
+		if err != nil {
+			return err
+		}
+		if err := s.land(ctx, fl); err != nil {
+			fl = nil
+			return err
+		}
+		fl = s.launch(ctx, b)
+		return nil
+	}
 	for start := 0; start < len(uids); start += batch {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -63,7 +82,7 @@ func (s *session) drain(ctx context.Context) error {
 		var bytes int64
 		for _, m := range metas {
 			if len(part) > 0 && bytes+m.size > s.p.opts.maxBatchBytes {
-				if err := s.process(ctx, part); err != nil {
+				if err := step(part); err != nil {
 					return err
 				}
 				part, bytes = nil, 0
@@ -73,11 +92,13 @@ func (s *session) drain(ctx context.Context) error {
 				bytes += m.size
 			}
 		}
-		if err := s.process(ctx, part); err != nil {
+		if err := step(part); err != nil {
 			return err
 		}
 	}
-	return nil
+	err = s.land(ctx, fl)
+	fl = nil
+	return err
 }
 
 // fetchMeta fetches UID, size and arrival date of a chunk and marks
@@ -112,13 +133,38 @@ func (s *session) fetchMeta(chunk []imap.UID) ([]meta, error) {
 	return out, nil
 }
 
-// process ingests one batch (skipping history when existing is "skip"
-// and placeholders for vanished UIDs), acknowledges it and advances
-// the checkpoint past its last UID.
-func (s *session) process(ctx context.Context, part []meta) error {
-	if len(part) == 0 {
-		return nil
+// batch is one part of a drain: its UIDs (including history skipped
+// and placeholders for vanished UIDs) and the bodies fetched.
+type batch struct {
+	part []meta
+	raws []ingest.Raw
+}
+
+// outcome is what the pipeline made of a batch.
+type outcome struct {
+	done, failed, all []imap.UID
+}
+
+// flight is a batch being committed by the pipeline in its own
+// goroutine (no IMAP traffic there).
+type flight struct {
+	b    batch
+	done chan struct{}
+	out  outcome
+	err  error
+}
+
+// abandon waits for a flight that will not be acknowledged in this
+// session (its messages come back as duplicates in the next one).
+func (f *flight) abandon() {
+	if f != nil {
+		<-f.done
 	}
+}
+
+// fetchPart fetches the bodies of a part, skipping history when
+// existing is "skip" and placeholders for vanished UIDs.
+func (s *session) fetchPart(part []meta) (batch, error) {
 	var fetch []imap.UID
 	byUID := map[imap.UID]meta{}
 	for _, m := range part {
@@ -128,19 +174,52 @@ func (s *session) process(ctx context.Context, part []meta) error {
 		fetch = append(fetch, m.uid)
 		byUID[m.uid] = m
 	}
+	b := batch{part: part}
 	s.p.log.Debug("imap batch", "uids", len(part), "fetch", len(fetch), "last", part[len(part)-1].uid)
-	if len(fetch) > 0 {
-		raws, err := s.fetchBodies(fetch, byUID)
-		if err != nil {
+	if len(fetch) == 0 {
+		return b, nil
+	}
+	raws, err := s.fetchBodies(fetch, byUID)
+	if err != nil {
+		return b, err
+	}
+	b.raws = raws
+	return b, nil
+}
+
+// launch starts committing a batch.
+func (s *session) launch(ctx context.Context, b batch) *flight {
+	f := &flight{b: b, done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		defer func() {
+			if v := recover(); v != nil {
+				f.err = s.errorf("commit: internal error: %v", v)
+			}
+		}()
+		if len(b.raws) > 0 {
+			f.out, f.err = s.commit(ctx, b.raws)
+		}
+	}()
+	return f
+}
+
+// land waits for a flight's commit, then acknowledges the batch on
+// the server and advances the checkpoint past its last UID.
+func (s *session) land(ctx context.Context, f *flight) error {
+	if f == nil {
+		return nil
+	}
+	<-f.done
+	if f.err != nil {
+		return f.err
+	}
+	if len(f.out.all) > 0 {
+		if err := s.acknowledgeBatch(f.out); err != nil {
 			return err
 		}
-		if len(raws) > 0 {
-			if err := s.ingest(ctx, raws); err != nil {
-				return err
-			}
-		}
 	}
-	last := uint32(part[len(part)-1].uid)
+	last := uint32(f.b.part[len(f.b.part)-1].uid)
 	wctx, cancel := writeCtx(ctx)
 	defer cancel()
 	err := s.p.st.Write(wctx, func(tx *store.Tx) error {
@@ -225,21 +304,22 @@ func readLiteral(lit imap.LiteralReader) ([]byte, error) {
 	return buf, nil
 }
 
-// ingest commits a batch and then acknowledges it on the server: the
-// configured action for stored mail, the failed folder for mail the
-// pipeline could only keep raw.
-func (s *session) ingest(ctx context.Context, raws []ingest.Raw) error {
+// commit hands a batch to the pipeline and sorts the committed
+// messages: stored (the configured post-action) or kept raw as failed
+// (the failed folder).
+func (s *session) commit(ctx context.Context, raws []ingest.Raw) (outcome, error) {
+	var out outcome
 	results, err := s.p.pl.Ingest(ctx, raws)
 	if err != nil {
-		return s.errorf("store %d messages: %w", len(raws), err)
+		return out, s.errorf("store %d messages: %w", len(raws), err)
 	}
 	if len(results) != len(raws) {
-		return s.errorf("store %d messages: pipeline returned %d results", len(raws), len(results))
+		return out, s.errorf("store %d messages: pipeline returned %d results", len(raws), len(results))
 	}
 	var ignored []int64
 	for _, r := range results {
 		if r.Err != nil {
-			return s.errorf("store %s: %w", r.Name, r.Err)
+			return out, s.errorf("store %s: %w", r.Name, r.Err)
 		}
 		if r.Action == ingest.ActionIgnored && r.RawID != 0 {
 			ignored = append(ignored, r.RawID)
@@ -252,35 +332,39 @@ func (s *session) ingest(ctx context.Context, raws []ingest.Raw) error {
 			return err
 		})
 		if err != nil {
-			return s.errorf("read stored states: %w", err)
+			return out, s.errorf("read stored states: %w", err)
 		}
 	}
-	var done, failed []imap.UID
-	var all []imap.UID
 	for i, r := range results {
 		uid := imap.UID(raws[i].Envelope.UID)
-		all = append(all, uid)
+		out.all = append(out.all, uid)
 		if r.Action == ingest.ActionIgnored && states[r.RawID] == "failed" {
-			failed = append(failed, uid)
-			s.p.log.Warn("imap message could not be parsed; kept raw and moved to the failed folder", "uid", uid,
+			out.failed = append(out.failed, uid)
+			s.p.log.Warn("imap message could not be parsed; kept raw, moving it to the failed folder", "uid", uid,
 				"raw_id", r.RawID, "failed_folder", s.p.im.FailedFolder)
 			continue
 		}
-		done = append(done, uid)
+		out.done = append(out.done, uid)
 	}
-	s.p.log.Info("imap batch stored", "messages", len(raws), "failed", len(failed))
+	s.p.log.Info("imap batch stored", "messages", len(raws), "failed", len(out.failed))
+	return out, nil
+}
+
+// acknowledgeBatch tells the server about a committed batch: the
+// failed folder for mail kept raw, the configured action for the rest.
+func (s *session) acknowledgeBatch(out outcome) error {
 	if h := s.p.opts.afterCommit; h != nil {
-		if err := h(s.p.channel, s.p.folder, all); err != nil {
+		if err := h(s.p.channel, s.p.folder, out.all); err != nil {
 			return s.errorf("after commit: %w", err)
 		}
 	}
-	if len(failed) > 0 {
-		if err := s.move(failed, s.p.im.FailedFolder); err != nil {
+	if len(out.failed) > 0 {
+		if err := s.move(out.failed, s.p.im.FailedFolder); err != nil {
 			return err
 		}
 	}
-	if len(done) > 0 {
-		if err := s.acknowledge(done); err != nil {
+	if len(out.done) > 0 {
+		if err := s.acknowledge(out.done); err != nil {
 			return err
 		}
 	}
