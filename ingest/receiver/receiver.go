@@ -282,6 +282,7 @@ func (s *Server) serve(ctx context.Context, l net.Listener, implicitTLS bool) er
 	// A session inside DATA is ended right after its reply (see
 	// trackedConn.Read); connections accepted in the same instant are
 	// marked closing by tracker.add.
+	ll.Close()
 	s.conns.drain(ll)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.ShutdownGrace)
 	defer cancel()
