@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
+	"github.com/deskmail/deskmail/config"
 	"github.com/deskmail/deskmail/ingest"
 )
 
@@ -30,13 +32,17 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		files = []string{"-"}
 	}
 	rt, err := openRuntime(ctx, *cfgPath, *db, *cfgPath == "", stderrLogger())
-	if err != nil {
-		return err
+	var problems config.Problems
+	switch {
+	case errors.As(err, &problems):
+		return withStatus(exConfig, err)
+	case err != nil:
+		return withStatus(exTempFail, err)
 	}
 	defer rt.Close()
 
 	enc := json.NewEncoder(stdout)
-	failed := 0
+	failed, notStored := 0, 0
 	var batch []ingest.Raw
 	flush := func() error {
 		if len(batch) == 0 {
@@ -46,6 +52,7 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		for _, res := range results {
 			if res.Err != nil {
 				failed++
+				notStored++
 				fmt.Fprintf(stderr, "deskmail ingest: %s: %v\n", res.Name, res.Err)
 				continue
 			}
@@ -70,15 +77,20 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			Envelope: ingest.Envelope{ReceivedAt: arrived}})
 		if len(batch) >= ingestBatch {
 			if err := flush(); err != nil {
-				return err
+				return withStatus(exTempFail, err)
 			}
 		}
 	}
 	if err := flush(); err != nil {
-		return err
+		return withStatus(exTempFail, err)
 	}
 	if failed > 0 {
-		return fmt.Errorf("%d of %d messages were not stored", failed, len(files))
+		err := fmt.Errorf("%d of %d messages were not stored", failed, len(files))
+		if notStored > 0 {
+			// The store failed: the sender should retry later.
+			return withStatus(exTempFail, err)
+		}
+		return withStatus(exNoInput, err)
 	}
 	return nil
 }

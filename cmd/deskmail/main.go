@@ -69,10 +69,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			fmt.Fprintf(stderr, "deskmail %s: %v\n", c.name, err)
 			return 2
 		case errors.Is(err, errReported):
-			return 1
+			return exitStatus(err, 1)
 		default:
 			fmt.Fprintf(stderr, "deskmail %s: %v\n", c.name, err)
-			return 1
+			return exitStatus(err, 1)
 		}
 	}
 	fmt.Fprintf(stderr, "deskmail: unknown command %q (run deskmail help)\n", args[0])
@@ -81,6 +81,39 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 // errReported means the command already told the user what failed.
 var errReported = errors.New("reported")
+
+// Exit statuses from sysexits.h, for MTAs that deliver through
+// `deskmail ingest` (Postfix pipe, aliases): 75 makes them retry later.
+const (
+	exNoInput  = 66 // an input file cannot be read
+	exTempFail = 75 // the store is unavailable: try again later
+	exConfig   = 78 // the configuration is invalid
+)
+
+// exitError carries a specific exit status.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// withStatus wraps err so that the process exits with code.
+func withStatus(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitError{code: code, err: err}
+}
+
+func exitStatus(err error, def int) int {
+	var e *exitError
+	if errors.As(err, &e) {
+		return e.code
+	}
+	return def
+}
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: deskmail COMMAND [ARGS]")
