@@ -272,3 +272,25 @@ func TestSendAndResolveAndExpiredToken(t *testing.T) {
 		t.Fatalf("expired token not recorded: %+v", last)
 	}
 }
+
+func TestDKIMPassRules(t *testing.T) {
+	trusted := map[string]bool{"mx.acme.test": true}
+	for _, tc := range []struct {
+		h    string
+		want bool
+	}{
+		{"mx.acme.test; dkim=pass header.d=acme.test header.s=s1", true},
+		{"mx.acme.test; dkim=pass header.i=@mail.acme.test", false},
+		{"mx.acme.test; dkim=pass header.d=evil.test", false},
+		{"mx.acme.test; dkim=fail header.d=acme.test", false},
+		{"mx.acme.test; spf=pass smtp.mailfrom=acme.test; dmarc=pass header.from=acme.test", true},
+		{"mx.acme.test; dmarc=pass header.from=evil.test", false},
+		{"MX.ACME.TEST; dkim=pass header.d=acme.test", true},
+		{"relay.evil.test; dkim=pass header.d=acme.test", false},
+		{"garbage without structure", false},
+	} {
+		if got := dkimPass([]string{tc.h}, trusted, "alice@acme.test"); got != tc.want {
+			t.Errorf("%q: got %v want %v", tc.h, got, tc.want)
+		}
+	}
+}

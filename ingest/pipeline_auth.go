@@ -9,7 +9,7 @@ import (
 // dkimPass reports whether one of the Authentication-Results headers
 // written by a trusted server (RFC 8601 authserv-id) says dkim=pass for
 // the From address's domain (header.d equal to it or a parent, or
-// header.i in it). Headers from servers we do not trust are ignored:
+// header.i in it), or dmarc=pass for it. Headers from servers we do not trust are ignored:
 // anyone can write them.
 func dkimPass(headers []string, trusted map[string]bool, from string) bool {
 	at := strings.LastIndexByte(from, '@')
@@ -23,6 +23,13 @@ func dkimPass(headers []string, trusted map[string]bool, from string) bool {
 			continue
 		}
 		for _, r := range results {
+			if m, ok := r.(*authres.DMARCResult); ok && m.Value == authres.ResultPass {
+				// dmarc=pass means the From domain itself was aligned.
+				if f := strings.ToLower(m.From); f == "" || f == domain {
+					return true
+				}
+				continue
+			}
 			d, ok := r.(*authres.DKIMResult)
 			if !ok || d.Value != authres.ResultPass {
 				continue
