@@ -184,8 +184,12 @@ type IMAPConfig struct {
 	After         string       `yaml:"after"` // seen, move, delete
 	MoveTo        string       `yaml:"move_to"`
 	FailedFolder  string       `yaml:"failed_folder"`
-	PollInterval  Duration     `yaml:"poll_interval"`
-	IDLE          *bool        `yaml:"idle"`
+	// SentFolder, when set, is watched too: mail the team sends
+	// straight from the shared mailbox is threaded onto its tickets as
+	// agent replies (never sent again, never moved or deleted).
+	SentFolder   string   `yaml:"sent_folder"`
+	PollInterval Duration `yaml:"poll_interval"`
+	IDLE         *bool    `yaml:"idle"`
 	// Existing decides what happens to mail already in the mailbox
 	// when the channel is first polled: "import" (as history, no mail
 	// sent) or "skip" (only mail arriving from now on).

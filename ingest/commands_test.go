@@ -294,3 +294,38 @@ func TestDKIMPassRules(t *testing.T) {
 		}
 	}
 }
+
+func TestSentFolderMailIsAnAgentReplyNeverMailed(t *testing.T) {
+	e := newCmdEnv(t)
+	id := e.newTicket()
+	sent := fmt.Sprintf("From: Support ACME <support@acme.test>\nTo: Claire <claire@client.test>\nSubject: RE: Facture en double [#%d]\nMessage-ID: <sent1@acme.test>\nIn-Reply-To: <c1@client.test>\n\nBonjour Claire, le remboursement est parti.\n\n> Bonjour, j'ai été facturée deux fois.\n", id)
+	res, err := e.p.Ingest(context.Background(), []Raw{{Data: []byte(sent), Source: SourceIMAP, Sent: true, Quiet: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Action != ActionAppended || *res[0].TicketID != id {
+		t.Fatalf("sent mail: %+v", res[0])
+	}
+	tk, convs, hist := e.ticket(id)
+	last := convs[len(convs)-1]
+	if last.Incoming || last.Private || strings.Contains(last.BodyText, "facturée deux fois") {
+		t.Fatalf("sent mail stored as %+v", last)
+	}
+	if tk.Status != 3 || tk.FirstRespondedAt == nil {
+		t.Fatalf("agent-reply rule not applied: status %d", tk.Status)
+	}
+	if hist[len(hist)-1].Action != "sent_from_mailbox" {
+		t.Fatalf("history %+v", hist[len(hist)-1])
+	}
+	for _, n := range e.notices {
+		if !n.Quiet && n.Event == threading.EventAgentReplied {
+			t.Fatal("a reply found in the Sent folder must never be mailed again")
+		}
+	}
+	// Sent mail unrelated to any ticket is kept raw and ignored.
+	other := "From: support@acme.test\nTo: someone@else.test\nSubject: Lunch?\nMessage-ID: <sent2@acme.test>\n\nNoon?\n"
+	res, _ = e.p.Ingest(context.Background(), []Raw{{Data: []byte(other), Source: SourceIMAP, Sent: true}})
+	if res[0].Action != ActionIgnored || res[0].TicketID != nil {
+		t.Fatalf("unrelated sent mail: %+v", res[0])
+	}
+}

@@ -325,7 +325,7 @@ func (p *Pipeline) incoming(r Raw, m *Message, channel string) *threading.Incomi
 		MessageID: m.MessageID, GeneratedID: m.GeneratedID, InReplyTo: m.InReplyTo, References: m.References,
 		ReplyTo: persons(m.ReplyTo), To: persons(m.To), Cc: persons(m.Cc), RcptTo: r.Envelope.RcptTo,
 		Subject: m.Subject, Text: m.Text, HTML: m.HTML, ReplyText: m.ReplyText, Kind: string(m.Kind),
-		ReceivedAt: r.Envelope.ReceivedAt, Quiet: r.Quiet,
+		ReceivedAt: r.Envelope.ReceivedAt, Quiet: r.Quiet, Sent: r.Sent,
 	}
 	if m.From != nil {
 		in.From = threading.Person{Name: m.From.Name, Email: strings.ToLower(m.From.Address)}

@@ -46,6 +46,9 @@ type Raw struct {
 	// Quiet suppresses confirmations and notifications (history
 	// import of an IMAP mailbox).
 	Quiet bool
+	// Sent marks mail the team sent from the support mailbox itself (its
+	// Sent folder): it is threaded as an agent reply and never mailed.
+	Sent bool
 }
 
 // Action is what the pipeline did with a message. The values are part

@@ -55,6 +55,9 @@ type Incoming struct {
 	SenderProof string
 	// Quiet marks history imports: nothing is mailed.
 	Quiet bool
+	// Sent marks mail sent from the support mailbox itself (its Sent
+	// folder): threaded as an agent reply, never mailed again.
+	Sent bool
 }
 
 // EventKind names what happened, for outbound mail and metrics.
@@ -168,6 +171,10 @@ func (e *Engine) Thread(tx *store.Tx, in *Incoming) (*Outcome, error) {
 			return &Outcome{Action: "duplicate"}, nil
 		}
 		return nil, err
+	}
+
+	if in.Sent {
+		return e.sentReply(tx, in, from, now)
 	}
 
 	// 2. Mail from our own support addresses is a loop.
@@ -722,7 +729,7 @@ func (e *Engine) addConversation(tx *store.Tx, tk *store.Ticket, in *Incoming, k
 		BodyText: in.Text, BodyHTML: in.HTML, ReplyText: in.ReplyText, MessageID: in.MessageID, CreatedAt: now,
 		Files: append([]store.Attachment(nil), in.Files...), AgentID: agentID,
 	}
-	if agentID != nil {
+	if agentID != nil || in.Sent {
 		// An agent's mail becomes their new text only: quoted history and
 		// signature are not sent on to the customer.
 		c.BodyText, c.BodyHTML = in.ReplyText, ""
@@ -746,4 +753,49 @@ func (e *Engine) finish(tx *store.Tx, in *Incoming, out *Outcome) (*Outcome, err
 	}
 	out.InReplyTo = in.MessageID
 	return out, nil
+}
+
+// sentReply threads mail the team sent from the shared mailbox (its
+// Sent folder) onto its ticket as an outgoing agent reply. Nothing is
+// mailed: the customer already has it. Mail that belongs to no ticket
+// is ignored (kept raw).
+func (e *Engine) sentReply(tx *store.Tx, in *Incoming, from string, now time.Time) (*Outcome, error) {
+	// The mailbox is ours and authenticated, so the subject token needs
+	// no participant check: pass isAgent.
+	tk, _, _, err := e.find(tx, in, from, true)
+	if err != nil {
+		return nil, err
+	}
+	if tk == nil {
+		return &Outcome{Action: "ignored", Suppress: "sent mail that belongs to no ticket"}, nil
+	}
+	var agentID *int64
+	actor := Actor{Type: "mail", Name: from}
+	agent, err := tx.AgentByEmail(from)
+	switch {
+	case err == nil:
+		agentID = &agent.ID
+		actor = Actor{Type: "agent", Name: agent.Email}
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, err
+	}
+	// Only the new text: the quoted history is already on the ticket.
+	conv, err := e.addConversation(tx, tk, in, "reply", false, false, nil, agentID, now)
+	if err != nil {
+		return nil, err
+	}
+	actor.ConversationID = &conv.ID
+	if err := e.AgentResponded(tx, tk, actor, now); err != nil {
+		return nil, err
+	}
+	if err := Record(tx, tk.ID, actor, "sent_from_mailbox", "", "", "", "reply sent from the support mailbox, found in its Sent folder", now); err != nil {
+		return nil, err
+	}
+	if err := tx.UpdateTicket(tk); err != nil {
+		return nil, err
+	}
+	if tk, err = tx.Ticket(tk.ID); err != nil {
+		return nil, err
+	}
+	return e.finish(tx, in, &Outcome{Action: "appended", Ticket: tk, Conversation: conv})
 }

@@ -277,7 +277,8 @@ func (s *session) fetchBodies(uids []imap.UID, byUID map[imap.UID]meta) ([]inges
 			Name:    fmt.Sprintf("imap:%s/%s/%d/%d", s.p.channel, s.p.folder, s.state.UIDValidity, uid),
 			Envelope: ingest.Envelope{ReceivedAt: received, Mailbox: s.p.folder, UIDValidity: s.state.UIDValidity,
 				UID: uint32(uid), TLS: s.p.im.TLS != "none"},
-			Quiet: m.history,
+			Quiet: m.history || s.p.sent,
+			Sent:  s.p.sent,
 		})
 	}
 	if err := cmd.Close(); err != nil {
@@ -357,6 +358,10 @@ func (s *session) acknowledgeBatch(out outcome) error {
 		if err := h(s.p.channel, s.p.folder, out.all); err != nil {
 			return s.errorf("after commit: %w", err)
 		}
+	}
+	if s.p.sent {
+		// The team's Sent folder is theirs: read it, never change it.
+		return nil
 	}
 	if len(out.failed) > 0 {
 		if err := s.move(out.failed, s.p.im.FailedFolder); err != nil {

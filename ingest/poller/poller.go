@@ -175,6 +175,14 @@ func StartPollers(ctx context.Context, cfg *config.Config, st *store.Store, pl I
 				log: opts.Logger.With("channel", ch.Name, "folder", f)})
 			g.folders = append(g.folders, ch.Name+"/"+f)
 		}
+		if f := im.SentFolder; f != "" {
+			if seen[f] {
+				return nil, fmt.Errorf("imap %s: folder %s is both watched and the sent folder", ch.Name, f)
+			}
+			pollers = append(pollers, &folderPoller{channel: ch.Name, im: im, folder: f, sent: true, st: st, pl: pl, auth: auth, opts: opts,
+				log: opts.Logger.With("channel", ch.Name, "folder", f, "sent", true)})
+			g.folders = append(g.folders, ch.Name+"/"+f)
+		}
 	}
 	for _, p := range pollers {
 		g.wg.Go(func() { p.run(ctx) })
@@ -187,11 +195,14 @@ type folderPoller struct {
 	channel string
 	im      *config.IMAPConfig
 	folder  string
-	st      *store.Store
-	pl      Ingester
-	auth    *authenticator
-	opts    Options
-	log     *slog.Logger
+	// sent marks the channel's Sent folder: its mail is threaded as
+	// agent replies and left where it is on the server.
+	sent bool
+	st   *store.Store
+	pl   Ingester
+	auth *authenticator
+	opts Options
+	log  *slog.Logger
 }
 
 // run connects, drains and waits until ctx ends, reconnecting after

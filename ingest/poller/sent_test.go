@@ -1,0 +1,55 @@
+package poller
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/deskmail/deskmail/store"
+)
+
+// TestSentFolder: a reply an agent writes straight from the shared
+// mailbox is threaded onto its ticket as an agent reply, never mailed,
+// and left untouched in the Sent folder.
+func TestSentFolder(t *testing.T) {
+	b := memServer(t, memOptions{})
+	if err := b.mem.Create("Sent", nil); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, b, "sent_folder: Sent")
+	h.start()
+	eventually(t, 10*time.Second, "first poll", func() bool { hl := h.health(); return hl != nil && hl.LastOKAt != nil })
+	b.appendMsg(t, "INBOX", message("q1@example.net", "alice@example.net", "Parcel missing"), time.Now())
+	eventually(t, 5*time.Second, "a ticket", func() bool { return len(h.tickets()) == 1 })
+
+	reply := []byte("From: Support <support@example.com>\r\nTo: alice@example.net\r\nSubject: RE: Parcel missing\r\n" +
+		"Message-ID: <r1@example.com>\r\nIn-Reply-To: <q1@example.net>\r\n\r\nIt left our warehouse today.\r\n\r\n> Hello, my order did not arrive.\r\n")
+	b.appendMsg(t, "Sent", reply, time.Now())
+	var convs []store.Conversation
+	eventually(t, 5*time.Second, "the sent reply on the ticket", func() bool {
+		h.st.Read(context.Background(), func(tx *store.Tx) error {
+			var err error
+			convs, err = tx.Conversations(h.tickets()[0].ID)
+			return err
+		})
+		return len(convs) == 2
+	})
+	if c := convs[1]; c.Incoming || c.Private || c.BodyText != "It left our warehouse today." {
+		t.Fatalf("sent reply stored as incoming=%v private=%v body=%q", c.Incoming, c.Private, c.BodyText)
+	}
+	if tk := h.tickets()[0]; tk.Status != 3 {
+		t.Fatalf("agent-reply rule not applied: status %d", tk.Status)
+	}
+	h.mu.Lock()
+	for _, n := range h.notices {
+		if n.Event == "agent_replied" && !n.Quiet {
+			t.Error("a reply from the Sent folder would be mailed again")
+		}
+	}
+	h.mu.Unlock()
+	for uid, fs := range b.flags(t, "Sent") {
+		if len(fs) != 0 {
+			t.Errorf("sent message %d was changed: %v", uid, fs)
+		}
+	}
+}
