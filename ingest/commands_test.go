@@ -329,3 +329,26 @@ func TestSentFolderMailIsAnAgentReplyNeverMailed(t *testing.T) {
 		t.Fatalf("unrelated sent mail: %+v", res[0])
 	}
 }
+
+func TestAgentCreatesTicketWithRequester(t *testing.T) {
+	e := newCmdEnv(t)
+	fwd := "From: Bob <bob@acme.test>\nTo: support@acme.test\nSubject: TR: Commande 1234\nMessage-ID: <fwd1@acme.test>\n\n#requester dupont@client.test\n#priority high\n\nClient au téléphone, voir ci-dessous.\n\n-------- Message transféré --------\nDe : Jean Dupont <jean.dupont@other.test>\nObjet : Commande 1234\n\nMa commande n'est pas arrivée.\n"
+	res := e.ingest(fwd, Envelope{AuthUser: "bob@acme.test"})
+	if res.Action != ActionCreated {
+		t.Fatalf("%+v", res)
+	}
+	tk, convs, _ := e.ticket(*res.TicketID)
+	if tk.Requester.Email != "dupont@client.test" || tk.Priority != 3 || tk.Subject != "Commande 1234" {
+		t.Fatalf("ticket %+v", tk)
+	}
+	if strings.Contains(convs[0].BodyText, "#requester") {
+		t.Fatalf("commands left in the body: %q", convs[0].BodyText)
+	}
+	// The same mail without proof: a ticket from Bob's address, nothing applied.
+	unproven := strings.Replace(fwd, "fwd1@", "fwd2@", 1)
+	res = e.ingest(unproven, Envelope{})
+	tk, _, hist := e.ticket(*res.TicketID)
+	if tk.Requester.Email == "dupont@client.test" || tk.Priority != 1 || hist[len(hist)-1].Action != "unverified_agent_mail" {
+		t.Fatalf("unproven #requester applied: %+v", tk)
+	}
+}

@@ -140,6 +140,11 @@ func (e *Engine) ResolveCommands(tx *store.Tx, tk *store.Ticket, cmds []command.
 			}
 		case "send_and_resolve", "send_and_close", "sendandclose", "sendandresolve", "solve", "resolve", "send_close":
 			r.SendAndResolve = true
+		case "requester", "demandeur", "customer", "client":
+			// Used when an agent creates a ticket by mail; checked there.
+			if !strings.Contains(v, "@") {
+				bad(c, "requester needs the customer's email address")
+			}
 		case "source":
 			if n, err := strconv.Atoi(v); err != nil || n < 1 || n > 10 {
 				bad(c, "source must be a Freshdesk source code 1–10")
@@ -360,4 +365,84 @@ func (e *Engine) agentCommands(tx *store.Tx, tk *store.Ticket, in *Incoming, out
 	}
 	out.Action, out.Ticket, out.Conversation = "appended", tk, conv
 	return e.finish(tx, in, out)
+}
+
+// requesterOf returns the address of a #requester command, if any.
+func requesterOf(p command.Parsed) string {
+	for _, c := range p.Commands {
+		switch c.Key {
+		case "requester", "demandeur", "customer", "client":
+			v := strings.Trim(strings.TrimSpace(c.Value), "<>")
+			if a, ok := parsePerson(v); ok {
+				return a.Email
+			}
+			return v
+		}
+	}
+	return ""
+}
+
+// agentCreate opens a ticket for the customer an agent names with
+// #requester (typically forwarding the customer's mail). Only an agent
+// whose identity is proven may do so; otherwise the mail becomes an
+// ordinary ticket from the agent's address and the history says why.
+func (e *Engine) agentCreate(tx *store.Tx, in *Incoming, out *Outcome, agent *store.Agent, parsed command.Parsed, now time.Time) (*Outcome, error) {
+	if in.SenderProof == "" {
+		res, err := e.create(tx, in, out, e.requester(in), nil, now, "")
+		if err != nil {
+			return nil, err
+		}
+		note := "mail from agent address " + agent.Email + " could not be verified (no SMTP AUTH or trusted DKIM); #requester and other commands ignored"
+		if err := Record(tx, res.Ticket.ID, Actor{Type: "mail", Name: agent.Email}, "unverified_agent_mail", "", "", "", note, now); err != nil {
+			return nil, err
+		}
+		return res, nil
+	}
+	out.Agent = agent
+	req := strings.ToLower(requesterOf(parsed))
+	who := Person{Email: req}
+	if in.Forwarded != nil && strings.EqualFold(in.Forwarded.Email, req) {
+		who.Name = in.Forwarded.Name
+	}
+	valid := strings.Contains(req, "@") && !strings.ContainsAny(req, " <>,;") && !e.isSupport(in, req)
+	if !valid {
+		who = e.requester(in)
+	}
+	// The customer sees the forwarded mail, not the agent's commands.
+	in.Text = command.Parse(in.Text).Text
+	in.ReplyText = parsed.Text
+	if in.Forwarded == nil {
+		in.Forwarded = &who
+	}
+	res, err := e.create(tx, in, out, who, nil, now, "created by agent "+agent.Email+" on behalf of "+who.Email)
+	if err != nil {
+		return nil, err
+	}
+	tk := res.Ticket
+	by := Actor{Type: "agent", Name: agent.Email, ConversationID: &res.Conversation.ID}
+	cr, err := e.ResolveCommands(tx, tk, parsed.Commands, agent)
+	if err != nil {
+		return nil, err
+	}
+	errs := append(append([]string{}, parsed.Problems...), cr.Errors...)
+	if !valid {
+		errs = append(errs, fmt.Sprintf("requester %q is not a customer address; the ticket was created for %s", req, who.Email))
+	}
+	if len(errs) > 0 {
+		if err := Record(tx, tk.ID, by, "commands_rejected", "", "", "", "email commands rejected: "+strings.Join(errs, "; "), now); err != nil {
+			return nil, err
+		}
+		res.Events = append(res.Events, EventCommandError)
+		res.ErrorText = strings.Join(errs, "\n")
+		return res, nil
+	}
+	events, err := e.Apply(tx, tk, cr.Changes, by, now)
+	if err != nil {
+		return nil, err
+	}
+	res.Events = append(res.Events, events...)
+	if res.Ticket, err = tx.Ticket(tk.ID); err != nil {
+		return nil, err
+	}
+	return res, nil
 }

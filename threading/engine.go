@@ -232,6 +232,14 @@ func (e *Engine) Thread(tx *store.Tx, in *Incoming) (*Outcome, error) {
 		return e.finish(tx, in, &Outcome{Action: "appended", Ticket: tk, Conversation: conv, Suppress: "auto-reply"})
 	}
 
+	// An agent naming the customer with #requester creates the ticket
+	// on their behalf (with the mail's other commands applied).
+	if tk == nil && agent != nil {
+		if parsed := command.Parse(in.ReplyText); requesterOf(parsed) != "" {
+			return e.agentCreate(tx, in, out, agent, parsed, now)
+		}
+	}
+
 	// An agent forwarding a customer's mail to support creates a
 	// ticket for that customer.
 	if tk == nil && agent != nil && in.Forwarded != nil && in.Forwarded.Email != "" && !e.isSupport(in, in.Forwarded.Email) {
