@@ -44,6 +44,10 @@ type Store struct {
 	path   string
 	writer *sql.DB
 	reader *sql.DB
+	// ckpt runs WAL checkpoints off the writer's path (see checkpoint.go).
+	ckpt     *sql.DB
+	stopCkpt context.CancelFunc
+	ckptDone chan struct{}
 }
 
 // Options tunes Open. The zero value is the durable default.
@@ -87,7 +91,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.Readers <= 0 {
 		opts.Readers = max(4, 2*runtime.NumCPU())
 	}
-	w, err := sql.Open("sqlite3", dsn(path, opts.BusyTimeout, false))
+	w, err := sql.Open(writerDriver, dsn(path, opts.BusyTimeout, false))
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
@@ -112,15 +116,22 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	r.SetMaxOpenConns(opts.Readers)
 	r.SetMaxIdleConns(opts.Readers)
 	s.reader = r
+	if err := s.startCheckpointer(opts.BusyTimeout); err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
 	return s, nil
 }
 
 // Path returns the database file name.
 func (s *Store) Path() string { return s.path }
 
-// Close closes every connection.
+// Close stops the checkpointer, folds the WAL back into the database
+// and closes every connection.
 func (s *Store) Close() error {
-	return errors.Join(s.reader.Close(), s.writer.Close())
+	ckErr := s.stopCheckpointer()
+	return errors.Join(ckErr, s.reader.Close(), s.writer.Close())
 }
 
 // SchemaVersion is the number of migrations this binary knows.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -179,4 +180,48 @@ func TestAttachmentContentStoredOnce(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestCheckpointerKeepsWALOffTheWriter(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "w.db")
+	s, err := Open(context.Background(), path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var auto int
+	s.writer.QueryRow("PRAGMA wal_autocheckpoint").Scan(&auto)
+	if auto != 0 {
+		t.Fatalf("writer wal_autocheckpoint = %d, want 0", auto)
+	}
+	ctx := context.Background()
+	for i := 0; i < 20; i++ {
+		s.Write(ctx, func(tx *Tx) error {
+			_, err := tx.AddRaw(&RawMessage{Source: "pipe", Data: make([]byte, 64<<10)})
+			return err
+		})
+	}
+	if err := s.checkpoint(ctx, "PASSIVE"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() > 0 {
+		t.Fatalf("WAL not folded back at close: %d bytes", fi.Size())
+	}
+	s, err = Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if n, _ := countRawForTest(s); n != 20 {
+		t.Fatalf("raw messages after reopen: %d", n)
+	}
+}
+
+func countRawForTest(s *Store) (int, error) {
+	var n int
+	err := s.Read(context.Background(), func(tx *Tx) error { var err error; n, err = tx.CountRaw(""); return err })
+	return n, err
 }
