@@ -7,8 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"time"
 
 	"github.com/deskmail/deskmail/config"
 	"github.com/deskmail/deskmail/ingest"
@@ -67,7 +65,7 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return nil
 	}
 	for _, name := range files {
-		data, arrived, err := readInput(name, stdin)
+		data, arrived, err := readMessage(name, stdin)
 		if err != nil {
 			failed++
 			fmt.Fprintf(stderr, "deskmail ingest: %v\n", err)
@@ -93,33 +91,4 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return withStatus(exNoInput, err)
 	}
 	return nil
-}
-
-// readInput reads a file ("-" is stdin) and returns its bytes and the
-// time it arrived (now: files are read as they are handed over).
-func readInput(name string, stdin io.Reader) ([]byte, time.Time, error) {
-	if name == "-" {
-		b, err := io.ReadAll(stdin)
-		if err != nil {
-			return nil, time.Time{}, fmt.Errorf("stdin: %w", err)
-		}
-		return b, time.Now(), nil
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	if st.IsDir() {
-		return nil, time.Time{}, fmt.Errorf("%s: is a directory", name)
-	}
-	b, err := io.ReadAll(f)
-	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("%s: %w", name, err)
-	}
-	return b, time.Now(), nil
 }
