@@ -9,6 +9,11 @@ package config
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -118,6 +123,82 @@ type OutboundConfig struct {
 	// mail is given up as failed (default 48h; MaxAttempts also
 	// applies, whichever comes first).
 	RetryFor Duration `yaml:"retry_for"`
+	// DKIM signs outbound mail, one entry per signing domain. A mail
+	// is signed with the entry for its From domain (or the nearest
+	// parent domain), else for its envelope sender's domain, else not
+	// at all.
+	DKIM []DKIMConfig `yaml:"dkim"`
+}
+
+// DKIMConfig is one DKIM signing domain (RFC 6376).
+type DKIMConfig struct {
+	// Domain is the signing domain (d=).
+	Domain string `yaml:"domain"`
+	// Selector names the key under <selector>._domainkey.<domain>.
+	Selector string `yaml:"selector"`
+	// PrivateKeyFile is a PEM file holding an RSA (PKCS #1 or #8, at
+	// least 1024 bits) or Ed25519 (PKCS #8) private key.
+	PrivateKeyFile string `yaml:"private_key_file"`
+	// Headers are the header fields signed (default
+	// DefaultDKIMHeaders); From is required.
+	Headers []string `yaml:"headers"`
+}
+
+// DefaultDKIMHeaders are the header fields signed when a DKIM entry
+// names none: those a reader sees or a client threads on (RFC 6376
+// §5.4.1). Listed fields absent from a mail are still named in h=, so
+// that adding them later breaks the signature.
+var DefaultDKIMHeaders = []string{"From", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To", "References",
+	"Reply-To", "MIME-Version", "Content-Type"}
+
+// LoadKey reads and parses the private key. Errors name the file,
+// never the key.
+func (d DKIMConfig) LoadKey() (crypto.Signer, error) {
+	data, err := os.ReadFile(d.PrivateKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("dkim key: %w", err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("dkim key %s: no PEM block (write the key as -----BEGIN PRIVATE KEY-----)", d.PrivateKeyFile)
+	}
+	var key any
+	switch block.Type {
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("dkim key %s: PEM block %q is not an RSA or Ed25519 private key", d.PrivateKeyFile, block.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dkim key %s: %w", d.PrivateKeyFile, err)
+	}
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		// RFC 8301 §3.2: verifiers must not accept keys under 1024 bits.
+		if k.N.BitLen() < 1024 {
+			return nil, fmt.Errorf("dkim key %s: RSA key of %d bits; DKIM needs at least 1024 (2048 recommended)", d.PrivateKeyFile, k.N.BitLen())
+		}
+		return k, nil
+	case ed25519.PrivateKey:
+		return k, nil
+	default:
+		return nil, fmt.Errorf("dkim key %s: %T keys cannot sign DKIM (use RSA or Ed25519)", d.PrivateKeyFile, key)
+	}
+}
+
+// RelayConfig is an SMTP relay a channel sends its mail through
+// instead of outbound.relay.
+type RelayConfig struct {
+	// Address is host:port.
+	Address  string `yaml:"address"`
+	TLS      string `yaml:"tls"` // starttls (default), implicit, none
+	Username string `yaml:"username"`
+	Password Secret `yaml:"password"`
+	// Connections is the size of this relay's connection pool
+	// (default outbound.connections).
+	Connections int `yaml:"connections"`
 }
 
 // StatusConfig declares a custom status (codes 2–5 are built in).
@@ -158,6 +239,9 @@ type ChannelConfig struct {
 	Group       string      `yaml:"group"`
 	Send        SendConfig  `yaml:"send"`
 	IMAP        *IMAPConfig `yaml:"imap"`
+	// Relay, when set, delivers this channel's outbound mail instead
+	// of outbound.relay.
+	Relay *RelayConfig `yaml:"relay"`
 }
 
 // SendConfig switches the outbound mail of a channel.

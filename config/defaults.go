@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/mail"
 	"os"
 	"strconv"
@@ -97,6 +98,11 @@ func (c *Config) applyDefaults() {
 	if o.ConfirmationsPerHour == 0 {
 		o.ConfirmationsPerHour = 5
 	}
+	for i := range o.DKIM {
+		if len(o.DKIM[i].Headers) == 0 {
+			o.DKIM[i].Headers = append([]string(nil), DefaultDKIMHeaders...)
+		}
+	}
 	if len(c.Pipelines) == 0 {
 		c.Pipelines = []PipelineConfig{{Name: "default"}}
 	}
@@ -137,6 +143,14 @@ func (c *Config) applyDefaults() {
 		}
 		if ch.Send.NotifyWho == "" {
 			ch.Send.NotifyWho = "all"
+		}
+		if r := ch.Relay; r != nil {
+			if r.TLS == "" {
+				r.TLS = "starttls"
+			}
+			if r.Connections == 0 {
+				r.Connections = o.Connections
+			}
 		}
 		if im := ch.IMAP; im != nil {
 			if im.TLS == "" {
@@ -384,10 +398,87 @@ func (c *Config) Validate() Problems {
 			add(c.line("outbound", "password"), "outbound.password: %v", err)
 		}
 	}
+	c.validateOutbound(add)
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		add(c.line("log", "format"), "log.format %q must be text or json", c.Log.Format)
 	}
 	return ps
+}
+
+// validateOutbound checks the relays (global and per channel) and the
+// DKIM keys: a key that cannot be read or parsed is reported at its
+// private_key_file line, not when the first mail is signed.
+func (c *Config) validateOutbound(add func(line int, format string, args ...any)) {
+	checkRelay := func(what string, key []any, addr, mode string, conns int) {
+		if addr != "" {
+			if host, port, err := net.SplitHostPort(addr); err != nil || host == "" || port == "" {
+				add(c.line(append(key, "relay")...), "%s: relay %q must be host:port (for example smtp.example.com:587)", what, addr)
+			}
+		}
+		switch strings.ToLower(mode) {
+		case "starttls", "implicit", "none":
+		default:
+			add(c.line(append(key, "tls")...), "%s: tls %q must be starttls, implicit or none", what, mode)
+		}
+		if conns < 0 {
+			add(c.line(append(key, "connections")...), "%s: connections %d must be positive", what, conns)
+		}
+	}
+	checkRelay("outbound", []any{"outbound"}, c.Outbound.Relay, c.Outbound.TLS, c.Outbound.Connections)
+	for i, ch := range c.Channels {
+		r := ch.Relay
+		if r == nil {
+			continue
+		}
+		key := []any{"channels", i, "relay"}
+		what := fmt.Sprintf("channel %q relay", ch.Name)
+		if r.Address == "" {
+			add(c.line(key...), "%s: address (host:port) is missing", what)
+		} else if host, port, err := net.SplitHostPort(r.Address); err != nil || host == "" || port == "" {
+			add(c.line(append(key, "address")...), "%s: address %q must be host:port (for example smtp.example.com:587)", what, r.Address)
+		}
+		checkRelay(what, key, "", r.TLS, r.Connections)
+		if r.Username != "" && r.Password.IsZero() {
+			add(c.line(append(key, "username")...), "%s: username %s needs a password", what, r.Username)
+		}
+		if !r.Password.IsZero() {
+			if _, err := r.Password.Value(); err != nil {
+				add(c.line(append(key, "password")...), "%s: password: %v", what, err)
+			}
+		}
+	}
+	domains := map[string]int{}
+	for i, d := range c.Outbound.DKIM {
+		key := []any{"outbound", "dkim", i}
+		dom := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d.Domain), "."))
+		switch {
+		case dom == "" || strings.ContainsAny(dom, " @/"):
+			add(c.line(append(key, "domain")...), "outbound.dkim: domain %q must be a domain name (example.com)", d.Domain)
+		case domains[dom] > 0:
+			add(c.line(append(key, "domain")...), "outbound.dkim: domain %s is also configured at line %d", dom, domains[dom])
+		}
+		domains[dom] = c.line(key...)
+		if strings.TrimSpace(d.Selector) == "" || strings.ContainsAny(d.Selector, " @/") {
+			add(c.line(append(key, "selector")...), "outbound.dkim %s: selector %q must be a DNS label (s2026)", d.Domain, d.Selector)
+		}
+		hasFrom := false
+		for _, h := range d.Headers {
+			if strings.EqualFold(strings.TrimSpace(h), "From") {
+				hasFrom = true
+			}
+			if strings.TrimSpace(h) == "" || strings.ContainsAny(h, ": ") {
+				add(c.line(append(key, "headers")...), "outbound.dkim %s: %q is not a header field name", d.Domain, h)
+			}
+		}
+		if !hasFrom {
+			add(c.line(append(key, "headers")...), "outbound.dkim %s: headers must include From (RFC 6376 §5.4)", d.Domain)
+		}
+		if d.PrivateKeyFile == "" {
+			add(c.line(key...), "outbound.dkim %s: private_key_file is missing", d.Domain)
+		} else if _, err := d.LoadKey(); err != nil {
+			add(c.line(append(key, "private_key_file")...), "outbound.dkim %s: %v", d.Domain, err)
+		}
+	}
 }
 
 func (c *Config) fileName() string {

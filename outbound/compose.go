@@ -200,6 +200,15 @@ func (o *Outbox) write(tx *store.Tx, d *draft) error {
 	if err != nil {
 		return fmt.Errorf("build %s mail: %w", d.kind, err)
 	}
+	if d.state != store.OutboxSuppressed {
+		var from string
+		if l, err := h.AddressList("From"); err == nil && len(l) > 0 {
+			from = l[0].Address
+		}
+		if raw, err = o.dkimSign(raw, from, d.ch.address); err != nil {
+			return fmt.Errorf("sign %s mail: %w", d.kind, err)
+		}
+	}
 	m := &store.OutboxMail{
 		TicketID: &tk.ID, ChannelID: tk.ChannelID, Kind: d.kind, MailFrom: d.ch.address, RcptTo: d.rcpt,
 		Subject: subject, MessageID: msgID, Raw: raw, State: d.state, LastError: d.reason,

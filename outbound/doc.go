@@ -34,6 +34,17 @@
 //     the result was committed re-sends the mail after its lease, with
 //     the same Message-ID, so clients de-duplicate it.
 //
+// # DKIM
+//
+// When outbound.dkim has an entry for the From domain (or a parent of
+// it, or else for the envelope sender's domain), Enqueue signs the
+// mail (RFC 6376, relaxed/relaxed, the configured header fields) and
+// stores the signed text. Signing at enqueue time rather than at
+// delivery makes every attempt byte-identical — a re-send after a
+// crash carries the same signature and Message-ID — and keeps the
+// private key off the delivery path. Suppressed mail is stored
+// unsigned (it never leaves).
+//
 // # Loop prevention (RFC 3834)
 //
 // Nothing is sent for an import (Event.Quiet). Nothing is sent to the

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emersion/go-msgauth/dkim"
+
 	"github.com/deskmail/deskmail/config"
 	"github.com/deskmail/deskmail/store"
 	"github.com/deskmail/deskmail/threading"
@@ -81,6 +83,8 @@ type Outbox struct {
 	tmpl     *templates
 	hostname string
 	perHour  int
+	// dkim holds a signing entry per lower-case domain.
+	dkim map[string]*dkim.SignOptions
 
 	now    func() time.Time
 	random io.Reader
@@ -147,6 +151,9 @@ func New(cfg *config.Config, signer *threading.Signer) (*Outbox, error) {
 	}
 	o.tmpl, err = loadTemplates(cfg.Outbound.TemplatesDir, names)
 	if err != nil {
+		return nil, fmt.Errorf("outbound: %w", err)
+	}
+	if o.dkim, err = loadDKIM(cfg.Outbound.DKIM); err != nil {
 		return nil, fmt.Errorf("outbound: %w", err)
 	}
 	return o, nil
