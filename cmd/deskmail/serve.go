@@ -9,8 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/deskmail/deskmail/api"
@@ -24,17 +28,25 @@ import (
 	"github.com/deskmail/deskmail/threading"
 )
 
-// runServe runs the daemon: `deskmail serve [--config FILE]`.
+// runServe runs the daemon: `deskmail serve [--config FILE]
+// [--smtp-listen ADDR] [--http-listen ADDR]`.
 //
 // Without --config it runs on config.Default(): SQLite deskmail.db in
 // the current directory, SMTP on 127.0.0.1:2525, one channel for
 // support@localhost, HTTP (API, /healthz, /readyz, /metrics) on
-// 127.0.0.1:8080. The configuration is validated first and every
-// problem is printed; the daemon does not start with any.
+// 127.0.0.1:8080. --smtp-listen and --http-listen override the listen
+// addresses of the configuration (or of the defaults). The
+// configuration is validated first and every problem is printed; the
+// daemon does not start with any.
 //
 // Start-up: open the store, sync the configuration into it and build
 // the pipeline, then start the group committer, the outbox worker and
 // the sources — the SMTP receiver, the IMAP pollers and the HTTP API.
+//
+// SIGHUP reloads the configuration file (see daemon.reload): what can
+// change live is applied, what cannot is logged as needing a restart,
+// and a file with problems is refused — the running configuration is
+// kept and every problem is logged as FILE:LINE: text.
 //
 // Shutdown on SIGINT/SIGTERM (ctx) runs the other way: the sources stop
 // first (the receiver finishes the messages inside DATA, the pollers
@@ -45,7 +57,10 @@ import (
 // whole daemon with status 1.
 func runServe(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	cfgPath := fs.String("config", "", "configuration `FILE` (default: built-in defaults)")
+	var ov overrides
+	fs.StringVar(&ov.path, "config", "", "configuration `FILE` (default: built-in defaults)")
+	fs.StringVar(&ov.smtpListen, "smtp-listen", "", "SMTP listen `ADDR`, overriding smtp.listen")
+	fs.StringVar(&ov.httpListen, "http-listen", "", "HTTP listen `ADDR`, overriding http.listen")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -54,102 +69,263 @@ func runServe(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
 	}
 
-	cfg := config.Default()
-	if *cfgPath != "" {
-		if cfg, err = config.Load(*cfgPath); err != nil {
-			var ps config.Problems
-			if errors.As(err, &ps) {
-				for _, p := range ps {
-					fmt.Fprintf(stderr, "deskmail serve: %s\n", p)
-				}
-				fmt.Fprintf(stderr, "deskmail serve: %d problem(s) in the configuration; not starting\n", len(ps))
-				return errReported
+	cfg, err := ov.load()
+	if err != nil {
+		var ps config.Problems
+		if errors.As(err, &ps) {
+			for _, p := range ps {
+				fmt.Fprintf(stderr, "deskmail serve: %s\n", p)
 			}
-			return err
+			fmt.Fprintf(stderr, "deskmail serve: %d problem(s) in the configuration; not starting\n", len(ps))
+			return errReported
 		}
+		return err
 	}
-	logger, err := serveLogger(cfg.Log, stderr)
+	level := new(slog.LevelVar)
+	logger, err := serveLogger(cfg.Log, level, stderr)
 	if err != nil {
 		return err
 	}
 
-	d, err := newDaemon(ctx, cfg, logger)
+	// Catch SIGHUP before anything starts, so an early reload request
+	// is not taken for the default action (which ends the process).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	d, err := newDaemon(ctx, cfg, ov, logger, level)
 	if err != nil {
 		return err
 	}
-	defer d.rt.Close()
+	defer d.st.Close()
 
 	fmt.Fprintf(stdout, "deskmail: database %s\n", cfg.Database)
 	for _, ch := range cfg.Channels {
 		fmt.Fprintf(stdout, "deskmail: channel %s accepts mail for %s\n", ch.Name, strings.Join(ch.Addresses, ", "))
 	}
-	return d.run(ctx, stdout)
+	return d.run(ctx, stdout, hup)
 }
 
-// daemon is what `deskmail serve` runs.
+// overrides is where the configuration comes from and what the
+// command line changes in it; a reload applies them again.
+type overrides struct {
+	path                   string
+	smtpListen, httpListen string
+}
+
+// load reads the configuration file (defaults without one) and applies
+// the command-line overrides.
+func (o overrides) load() (*config.Config, error) {
+	cfg := config.Default()
+	if o.path != "" {
+		var err error
+		if cfg, err = config.Load(o.path); err != nil {
+			return nil, err
+		}
+	}
+	if o.smtpListen != "" {
+		cfg.SMTP.Listen = o.smtpListen
+	}
+	if o.httpListen != "" {
+		cfg.HTTP.Listen = o.httpListen
+	}
+	return cfg, nil
+}
+
+// daemon is what `deskmail serve` runs. The store, the metrics and the
+// logger live as long as the process; everything built from the
+// configuration is a generation that a reload replaces.
 type daemon struct {
-	rt      *runtime
-	worker  *outbound.Worker
+	ov      overrides
+	st      *store.Store
 	metrics *metrics.Metrics
 	log     *slog.Logger
+	level   *slog.LevelVar
+
+	// gen is the current generation: new submissions go to its
+	// pipeline.
+	gen atomic.Pointer[generation]
+	// worker is the running outbox worker (Kick goes to it).
+	worker atomic.Pointer[outbound.Worker]
+	// api serves /api/ with the current generation's pipeline.
+	api swapHandler
+
+	// Set by run.
+	recv    *receiver.Server // nil when the receiver is disabled
+	pollers *pollerSet
+	// pipeCtx is the parent of every generation's group committer: it
+	// outlives the sources (see run).
+	pipeCtx context.Context
+	pipeWG  sync.WaitGroup
+	// workerCtx is the parent of the outbox workers.
+	workerCtx  context.Context
+	workerStop context.CancelFunc
+	workerDone chan struct{}
+
+	// reloadMu serialises reloads.
+	reloadMu sync.Mutex
 }
 
-// newDaemon opens the store and builds the pipeline like openRuntime,
-// with what only the daemon has: metrics, and the outbox worker kicked
-// after every commit so confirmations leave at once.
-func newDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*daemon, error) {
+// generation is everything built from one configuration: the token
+// signer, the outbox (templates and sending switches), the pipeline
+// and the API handler.
+type generation struct {
+	cfg      *config.Config
+	outbox   *outbound.Outbox
+	pipeline *ingest.Pipeline
+	api      http.Handler
+
+	// inflight is held for reading by every Submit to this
+	// generation's pipeline; retiring takes it for writing, so the
+	// group committer stops only once no submission waits on it.
+	inflight sync.RWMutex
+	retired  bool // guarded by inflight
+	stop     context.CancelFunc
+	done     chan struct{}
+}
+
+// newDaemon opens the store and builds the first generation.
+func newDaemon(ctx context.Context, cfg *config.Config, ov overrides, logger *slog.Logger, level *slog.LevelVar) (*daemon, error) {
 	st, err := store.Open(ctx, cfg.Database, store.Options{})
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{rt: &runtime{cfg: cfg, st: st, logger: logger}, metrics: metrics.New(), log: logger}
-	fail := func(err error) (*daemon, error) {
+	d := &daemon{ov: ov, st: st, metrics: metrics.New(), log: logger, level: level}
+	g, err := d.newGeneration(ctx, cfg)
+	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	secret, err := tokenSecret(ctx, cfg, st)
-	if err != nil {
-		return fail(err)
-	}
-	d.rt.signer = threading.NewSigner(secret, cfg.Threading.TokenTTL.Duration)
-	env := ingest.Env{
-		Config:      cfg,
-		Signer:      d.rt.signer,
-		Logger:      logger,
-		Metrics:     d.metrics,
-		AfterCommit: func() { d.worker.Kick() },
-	}
-	if err := wireOutbound(d.rt, &env); err != nil {
-		return fail(err)
-	}
-	d.worker = d.rt.outbox.Worker(st, logger)
-	if d.rt.pipeline, err = ingest.NewPipeline(ctx, st, env); err != nil {
-		return fail(err)
-	}
+	d.gen.Store(g)
+	d.api.set(g.api)
 	return d, nil
 }
 
-// run serves until ctx ends (see runServe for the order).
-func (d *daemon) run(ctx context.Context, stdout io.Writer) error {
-	cfg, logger := d.rt.cfg, d.log
+// newGeneration syncs cfg into the store (statuses, pipelines,
+// channels, agents: ingest.NewPipeline) and builds what depends on
+// it. Nothing runs yet.
+func (d *daemon) newGeneration(ctx context.Context, cfg *config.Config) (*generation, error) {
+	rt := &runtime{cfg: cfg, st: d.st, logger: d.log}
+	secret, err := tokenSecret(ctx, cfg, d.st)
+	if err != nil {
+		return nil, err
+	}
+	rt.signer = threading.NewSigner(secret, cfg.Threading.TokenTTL.Duration)
+	env := ingest.Env{
+		Config:      cfg,
+		Signer:      rt.signer,
+		Logger:      d.log,
+		Metrics:     d.metrics,
+		AfterCommit: d.kick,
+	}
+	if err := wireOutbound(rt, &env); err != nil {
+		return nil, err
+	}
+	p, err := ingest.NewPipeline(ctx, d.st, env)
+	if err != nil {
+		return nil, err
+	}
+	h, err := api.New(api.Options{Store: d.st, Pipeline: p, Config: cfg, Logger: d.log, Kick: d.kick})
+	if err != nil {
+		return nil, fmt.Errorf("http api: %w", err)
+	}
+	return &generation{cfg: cfg, outbox: rt.outbox, pipeline: p, api: h}, nil
+}
+
+// start runs g's group committer until g is retired.
+func (d *daemon) start(g *generation) {
+	ctx, cancel := context.WithCancel(d.pipeCtx)
+	g.stop, g.done = cancel, make(chan struct{})
+	d.pipeWG.Go(func() {
+		defer close(g.done)
+		if err := g.pipeline.Run(ctx); err != nil {
+			d.log.Error("pipeline stopped", "err", err)
+		}
+	})
+}
+
+// retire waits until no submission is in flight on g, then stops its
+// group committer. Every message submitted to g has its answer by
+// then: none is lost.
+func (d *daemon) retire(g *generation) {
+	g.inflight.Lock()
+	g.retired = true
+	g.inflight.Unlock()
+	g.stop()
+	<-g.done
+}
+
+// Submit implements receiver.Submitter through the current
+// generation's pipeline; a submission that raced with a reload goes to
+// the new one.
+func (d *daemon) Submit(ctx context.Context, r ingest.Raw) (ingest.Result, error) {
+	for {
+		g := d.gen.Load()
+		g.inflight.RLock()
+		if g.retired {
+			g.inflight.RUnlock()
+			continue // d.gen already holds its successor
+		}
+		res, err := g.pipeline.Submit(ctx, r)
+		g.inflight.RUnlock()
+		return res, err
+	}
+}
+
+// Ingest implements poller.Ingester through the current generation's
+// pipeline (Ingest commits by itself, without the group committer).
+func (d *daemon) Ingest(ctx context.Context, raws []ingest.Raw) ([]ingest.Result, error) {
+	return d.gen.Load().pipeline.Ingest(ctx, raws)
+}
+
+// kick wakes the running outbox worker.
+func (d *daemon) kick() {
+	if w := d.worker.Load(); w != nil {
+		w.Kick()
+	}
+}
+
+// startWorker runs an outbox worker built from g until the next
+// stopWorker.
+func (d *daemon) startWorker(g *generation) {
+	w := g.outbox.Worker(d.st, d.log)
+	ctx, cancel := context.WithCancel(d.workerCtx)
+	done := make(chan struct{})
+	d.workerStop, d.workerDone = cancel, done
+	d.worker.Store(w)
+	go func() {
+		defer close(done)
+		if err := w.Run(ctx); err != nil {
+			d.log.Error("outbox worker stopped", "err", err)
+		}
+	}()
+	w.Kick()
+}
+
+// stopWorker stops the running outbox worker and waits for it; mail
+// it was delivering stays queued and is retried.
+func (d *daemon) stopWorker() {
+	if d.workerStop != nil {
+		d.workerStop()
+		<-d.workerDone
+	}
+}
+
+// run serves until ctx ends (see runServe for the order); a value on
+// hup reloads the configuration.
+func (d *daemon) run(ctx context.Context, stdout io.Writer, hup <-chan os.Signal) error {
+	cfg, logger := d.gen.Load().cfg, d.log
 	stdout = &lockedWriter{w: stdout}
 
-	// The group committer and the outbox worker outlive the sources.
-	pctx, stopPipeline := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopPipeline()
-	wctx, stopWorker := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWorker()
-	var pipeWG, workerWG sync.WaitGroup
-	pipeWG.Go(func() {
-		if err := d.rt.pipeline.Run(pctx); err != nil {
-			logger.Error("pipeline stopped", "err", err)
-		}
-	})
-	workerWG.Go(func() {
-		if err := d.worker.Run(wctx); err != nil {
-			logger.Error("outbox worker stopped", "err", err)
-		}
-	})
+	// The group committers and the outbox worker outlive the sources.
+	pctx, stopPipelines := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPipelines()
+	d.pipeCtx = pctx
+	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWorkers()
+	d.workerCtx = wctx
+	d.start(d.gen.Load())
+	d.startWorker(d.gen.Load())
 
 	// Sources: everything that submits to the pipeline.
 	var (
@@ -182,8 +358,8 @@ func (d *daemon) run(ctx context.Context, stdout io.Writer) error {
 		srv, err := receiver.New(receiver.Options{
 			Config:    cfg.SMTP,
 			Agents:    cfg.Agents,
-			Addresses: d.rt.pipeline.Addresses(),
-			Submitter: d.rt.pipeline,
+			Addresses: d.gen.Load().pipeline.Addresses(),
+			Submitter: d,
 			Logger:    logger,
 			Metrics:   d.metrics,
 			OnListen: func(a net.Addr, implicitTLS bool) {
@@ -197,41 +373,64 @@ func (d *daemon) run(ctx context.Context, stdout io.Writer) error {
 		if err != nil {
 			failed("smtp receiver", err)
 		} else {
+			d.recv = srv
 			source("smtp receiver", srv.ListenAndServe)
 		}
 	}
 
-	pollers, err := poller.StartPollers(srcCtx, cfg, d.rt.st, d.rt.pipeline, poller.Options{Logger: logger})
-	if err != nil {
+	d.pollers = newPollerSet(srcCtx, d.st, d, poller.Options{Logger: logger})
+	if err := d.pollers.apply(cfg); err != nil {
 		failed("imap pollers", err)
-	} else {
-		if f := pollers.Folders(); len(f) > 0 {
-			fmt.Fprintf(stdout, "deskmail: IMAP polling %s\n", strings.Join(f, ", "))
+	} else if f := d.pollers.folders(); len(f) > 0 {
+		fmt.Fprintf(stdout, "deskmail: IMAP polling %s\n", strings.Join(f, ", "))
+	}
+
+	mux := healthMux(func() *config.Config { return d.gen.Load().cfg }, d.st, d.metrics, &d.api)
+	source("http server", func(ctx context.Context) error {
+		return serveHTTP(ctx, cfg.HTTP.Listen, mux, stdout, logger)
+	})
+
+	logger.Info("deskmail serving", "database", cfg.Database, "config", d.ov.path)
+	srcDone := make(chan struct{})
+	go func() {
+		srcWG.Wait()
+		close(srcDone)
+	}()
+wait:
+	for {
+		select {
+		case <-hup:
+			if srcCtx.Err() == nil {
+				d.reload(srcCtx)
+			}
+		case <-srcDone:
+			break wait
 		}
-		srcWG.Go(pollers.Wait)
 	}
-
-	apiHandler, err := api.New(api.Options{Store: d.rt.st, Pipeline: d.rt.pipeline, Config: cfg, Logger: logger, Kick: d.worker.Kick})
-	if err != nil {
-		failed("http api", err)
-	} else {
-		mux := healthMux(func() *config.Config { return cfg }, d.rt.st, d.metrics, apiHandler)
-		source("http server", func(ctx context.Context) error {
-			return serveHTTP(ctx, cfg.HTTP.Listen, mux, stdout, logger)
-		})
-	}
-
-	logger.Info("deskmail serving", "database", cfg.Database)
-	srcWG.Wait()
-	stopPipeline()
-	pipeWG.Wait()
-	stopWorker()
-	workerWG.Wait()
+	stopSources()
+	d.pollers.wait()
+	d.retire(d.gen.Load())
+	stopPipelines()
+	d.pipeWG.Wait()
+	d.stopWorker()
 	if len(srcErrs) > 0 {
 		return errors.Join(srcErrs...)
 	}
 	logger.Info("deskmail stopped")
 	return nil
+}
+
+// swapHandler serves with the handler last set; a reload sets a new
+// one while requests in progress finish on the old.
+type swapHandler struct {
+	h atomic.Pointer[http.Handler]
+}
+
+func (s *swapHandler) set(h http.Handler) { s.h.Store(&h) }
+
+// ServeHTTP implements http.Handler.
+func (s *swapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*s.h.Load()).ServeHTTP(w, r)
 }
 
 // serveHTTP serves the API, health and metrics until ctx ends, then
@@ -278,9 +477,9 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// serveLogger builds the daemon's logger from the log configuration.
-func serveLogger(lc config.LogConfig, w io.Writer) (*slog.Logger, error) {
-	var level slog.Level
+// serveLogger builds the daemon's logger from the log configuration;
+// its level is level's, so a reload can change it.
+func serveLogger(lc config.LogConfig, level *slog.LevelVar, w io.Writer) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(lc.Level)); err != nil {
 		return nil, fmt.Errorf("log.level %q: %w", lc.Level, err)
 	}

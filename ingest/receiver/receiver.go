@@ -81,6 +81,8 @@ type Server struct {
 	now    func() time.Time
 	// buffered is the number of message bytes sessions hold.
 	buffered atomic.Int64
+	// addrs is the current support address map (SetAddresses).
+	addrs atomic.Pointer[threading.Addresses]
 }
 
 // smtpUser is one AUTH account with its password hashed (so
@@ -172,6 +174,7 @@ func New(opts Options) (*Server, error) {
 			s.users[u.Username] = su
 		}
 	}
+	s.addrs.Store(opts.Addresses)
 	s.dummy = sha256.Sum256([]byte("deskmail: no such user"))
 	s.conns = newTracker(cfg.MaxConnections, cfg.MaxConnectionsPerIP)
 	if cfg.RatePerMinute > 0 {

@@ -108,7 +108,7 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 // plus-addressed reply tokens) are accepted. go-smtp has already
 // enforced MaxRecipients (452 4.5.3).
 func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	ch, ok := se.s.opts.Addresses.Lookup(to)
+	ch, ok := se.s.addrs.Load().Lookup(to)
 	if !ok {
 		se.s.log.Info("smtp: recipient refused", "client", se.tc.ip, "rcpt", to)
 		se.s.opts.Metrics.SMTPRejection("unknown_recipient")
