@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"github.com/deskmail/deskmail/config"
@@ -33,6 +34,9 @@ type sink struct {
 	msgs []sunk
 	fail func(stage, arg string, data []byte) error
 	got  chan sunk
+	// users, when set, are the only AUTH PLAIN accounts accepted (and
+	// AUTH is then required).
+	users map[string]string
 }
 
 type sunk struct {
@@ -40,6 +44,7 @@ type sunk struct {
 	to    []string
 	data  []byte
 	msgID string
+	user  string // the AUTH username of the session
 }
 
 func newSink(t testing.TB) *sink {
@@ -119,11 +124,32 @@ type sinkSession struct {
 	s    *sink
 	from string
 	to   []string
+	user string
+}
+
+func (x *sinkSession) AuthMechanisms() []string { return []string{sasl.Plain} }
+func (x *sinkSession) Auth(mech string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(_, username, password string) error {
+		x.s.mu.Lock()
+		want, ok := x.s.users[username]
+		x.s.mu.Unlock()
+		if !ok || want != password {
+			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "bad credentials"}
+		}
+		x.user = username
+		return nil
+	}), nil
 }
 
 func (x *sinkSession) Reset()        { x.from, x.to = "", nil }
 func (x *sinkSession) Logout() error { return nil }
 func (x *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
+	x.s.mu.Lock()
+	needAuth := x.s.users != nil
+	x.s.mu.Unlock()
+	if needAuth && x.user == "" {
+		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "authentication required"}
+	}
 	if err := x.s.check("mail", from, nil); err != nil {
 		return err
 	}
@@ -146,7 +172,7 @@ func (x *sinkSession) Data(r io.Reader) error {
 	if err := x.s.check("data", id, b); err != nil {
 		return err
 	}
-	m := sunk{from: x.from, to: x.to, data: b, msgID: strings.Trim(id, "<>")}
+	m := sunk{from: x.from, to: x.to, data: b, msgID: strings.Trim(id, "<>"), user: x.user}
 	x.s.mu.Lock()
 	x.s.msgs = append(x.s.msgs, m)
 	x.s.mu.Unlock()

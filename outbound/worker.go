@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,16 +22,22 @@ import (
 	"github.com/deskmail/deskmail/store"
 )
 
-// Worker delivers queued mail through the configured relay. Build it
+// Worker delivers queued mail through the configured relays. Build it
 // with Outbox.Worker, start it with Run; Kick wakes it after a commit
 // that queued mail.
 type Worker struct {
-	o     *Outbox
-	st    *store.Store
-	log   *slog.Logger
-	kick  chan struct{}
-	relay relayConfig
+	o    *Outbox
+	st   *store.Store
+	log  *slog.Logger
+	kick chan struct{}
+	// relay is outbound.relay (addr "" when none is configured);
+	// byFrom maps the addresses of channels with their own relay
+	// (lower case) to it. A mail goes through the relay of the channel
+	// whose address is its envelope sender.
+	relay  *relay
+	byFrom map[string]*relay
 
+	// conns is the size of outbound.relay's connection pool.
 	conns       int
 	maxAttempts int
 	retryFor    time.Duration
@@ -48,13 +57,53 @@ type Worker struct {
 	rand func() float64
 }
 
-type relayConfig struct {
+// relay is one SMTP relay and the state of its connection pool.
+type relay struct {
+	name     string // "outbound.relay" or "channel <name>", for logs
 	addr     string
 	tls      string // starttls, implicit, none
 	username string
 	password func() (string, error)
 	helo     string
 	tlsConf  *tls.Config
+	conns    int // pool size; 0 means the worker's conns
+
+	// After a failed connection, attempts for this relay fail at once
+	// with the same error until downUntil, so a relay that is down
+	// does not hold every delivery slot while each attempt times out.
+	mu        sync.Mutex
+	downUntil time.Time
+	downErr   error
+}
+
+func newRelay(name, addr, mode, username string, password func() (string, error), helo string, conns int) *relay {
+	r := &relay{name: name, addr: addr, tls: strings.ToLower(mode), username: username, password: password, helo: helo, conns: conns}
+	if r.tls == "" {
+		r.tls = "starttls"
+	}
+	if r.helo == "" {
+		r.helo = "localhost"
+	}
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		r.tlsConf = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	}
+	return r
+}
+
+// down returns the last connection error while the relay is held down.
+func (r *relay) down(now time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Before(r.downUntil) {
+		return r.downErr
+	}
+	return nil
+}
+
+func (r *relay) setDown(until time.Time, err error) {
+	r.mu.Lock()
+	r.downUntil, r.downErr = until, err
+	r.mu.Unlock()
 }
 
 // Worker builds the delivery worker for st. It does not start it.
@@ -63,25 +112,25 @@ func (o *Outbox) Worker(st *store.Store, logger *slog.Logger) *Worker {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	oc := o.cfg.Outbound
+	helo := o.cfg.SMTP.Hostname
 	w := &Worker{
 		o: o, st: st, log: logger.With("component", "outbox"), kick: make(chan struct{}, 1),
-		relay: relayConfig{
-			addr: oc.Relay, tls: strings.ToLower(oc.TLS), username: oc.Username,
-			password: oc.Password.Value, helo: o.cfg.SMTP.Hostname,
-		},
-		conns: oc.Connections, maxAttempts: oc.MaxAttempts, retryFor: oc.RetryFor.Duration,
+		relay:  newRelay("outbound.relay", oc.Relay, oc.TLS, oc.Username, oc.Password.Value, helo, 0),
+		byFrom: map[string]*relay{},
+		conns:  oc.Connections, maxAttempts: oc.MaxAttempts, retryFor: oc.RetryFor.Duration,
 		minBackoff: time.Minute, maxBackoff: 12 * time.Hour,
 		attemptTimeout: 5 * time.Minute, idle: 30 * time.Second, poll: 30 * time.Second,
 		now: time.Now, rand: rand.Float64,
 	}
-	if w.relay.tls == "" {
-		w.relay.tls = "starttls"
-	}
-	if w.relay.helo == "" {
-		w.relay.helo = "localhost"
-	}
-	if host, _, err := net.SplitHostPort(w.relay.addr); err == nil {
-		w.relay.tlsConf = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	for _, ch := range o.cfg.Channels {
+		rc := ch.Relay
+		if rc == nil || rc.Address == "" {
+			continue
+		}
+		r := newRelay("channel "+ch.Name, rc.Address, rc.TLS, rc.Username, rc.Password.Value, helo, rc.Connections)
+		for _, a := range ch.Addresses {
+			w.byFrom[strings.ToLower(a)] = r
+		}
 	}
 	if w.conns <= 0 {
 		w.conns = 4
@@ -106,40 +155,91 @@ func (w *Worker) Kick() {
 // errInterrupted marks an attempt stopped by our own shutdown.
 var errInterrupted = errors.New("delivery interrupted by shutdown")
 
+// errNoRelay marks mail whose channel has no relay: it stays queued,
+// without counting attempts, until one is configured.
+var errNoRelay = errors.New("no outbound relay configured for this mail's channel")
+
 // result is the outcome of one delivery attempt.
 type result struct {
-	m        *store.OutboxMail
-	err      error
-	rejected []string // recipients refused with 5xx (the others got it)
+	m   *store.OutboxMail
+	err error
+	// refused are the recipients the relay refused with 5xx at RCPT
+	// (when err is nil, the others got the mail).
+	refused []refusal
+}
+
+// refusal is one recipient refused at RCPT.
+type refusal struct {
+	rcpt string
+	err  error
+}
+
+// relayOf is the relay that delivers m: its channel's own relay, found
+// by the envelope sender (the channel address it was written with),
+// else outbound.relay.
+func (w *Worker) relayOf(m *store.OutboxMail) *relay {
+	if r, ok := w.byFrom[strings.ToLower(m.MailFrom)]; ok {
+		return r
+	}
+	return w.relay
+}
+
+// relays lists the distinct relays that have an address.
+func (w *Worker) relays() []*relay {
+	var out []*relay
+	seen := map[*relay]bool{}
+	for _, r := range append([]*relay{w.relay}, slices.Collect(maps.Values(w.byFrom))...) {
+		if r.addr != "" && !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, func(a, b *relay) int { return strings.Compare(a.name, b.name) })
+	return out
 }
 
 // Run delivers mail until ctx ends, then waits for attempts in flight
 // to stop, records their outcome and returns nil. With no relay
-// configured it only waits: mail stays queued. It returns an error
-// only when the relay password cannot be read.
+// configured at all it only waits: mail stays queued (so does mail of
+// a channel without a relay when only other channels have one). It
+// returns an error only when a relay password cannot be read.
 //
-// Goroutines: Run is the scheduler; it starts outbound.connections
-// senders, each owning one relay connection, and stops them before
+// Goroutines: Run is the scheduler; for each relay it starts a pool of
+// senders (outbound.connections, or the channel relay's connections),
+// each owning one connection to that relay, and stops them all before
 // returning.
 func (w *Worker) Run(ctx context.Context) error {
-	if w.relay.addr == "" {
+	relays := w.relays()
+	if len(relays) == 0 {
 		w.log.Warn("no outbound relay configured: mail stays queued")
 		<-ctx.Done()
 		return nil
 	}
-	if w.relay.username != "" {
-		if _, err := w.relay.password(); err != nil {
-			return fmt.Errorf("outbound relay password: %w", err)
+	total := 0
+	for _, r := range relays {
+		if r.username != "" {
+			if _, err := r.password(); err != nil {
+				return fmt.Errorf("%s password: %w", r.name, err)
+			}
 		}
+		if r.conns <= 0 {
+			r.conns = w.conns
+		}
+		total += r.conns
 	}
 	// Slots beyond the connections keep claims and results batched:
-	// one transaction (one fsync) serves many messages.
-	capacity := max(8*w.conns, 32)
-	jobs := make(chan *store.OutboxMail, capacity)
+	// one transaction (one fsync) serves many messages. Each pool's
+	// queue holds every slot, so handing out a claim never blocks.
+	capacity := max(8*total, 32)
+	pools := map[*relay]chan *store.OutboxMail{}
 	results := make(chan result, capacity)
 	var wg sync.WaitGroup
-	for range w.conns {
-		wg.Go(func() { w.sender(ctx, jobs, results) })
+	for _, r := range relays {
+		jobs := make(chan *store.OutboxMail, capacity)
+		pools[r] = jobs
+		for range r.conns {
+			wg.Go(func() { w.sender(ctx, r, jobs, results) })
+		}
 	}
 	inflight := 0
 	var pending []result
@@ -174,12 +274,19 @@ func (w *Worker) Run(ctx context.Context) error {
 		} else {
 			pending = pending[:0]
 			for _, m := range claimed {
+				jobs, ok := pools[w.relayOf(m)]
+				if !ok {
+					// Recorded by the next step, right away.
+					pending = append(pending, result{m: m, err: errNoRelay})
+					wait = 0
+					continue
+				}
 				jobs <- m
 				inflight++
 			}
 			// When every slot is busy, a finished attempt wakes us;
 			// otherwise sleep until the next mail is due.
-			if len(claimed) < free {
+			if len(claimed) < free && len(pending) == 0 {
 				if next, ok, err := w.nextDue(ctx); err != nil {
 					w.log.Error("reading the outbox schedule failed", "err", err)
 					wait = time.Second
@@ -199,7 +306,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 	// Shutdown: senders see ctx and abort; record what they report.
-	close(jobs)
+	for _, jobs := range pools {
+		close(jobs)
+	}
 	wg.Wait()
 	close(results)
 	for r := range results {
@@ -275,11 +384,32 @@ func (w *Worker) backoff(attempt int) time.Duration {
 func (w *Worker) record(tx *store.Tx, now time.Time, rs []result) error {
 	for _, r := range rs {
 		m := r.m
+		// Recipients that do not exist are flagged bouncing in the
+		// same transaction, so no further mail is queued to them.
+		var flagged []string
+		for _, f := range r.refused {
+			if !isUnknownRecipient(f.err) {
+				continue
+			}
+			reason := fmt.Sprintf("relay refused %s (Message-ID %s): %v", f.rcpt, m.MessageID, f.err)
+			if err := tx.MarkBouncing(strings.ToLower(f.rcpt), reason); err != nil {
+				return err
+			}
+			flagged = append(flagged, f.rcpt)
+		}
+		flagNote := ""
+		if len(flagged) > 0 {
+			flagNote = "; flagged as bouncing: " + strings.Join(flagged, ", ")
+		}
 		if r.err == nil {
 			note := ""
-			if len(r.rejected) > 0 {
-				note = "refused by the relay: " + strings.Join(r.rejected, "; ")
-				if err := w.history(tx, m, note); err != nil {
+			if len(r.refused) > 0 {
+				texts := make([]string, len(r.refused))
+				for i, f := range r.refused {
+					texts[i] = f.err.Error()
+				}
+				note = "refused by the relay: " + strings.Join(texts, "; ")
+				if err := w.history(tx, m, note+flagNote); err != nil {
 					return err
 				}
 			}
@@ -287,6 +417,12 @@ func (w *Worker) record(tx *store.Tx, now time.Time, rs []result) error {
 				return err
 			}
 			w.log.Debug("sent", "id", m.ID, "ticket", m.TicketID, "message_id", m.MessageID)
+			continue
+		}
+		if errors.Is(r.err, errNoRelay) {
+			if err := tx.ReleaseOutbox(m.ID, now.Add(w.poll), r.err.Error()); err != nil {
+				return err
+			}
 			continue
 		}
 		errText := r.err.Error()
@@ -299,7 +435,7 @@ func (w *Worker) record(tx *store.Tx, now time.Time, rs []result) error {
 			if err := tx.MarkOutboxFailed(m.ID, errText); err != nil {
 				return err
 			}
-			if err := w.history(tx, m, errText); err != nil {
+			if err := w.history(tx, m, errText+flagNote); err != nil {
 				return err
 			}
 			w.log.Warn("delivery failed", "id", m.ID, "ticket", m.TicketID, "to", m.RcptTo, "err", errText)
@@ -329,13 +465,45 @@ func (w *Worker) history(tx *store.Tx, m *store.OutboxMail, why string) error {
 }
 
 // isPermanent is the one place that decides whether a delivery error
-// is final: a 5xx reply from the relay (RFC 5321 §4.2.1). Everything
-// else — 4xx replies, refused or dropped connections, TLS errors,
-// timeouts, our own shutdown — is temporary.
+// is final: a 5xx reply from the relay to MAIL, RCPT or DATA (RFC 5321
+// §4.2.1). Everything else — 4xx replies, refused or dropped
+// connections, TLS errors, timeouts, our own shutdown, and any reply
+// while connecting (greeting, EHLO, STARTTLS, AUTH: a problem of the
+// relay or of our credentials, not of the message) — is temporary.
 func isPermanent(err error) bool {
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
 		return se.Code >= 500 && se.Code <= 599
+	}
+	return false
+}
+
+// unknownUser matches the texts of relays that say "no such mailbox"
+// without an enhanced status code.
+var unknownUser = regexp.MustCompile(`(?i)\b(user unknown|unknown user|no such (user|mailbox|recipient|address)|unknown (recipient|mailbox|address)|(mailbox|user|recipient|address) (not found|does not exist|doesn't exist)|invalid (recipient|mailbox)|recipient not found|unrouteable address)\b`)
+
+// isUnknownRecipient reports whether a refusal at RCPT says the
+// address does not exist, so the contact should be flagged bouncing:
+// an enhanced status 5.1.x (RFC 3463 §3.2: addressing status, except
+// 5.1.7 and 5.1.8, which are about our sender address), or, from a
+// relay that gives no detail (X.0.0 or none), a 550/551/553 reply whose
+// text says the user is unknown. Policy refusals (5.7.x), full
+// mailboxes (5.2.2) and the like do not flag the address.
+func isUnknownRecipient(err error) bool {
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code < 500 || se.Code > 599 {
+		return false
+	}
+	ec := se.EnhancedCode
+	if ec[0] == 5 && ec[1] == 1 {
+		return ec[2] != 7 && ec[2] != 8
+	}
+	if ec[0] == 5 && ec[1] != 0 {
+		return false
+	}
+	switch se.Code {
+	case 550, 551, 553:
+		return unknownUser.MatchString(se.Message)
 	}
 	return false
 }
@@ -358,7 +526,7 @@ func (c *conn) close() {
 // sender delivers jobs one at a time over one relay connection, kept
 // open between messages and closed after idle time, on any error, or
 // when jobs is closed.
-func (w *Worker) sender(ctx context.Context, jobs <-chan *store.OutboxMail, results chan<- result) {
+func (w *Worker) sender(ctx context.Context, r *relay, jobs <-chan *store.OutboxMail, results chan<- result) {
 	var cur *conn
 	defer func() { cur.close() }()
 	idle := time.NewTimer(w.idle)
@@ -369,8 +537,7 @@ func (w *Worker) sender(ctx context.Context, jobs <-chan *store.OutboxMail, resu
 			if !ok {
 				return
 			}
-			r := w.safeDeliver(ctx, &cur, m)
-			results <- r
+			results <- w.safeDeliver(ctx, r, &cur, m)
 			idle.Reset(w.idle)
 		case <-idle.C:
 			cur.close()
@@ -381,7 +548,7 @@ func (w *Worker) sender(ctx context.Context, jobs <-chan *store.OutboxMail, resu
 
 // safeDeliver runs deliver and turns a panic into a temporary failure
 // of that message, so one bad message cannot stop the worker.
-func (w *Worker) safeDeliver(ctx context.Context, cur **conn, m *store.OutboxMail) (r result) {
+func (w *Worker) safeDeliver(ctx context.Context, rl *relay, cur **conn, m *store.OutboxMail) (r result) {
 	defer func() {
 		if p := recover(); p != nil {
 			(*cur).close()
@@ -390,11 +557,12 @@ func (w *Worker) safeDeliver(ctx context.Context, cur **conn, m *store.OutboxMai
 			w.log.Error("panic during delivery", "id", m.ID, "panic", p)
 		}
 	}()
-	return w.deliver(ctx, cur, m)
+	return w.deliver(ctx, rl, cur, m)
 }
 
-// deliver makes one attempt: MAIL, RCPT for each recipient, DATA.
-func (w *Worker) deliver(ctx context.Context, cur **conn, m *store.OutboxMail) result {
+// deliver makes one attempt through r: MAIL, RCPT for each recipient,
+// DATA, on the sender's connection (reset with RSET) or a new one.
+func (w *Worker) deliver(ctx context.Context, r *relay, cur **conn, m *store.OutboxMail) result {
 	if ctx.Err() != nil {
 		return result{m: m, err: errInterrupted}
 	}
@@ -419,10 +587,21 @@ func (w *Worker) deliver(ctx context.Context, cur **conn, m *store.OutboxMail) r
 		}
 	}
 	if *cur == nil {
-		c, err := w.dial(actx)
-		if err != nil {
-			return result{m: m, err: fmt.Errorf("relay %s: %w", w.relay.addr, err)}
+		if err := r.down(w.now()); err != nil {
+			return result{m: m, err: err}
 		}
+		c, err := w.dial(actx, r)
+		if err != nil {
+			if ctx.Err() != nil {
+				return result{m: m, err: fmt.Errorf("%w: relay %s: %v", errInterrupted, r.addr, err)}
+			}
+			// %v: a reply while connecting is never the message's fault
+			// (see isPermanent).
+			err = fmt.Errorf("relay %s: %v", r.addr, err)
+			r.setDown(w.now().Add(min(w.minBackoff, 10*time.Second)), err)
+			return result{m: m, err: err}
+		}
+		r.setDown(time.Time{}, nil)
 		*cur = c
 	}
 	c := *cur
@@ -442,23 +621,29 @@ func (w *Worker) deliver(ctx context.Context, cur **conn, m *store.OutboxMail) r
 	if err := c.c.Mail(m.MailFrom, nil); err != nil {
 		return fail(fmt.Errorf("MAIL FROM: %w", err))
 	}
-	var rejected []string
-	var lastReject error
+	var refused []refusal
 	for _, rcpt := range m.RcptTo {
 		if err := c.c.Rcpt(rcpt, nil); err != nil {
 			if !isPermanent(err) {
 				return fail(fmt.Errorf("RCPT TO <%s>: %w", rcpt, err))
 			}
-			lastReject = fmt.Errorf("RCPT TO <%s>: %w", rcpt, err)
-			rejected = append(rejected, lastReject.Error())
+			refused = append(refused, refusal{rcpt: rcpt, err: fmt.Errorf("RCPT TO <%s>: %w", rcpt, err)})
 		}
 	}
-	if len(rejected) == len(m.RcptTo) {
-		if lastReject == nil {
-			lastReject = &smtp.SMTPError{Code: 554, Message: "no recipients"}
+	if len(refused) == len(m.RcptTo) {
+		var err error = &smtp.SMTPError{Code: 554, Message: "no recipients"}
+		if len(refused) > 0 {
+			err = refused[len(refused)-1].err
+			if len(refused) > 1 {
+				texts := make([]string, len(refused))
+				for i, f := range refused {
+					texts[i] = f.err.Error()
+				}
+				err = fmt.Errorf("every recipient refused: %s: %w", strings.Join(texts[:len(texts)-1], "; "), err)
+			}
 		}
 		// The connection is fine; the transaction is reset next time.
-		return result{m: m, err: lastReject}
+		return result{m: m, err: err, refused: refused}
 	}
 	wc, err := c.c.Data()
 	if err != nil {
@@ -470,33 +655,33 @@ func (w *Worker) deliver(ctx context.Context, cur **conn, m *store.OutboxMail) r
 	if err := wc.Close(); err != nil {
 		return fail(fmt.Errorf("DATA: %w", err))
 	}
-	return result{m: m, rejected: rejected}
+	return result{m: m, refused: refused}
 }
 
-// dial connects to the relay, says EHLO, secures the connection as
+// dial connects to relay r, says EHLO, secures the connection as
 // configured and authenticates when a username is set.
-func (w *Worker) dial(ctx context.Context) (*conn, error) {
-	var d net.Dialer
-	raw, err := d.DialContext(ctx, "tcp", w.relay.addr)
+func (w *Worker) dial(ctx context.Context, r *relay) (*conn, error) {
+	d := net.Dialer{Timeout: 30 * time.Second}
+	raw, err := d.DialContext(ctx, "tcp", r.addr)
 	if err != nil {
 		return nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
 	var c *smtp.Client
-	switch w.relay.tls {
+	switch r.tls {
 	case "implicit":
-		tc := tls.Client(raw, w.relay.tlsConf)
+		tc := tls.Client(raw, r.tlsConf)
 		raw = tc
 		c = smtp.NewClient(tc)
-		err = c.Hello(w.relay.helo)
+		err = c.Hello(r.helo)
 	case "none":
 		c = smtp.NewClient(raw)
-		err = c.Hello(w.relay.helo)
+		err = c.Hello(r.helo)
 	default: // starttls
-		c, err = smtp.NewClientStartTLS(raw, w.relay.tlsConf)
+		c, err = smtp.NewClientStartTLS(raw, r.tlsConf)
 		if err == nil {
-			err = c.Hello(w.relay.helo)
+			err = c.Hello(r.helo)
 		}
 	}
 	if err != nil {
@@ -505,8 +690,8 @@ func (w *Worker) dial(ctx context.Context) (*conn, error) {
 	}
 	c.CommandTimeout = time.Minute
 	c.SubmissionTimeout = 3 * time.Minute
-	if w.relay.username != "" {
-		pass, err := w.relay.password()
+	if r.username != "" {
+		pass, err := r.password()
 		if err != nil {
 			raw.Close()
 			return nil, fmt.Errorf("relay password: %w", err)
@@ -514,9 +699,9 @@ func (w *Worker) dial(ctx context.Context) (*conn, error) {
 		var mech sasl.Client
 		switch {
 		case c.SupportsAuth("PLAIN"):
-			mech = sasl.NewPlainClient("", w.relay.username, pass)
+			mech = sasl.NewPlainClient("", r.username, pass)
 		case c.SupportsAuth("LOGIN"):
-			mech = sasl.NewLoginClient(w.relay.username, pass)
+			mech = sasl.NewLoginClient(r.username, pass)
 		default:
 			raw.Close()
 			return nil, errors.New("relay offers neither AUTH PLAIN nor LOGIN")

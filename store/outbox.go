@@ -208,6 +208,13 @@ func (t *Tx) RetryOutbox(id int64, next time.Time, errText string) error {
 	return t.setOutbox(id, `state='queued', next_attempt_at=?, last_error=?`, ts(next), errText)
 }
 
+// ReleaseOutbox gives back a claimed mail that could not be attempted
+// (no relay for it): it stays queued until next, and the claim's
+// attempt is not counted.
+func (t *Tx) ReleaseOutbox(id int64, next time.Time, note string) error {
+	return t.setOutbox(id, `state='queued', attempts=MAX(attempts-1,0), next_attempt_at=?, last_error=?`, ts(next), note)
+}
+
 // RequeueOutbox puts a failed (or queued) mail back in the queue for
 // delivery now, with a fresh attempt count: `deskmail outbox retry`.
 func (t *Tx) RequeueOutbox(id int64) error {
