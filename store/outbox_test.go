@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -316,4 +317,34 @@ func outboxIDs(ms []OutboxMail) []int64 {
 		out[i] = m.ID
 	}
 	return out
+}
+
+// TestCountOutboxToUsesIndex: the rate-limit count must not scan the
+// whole outbox (it runs for every new ticket).
+func TestCountOutboxToUsesIndex(t *testing.T) {
+	st := openOutboxTestStore(t)
+	err := st.Read(context.Background(), func(tx *Tx) error {
+		rows, err := tx.query(`EXPLAIN QUERY PLAN `+countOutboxToSQL, "confirmation", ts(time.Now()), "a@b")
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				return err
+			}
+			plan = append(plan, detail)
+		}
+		joined := strings.Join(plan, "\n")
+		if !strings.Contains(joined, "USING INDEX outbox_kind_created (kind=? AND created_at>?)") {
+			t.Errorf("query plan:\n%s", joined)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

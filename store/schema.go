@@ -280,4 +280,9 @@ ALTER TABLE imap_state ADD COLUMN history_before TEXT;
 INSERT OR IGNORE INTO statuses(code, name, category) VALUES
 	(2, 'Open', 'open'), (3, 'Pending', 'pending'), (4, 'Resolved', 'resolved'), (5, 'Closed', 'closed');
 `,
+	// 5: the confirmation rate limit (CountOutboxTo) reads only the
+	// last hour of one kind instead of the whole outbox.
+	`
+CREATE INDEX outbox_kind_created ON outbox(kind, created_at);
+`,
 }
