@@ -34,6 +34,8 @@ func commands() []command {
 		{"check-config", "check-config FILE       validate a configuration file", runCheckConfig},
 		{"status", "status [--config FILE] [--db PATH] [--json]   channel health, outbox, failures", runStatus},
 		{"backup", "backup --db PATH DEST   consistent copy of the database, while running", runBackup},
+		{"channels", "channels test NAME --config FILE   check an IMAP channel's mailbox", runChannels},
+		{"version", "version [--json]        version, Go version and database schema", runVersion},
 	}
 }
 
