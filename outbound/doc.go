@@ -13,9 +13,12 @@
 // when it rolls back, the mail never existed. Enqueue never touches
 // the network.
 //
-// Worker delivers queued mail through the configured relay. It is one
-// scheduler goroutine (woken by a timer or by Kick) and a fixed number
-// of sender goroutines, each holding one SMTP connection. The
+// Worker delivers queued mail through the configured relays. It is one
+// scheduler goroutine (woken by a timer or by Kick) and, per relay, a
+// pool of sender goroutines, each holding one SMTP connection that it
+// reuses (RSET) for many messages. A mail goes through the relay of
+// the channel whose address is its envelope sender when that channel
+// names one (channels[].relay), else through outbound.relay. The
 // scheduler claims due mail in a short write transaction that counts
 // the attempt and writes the next attempt time (the lease) before any
 // sender dials; results are recorded afterwards in another short
@@ -25,14 +28,26 @@
 //
 //   - In order per ticket: a ticket's mail N+1 is not claimed while
 //     mail N is queued (in flight or waiting for a retry).
-//   - Temporary unless proven permanent (classify): a 5xx reply is
-//     permanent (the mail is marked failed and the ticket's history
-//     says so); everything else — 4xx, connection and TLS errors,
-//     timeouts — is retried with jittered exponential backoff until
-//     outbound.max_attempts or outbound.retry_for is reached.
-//   - At least once: a crash after the relay accepted DATA but before
-//     the result was committed re-sends the mail after its lease, with
-//     the same Message-ID, so clients de-duplicate it.
+//   - Temporary unless proven permanent (isPermanent): a 5xx reply to
+//     MAIL, RCPT or DATA is permanent (the mail is marked failed and
+//     the ticket's history says so); everything else — 4xx,
+//     connection and TLS errors, replies while connecting (greeting,
+//     EHLO, AUTH), timeouts — is retried with jittered exponential
+//     backoff until outbound.max_attempts or outbound.retry_for is
+//     reached. While a relay refuses connections, attempts through it
+//     fail at once for a few seconds instead of each waiting to time
+//     out.
+//   - A recipient refused at RCPT as nonexistent (5.1.x, or a bare 550
+//     "user unknown", isUnknownRecipient) is flagged bouncing in the
+//     transaction that records the attempt, so nothing more is queued
+//     to it; the history entry names it.
+//   - At least once, and twice only when it cannot be known: a mail is
+//     sent again only when the relay may have accepted it without the
+//     result being committed (a crash or a dropped connection between
+//     the end of DATA and the commit); it is then re-sent after its
+//     lease with the same Message-ID and the same bytes, so clients
+//     de-duplicate it. At shutdown the results of finished attempts
+//     are committed before Run returns.
 //
 // # DKIM
 //
