@@ -25,7 +25,7 @@ import (
 // dkimKeys writes an RSA key for acme.test and an Ed25519 key for
 // acme.fr and returns the configuration entries and the TXT records a
 // verifier would find in DNS.
-func dkimKeys(t *testing.T) ([]config.DKIMConfig, map[string]string) {
+func dkimKeys(t testing.TB) ([]config.DKIMConfig, map[string]string) {
 	t.Helper()
 	dir := t.TempDir()
 	rk, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -53,7 +53,7 @@ func dkimKeys(t *testing.T) ([]config.DKIMConfig, map[string]string) {
 	return entries, txt
 }
 
-func verifyDKIM(t *testing.T, raw []byte, txt map[string]string) []*dkim.Verification {
+func verifyDKIM(t testing.TB, raw []byte, txt map[string]string) []*dkim.Verification {
 	t.Helper()
 	vs, err := dkim.VerifyWithOptions(bytes.NewReader(raw), &dkim.VerifyOptions{LookupTXT: func(domain string) ([]string, error) {
 		if r, ok := txt[domain]; ok {
@@ -157,5 +157,30 @@ func TestDKIMDomainChoice(t *testing.T) {
 		if signed := bytes.HasPrefix(r.Raw, []byte("DKIM-Signature:")); signed == (r.State == store.OutboxSuppressed) {
 			t.Errorf("%s %s: signed=%v", r.Kind, r.State, signed)
 		}
+	}
+}
+
+// BenchmarkDKIMSign measures signing one rendered confirmation, the
+// cost DKIM adds to Enqueue (inside the ingest transaction).
+func BenchmarkDKIMSign(b *testing.B) {
+	e := newEnv(b, "", "")
+	entries, _ := dkimKeys(b)
+	e.cfg.Outbound.DKIM = entries
+	o, err := New(e.cfg, e.signer)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.o = o
+	tk, conv := e.newTicket(incoming{from: "ann@customer.test", subject: "Printer broken", msgID: "bk@customer.test", body: strings.Repeat("text ", 400)})
+	e.enqueue(Event{Kind: TicketCreated, Ticket: tk, Conversation: conv})
+	raw := e.outbox(store.OutboxFilter{Kind: KindConfirmation, WithRaw: true})[0].Raw
+	for _, c := range []struct{ name, from string }{{"rsa2048", "support@acme.test"}, {"ed25519", "support@acme.fr"}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := o.dkimSign(raw, c.from); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
