@@ -192,6 +192,23 @@ func TestNewUser(t *testing.T) {
 		t.Errorf("/healthz: %s", resp.Status)
 	}
 
+	// Metrics move: messages, and API requests by status (401 without a key).
+	if resp, err := http.Get("http://" + httpAddr + "/api/v2/tickets"); err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	resp, err = http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsText, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`deskmail_message_actions_total{action="created",channel="default"}`, `deskmail_api_requests_total{code="401"} 1`, "deskmail_outbox_queued"} {
+		if !strings.Contains(string(metricsText), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
 	list := deskmailCmd(t, bin, dir, "tickets", "list", "--db", "deskmail.db")
 	if !strings.Contains(list, "Printer broken") {
 		t.Errorf("tickets list lacks the ticket:\n%s", list)

@@ -191,6 +191,7 @@ func newDaemon(ctx context.Context, cfg *config.Config, ov overrides, logger *sl
 		return nil, err
 	}
 	d := &daemon{ov: ov, st: st, metrics: metrics.New(), log: logger, level: level}
+	d.api.m = d.metrics
 	g, err := d.newGeneration(ctx, cfg)
 	if err != nil {
 		st.Close()
@@ -390,6 +391,8 @@ func (d *daemon) run(ctx context.Context, stdout io.Writer, hup <-chan os.Signal
 		return serveHTTP(ctx, cfg.HTTP.Listen, mux, stdout, logger)
 	})
 
+	srcWG.Go(func() { d.watchOutbox(srcCtx, 15*time.Second) })
+
 	logger.Info("deskmail serving", "database", cfg.Database, "config", d.ov.path)
 	srcDone := make(chan struct{})
 	go func() {
@@ -420,18 +423,70 @@ wait:
 	return nil
 }
 
-// swapHandler serves with the handler last set; a reload sets a new
-// one while requests in progress finish on the old.
+// watchOutbox sets the deskmail_outbox_queued gauge from the store
+// every interval until ctx ends (mail queued by `deskmail ingest` in
+// another process counts too).
+func (d *daemon) watchOutbox(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		var queued int
+		err := d.st.Read(ctx, func(tx *store.Tx) error {
+			ob, err := tx.OutboxStats()
+			queued = ob.Queued
+			return err
+		})
+		if err == nil {
+			d.metrics.OutboxDepth(queued)
+		} else if ctx.Err() == nil {
+			d.log.Warn("reading the outbox depth failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// swapHandler serves the API with the handler last set (a reload sets
+// a new one while requests in progress finish on the old) and counts
+// responses by status code.
 type swapHandler struct {
 	h atomic.Pointer[http.Handler]
+	m *metrics.Metrics
 }
 
 func (s *swapHandler) set(h http.Handler) { s.h.Store(&h) }
 
 // ServeHTTP implements http.Handler.
 func (s *swapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	(*s.h.Load()).ServeHTTP(w, r)
+	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+	(*s.h.Load()).ServeHTTP(sw, r)
+	s.m.APIRequest(sw.code)
 }
+
+// statusWriter remembers the status code of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.code, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // serveHTTP serves the API, health and metrics until ctx ends, then
 // lets requests in progress finish (at most 10 seconds).
