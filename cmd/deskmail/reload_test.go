@@ -15,6 +15,9 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/deskmail/deskmail/config"
+	"github.com/deskmail/deskmail/ingest"
+	"github.com/deskmail/deskmail/ingest/poller"
 	"github.com/deskmail/deskmail/store"
 )
 
@@ -267,5 +270,79 @@ func TestReload(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "other.db")); err == nil {
 		t.Error("the reload opened the new database path instead of asking for a restart")
+	}
+}
+
+// TestPollerSetApply: a reload keeps the pollers of unchanged channels,
+// restarts changed ones and stops removed ones.
+func TestPollerSetApply(t *testing.T) {
+	port := memIMAP(t)
+	dir := t.TempDir()
+	parse := func(interval string, withB bool) *config.Config {
+		t.Helper()
+		y := fmt.Sprintf(`database: %s
+channels:
+  - name: a
+    addresses: [a@example.com]
+    imap: {host: 127.0.0.1, port: %d, tls: none, username: support, password: secret, poll_interval: %s}
+`, filepath.Join(dir, "p.db"), port, interval)
+		if withB {
+			y += fmt.Sprintf("  - name: b\n    addresses: [b@example.com]\n    imap: {host: 127.0.0.1, port: %d, tls: none, username: support, password: secret}\n", port)
+		}
+		cfg, err := config.Parse("p.yaml", []byte(y))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := parse("1m", true)
+	st, err := store.Open(ctx, cfg.Database, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	p, err := ingest.NewPipeline(ctx, st, ingest.Env{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := newPollerSet(ctx, st, p, poller.Options{Logger: slog.New(slog.DiscardHandler)})
+	defer func() {
+		cancel()
+		set.wait()
+	}()
+	if err := set.apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(set.folders(), " "); got != "a/INBOX b/INBOX" {
+		t.Fatalf("folders %q", got)
+	}
+	a, b := set.running["a"], set.running["b"]
+
+	// Same configuration: nothing restarts.
+	if err := set.apply(parse("1m", true)); err != nil {
+		t.Fatal(err)
+	}
+	if set.running["a"] != a || set.running["b"] != b {
+		t.Error("pollers of unchanged channels were restarted")
+	}
+	// a changed, b removed.
+	if err := set.apply(parse("2m", false)); err != nil {
+		t.Fatal(err)
+	}
+	if set.running["a"] == a || set.running["b"] != nil {
+		t.Errorf("after the change: a restarted=%v, b still running=%v", set.running["a"] != a, set.running["b"] != nil)
+	}
+	if got := strings.Join(set.folders(), " "); got != "a/INBOX" {
+		t.Fatalf("folders %q", got)
+	}
+	// The stopped pollers have returned.
+	done := make(chan struct{})
+	go func() { b.p.Wait(); a.p.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("stopped pollers did not return")
 	}
 }
