@@ -30,7 +30,7 @@ func commands() []command {
 		{"tickets", "tickets list|show|update ...   read and change tickets", runTickets},
 		{"outbox", "outbox list --db PATH --json   list queued and sent mail", runOutbox},
 		{"agents", "agents list|add|key EMAIL --db PATH [--config FILE]   agents and their API keys", runAgents},
-		{"serve", "serve [--config FILE]   run the daemon", runServe},
+		{"serve", "serve [--config FILE] [--smtp-listen ADDR] [--http-listen ADDR]   run the daemon (SIGHUP reloads)", runServe},
 		{"check-config", "check-config FILE       validate a configuration file", runCheckConfig},
 		{"status", "status [--config FILE] [--db PATH] [--json]   channel health, outbox, failures", runStatus},
 		{"backup", "backup --db PATH DEST   consistent copy of the database, while running", runBackup},
