@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/deskmail/deskmail/metrics"
 	"github.com/deskmail/deskmail/store"
 	"github.com/deskmail/deskmail/threading"
 )
@@ -533,10 +535,18 @@ func TestRetryThenSent(t *testing.T) {
 	}
 	e.o = o
 	e.enqueue(Event{Kind: TicketCreated, Ticket: tk, Conversation: conv})
-	run(t, e.fastWorker())
+	m := metrics.New()
+	run(t, e.fastWorker().WithMetrics(m))
 	rows := e.waitState(10*time.Second, allFinal)
 	if len(rows) != 1 || rows[0].State != store.OutboxSent || rows[0].Attempts != 3 || !strings.Contains(rows[0].LastError, "451") {
 		t.Errorf("after two 451s: %s", summarize(rows))
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{`deskmail_outbox_deliveries_total{result="retry"} 2`, `deskmail_outbox_deliveries_total{result="sent"} 1`} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 	if got := s.all(); len(got) != 1 {
 		t.Errorf("received %d copies", len(got))

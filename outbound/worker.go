@@ -19,6 +19,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/deskmail/deskmail/metrics"
 	"github.com/deskmail/deskmail/store"
 )
 
@@ -26,10 +27,12 @@ import (
 // with Outbox.Worker, start it with Run; Kick wakes it after a commit
 // that queued mail.
 type Worker struct {
-	o    *Outbox
-	st   *store.Store
-	log  *slog.Logger
-	kick chan struct{}
+	// metrics counts delivery results (nil: not counted).
+	metrics *metrics.Metrics
+	o       *Outbox
+	st      *store.Store
+	log     *slog.Logger
+	kick    chan struct{}
 	// relay is outbound.relay (addr "" when none is configured);
 	// byFrom maps the addresses of channels with their own relay
 	// (lower case) to it. A mail goes through the relay of the channel
@@ -141,6 +144,12 @@ func (o *Outbox) Worker(st *store.Store, logger *slog.Logger) *Worker {
 	if w.retryFor <= 0 {
 		w.retryFor = 48 * time.Hour
 	}
+	return w
+}
+
+// WithMetrics makes the worker count delivery results in m.
+func (w *Worker) WithMetrics(m *metrics.Metrics) *Worker {
+	w.metrics = m
 	return w
 }
 
@@ -416,6 +425,7 @@ func (w *Worker) record(tx *store.Tx, now time.Time, rs []result) error {
 			if err := tx.MarkOutboxSent(m.ID, now, note); err != nil {
 				return err
 			}
+			w.metrics.Delivery("sent")
 			w.log.Debug("sent", "id", m.ID, "ticket", m.TicketID, "message_id", m.MessageID)
 			continue
 		}
@@ -438,6 +448,7 @@ func (w *Worker) record(tx *store.Tx, now time.Time, rs []result) error {
 			if err := w.history(tx, m, errText+flagNote); err != nil {
 				return err
 			}
+			w.metrics.Delivery("failed")
 			w.log.Warn("delivery failed", "id", m.ID, "ticket", m.TicketID, "to", m.RcptTo, "err", errText)
 			continue
 		}
@@ -448,6 +459,7 @@ func (w *Worker) record(tx *store.Tx, now time.Time, rs []result) error {
 		if err := tx.RetryOutbox(m.ID, next, errText); err != nil {
 			return err
 		}
+		w.metrics.Delivery("retry")
 		w.log.Info("delivery deferred", "id", m.ID, "ticket", m.TicketID, "attempt", m.Attempts, "next", next, "err", errText)
 	}
 	return nil

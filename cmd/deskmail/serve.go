@@ -289,7 +289,7 @@ func (d *daemon) kick() {
 // startWorker runs an outbox worker built from g until the next
 // stopWorker.
 func (d *daemon) startWorker(g *generation) {
-	w := g.outbox.Worker(d.st, d.log)
+	w := g.outbox.Worker(d.st, d.log).WithMetrics(d.metrics)
 	ctx, cancel := context.WithCancel(d.workerCtx)
 	done := make(chan struct{})
 	d.workerStop, d.workerDone = cancel, done
@@ -379,7 +379,7 @@ func (d *daemon) run(ctx context.Context, stdout io.Writer, hup <-chan os.Signal
 		}
 	}
 
-	d.pollers = newPollerSet(srcCtx, d.st, d, poller.Options{Logger: logger})
+	d.pollers = newPollerSet(srcCtx, d.st, d, poller.Options{Logger: logger, Metrics: d.metrics})
 	if err := d.pollers.apply(cfg); err != nil {
 		failed("imap pollers", err)
 	} else if f := d.pollers.folders(); len(f) > 0 {

@@ -52,6 +52,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,6 +60,7 @@ import (
 
 	"github.com/deskmail/deskmail/config"
 	"github.com/deskmail/deskmail/ingest"
+	"github.com/deskmail/deskmail/metrics"
 	"github.com/deskmail/deskmail/store"
 )
 
@@ -81,6 +83,8 @@ type Options struct {
 	HTTPClient *http.Client
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Metrics counts polls and errors per channel (nil: not counted).
+	Metrics *metrics.Metrics
 
 	// Test knobs.
 	backoffMin, backoffMax time.Duration
@@ -272,6 +276,8 @@ func writeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 }
 
 func (p *folderPoller) recordError(ctx context.Context, msg string) {
+	p.opts.Metrics.IMAPPoll(p.channel, "error")
+	p.opts.Metrics.IMAPError(p.channel, errorKind(msg))
 	wctx, cancel := writeCtx(ctx)
 	defer cancel()
 	err := p.st.Write(wctx, func(tx *store.Tx) error { return tx.RecordChannelError(p.channel, p.opts.Now(), msg) })
@@ -281,10 +287,30 @@ func (p *folderPoller) recordError(ctx context.Context, msg string) {
 }
 
 func (p *folderPoller) recordOK(ctx context.Context) error {
+	p.opts.Metrics.IMAPPoll(p.channel, "ok")
 	wctx, cancel := writeCtx(ctx)
 	defer cancel()
 	if err := p.st.Write(wctx, func(tx *store.Tx) error { return tx.RecordChannelOK(p.channel, p.opts.Now()) }); err != nil {
 		return fmt.Errorf("imap %s: %s: record health: %w", p.channel, p.folder, err)
 	}
 	return nil
+}
+
+// errorKind sorts a session error for the metrics: auth, tls, connect,
+// fetch or other.
+func errorKind(msg string) string {
+	m := strings.ToLower(msg)
+	switch {
+	case strings.Contains(m, "login") || strings.Contains(m, "authenticat") || strings.Contains(m, "oauth") || strings.Contains(m, "password"):
+		return "auth"
+	case strings.Contains(m, "tls") || strings.Contains(m, "certificate") || strings.Contains(m, "x509"):
+		return "tls"
+	case strings.Contains(m, "dial") || strings.Contains(m, "connect") || strings.Contains(m, "no such host"):
+		return "connect"
+	case strings.Contains(m, "fetch") || strings.Contains(m, "select") || strings.Contains(m, "search"):
+		return "fetch"
+	case strings.Contains(m, "move") || strings.Contains(m, "flag") || strings.Contains(m, "expunge"):
+		return "post_action"
+	}
+	return "other"
 }

@@ -2,9 +2,12 @@ package poller
 
 import (
 	"context"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/deskmail/deskmail/metrics"
 	"github.com/deskmail/deskmail/store"
 )
 
@@ -50,6 +53,32 @@ func TestSentFolder(t *testing.T) {
 	for uid, fs := range b.flags(t, "Sent") {
 		if len(fs) != 0 {
 			t.Errorf("sent message %d was changed: %v", uid, fs)
+		}
+	}
+}
+
+// TestPollMetrics: successful polls and failures by kind are counted.
+func TestPollMetrics(t *testing.T) {
+	b := memServer(t, memOptions{})
+	h := newHarness(t, b)
+	m := metrics.New()
+	h.opts.Metrics = m
+	h.start()
+	eventually(t, 10*time.Second, "first poll", func() bool { hl := h.health(); return hl != nil && hl.LastOKAt != nil })
+	h.stop()
+
+	bad := newHarness(t, b, `password: "wrong"`)
+	bad.opts.Metrics = m
+	bad.start()
+	eventually(t, 10*time.Second, "a failed login", func() bool { hl := bad.health(); return hl != nil && hl.ConsecutiveFailures > 0 })
+	bad.stop()
+
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{`deskmail_imap_polls_total{channel="support",result="ok"}`, `deskmail_imap_errors_total{channel="support",kind="auth"}`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("missing %s", want)
 		}
 	}
 }
