@@ -33,7 +33,9 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	var problems config.Problems
 	switch {
 	case errors.As(err, &problems):
-		return withStatus(exConfig, err)
+		// Temporary, not EX_CONFIG: an MTA bounces mail on 78, and a
+		// configuration typo must not bounce customers' mail.
+		return withStatus(exTempFail, err)
 	case err != nil:
 		return withStatus(exTempFail, err)
 	}

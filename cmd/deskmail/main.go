@@ -88,8 +88,8 @@ var errReported = errors.New("reported")
 // `deskmail ingest` (Postfix pipe, aliases): 75 makes them retry later.
 const (
 	exNoInput  = 66 // an input file cannot be read
-	exTempFail = 75 // the store is unavailable: try again later
-	exConfig   = 78 // the configuration is invalid
+	exTempFail = 75 // the store or the configuration is unusable: try again later
+	exConfig   = 78 // an invalid configuration (commands MTAs do not run)
 )
 
 // exitError carries a specific exit status.
