@@ -20,7 +20,7 @@ const maxNodes = 200000
 // the input unchanged and false. The result is a complete document
 // rendered by golang.org/x/net/html and is not sanitized.
 func TrimHTML(in string) (string, bool) {
-	if strings.TrimSpace(in) == "" {
+	if strings.TrimSpace(in) == "" || !mayHaveQuote(in) {
 		return in, false
 	}
 	src := in
@@ -509,6 +509,26 @@ func hasVisible(n *html.Node) bool {
 	}
 	for c := n.FirstChild; c != nil; c = c.NextSibling {
 		if hasVisible(c) {
+			return true
+		}
+	}
+	return false
+}
+
+// quoteHints are substrings (lower case) of which every quote marker
+// the trimmer knows contains at least one. Most HTML mail is a new
+// message with none of them; it is not parsed at all.
+var quoteHints = []string{
+	"<blockquote", "<hr", "border-top", "divrplyfwdmsg", "appendonsend", "olk_src_body_section", "gmail_",
+	"moz-", "yahoo_quoted", "zmail_extra", "protonmail_quote", "isforwardcontent", "isreplycontent",
+	"mail-editor-reference", "outlookmessageheader", "stopspelling", "zwchr",
+}
+
+// mayHaveQuote reports whether html contains any quote hint.
+func mayHaveQuote(html string) bool {
+	lower := strings.ToLower(html)
+	for _, h := range quoteHints {
+		if strings.Contains(lower, h) {
 			return true
 		}
 	}
