@@ -384,8 +384,25 @@ func (p *Pipeline) senderProof(r Raw, m *Message) string {
 // all-or-nothing inside it) and returns one Result per message. A
 // non-nil error means nothing was committed.
 func (p *Pipeline) Ingest(ctx context.Context, raws []Raw) ([]Result, error) {
-	// Parse on every core: parsing costs as much as threading and
-	// storing, and messages parse independently.
+	return p.Commit(ctx, p.Prepare(raws))
+}
+
+// Batch is a set of messages parsed and ready to commit. Prepare and
+// Commit split Ingest in two so that a caller with a stream of mail
+// (deskmail ingest, an IMAP drain) can parse the next batch while the
+// previous one commits.
+type Batch struct {
+	preps []*prepared
+}
+
+// Len returns the number of messages in the batch.
+func (b *Batch) Len() int { return len(b.preps) }
+
+// Prepare parses raws on every core (parsing costs as much as
+// threading and storing, and messages parse independently). It never
+// fails: a message that cannot be parsed is committed raw, marked
+// failed.
+func (p *Pipeline) Prepare(raws []Raw) *Batch {
 	preps := make([]*prepared, len(raws))
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -401,7 +418,13 @@ func (p *Pipeline) Ingest(ctx context.Context, raws []Raw) ([]Result, error) {
 	}
 	close(next)
 	wg.Wait()
-	return p.commit(ctx, preps)
+	return &Batch{preps: preps}
+}
+
+// Commit stores a prepared batch in one transaction, each message
+// all-or-nothing inside it, with the same contract as Ingest.
+func (p *Pipeline) Commit(ctx context.Context, b *Batch) ([]Result, error) {
+	return p.commit(ctx, b.preps)
 }
 
 func (p *Pipeline) commit(ctx context.Context, preps []*prepared) ([]Result, error) {

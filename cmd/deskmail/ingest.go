@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/deskmail/deskmail/config"
 	"github.com/deskmail/deskmail/ingest"
@@ -41,49 +42,70 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 	defer rt.Close()
 
-	enc := json.NewEncoder(stdout)
-	failed, notStored := 0, 0
-	var batch []ingest.Raw
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
+	// Files are read and parsed one batch ahead while the previous
+	// batch commits: parsing and storing each take one core.
+	type prepared struct {
+		batch *ingest.Batch
+		read  int
+	}
+	var unreadable atomic.Int64
+	batches := make(chan prepared, 1)
+	go func() {
+		defer close(batches)
+		var raws []ingest.Raw
+		send := func() bool {
+			if len(raws) == 0 {
+				return true
+			}
+			b := prepared{batch: rt.pipeline.Prepare(raws), read: len(raws)}
+			raws = nil
+			select {
+			case batches <- b:
+				return true
+			case <-ctx.Done():
+				return false
+			}
 		}
-		results, err := rt.pipeline.Ingest(ctx, batch)
+		for _, name := range files {
+			data, arrived, err := readMessage(name, stdin)
+			if err != nil {
+				unreadable.Add(1)
+				fmt.Fprintf(stderr, "deskmail ingest: %v\n", err)
+				continue
+			}
+			raws = append(raws, ingest.Raw{Data: data, Source: ingest.SourcePipe, Name: name,
+				Envelope: ingest.Envelope{ReceivedAt: arrived}})
+			if len(raws) >= ingestBatch && !send() {
+				return
+			}
+		}
+		send()
+	}()
+
+	enc := json.NewEncoder(stdout)
+	notStored := 0
+	var commitErr error
+	for b := range batches {
+		if commitErr != nil {
+			notStored += b.read // drain the reader; nothing more is committed
+			continue
+		}
+		results, err := rt.pipeline.Commit(ctx, b.batch)
 		for _, res := range results {
 			if res.Err != nil {
-				failed++
 				notStored++
 				fmt.Fprintf(stderr, "deskmail ingest: %s: %v\n", res.Name, res.Err)
 				continue
 			}
 			if err := enc.Encode(res); err != nil {
-				return err
+				commitErr = err
 			}
 		}
-		batch = batch[:0]
-		if err != nil && len(results) == 0 {
-			return err
-		}
-		return nil
-	}
-	for _, name := range files {
-		data, arrived, err := readMessage(name, stdin)
 		if err != nil {
-			failed++
-			fmt.Fprintf(stderr, "deskmail ingest: %v\n", err)
-			continue
-		}
-		batch = append(batch, ingest.Raw{Data: data, Source: ingest.SourcePipe, Name: name,
-			Envelope: ingest.Envelope{ReceivedAt: arrived}})
-		if len(batch) >= ingestBatch {
-			if err := flush(); err != nil {
-				return withStatus(exTempFail, err)
-			}
+			commitErr = err
 		}
 	}
-	if err := flush(); err != nil {
-		return withStatus(exTempFail, err)
-	}
+	failed := notStored + int(unreadable.Load())
 	if failed > 0 {
 		err := fmt.Errorf("%d of %d messages were not stored", failed, len(files))
 		if notStored > 0 {
