@@ -47,3 +47,5 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+replace github.com/jhillyerd/enmime/v2 => ./third_party/enmime
