@@ -283,7 +283,8 @@ func TestNewMailCreatesTicket(t *testing.T) {
 		created[0].ConversationID == nil || *created[0].ConversationID != cs[0].ID {
 		t.Errorf("history %+v: want one 'created' entry caused by the mail", created)
 	}
-	equalStrings(t, "contacts", h.contacts(), []string{"jane.doe@customer.example"})
+	// The cc is a contact too: everyone on a ticket is, from first sight.
+	equalStrings(t, "contacts", h.contacts(), []string{"jane.doe@customer.example", "bob.martin@customer.example"})
 }
 
 // TestCustomerReplies threads replies by each rule: headers, reply

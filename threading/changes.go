@@ -157,6 +157,9 @@ func (e *Engine) Apply(tx *store.Tx, tk *store.Ticket, c Changes, by Actor, now 
 		}
 	}
 	for _, a := range c.AddCC {
+		if _, _, err := tx.EnsureContact(strings.ToLower(a), ""); err != nil {
+			return nil, err
+		}
 		added, err := tx.AddCC(tk.ID, strings.ToLower(a))
 		if err != nil {
 			return nil, err

@@ -486,6 +486,10 @@ func (e *Engine) create(tx *store.Tx, in *Incoming, out *Outcome, req Person, pa
 			return nil, err
 		}
 		for _, cc := range ccs {
+			// Everyone on a ticket is a contact, created on first sight.
+			if _, _, err := tx.EnsureContact(cc, ""); err != nil {
+				return nil, err
+			}
 			if _, err := tx.AddCC(tk.ID, cc); err != nil {
 				return nil, err
 			}
@@ -569,6 +573,10 @@ func (e *Engine) customerReply(tx *store.Tx, tk *store.Ticket, in *Incoming, out
 		}
 		if isReq {
 			continue
+		}
+		// Everyone on a ticket is a contact, created on first sight.
+		if _, _, err := tx.EnsureContact(cc, ""); err != nil {
+			return nil, err
 		}
 		if added, err := tx.AddCC(tk.ID, cc); err != nil {
 			return nil, err
