@@ -85,4 +85,3 @@ func (s *Store) stopCheckpointer() error {
 	err := s.checkpoint(context.Background(), "TRUNCATE")
 	return errors.Join(err, s.ckpt.Close())
 }
-
