@@ -352,3 +352,20 @@ func TestAgentCreatesTicketWithRequester(t *testing.T) {
 		t.Fatalf("unproven #requester applied: %+v", tk)
 	}
 }
+
+// TestHostileReferencesChain: a reply whose References list holds
+// 50,000 ids still threads by its root and costs a bounded lookup.
+func TestHostileReferencesChain(t *testing.T) {
+	e := newCmdEnv(t)
+	id := e.newTicket()
+	var refs strings.Builder
+	refs.WriteString("<c1@client.test>")
+	for i := 0; i < 50000; i++ {
+		fmt.Fprintf(&refs, " <junk%d@evil.test>", i)
+	}
+	mail := "From: Claire <claire@client.test>\nTo: support@acme.test\nSubject: encore\nMessage-ID: <long@client.test>\nReferences: " + refs.String() + "\n\nToujours rien.\n"
+	res := e.ingest(mail, Envelope{})
+	if res.Action != ActionAppended || *res.TicketID != id {
+		t.Fatalf("long chain: %+v", res)
+	}
+}

@@ -277,6 +277,12 @@ func (e *Engine) Thread(tx *store.Tx, in *Incoming) (*Outcome, error) {
 	return e.customerReply(tx, tk, in, out, via, now)
 }
 
+// maxThreadCandidates bounds how many referenced Message-IDs one
+// message may make us look up: In-Reply-To, the newest References and
+// the thread's root. Real chains are short; a hostile one with
+// thousands of ids costs no more than this.
+const maxThreadCandidates = 100
+
 // find applies the matching rules in order: headers, reply-address
 // token, subject token (participants only). via names the rule.
 func (e *Engine) find(tx *store.Tx, in *Incoming, from string, isAgent bool) (*store.Ticket, string, TokenCheck, error) {
@@ -290,7 +296,7 @@ func (e *Engine) find(tx *store.Tx, in *Incoming, from string, isAgent bool) (*s
 	var cands []string
 	seen := map[string]bool{in.MessageID: true}
 	addCand := func(id string) {
-		if id != "" && !seen[id] {
+		if id != "" && !seen[id] && len(cands) < maxThreadCandidates {
 			seen[id] = true
 			cands = append(cands, id)
 		}
@@ -300,6 +306,14 @@ func (e *Engine) find(tx *store.Tx, in *Incoming, from string, isAgent bool) (*s
 	}
 	for i := len(in.References) - 1; i >= 0; i-- {
 		addCand(in.References[i])
+	}
+	if len(in.References) > 0 && !seen[in.References[0]] {
+		// The thread's root, even when a hostile or very long chain
+		// pushed it past the bound.
+		if len(cands) == maxThreadCandidates {
+			cands = cands[:len(cands)-1]
+		}
+		addCand(in.References[0])
 	}
 	if len(cands) > 0 {
 		refs, err := tx.LookupMessageIDs(cands)
