@@ -285,4 +285,13 @@ INSERT OR IGNORE INTO statuses(code, name, category) VALUES
 	`
 CREATE INDEX outbox_kind_created ON outbox(kind, created_at);
 `,
+	// 6: custom ticket fields (declared in the configuration).
+	`
+CREATE TABLE ticket_custom_fields (
+	ticket_id INTEGER NOT NULL REFERENCES tickets(id) ON DELETE CASCADE,
+	name TEXT NOT NULL,
+	value TEXT NOT NULL,
+	PRIMARY KEY (ticket_id, name)
+);
+`,
 }
