@@ -625,3 +625,25 @@ func TestReplyValidation(t *testing.T) {
 	}
 	want(t, h.do(alice, "POST", "/api/v2/tickets/9999/reply", map[string]any{"body": "x"}), http.StatusNotFound)
 }
+
+func TestCustomFields(t *testing.T) {
+	h := newHarness(t, hopts{})
+	id := h.mail("jane@customers.test", "support@acme.test", "Broken", "cf1@customers.test", "broken")
+	r := h.do(alice, "PUT", fmt.Sprintf("/api/v2/tickets/%d", id), map[string]any{"custom_fields": map[string]any{"order_id": "A-77", "plan": "pro"}})
+	want(t, r, http.StatusOK)
+	cf, _ := r.obj(t)["custom_fields"].(map[string]any)
+	if cf["order_id"] != "A-77" || cf["plan"] != "Pro" {
+		t.Fatalf("custom_fields after PUT: %v", cf)
+	}
+	wantFieldError(t, h.do(alice, "PUT", fmt.Sprintf("/api/v2/tickets/%d", id), map[string]any{"custom_fields": map[string]any{"plan": "gold"}}), "ticket", "invalid_value")
+	r = h.do(alice, "PUT", fmt.Sprintf("/api/v2/tickets/%d", id), map[string]any{"custom_fields": map[string]any{"order_id": nil}})
+	want(t, r, http.StatusOK)
+	if cf, _ := r.obj(t)["custom_fields"].(map[string]any); len(cf) != 1 {
+		t.Fatalf("order_id not cleared: %v", cf)
+	}
+	r = h.do(alice, "POST", "/api/v2/tickets", map[string]any{"email": "c@d.test", "subject": "s", "description": "d", "custom_fields": map[string]any{"order_id": "B-1"}})
+	want(t, r, http.StatusCreated)
+	if cf, _ := r.obj(t)["custom_fields"].(map[string]any); cf["order_id"] != "B-1" {
+		t.Fatalf("custom_fields after POST: %v", cf)
+	}
+}

@@ -40,8 +40,10 @@
 // creation with source 10 mails the description to the requester as
 // the agent's first reply (Freshdesk's outbound email); other sources
 // store it as the requester's message and send the confirmation.
-// notify_emails must name agents; bcc_emails and custom fields are not
-// supported and must be empty. Contacts are not scoped by channel.
+// notify_emails must name agents; bcc_emails is not supported and must
+// be empty. custom_fields are the ones declared in the configuration
+// (custom_fields:), listed by ticket_fields; a null value clears one.
+// Contacts are not scoped by channel.
 //
 // # Limits
 //

@@ -118,6 +118,16 @@ func (s *server) ticketFields(w http.ResponseWriter, r *http.Request, a *store.A
 		{Name: "agent", Label: "Agent", Type: "default_agent", Choices: agentChoices},
 		{Name: "description", Label: "Description", Type: "default_description", RequiredForAgents: true},
 	}
+	for _, f := range s.p.Engine().CustomFields {
+		tf := TicketField{Name: f.Name, Label: f.Name, Type: "custom_text"}
+		switch f.Type {
+		case "number":
+			tf.Type = "custom_number"
+		case "choice":
+			tf.Type, tf.Choices = "custom_dropdown", f.Choices
+		}
+		fields = append(fields, tf)
+	}
 	for i := range fields {
 		fields[i].ID, fields[i].Position, fields[i].Default = int64(i+1), i+1, true
 		if fields[i].Choices == nil {

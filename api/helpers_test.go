@@ -39,6 +39,9 @@ threading:
 outbound:
   relay: %s
   tls: none
+custom_fields:
+  - {name: order_id}
+  - {name: plan, type: choice, choices: [Free, Pro]}
 statuses:
   - {code: 6, name: Waiting on engineering, category: pending}
   - {code: 7, name: Archived, category: closed}

@@ -318,3 +318,39 @@ func jsonType(raw json.RawMessage) string {
 	}
 	return "Number"
 }
+
+// customFields reads custom_fields: an object of field name to a
+// string, number, boolean or null (null or "" clears the field). The
+// names and values are checked against the configuration by the
+// threading engine's Validate.
+func (in *input) customFields(fe *fieldErrors) map[string]string {
+	if in.multipart {
+		in.emptyOnly(fe, "custom_fields")
+		return nil
+	}
+	raw, ok := in.json["custom_fields"]
+	if !ok || string(raw) == "null" {
+		return nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		fe.add("custom_fields", codeDatatypeMismatch, "It should be an object of field name to value")
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		switch x := v.(type) {
+		case nil:
+			out[k] = ""
+		case string:
+			out[k] = x
+		case float64:
+			out[k] = strconv.FormatFloat(x, 'f', -1, 64)
+		case bool:
+			out[k] = strconv.FormatBool(x)
+		default:
+			fe.add("custom_fields", codeDatatypeMismatch, "The value of "+k+" should be a string, number or null")
+		}
+	}
+	return out
+}

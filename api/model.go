@@ -201,7 +201,7 @@ func (s *server) ticketJSON(tk *store.Ticket, descr *store.Conversation, base st
 		ID: tk.ID, Subject: tk.Subject, Status: tk.Status, Priority: tk.Priority, Source: tk.Source,
 		Type: tk.Type, GroupID: s.groupID(tk.Group), ResponderID: tk.ResponderID, RequesterID: tk.RequesterID,
 		EmailConfigID: tk.ChannelID, CcEmails: nonNil(tk.CcEmails), FwdEmails: []string{}, ReplyCcEmails: nonNil(tk.CcEmails),
-		ToEmails: []string{}, Tags: nonNil(tk.Tags), CustomFields: map[string]any{},
+		ToEmails: []string{}, Tags: nonNil(tk.Tags), CustomFields: customFieldsJSON(tk.CustomFields),
 		CreatedAt: fmtTime(tk.CreatedAt), UpdatedAt: fmtTime(tk.UpdatedAt), Deleted: tk.Deleted,
 		StatusName: tk.StatusName, StatusCategory: tk.Category, GroupName: tk.Group, Channel: tk.Channel,
 		PipelineID: tk.PipelineID, ParentTicketID: tk.ParentID,
@@ -292,4 +292,13 @@ func agentJSON(a *store.Agent) Agent {
 	t := "support_agent"
 	return Agent{ID: a.ID, Available: a.Active, TicketScope: 1, Type: t, Role: a.Role,
 		Contact: AgentContact{Name: a.Name, Email: a.Email, Active: a.Active}}
+}
+
+// customFieldsJSON shows a ticket's custom fields (never null).
+func customFieldsJSON(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }

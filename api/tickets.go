@@ -411,6 +411,8 @@ type ticketChanges struct {
 	responder        *int64
 	tags             []string
 	subject          *string
+	// customFields are configured custom fields ("" clears one).
+	customFields map[string]string
 }
 
 // readTicketChanges reads and checks the fields create and update
@@ -494,7 +496,8 @@ func (s *server) readTicketChanges(tx *store.Tx, in *input, fe *fieldErrors, pip
 			c.subject = &t
 		}
 	}
-	in.emptyOnly(fe, "custom_fields", "due_by", "fr_due_by", "product_id", "company_id")
+	c.customFields = in.customFields(fe)
+	in.emptyOnly(fe, "due_by", "fr_due_by", "product_id", "company_id")
 	return c, nil
 }
 
@@ -518,6 +521,7 @@ func (s *server) createTicket(w http.ResponseWriter, r *http.Request, a *store.A
 		"group_id", "group_name", "responder_id", "tags", "cc_emails", "email_config_id", "channel", "attachments",
 		"custom_fields", "due_by", "fr_due_by", "product_id", "company_id")
 	nt := ingest.NewTicket{}
+	var customFields map[string]string
 	if v := in.str("name", &fe); v != nil {
 		nt.RequesterName = strings.TrimSpace(*v)
 	}
@@ -632,6 +636,10 @@ func (s *server) createTicket(w http.ResponseWriter, r *http.Request, a *store.A
 		if c.subject != nil {
 			nt.Subject = *c.subject
 		}
+		customFields = c.customFields
+		for _, e := range s.p.Engine().Validate(&store.Ticket{}, threading.Changes{CustomFields: c.customFields}) {
+			fe.add("custom_fields", codeInvalidValue, e.Error())
+		}
 		return nil
 	})
 	if err != nil {
@@ -650,6 +658,12 @@ func (s *server) createTicket(w http.ResponseWriter, r *http.Request, a *store.A
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	if len(customFields) > 0 {
+		if created, err = s.p.UpdateFromAPI(r.Context(), created.ID, threading.Changes{CustomFields: customFields}, nil, a); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 	}
 	s.kick()
 	err = s.st.Read(r.Context(), func(tx *store.Tx) error {
@@ -695,7 +709,8 @@ func (s *server) updateTicket(w http.ResponseWriter, r *http.Request, a *store.A
 		if err != nil {
 			return err
 		}
-		changes = threading.Changes{Status: c.status, Priority: c.priority, Type: c.typ, Group: c.group, Responder: c.responder}
+		changes = threading.Changes{Status: c.status, Priority: c.priority, Type: c.typ, Group: c.group, Responder: c.responder,
+			CustomFields: c.customFields}
 		if c.tags != nil {
 			have := map[string]bool{}
 			for _, t := range tk.Tags {

@@ -26,16 +26,19 @@ import (
 // Config is the whole configuration.
 type Config struct {
 	// Database is the SQLite file (default deskmail.db).
-	Database  string           `yaml:"database"`
-	Log       LogConfig        `yaml:"log"`
-	SMTP      SMTPConfig       `yaml:"smtp"`
-	HTTP      HTTPConfig       `yaml:"http"`
-	Threading ThreadingConfig  `yaml:"threading"`
-	Outbound  OutboundConfig   `yaml:"outbound"`
-	Statuses  []StatusConfig   `yaml:"statuses"`
-	Pipelines []PipelineConfig `yaml:"pipelines"`
-	Agents    []AgentConfig    `yaml:"agents"`
-	Channels  []ChannelConfig  `yaml:"channels"`
+	Database  string          `yaml:"database"`
+	Log       LogConfig       `yaml:"log"`
+	SMTP      SMTPConfig      `yaml:"smtp"`
+	HTTP      HTTPConfig      `yaml:"http"`
+	Threading ThreadingConfig `yaml:"threading"`
+	Outbound  OutboundConfig  `yaml:"outbound"`
+	// CustomFields are extra ticket fields agents set by email command
+	// ("order_id":"A-123") or through the API.
+	CustomFields []CustomFieldConfig `yaml:"custom_fields"`
+	Statuses     []StatusConfig      `yaml:"statuses"`
+	Pipelines    []PipelineConfig    `yaml:"pipelines"`
+	Agents       []AgentConfig       `yaml:"agents"`
+	Channels     []ChannelConfig     `yaml:"channels"`
 
 	// File is the path the configuration was read from ("" for
 	// defaults).
@@ -199,6 +202,16 @@ type RelayConfig struct {
 	// Connections is the size of this relay's connection pool
 	// (default outbound.connections).
 	Connections int `yaml:"connections"`
+}
+
+// CustomFieldConfig declares a custom ticket field.
+type CustomFieldConfig struct {
+	// Name is the key in commands and the API (lower case, digits, _).
+	Name  string `yaml:"name"`
+	Label string `yaml:"label"`
+	// Type is text (default), number or choice.
+	Type    string   `yaml:"type"`
+	Choices []string `yaml:"choices"`
 }
 
 // StatusConfig declares a custom status (codes 2–5 are built in).

@@ -118,3 +118,23 @@ func TestSecretSources(t *testing.T) {
 		t.Fatalf("unset env secret: %v", err)
 	}
 }
+
+func TestCustomFieldProblems(t *testing.T) {
+	_, err := Parse("f.yaml", []byte(`custom_fields:
+  - {name: Order-ID}
+  - {name: status}
+  - {name: plan, type: choice}
+  - {name: size, type: huge}
+`))
+	got := err.Error()
+	for _, want := range []string{
+		`f.yaml:2: custom field name "Order-ID" must be lower-case`,
+		`f.yaml:3: custom field name "status" is a built-in command`,
+		`f.yaml:4: custom field "plan" of type choice needs choices`,
+		`f.yaml:5: custom field "size": type "huge"`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in:\n%s", want, got)
+		}
+	}
+}

@@ -5,12 +5,15 @@ import (
 	"net"
 	"net/mail"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 )
+
+var customFieldName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 
 // BuiltinStatuses are Freshdesk's status codes.
 var builtinStatuses = []StatusConfig{
@@ -186,6 +189,11 @@ func (c *Config) applyDefaults() {
 			}
 		}
 	}
+	for i := range c.CustomFields {
+		if c.CustomFields[i].Type == "" {
+			c.CustomFields[i].Type = "text"
+		}
+	}
 	for i := range c.Agents {
 		if c.Agents[i].Role == "" {
 			c.Agents[i].Role = "agent"
@@ -285,6 +293,30 @@ func (c *Config) Validate() Problems {
 			}
 		default:
 			add(c.line("pipelines", i, "closed_reply"), "pipeline %q: closed_reply %q must be new_ticket, reopen or reopen_within", p.Name, p.ClosedReply)
+		}
+	}
+	fields := map[string]bool{}
+	reserved := map[string]bool{"status": true, "priority": true, "type": true, "group": true, "agent": true, "assign": true,
+		"responder": true, "tags": true, "cc": true, "note": true, "action": true, "source": true, "requester": true}
+	for i, f := range c.CustomFields {
+		line := c.line("custom_fields", i)
+		switch {
+		case !customFieldName.MatchString(f.Name):
+			add(line, "custom field name %q must be lower-case letters, digits and _ (for example order_id)", f.Name)
+		case reserved[f.Name]:
+			add(line, "custom field name %q is a built-in command; choose another name", f.Name)
+		case fields[f.Name]:
+			add(line, "custom field %q is declared twice", f.Name)
+		}
+		fields[f.Name] = true
+		switch f.Type {
+		case "text", "number":
+		case "choice":
+			if len(f.Choices) == 0 {
+				add(c.line("custom_fields", i, "choices"), "custom field %q of type choice needs choices", f.Name)
+			}
+		default:
+			add(c.line("custom_fields", i, "type"), "custom field %q: type %q must be text, number or choice", f.Name, f.Type)
 		}
 	}
 	agents := map[string]int{}

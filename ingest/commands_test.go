@@ -37,6 +37,10 @@ channels:
     addresses: [support@acme.test]
 threading:
   trusted_auth_servers: [mx.acme.test]
+custom_fields:
+  - {name: order_id, label: Order}
+  - {name: plan, type: choice, choices: [Free, Pro, Enterprise]}
+  - {name: seats, type: number}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -368,4 +372,39 @@ func TestHostileReferencesChain(t *testing.T) {
 	if res.Action != ActionAppended || *res.TicketID != id {
 		t.Fatalf("long chain: %+v", res)
 	}
+}
+
+func TestCustomFieldsByCommand(t *testing.T) {
+	e := newCmdEnv(t)
+	id := e.newTicket()
+	e.ingest(e.agentMail(id, "alice@acme.test", "@Simonsays \"order_id\":\"A-1042\", \"plan\":\"pro\" @Simonsays\n#seats 12\n\nNoted.\n"), Envelope{})
+	tk, _, hist := e.ticket(id)
+	if tk.CustomFields["order_id"] != "A-1042" || tk.CustomFields["plan"] != "Pro" || tk.CustomFields["seats"] != "12" {
+		t.Fatalf("custom fields %v", tk.CustomFields)
+	}
+	if findAction(hist, "custom_field_changed") < 3 {
+		t.Fatalf("history lacks custom field changes")
+	}
+	// A bad value rejects every command of the mail.
+	e.notices = nil
+	e.ingest(e.agentMail(id, "alice@acme.test", "#plan gold\n#order_id B-1\n\nx\n"), Envelope{})
+	tk, _, _ = e.ticket(id)
+	if tk.CustomFields["order_id"] != "A-1042" || len(e.notices) != 1 || !strings.Contains(e.notices[0].ErrorText, "Free, Pro, Enterprise") {
+		t.Fatalf("bad choice applied or not reported: %v %v", tk.CustomFields, eventKinds(e.notices))
+	}
+	// "none" clears a field.
+	e.ingest(e.agentMail(id, "alice@acme.test", "#seats none\n\nok\n"), Envelope{})
+	if tk, _, _ = e.ticket(id); tk.CustomFields["seats"] != "" {
+		t.Fatalf("seats not cleared: %v", tk.CustomFields)
+	}
+}
+
+func findAction(hist []store.History, action string) int {
+	n := 0
+	for _, h := range hist {
+		if h.Action == action {
+			n++
+		}
+	}
+	return n
 }

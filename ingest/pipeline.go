@@ -138,6 +138,9 @@ func NewPipeline(ctx context.Context, st *store.Store, env Env) (*Pipeline, erro
 		ImplicitSupport: env.ImplicitSupport,
 		Now:             env.Now,
 	}
+	for _, f := range cfg.CustomFields {
+		p.engine.CustomFields = append(p.engine.CustomFields, threading.CustomField{Name: f.Name, Type: f.Type, Choices: f.Choices})
+	}
 	return p, nil
 }
 

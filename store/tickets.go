@@ -26,12 +26,14 @@ type Ticket struct {
 	Requester   Person   `json:"requester"`
 	Tags        []string `json:"tags"`
 	CcEmails    []string `json:"cc_emails"`
-	ChannelID   *int64   `json:"channel_id"`
-	Channel     *string  `json:"channel"`
-	PipelineID  *int64   `json:"pipeline_id"`
-	ParentID    *int64   `json:"parent_ticket_id"`
-	Source      int      `json:"source"`
-	Deleted     bool     `json:"deleted"`
+	// CustomFields are the configured extra fields that are set.
+	CustomFields map[string]string `json:"custom_fields"`
+	ChannelID    *int64            `json:"channel_id"`
+	Channel      *string           `json:"channel"`
+	PipelineID   *int64            `json:"pipeline_id"`
+	ParentID     *int64            `json:"parent_ticket_id"`
+	Source       int               `json:"source"`
+	Deleted      bool              `json:"deleted"`
 
 	CreatedAt            time.Time  `json:"created_at"`
 	UpdatedAt            time.Time  `json:"updated_at"`
@@ -77,7 +79,7 @@ func scanTicket(sc interface{ Scan(...any) error }) (*Ticket, error) {
 	tk.CreatedAt, tk.UpdatedAt = pts(created), pts(updated)
 	tk.FirstRespondedAt, tk.AgentRespondedAt, tk.RequesterRespondedAt = pnts(first), pnts(agentR), pnts(reqR)
 	tk.StatusUpdatedAt, tk.ResolvedAt, tk.ClosedAt = pnts(statusU), pnts(resolved), pnts(closed)
-	tk.Tags, tk.CcEmails = []string{}, []string{}
+	tk.Tags, tk.CcEmails, tk.CustomFields = []string{}, []string{}, map[string]string{}
 	return &tk, nil
 }
 
@@ -112,6 +114,10 @@ func (t *Tx) fillTicketLists(tks []*Ticket) error {
 	}{
 		{`SELECT ticket_id, tag FROM ticket_tags WHERE ticket_id IN (` + in + `) ORDER BY ticket_id, tag`, func(tk *Ticket, v string) { tk.Tags = append(tk.Tags, v) }},
 		{`SELECT ticket_id, email FROM ticket_cc WHERE ticket_id IN (` + in + `) ORDER BY ticket_id, added_at, email`, func(tk *Ticket, v string) { tk.CcEmails = append(tk.CcEmails, v) }},
+		{`SELECT ticket_id, name || char(0) || value FROM ticket_custom_fields WHERE ticket_id IN (` + in + `)`, func(tk *Ticket, v string) {
+			name, value, _ := strings.Cut(v, "\x00")
+			tk.CustomFields[name] = value
+		}},
 	} {
 		rows, err := t.query(q.sql, args...)
 		if err != nil {
@@ -422,4 +428,19 @@ func sortedKeys(m map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// SetCustomField sets (or, with value "", clears) a custom field.
+func (t *Tx) SetCustomField(ticketID int64, name, value string) error {
+	var err error
+	if value == "" {
+		_, err = t.exec(`DELETE FROM ticket_custom_fields WHERE ticket_id=? AND name=?`, ticketID, name)
+	} else {
+		_, err = t.exec(`INSERT INTO ticket_custom_fields(ticket_id, name, value) VALUES (?,?,?)
+			ON CONFLICT(ticket_id, name) DO UPDATE SET value=excluded.value`, ticketID, name, value)
+	}
+	if err != nil {
+		return fmt.Errorf("store: ticket %d custom field %s: %w", ticketID, name, err)
+	}
+	return nil
 }

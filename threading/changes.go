@@ -2,6 +2,7 @@ package threading
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -22,12 +23,48 @@ type Changes struct {
 	RemoveTags []string
 	AddCC      []string
 	RemoveCC   []string
+	// CustomFields sets configured custom fields ("" clears one).
+	CustomFields map[string]string
+}
+
+// CustomField is a configured custom ticket field.
+type CustomField struct {
+	Name string
+	// Type is text, number or choice.
+	Type    string
+	Choices []string
+}
+
+// check returns the value to store for v, or an error saying what the
+// field accepts.
+func (f CustomField) check(v string) (string, error) {
+	v = strings.TrimSpace(v)
+	if v == "" || isNone(v) {
+		return "", nil
+	}
+	switch f.Type {
+	case "number":
+		if _, err := strconv.ParseFloat(v, 64); err != nil {
+			return "", fmt.Errorf("%s must be a number, not %q", f.Name, v)
+		}
+	case "choice":
+		for _, c := range f.Choices {
+			if strings.EqualFold(c, v) {
+				return c, nil
+			}
+		}
+		return "", fmt.Errorf("%s %q is not one of %s", f.Name, v, strings.Join(f.Choices, ", "))
+	}
+	if len(v) > 1024 {
+		return "", fmt.Errorf("%s is longer than 1024 bytes", f.Name)
+	}
+	return v, nil
 }
 
 // Empty reports whether c changes nothing.
 func (c Changes) Empty() bool {
 	return c.Status == nil && c.Priority == nil && c.Type == nil && c.Group == nil && c.Responder == nil &&
-		len(c.AddTags)+len(c.RemoveTags)+len(c.AddCC)+len(c.RemoveCC) == 0
+		len(c.AddTags)+len(c.RemoveTags)+len(c.AddCC)+len(c.RemoveCC)+len(c.CustomFields) == 0
 }
 
 // Validate checks every change against the lifecycle without touching
@@ -48,6 +85,16 @@ func (e *Engine) Validate(tk *store.Ticket, c Changes) []error {
 	for _, a := range c.AddCC {
 		if !strings.Contains(a, "@") || strings.ContainsAny(a, " <>,;") {
 			errs = append(errs, fmt.Errorf("cc %q is not an address", a))
+		}
+	}
+	for name, v := range c.CustomFields {
+		f, ok := e.customField(name)
+		if !ok {
+			errs = append(errs, fmt.Errorf("unknown custom field %q", name))
+			continue
+		}
+		if _, err := f.check(v); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errs
@@ -181,8 +228,35 @@ func (e *Engine) Apply(tx *store.Tx, tk *store.Ticket, c Changes, by Actor, now 
 			}
 		}
 	}
+	names := make([]string, 0, len(c.CustomFields))
+	for name := range c.CustomFields {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		f, _ := e.customField(name)
+		v, _ := f.check(c.CustomFields[name])
+		if old := tk.CustomFields[name]; old != v {
+			if err := tx.SetCustomField(tk.ID, name, v); err != nil {
+				return nil, err
+			}
+			if err := Record(tx, tk.ID, by, "custom_field_changed", name, old, v, "", now); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if err := tx.UpdateTicket(tk); err != nil {
 		return nil, err
 	}
 	return events, nil
+}
+
+// customField returns a configured custom field by name.
+func (e *Engine) customField(name string) (CustomField, bool) {
+	for _, f := range e.CustomFields {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return CustomField{}, false
 }

@@ -152,7 +152,19 @@ func (e *Engine) ResolveCommands(tx *store.Tx, tk *store.Ticket, cmds []command.
 			// Accepted for compatibility with Freshdesk scripts; a mail
 			// ticket keeps source 1.
 		default:
-			bad(c, "unknown command; accepted: %s", acceptedCommands)
+			f, ok := e.customField(c.Key)
+			if !ok {
+				bad(c, "unknown command; accepted: %s%s", acceptedCommands, e.customFieldNames())
+				continue
+			}
+			if _, err := f.check(v); err != nil {
+				bad(c, "%v", err)
+				continue
+			}
+			if r.Changes.CustomFields == nil {
+				r.Changes.CustomFields = map[string]string{}
+			}
+			r.Changes.CustomFields[f.Name] = v
 		}
 	}
 	if r.SendAndResolve && r.Changes.Status == nil {
@@ -445,4 +457,16 @@ func (e *Engine) agentCreate(tx *store.Tx, in *Incoming, out *Outcome, agent *st
 		return nil, err
 	}
 	return res, nil
+}
+
+// customFieldNames lists the configured custom fields for error mail.
+func (e *Engine) customFieldNames() string {
+	if len(e.CustomFields) == 0 {
+		return ""
+	}
+	names := make([]string, len(e.CustomFields))
+	for i, f := range e.CustomFields {
+		names[i] = f.Name
+	}
+	return ", and the custom fields " + strings.Join(names, ", ")
 }

@@ -109,7 +109,9 @@ type Engine struct {
 	// ImplicitSupport treats the first To address of each message as a
 	// support address (no configuration: `deskmail ingest` defaults).
 	ImplicitSupport bool
-	Now             func() time.Time
+	// CustomFields are the configured custom ticket fields.
+	CustomFields []CustomField
+	Now          func() time.Time
 }
 
 func lower(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
