@@ -166,19 +166,45 @@ func (t *Tx) RecordChannelError(channel string, at time.Time, msg string) error 
 // OAuthRefreshToken returns the newest refresh token saved for a
 // channel, or ErrNotFound.
 func (t *Tx) OAuthRefreshToken(channel string) (string, error) {
-	var tok string
-	err := t.row(`SELECT refresh_token FROM oauth_tokens WHERE channel=?`, channel).Scan(&tok)
+	tok, err := t.OAuthToken(channel)
+	if err != nil {
+		return "", err
+	}
+	return tok.RefreshToken, nil
+}
+
+// SavedOAuthToken is a channel's saved refresh token and the origin
+// of its rotation chain.
+type SavedOAuthToken struct {
+	RefreshToken string
+	// ConfiguredSHA256 is the hex SHA-256 of the configured refresh
+	// token the saved one descends from ("" for tokens saved before
+	// it was recorded). When the configured token no longer hashes to
+	// it, the operator has re-authorized the channel.
+	ConfiguredSHA256 string
+	UpdatedAt        time.Time
+}
+
+// OAuthToken returns the refresh token saved for a channel with its
+// origin, or ErrNotFound.
+func (t *Tx) OAuthToken(channel string) (*SavedOAuthToken, error) {
+	var tok SavedOAuthToken
+	var updated string
+	err := t.row(`SELECT refresh_token, configured_sha256, updated_at FROM oauth_tokens WHERE channel=?`, channel).
+		Scan(&tok.RefreshToken, &tok.ConfiguredSHA256, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", ErrNotFound
+		return nil, ErrNotFound
 	}
 	if err != nil {
-		return "", fmt.Errorf("store: oauth token %s: %w", channel, err)
+		return nil, fmt.Errorf("store: oauth token %s: %w", channel, err)
 	}
-	return tok, nil
+	tok.UpdatedAt = pts(updated)
+	return &tok, nil
 }
 
 // PutOAuthRefreshToken saves the refresh token a provider issued last
-// (providers rotate them and revoke the old one).
+// (providers rotate them and revoke the old one), keeping the recorded
+// origin of the chain.
 func (t *Tx) PutOAuthRefreshToken(channel, token string) error {
 	_, err := t.exec(`INSERT INTO oauth_tokens(channel, refresh_token, updated_at) VALUES (?,?,?)
 		ON CONFLICT(channel) DO UPDATE SET refresh_token=excluded.refresh_token, updated_at=excluded.updated_at`,
@@ -187,6 +213,150 @@ func (t *Tx) PutOAuthRefreshToken(channel, token string) error {
 		return fmt.Errorf("store: oauth token %s: %w", channel, err)
 	}
 	return nil
+}
+
+// PutOAuthToken saves a channel's refresh token together with the hex
+// SHA-256 of the configured refresh token its chain started from.
+func (t *Tx) PutOAuthToken(channel, token, configuredSHA256 string) error {
+	_, err := t.exec(`INSERT INTO oauth_tokens(channel, refresh_token, configured_sha256, updated_at) VALUES (?,?,?,?)
+		ON CONFLICT(channel) DO UPDATE SET refresh_token=excluded.refresh_token,
+			configured_sha256=excluded.configured_sha256, updated_at=excluded.updated_at`,
+		channel, token, configuredSHA256, ts(t.now()))
+	if err != nil {
+		return fmt.Errorf("store: oauth token %s: %w", channel, err)
+	}
+	return nil
+}
+
+// IMAPUnfetchable is a message an IMAP server would not deliver: every
+// FETCH of its body was answered NO or BAD. After enough attempts the
+// poller sets it aside (SetAsideAt) and its folder's checkpoint moves
+// past it; the message stays on the server, in MovedTo when the server
+// let the poller move it to the channel's failed folder.
+type IMAPUnfetchable struct {
+	Channel     string
+	Mailbox     string
+	UIDValidity uint32
+	UID         uint32
+	Attempts    int
+	// ServerAnswer is the server's last answer, e.g. "NO [SERVERBUG]
+	// Internal error".
+	ServerAnswer  string
+	FirstFailedAt time.Time
+	LastFailedAt  time.Time
+	SetAsideAt    *time.Time
+	MovedTo       string
+}
+
+// RecordIMAPFetchFailure counts one more failed attempt to fetch a
+// message and returns the record as it now stands.
+func (t *Tx) RecordIMAPFetchFailure(channel, mailbox string, uidValidity, uid uint32, answer string, at time.Time) (*IMAPUnfetchable, error) {
+	_, err := t.exec(`INSERT INTO imap_unfetchable(channel, mailbox, uid_validity, uid, attempts, server_answer, first_failed_at, last_failed_at)
+		VALUES (?,?,?,?,1,?,?,?)
+		ON CONFLICT(channel, mailbox, uid_validity, uid) DO UPDATE SET attempts=attempts+1,
+			server_answer=excluded.server_answer, last_failed_at=excluded.last_failed_at`,
+		channel, mailbox, int64(uidValidity), int64(uid), answer, ts(at), ts(at))
+	if err != nil {
+		return nil, fmt.Errorf("store: imap fetch failure %s/%s uid %d: %w", channel, mailbox, uid, err)
+	}
+	return t.IMAPUnfetchable(channel, mailbox, uidValidity, uid)
+}
+
+// SetIMAPMessageAside marks a message the server would not deliver as
+// set aside at the given time (the first time only).
+func (t *Tx) SetIMAPMessageAside(channel, mailbox string, uidValidity, uid uint32, at time.Time) error {
+	res, err := t.exec(`UPDATE imap_unfetchable SET set_aside_at=COALESCE(set_aside_at, ?)
+		WHERE channel=? AND mailbox=? AND uid_validity=? AND uid=?`, ts(at), channel, mailbox, int64(uidValidity), int64(uid))
+	if err != nil {
+		return fmt.Errorf("store: imap set aside %s/%s uid %d: %w", channel, mailbox, uid, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("store: imap set aside %s/%s uid %d: %w", channel, mailbox, uid, ErrNotFound)
+	}
+	return nil
+}
+
+// SetIMAPMessageMoved records the folder a set-aside message was moved
+// to on the server.
+func (t *Tx) SetIMAPMessageMoved(channel, mailbox string, uidValidity, uid uint32, folder string) error {
+	_, err := t.exec(`UPDATE imap_unfetchable SET moved_to=? WHERE channel=? AND mailbox=? AND uid_validity=? AND uid=?`,
+		folder, channel, mailbox, int64(uidValidity), int64(uid))
+	if err != nil {
+		return fmt.Errorf("store: imap set aside %s/%s uid %d: %w", channel, mailbox, uid, err)
+	}
+	return nil
+}
+
+// ClearIMAPFetchFailure forgets the failed attempts of a message that
+// was fetched after all ("in a row" starts again). A message already
+// set aside keeps its record.
+func (t *Tx) ClearIMAPFetchFailure(channel, mailbox string, uidValidity, uid uint32) error {
+	_, err := t.exec(`DELETE FROM imap_unfetchable WHERE channel=? AND mailbox=? AND uid_validity=? AND uid=? AND set_aside_at IS NULL`,
+		channel, mailbox, int64(uidValidity), int64(uid))
+	if err != nil {
+		return fmt.Errorf("store: imap fetch failure %s/%s uid %d: %w", channel, mailbox, uid, err)
+	}
+	return nil
+}
+
+const unfetchableColumns = `channel, mailbox, uid_validity, uid, attempts, server_answer, first_failed_at, last_failed_at,
+	set_aside_at, COALESCE(moved_to, '')`
+
+func scanUnfetchable(sc interface{ Scan(...any) error }) (*IMAPUnfetchable, error) {
+	var u IMAPUnfetchable
+	var validity, uid int64
+	var first, last string
+	var aside sql.NullString
+	if err := sc.Scan(&u.Channel, &u.Mailbox, &validity, &uid, &u.Attempts, &u.ServerAnswer, &first, &last, &aside, &u.MovedTo); err != nil {
+		return nil, err
+	}
+	u.UIDValidity, u.UID = uint32(validity), uint32(uid)
+	u.FirstFailedAt, u.LastFailedAt, u.SetAsideAt = pts(first), pts(last), pnts(aside)
+	return &u, nil
+}
+
+// IMAPUnfetchable returns the record of one message, or ErrNotFound.
+func (t *Tx) IMAPUnfetchable(channel, mailbox string, uidValidity, uid uint32) (*IMAPUnfetchable, error) {
+	u, err := scanUnfetchable(t.row(`SELECT `+unfetchableColumns+` FROM imap_unfetchable
+		WHERE channel=? AND mailbox=? AND uid_validity=? AND uid=?`, channel, mailbox, int64(uidValidity), int64(uid)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: imap fetch failure %s/%s uid %d: %w", channel, mailbox, uid, err)
+	}
+	return u, nil
+}
+
+// IMAPSetAside lists the messages IMAP servers would not deliver and
+// that were set aside (the folder carried on without them), newest
+// first, for the status views. channel "" lists every channel's.
+func (t *Tx) IMAPSetAside(channel string) ([]IMAPUnfetchable, error) {
+	rows, err := t.query(`SELECT `+unfetchableColumns+` FROM imap_unfetchable
+		WHERE set_aside_at IS NOT NULL AND (?='' OR channel=?) ORDER BY set_aside_at DESC, channel, mailbox, uid`, channel, channel)
+	if err != nil {
+		return nil, fmt.Errorf("store: imap set aside: %w", err)
+	}
+	defer rows.Close()
+	out := []IMAPUnfetchable{}
+	for rows.Next() {
+		u, err := scanUnfetchable(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: imap set aside: %w", err)
+		}
+		out = append(out, *u)
+	}
+	return out, rows.Err()
+}
+
+// CountIMAPSetAside counts the messages set aside because their IMAP
+// server would not deliver them (see IMAPSetAside).
+func (t *Tx) CountIMAPSetAside() (int, error) {
+	var n int
+	if err := t.row(`SELECT COUNT(*) FROM imap_unfetchable WHERE set_aside_at IS NOT NULL`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: imap set aside: %w", err)
+	}
+	return n, nil
 }
 
 // RawStates returns the state (processed, failed, ignored, duplicate)

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -171,5 +172,104 @@ func TestRawStates(t *testing.T) {
 	}
 	if len(got) != 3 || got[ids[0]] != "processed" || got[ids[1]] != "failed" || got[ids[2]] != "duplicate" {
 		t.Fatalf("states = %v", got)
+	}
+}
+
+func TestOAuthTokenOrigin(t *testing.T) {
+	ctx := context.Background()
+	st := openIMAPTestStore(t)
+	if err := st.Write(ctx, func(tx *Tx) error { return tx.PutOAuthToken("m365", "rt-1", "hash-a") }); err != nil {
+		t.Fatal(err)
+	}
+	// A rotation through the old call keeps the origin.
+	if err := st.Write(ctx, func(tx *Tx) error { return tx.PutOAuthRefreshToken("m365", "rt-2") }); err != nil {
+		t.Fatal(err)
+	}
+	var tok *SavedOAuthToken
+	read := func() {
+		t.Helper()
+		if err := st.Read(ctx, func(tx *Tx) (err error) { tok, err = tx.OAuthToken("m365"); return err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read()
+	if tok.RefreshToken != "rt-2" || tok.ConfiguredSHA256 != "hash-a" || tok.UpdatedAt.IsZero() {
+		t.Fatalf("token = %+v", tok)
+	}
+	if err := st.Write(ctx, func(tx *Tx) error { return tx.PutOAuthToken("m365", "new-rt", "hash-b") }); err != nil {
+		t.Fatal(err)
+	}
+	read()
+	if tok.RefreshToken != "new-rt" || tok.ConfiguredSHA256 != "hash-b" {
+		t.Fatalf("token after re-authorization = %+v", tok)
+	}
+}
+
+func TestIMAPUnfetchable(t *testing.T) {
+	ctx := context.Background()
+	st := openIMAPTestStore(t)
+	t0 := time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
+	var u *IMAPUnfetchable
+	for i := range 3 {
+		err := st.Write(ctx, func(tx *Tx) (err error) {
+			u, err = tx.RecordIMAPFetchFailure("support", "INBOX", 7, 42, fmt.Sprintf("NO broken %d", i), t0.Add(time.Duration(i)*time.Minute))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if u.Attempts != 3 || u.ServerAnswer != "NO broken 2" || !u.FirstFailedAt.Equal(t0) || !u.LastFailedAt.Equal(t0.Add(2*time.Minute)) || u.SetAsideAt != nil {
+		t.Fatalf("record = %+v", u)
+	}
+	// Another message fails once, then is fetched after all.
+	err := st.Write(ctx, func(tx *Tx) error {
+		if _, err := tx.RecordIMAPFetchFailure("support", "INBOX", 7, 43, "NO busy", t0); err != nil {
+			return err
+		}
+		return tx.ClearIMAPFetchFailure("support", "INBOX", 7, 43)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Write(ctx, func(tx *Tx) error {
+		if err := tx.SetIMAPMessageAside("support", "INBOX", 7, 42, t0.Add(3*time.Minute)); err != nil {
+			return err
+		}
+		if err := tx.SetIMAPMessageAside("support", "INBOX", 7, 99, t0); !errors.Is(err, ErrNotFound) {
+			t.Errorf("set aside an unknown message: %v, want ErrNotFound", err)
+		}
+		if err := tx.SetIMAPMessageMoved("support", "INBOX", 7, 42, "Deskmail/Failed"); err != nil {
+			return err
+		}
+		// Cleared only while not set aside.
+		return tx.ClearIMAPFetchFailure("support", "INBOX", 7, 42)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list []IMAPUnfetchable
+	var n int
+	err = st.Read(ctx, func(tx *Tx) (err error) {
+		if list, err = tx.IMAPSetAside(""); err != nil {
+			return err
+		}
+		if _, err := tx.IMAPUnfetchable("support", "INBOX", 7, 43); !errors.Is(err, ErrNotFound) {
+			t.Errorf("cleared record: %v, want ErrNotFound", err)
+		}
+		n, err = tx.CountIMAPSetAside()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || len(list) != 1 {
+		t.Fatalf("set aside: count %d, list %+v", n, list)
+	}
+	if g := list[0]; g.UID != 42 || g.UIDValidity != 7 || g.MovedTo != "Deskmail/Failed" || g.SetAsideAt == nil || !g.SetAsideAt.Equal(t0.Add(3*time.Minute)) {
+		t.Fatalf("set aside = %+v", g)
+	}
+	if err := st.Read(ctx, func(tx *Tx) (err error) { list, err = tx.IMAPSetAside("other"); return err }); err != nil || len(list) != 0 {
+		t.Fatalf("another channel's: %v %v", list, err)
 	}
 }

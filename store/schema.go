@@ -294,4 +294,25 @@ CREATE TABLE ticket_custom_fields (
 	PRIMARY KEY (ticket_id, name)
 );
 `,
+	// 7: IMAP messages the server would not deliver (FETCH answered NO
+	// or BAD), counted per attempt and finally set aside so that the
+	// folder carries on; and, per saved OAuth refresh token, the
+	// SHA-256 of the configured token its rotation chain started from,
+	// so that a token the operator puts in the configuration wins.
+	`
+CREATE TABLE imap_unfetchable (
+	channel TEXT NOT NULL,
+	mailbox TEXT NOT NULL,
+	uid_validity INTEGER NOT NULL,
+	uid INTEGER NOT NULL,
+	attempts INTEGER NOT NULL DEFAULT 0,
+	server_answer TEXT NOT NULL DEFAULT '',
+	first_failed_at TEXT NOT NULL,
+	last_failed_at TEXT NOT NULL,
+	set_aside_at TEXT,   -- NULL while the poller still retries it
+	moved_to TEXT,       -- the failed folder, when the server let us move it
+	PRIMARY KEY (channel, mailbox, uid_validity, uid)
+);
+ALTER TABLE oauth_tokens ADD COLUMN configured_sha256 TEXT NOT NULL DEFAULT '';
+`,
 }
