@@ -41,13 +41,21 @@ func runParse(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	return nil
 }
 
+// maxInputBytes bounds one message read from a file or stdin. The SMTP
+// receiver and MTAs enforce their own, smaller limits; this one keeps a
+// stray huge file from exhausting memory.
+const maxInputBytes = 256 << 20
+
 // readMessage reads a file (or stdin for "-") and returns its bytes and
 // the arrival time to assume: the file's modification time, or now.
 func readMessage(name string, stdin io.Reader) ([]byte, time.Time, error) {
 	if name == "-" {
-		raw, err := io.ReadAll(stdin)
+		raw, err := io.ReadAll(io.LimitReader(stdin, maxInputBytes+1))
 		if err != nil {
 			return nil, time.Time{}, fmt.Errorf("read stdin: %w", err)
+		}
+		if len(raw) > maxInputBytes {
+			return nil, time.Time{}, fmt.Errorf("stdin: message larger than %d MiB", maxInputBytes>>20)
 		}
 		return raw, time.Now(), nil
 	}
@@ -62,6 +70,9 @@ func readMessage(name string, stdin io.Reader) ([]byte, time.Time, error) {
 	}
 	if st.IsDir() {
 		return nil, time.Time{}, fmt.Errorf("%s: is a directory", name)
+	}
+	if st.Size() > maxInputBytes {
+		return nil, time.Time{}, fmt.Errorf("%s: message larger than %d MiB", name, maxInputBytes>>20)
 	}
 	raw, err := io.ReadAll(f)
 	if err != nil {
