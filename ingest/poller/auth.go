@@ -3,9 +3,12 @@ package poller
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -32,9 +35,13 @@ type authenticator struct {
 	st      *store.Store
 	opts    Options
 
-	mu    sync.Mutex
-	ts    oauth2.TokenSource
-	saved string // the refresh token known to be stored
+	mu sync.Mutex
+	ts oauth2.TokenSource
+	// saved and savedOrigin are what the store holds: the refresh
+	// token and the hash of the configured token its chain started
+	// from; origin is the hash of the configured token the current
+	// chain started from.
+	saved, savedOrigin, origin string
 }
 
 func newAuthenticator(base context.Context, channel string, im *config.IMAPConfig, st *store.Store, opts Options) *authenticator {
@@ -93,7 +100,9 @@ func (a *authenticator) forget() {
 // accessToken returns a usable access token: from the token command,
 // the token file, or the refresh-token flow. When the provider issues
 // a new refresh token it is saved before the access token is used, and
-// the saved one is preferred to the configured one from then on.
+// the saved one is preferred to the configured one from then on, as
+// long as the configured one is the one the chain started from (see
+// refreshToken).
 func (a *authenticator) accessToken(ctx context.Context) (string, error) {
 	o := a.im.OAuth
 	switch {
@@ -116,21 +125,9 @@ func (a *authenticator) accessToken(ctx context.Context) (string, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.ts == nil {
-		var rt string
-		err := a.st.Read(ctx, func(tx *store.Tx) (err error) {
-			rt, err = tx.OAuthRefreshToken(a.channel)
-			return err
-		})
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			if rt, err = o.RefreshToken.Value(); err != nil {
-				return "", fmt.Errorf("refresh token (%s): %w", o.RefreshToken, err)
-			}
-		case err != nil:
-			return "", fmt.Errorf("load saved refresh token: %w", err)
-		}
-		if rt == "" {
-			return "", errors.New("no refresh token configured")
+		rt, err := a.refreshToken(ctx)
+		if err != nil {
+			return "", err
 		}
 		secret, err := o.ClientSecret.Value()
 		if err != nil {
@@ -138,7 +135,6 @@ func (a *authenticator) accessToken(ctx context.Context) (string, error) {
 		}
 		conf := &oauth2.Config{ClientID: o.ClientID, ClientSecret: secret, Scopes: o.Scopes,
 			Endpoint: oauth2.Endpoint{TokenURL: o.TokenURL}}
-		a.saved = rt
 		a.ts = conf.TokenSource(context.WithValue(a.base, oauth2.HTTPClient, a.opts.HTTPClient), &oauth2.Token{RefreshToken: rt})
 	}
 	tok, err := a.ts.Token()
@@ -146,17 +142,84 @@ func (a *authenticator) accessToken(ctx context.Context) (string, error) {
 		a.ts = nil
 		return "", describeOAuthError(err)
 	}
-	if tok.RefreshToken != "" && tok.RefreshToken != a.saved {
-		// Rotated: save it now; the provider may already have revoked
-		// the old one. Until saved, every call retries.
+	// The oauth2 package carries the refresh token over when the
+	// provider sends none, so tok.RefreshToken is the current one.
+	if rt := tok.RefreshToken; rt != "" && (rt != a.saved || a.origin != a.savedOrigin) {
+		// Rotated (or re-authorized): save it now; the provider may
+		// already have revoked the old one. Until saved, every call
+		// retries.
 		wctx, cancel := writeCtx(ctx)
 		defer cancel()
-		if err := a.st.Write(wctx, func(tx *store.Tx) error { return tx.PutOAuthRefreshToken(a.channel, tok.RefreshToken) }); err != nil {
+		if err := a.st.Write(wctx, func(tx *store.Tx) error { return tx.PutOAuthToken(a.channel, rt, a.origin) }); err != nil {
 			return "", fmt.Errorf("save rotated refresh token: %w", err)
 		}
-		a.saved = tok.RefreshToken
+		a.saved, a.savedOrigin = rt, a.origin
 	}
 	return tok.AccessToken, nil
+}
+
+// refreshToken chooses the refresh token to start from. The saved one
+// (the newest of the chain the provider rotates) wins while it
+// descends from the configured one; when the operator has put a
+// different token in the configuration (re-consent after a revocation,
+// a new account) the configured one wins and replaces the saved one at
+// its first successful refresh. Tokens are compared by SHA-256, which
+// is what the store keeps of the configured one. Called with a.mu held.
+func (a *authenticator) refreshToken(ctx context.Context) (string, error) {
+	o := a.im.OAuth
+	configured, cerr := o.RefreshToken.Value()
+	var saved *store.SavedOAuthToken
+	err := a.st.Read(ctx, func(tx *store.Tx) (err error) {
+		saved, err = tx.OAuthToken(a.channel)
+		return err
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("load saved refresh token: %w", err)
+	}
+	if cerr != nil {
+		if saved != nil && saved.RefreshToken != "" {
+			// The configured token is unreadable (a file gone):
+			// the saved chain still works on its own.
+			a.origin, a.saved, a.savedOrigin = saved.ConfiguredSHA256, saved.RefreshToken, saved.ConfiguredSHA256
+			return saved.RefreshToken, nil
+		}
+		return "", fmt.Errorf("refresh token (%s): %w", o.RefreshToken, cerr)
+	}
+	a.origin = ""
+	if configured != "" {
+		a.origin = tokenHash(configured)
+	}
+	switch {
+	case saved == nil || saved.RefreshToken == "":
+		// First use: nothing saved yet.
+		a.saved, a.savedOrigin = configured, a.origin
+		if saved != nil {
+			a.saved = ""
+		}
+	case saved.ConfiguredSHA256 == "" || saved.ConfiguredSHA256 == a.origin || configured == "":
+		// The saved chain descends from the configured token (or was
+		// saved before origins were kept: adopt the configured one as
+		// its origin at the next save).
+		a.saved, a.savedOrigin = saved.RefreshToken, saved.ConfiguredSHA256
+		a.log().Debug("imap oauth: using the saved refresh token")
+		return saved.RefreshToken, nil
+	default:
+		a.saved, a.savedOrigin = saved.RefreshToken, saved.ConfiguredSHA256
+		a.log().Info("imap oauth: the configured refresh token changed; it replaces the saved one")
+	}
+	if configured == "" {
+		return "", errors.New("no refresh token configured")
+	}
+	return configured, nil
+}
+
+func (a *authenticator) log() *slog.Logger { return a.opts.Logger.With("channel", a.channel) }
+
+// tokenHash is the hex SHA-256 of a refresh token: enough to tell
+// whether the configured token changed, without storing it.
+func tokenHash(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(sum[:])
 }
 
 // describeOAuthError explains a failed refresh without echoing tokens.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deskmail/deskmail/config"
 	"github.com/deskmail/deskmail/store"
 )
 
@@ -172,5 +173,74 @@ func TestOAuthTokenFileAndCommand(t *testing.T) {
 	t.Logf("health: %q", h2.health().LastError)
 	if strings.Contains(h2.health().LastError, "wrong-token") {
 		t.Errorf("health shows the token")
+	}
+}
+
+// An operator re-authorizes a channel (new consent, new refresh token
+// in the configuration): the configured token wins over the saved
+// chain once, replaces it, and from then on its own rotations are used.
+func TestOAuthReauthorize(t *testing.T) {
+	te := newTokenEndpoint(t, "rt-1")
+	b := memServer(t, memOptions{tokens: te.validAccess})
+	h := newHarness(t, b, oauthYAML("xoauth2", te.srv.URL, "rt-1"))
+	polled := func() bool {
+		hl := h.health()
+		return hl != nil && hl.LastOKAt != nil && hl.ConsecutiveFailures == 0
+	}
+	h.start()
+	eventually(t, 10*time.Second, "rt-2 saved", func() bool { return savedRefreshToken(t, h.st) == "rt-2" })
+	eventually(t, 10*time.Second, "a successful poll", polled)
+	h.stop()
+
+	// The operator re-consents: the provider issues a new grant (and
+	// revokes the old chain) and the new token goes in the config.
+	te.mu.Lock()
+	te.valid = map[string]bool{"consent-2": true}
+	te.mu.Unlock()
+	h.cfg.Channels[0].IMAP.OAuth.RefreshToken = config.Secret{Inline: "consent-2"}
+	h.start()
+	eventually(t, 10*time.Second, "the rotation of the new token saved", func() bool { return savedRefreshToken(t, h.st) == "rt-3" })
+	h.stop()
+
+	// Same configuration again: the saved rotation wins now (consent-2
+	// is revoked by its rotation).
+	h.start()
+	eventually(t, 10*time.Second, "rt-4 saved", func() bool { return savedRefreshToken(t, h.st) == "rt-4" })
+	eventually(t, 10*time.Second, "a successful poll", polled)
+	h.stop()
+	if got, want := strings.Join(te.receivedTokens(), " "), "rt-1 consent-2 rt-3"; got != want {
+		t.Errorf("refresh tokens presented %q, want %q", got, want)
+	}
+	var saved *store.SavedOAuthToken
+	if err := h.st.Read(context.Background(), func(tx *store.Tx) (err error) { saved, err = tx.OAuthToken("support"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if saved.ConfiguredSHA256 != tokenHash("consent-2") || strings.Contains(saved.ConfiguredSHA256, "consent") {
+		t.Errorf("origin of the saved token = %q, want the hash of consent-2", saved.ConfiguredSHA256)
+	}
+}
+
+// A token saved before origins were recorded keeps winning (it is
+// taken to descend from the configured one), and its next rotation
+// records the configured token as its origin.
+func TestOAuthSavedWithoutOrigin(t *testing.T) {
+	te := newTokenEndpoint(t, "rt-legacy")
+	b := memServer(t, memOptions{tokens: te.validAccess})
+	h := newHarness(t, b, oauthYAML("xoauth2", te.srv.URL, "rt-configured-long-ago"))
+	if err := h.st.Write(context.Background(), func(tx *store.Tx) error { return tx.PutOAuthRefreshToken("support", "rt-legacy") }); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	eventually(t, 10*time.Second, "rt-2 saved", func() bool { return savedRefreshToken(t, h.st) == "rt-2" })
+	h.stop()
+	if got := te.receivedTokens(); len(got) != 1 || got[0] != "rt-legacy" {
+		t.Errorf("refresh tokens presented %q, want the saved rt-legacy", got)
+	}
+	var saved *store.SavedOAuthToken
+	if err := h.st.Read(context.Background(), func(tx *store.Tx) (err error) { saved, err = tx.OAuthToken("support"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if saved.ConfiguredSHA256 != tokenHash("rt-configured-long-ago") {
+		t.Errorf("origin = %q, want the configured token's hash", saved.ConfiguredSHA256)
 	}
 }
