@@ -551,7 +551,9 @@ func (p *parser) partString(part *enmime.Part) string {
 			}
 		}
 	}
-	if cs != "" {
+	if cs != "" && !utf8OrASCII(cs) {
+		// Checks the name only; building the reader costs 16 KB, so the
+		// common names are not checked this way.
 		if _, err := charsetReader(cs, bytes.NewReader(nil)); err != nil {
 			p.m.warn("charset: part %s has unknown charset %q", part.PartID, cs)
 			cs = "unknown"
@@ -808,4 +810,13 @@ func percentDecode(s string) ([]byte, error) {
 		out = append(out, s[i])
 	}
 	return out, nil
+}
+
+// utf8OrASCII reports whether cs names UTF-8 or US-ASCII.
+func utf8OrASCII(cs string) bool {
+	switch cs {
+	case "utf-8", "utf8", "us-ascii", "ascii", "ansi_x3.4-1968", "unicode-1-1-utf-8":
+		return true
+	}
+	return false
 }
