@@ -287,14 +287,15 @@ func (t *Tx) SetIMAPMessageMoved(channel, mailbox string, uidValidity, uid uint3
 	return nil
 }
 
-// ClearIMAPFetchFailure forgets the failed attempts of a message that
-// was fetched after all ("in a row" starts again). A message already
-// set aside keeps its record.
-func (t *Tx) ClearIMAPFetchFailure(channel, mailbox string, uidValidity, uid uint32) error {
-	_, err := t.exec(`DELETE FROM imap_unfetchable WHERE channel=? AND mailbox=? AND uid_validity=? AND uid=? AND set_aside_at IS NULL`,
-		channel, mailbox, int64(uidValidity), int64(uid))
+// ClearIMAPFetchFailures forgets the failed attempts of messages up
+// to throughUID that were not set aside: the folder's checkpoint has
+// passed them, so they were fetched after all (or are gone), and a
+// later failure counts from zero again. Set-aside records stay.
+func (t *Tx) ClearIMAPFetchFailures(channel, mailbox string, uidValidity, throughUID uint32) error {
+	_, err := t.exec(`DELETE FROM imap_unfetchable WHERE channel=? AND mailbox=? AND uid_validity=? AND uid<=? AND set_aside_at IS NULL`,
+		channel, mailbox, int64(uidValidity), int64(throughUID))
 	if err != nil {
-		return fmt.Errorf("store: imap fetch failure %s/%s uid %d: %w", channel, mailbox, uid, err)
+		return fmt.Errorf("store: imap fetch failures %s/%s: %w", channel, mailbox, err)
 	}
 	return nil
 }

@@ -56,7 +56,7 @@ func (s *session) drain(ctx context.Context) error {
 		if len(part) == 0 {
 			return nil
 		}
-		b, err := s.fetchPart(part)
+		b, err := s.fetchPart(ctx, part)
 		if err != nil {
 			return err
 		}
@@ -64,7 +64,18 @@ func (s *session) drain(ctx context.Context) error {
 			fl = nil
 			return err
 		}
-		fl = s.launch(ctx, b)
+		fl = nil
+		if len(b.part) > 0 {
+			fl = s.launch(ctx, b)
+		}
+		if b.stop != nil {
+			// A message the server refused and that is not set aside
+			// yet: store what came before it, then end the session;
+			// the next one tries it again.
+			err := s.land(ctx, fl)
+			fl = nil
+			return errors.Join(b.stop, err)
+		}
 		return nil
 	}
 	for start := 0; start < len(uids); start += batch {
@@ -105,8 +116,26 @@ func (s *session) drain(ctx context.Context) error {
 // history. Messages gone meanwhile (expunged by another client) are
 // absent from the result.
 func (s *session) fetchMeta(chunk []imap.UID) ([]meta, error) {
-	bufs, err := s.c.Fetch(imap.UIDSetNum(chunk...), &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true}).Collect()
-	if err != nil {
+	items := &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true}
+	bufs, err := s.c.Fetch(imap.UIDSetNum(chunk...), items).Collect()
+	if refused(err) != nil {
+		// A server that cannot read one message may refuse even its
+		// size (Dovecot computes it from the file): ask one by one and
+		// let the body fetch deal with the refused ones.
+		s.p.log.Warn("imap server refused the sizes of a batch; asking one by one", "uids", len(chunk), "err", err)
+		bufs = bufs[:0]
+		for _, uid := range chunk {
+			one, err := s.c.Fetch(imap.UIDSetNum(uid), items).Collect()
+			if refused(err) != nil {
+				bufs = append(bufs, &imapclient.FetchMessageBuffer{UID: uid})
+				continue
+			}
+			if err != nil {
+				return nil, s.errorf("fetch size of uid %d: %w", uid, err)
+			}
+			bufs = append(bufs, one...)
+		}
+	} else if err != nil {
 		return nil, s.errorf("fetch sizes: %w", err)
 	}
 	want := imap.UIDSetNum(chunk...)
@@ -138,6 +167,12 @@ func (s *session) fetchMeta(chunk []imap.UID) ([]meta, error) {
 type batch struct {
 	part []meta
 	raws []ingest.Raw
+	// aside are messages the server would not deliver, set aside: the
+	// checkpoint passes them after they go to the failed folder.
+	aside []imap.UID
+	// stop, when set, ends the session after this batch (cut short
+	// before a message the server refused).
+	stop error
 }
 
 // outcome is what the pipeline made of a batch.
@@ -164,7 +199,7 @@ func (f *flight) abandon() {
 
 // fetchPart fetches the bodies of a part, skipping history when
 // existing is "skip" and placeholders for vanished UIDs.
-func (s *session) fetchPart(part []meta) (batch, error) {
+func (s *session) fetchPart(ctx context.Context, part []meta) (batch, error) {
 	var fetch []imap.UID
 	byUID := map[imap.UID]meta{}
 	for _, m := range part {
@@ -180,11 +215,130 @@ func (s *session) fetchPart(part []meta) (batch, error) {
 		return b, nil
 	}
 	raws, err := s.fetchBodies(fetch, byUID)
+	if ie := refused(err); ie != nil {
+		s.p.log.Warn("imap server refused a batch; fetching its messages one by one", "uids", len(fetch), "err", err)
+		return s.fetchOneByOne(ctx, b, fetch, byUID)
+	}
 	if err != nil {
 		return b, err
 	}
 	b.raws = raws
 	return b, nil
+}
+
+// refused returns the server's NO or BAD answer in err, or nil when
+// err is something else (a broken connection, a timeout) or nil.
+func refused(err error) *imap.Error {
+	var ie *imap.Error
+	if errors.As(err, &ie) && (ie.Type == imap.StatusResponseTypeNo || ie.Type == imap.StatusResponseTypeBad) {
+		return ie
+	}
+	return nil
+}
+
+// answer renders a server's refusal for the store and the logs, e.g.
+// "NO [SERVERBUG] Internal error".
+func answer(ie *imap.Error) string {
+	a := string(ie.Type)
+	if ie.Code != "" {
+		a += " [" + string(ie.Code) + "]"
+	}
+	if ie.Text != "" {
+		a += " " + ie.Text
+	}
+	return a
+}
+
+// fetchOneByOne fetches a refused batch's messages one at a time, in
+// UID order. A message refused again counts one failed attempt in the
+// store (imap_unfetchable); once it has failed setAsideAttempts times,
+// in as many sessions spread over at least setAsideAfter, it is set
+// aside: recorded, logged at error level and in channel health, moved
+// to the failed folder by land when the server lets us, and passed by
+// the checkpoint. Before that, the batch is cut short at the message
+// and stop ends the session, so the next session tries it again.
+func (s *session) fetchOneByOne(ctx context.Context, b batch, fetch []imap.UID, byUID map[imap.UID]meta) (batch, error) {
+	for _, uid := range fetch {
+		raws, err := s.fetchBodies([]imap.UID{uid}, byUID)
+		ie := refused(err)
+		if err != nil && ie == nil {
+			return b, err
+		}
+		if ie == nil {
+			// Delivered (or expunged meanwhile); a failure count it
+			// had is cleared when the checkpoint passes it.
+			b.raws = append(b.raws, raws...)
+			continue
+		}
+		said := answer(ie)
+		now := s.p.opts.Now()
+		var rec *store.IMAPUnfetchable
+		if err := s.write(ctx, func(tx *store.Tx) (err error) {
+			rec, err = tx.RecordIMAPFetchFailure(s.p.channel, s.p.folder, s.state.UIDValidity, uint32(uid), said, now)
+			return err
+		}); err != nil {
+			return b, s.errorf("uid %d: %w", uid, err)
+		}
+		if rec.Attempts < s.p.opts.setAsideAttempts || now.Sub(rec.FirstFailedAt) < s.p.opts.setAsideAfter {
+			s.p.log.Warn("imap server refused a message; will retry it", "uid", uid, "uidvalidity", s.state.UIDValidity,
+				"server_answer", said, "attempt", rec.Attempts, "set_aside_after", s.p.opts.setAsideAttempts)
+			i := slices.IndexFunc(b.part, func(m meta) bool { return m.uid >= uid })
+			b.part = b.part[:i]
+			b.stop = s.errorf("fetch uid %d: the server answered %s (attempt %d; the message is set aside after %d over %s)",
+				uid, said, rec.Attempts, s.p.opts.setAsideAttempts, s.p.opts.setAsideAfter)
+			return b, nil
+		}
+		msg := s.errorf("uid %d (uidvalidity %d) set aside after %d failed fetches: the server answered %s",
+			uid, s.state.UIDValidity, rec.Attempts, said).Error()
+		s.p.log.Error("imap message the server will not deliver is set aside; the folder carries on without it", "uid", uid,
+			"uidvalidity", s.state.UIDValidity, "server_answer", said, "attempts", rec.Attempts, "failed_folder", s.p.im.FailedFolder)
+		s.p.opts.Metrics.IMAPError(s.p.channel, "set_aside")
+		if err := s.write(ctx, func(tx *store.Tx) error {
+			if err := tx.SetIMAPMessageAside(s.p.channel, s.p.folder, s.state.UIDValidity, uint32(uid), now); err != nil {
+				return err
+			}
+			return tx.RecordChannelError(s.p.channel, now, msg)
+		}); err != nil {
+			return b, s.errorf("uid %d: %w", uid, err)
+		}
+		b.aside = append(b.aside, uid)
+	}
+	return b, nil
+}
+
+// write runs a bookkeeping transaction that must land even while ctx
+// is ending.
+func (s *session) write(ctx context.Context, f func(tx *store.Tx) error) error {
+	wctx, cancel := writeCtx(ctx)
+	defer cancel()
+	return s.p.st.Write(wctx, f)
+}
+
+// moveAside moves messages set aside to the failed folder, one at a
+// time. A server that refuses (it may not be able to copy a message it
+// cannot read) leaves the message where it is; the store has its
+// record either way.
+func (s *session) moveAside(ctx context.Context, uids []imap.UID) error {
+	if s.p.sent {
+		return nil // the team's Sent folder is never changed
+	}
+	for _, uid := range uids {
+		err := s.move([]imap.UID{uid}, s.p.im.FailedFolder)
+		if ie := refused(err); ie != nil {
+			s.p.log.Error("imap message set aside could not be moved to the failed folder; it stays in the folder", "uid", uid,
+				"uidvalidity", s.state.UIDValidity, "server_answer", answer(ie), "failed_folder", s.p.im.FailedFolder)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.write(ctx, func(tx *store.Tx) error {
+			return tx.SetIMAPMessageMoved(s.p.channel, s.p.folder, s.state.UIDValidity, uint32(uid), s.p.im.FailedFolder)
+		}); err != nil {
+			return s.errorf("uid %d: %w", uid, err)
+		}
+	}
+	return nil
 }
 
 // launch starts committing a batch.
@@ -219,11 +373,21 @@ func (s *session) land(ctx context.Context, f *flight) error {
 			return err
 		}
 	}
+	if len(f.b.aside) > 0 {
+		if err := s.moveAside(ctx, f.b.aside); err != nil {
+			return err
+		}
+	}
 	last := uint32(f.b.part[len(f.b.part)-1].uid)
 	wctx, cancel := writeCtx(ctx)
 	defer cancel()
 	err := s.p.st.Write(wctx, func(tx *store.Tx) error {
-		return tx.AdvanceIMAPState(s.p.channel, s.p.folder, s.state.UIDValidity, last)
+		if err := tx.AdvanceIMAPState(s.p.channel, s.p.folder, s.state.UIDValidity, last); err != nil {
+			return err
+		}
+		// Refusals of messages now passed (delivered after all) are
+		// history; the set-aside records stay.
+		return tx.ClearIMAPFetchFailures(s.p.channel, s.p.folder, s.state.UIDValidity, last)
 	})
 	if err != nil {
 		return s.errorf("save checkpoint: %w", err)

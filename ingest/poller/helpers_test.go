@@ -69,6 +69,15 @@ type memOptions struct {
 	// dropAfter, when > 0, makes the first connection that logs in
 	// die after the server has written this many more bytes.
 	dropAfter int64
+	// refuse, when set and true for a UID, makes UID FETCH of that
+	// message's body answer NO (after sending the other messages of
+	// the set), as a server that cannot read a message does; with
+	// refuseSizes, RFC822.SIZE too.
+	refuse      func(uid imap.UID) bool
+	refuseSizes bool
+	// refuseMove, when set and true for a UID, makes MOVE of a set
+	// holding it answer NO.
+	refuseMove func(uid imap.UID) bool
 }
 
 // memServer starts imapmemserver behind imapserver.New on 127.0.0.1:0
@@ -87,7 +96,7 @@ func memServer(t testing.TB, o memOptions) *backend {
 	}
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(conn *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			sess := &testSession{Session: mem.NewSession()}
+			sess := &testSession{Session: mem.NewSession(), o: o}
 			if o.tokens != nil {
 				return &oauthSession{testSession: sess, tokens: o.tokens}, nil, nil
 			}
@@ -116,6 +125,38 @@ func memServer(t testing.TB, o memOptions) *backend {
 // change), so that tests are deterministic.
 type testSession struct {
 	imapserver.Session
+	o memOptions
+}
+
+// Fetch refuses the messages memOptions.refuse names.
+func (s *testSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	set, ok := numSet.(imap.UIDSet)
+	if s.o.refuse == nil || !ok || (len(options.BodySection) == 0 && !(s.o.refuseSizes && options.RFC822Size)) {
+		return s.Session.Fetch(w, numSet, options)
+	}
+	var rest imap.UIDSet
+	bad := false
+	for _, r := range set {
+		if r.Stop == 0 || r.Stop-r.Start > 100000 {
+			return s.Session.Fetch(w, numSet, options) // "n:*": not what the tests refuse
+		}
+		for u := r.Start; u <= r.Stop; u++ {
+			if s.o.refuse(u) {
+				bad = true
+			} else {
+				rest.AddNum(u)
+			}
+		}
+	}
+	if !bad {
+		return s.Session.Fetch(w, numSet, options)
+	}
+	if len(rest) > 0 {
+		if err := s.Session.Fetch(w, rest, options); err != nil {
+			return err
+		}
+	}
+	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Internal error occurred. Refer to server log for more information."}
 }
 
 func (s *testSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
@@ -126,6 +167,15 @@ func (s *testSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) err
 }
 
 func (s *testSession) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	if set, ok := numSet.(imap.UIDSet); ok && s.o.refuseMove != nil {
+		for _, r := range set {
+			for u := r.Start; u <= r.Stop && r.Stop != 0; u++ {
+				if s.o.refuseMove(u) {
+					return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Cannot copy the message."}
+				}
+			}
+		}
+	}
 	return s.Session.(imapserver.SessionMove).Move(w, numSet, dest)
 }
 

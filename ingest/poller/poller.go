@@ -90,6 +90,11 @@ type Options struct {
 	backoffMin, backoffMax time.Duration
 	reIdle                 time.Duration
 	maxBatchBytes          int64
+	// setAsideAttempts and setAsideAfter: a message the server
+	// refuses is set aside once it has failed this many times (one
+	// per session) over at least this long.
+	setAsideAttempts int
+	setAsideAfter    time.Duration
 	// afterCommit runs after a batch is committed and before it is
 	// acknowledged on the server; an error aborts the session there,
 	// as a crash would.
@@ -103,6 +108,13 @@ const (
 	// which RFC 2177 lets a server drop an idle client.
 	defaultReIdle        = 25 * time.Minute
 	defaultMaxBatchBytes = 32 << 20
+	// A message the server refuses to deliver is retried in 3
+	// sessions over at least 5 minutes before it is set aside: long
+	// enough to ride out a server's passing trouble (throttling, a
+	// mailbox being moved), short enough that later mail is not held
+	// up for long.
+	defaultSetAsideAttempts = 3
+	defaultSetAsideAfter    = 5 * time.Minute
 )
 
 func (o *Options) fill() {
@@ -126,6 +138,12 @@ func (o *Options) fill() {
 	}
 	if o.maxBatchBytes <= 0 {
 		o.maxBatchBytes = defaultMaxBatchBytes
+	}
+	if o.setAsideAttempts <= 0 {
+		o.setAsideAttempts = defaultSetAsideAttempts
+	}
+	if o.setAsideAfter <= 0 {
+		o.setAsideAfter = defaultSetAsideAfter
 	}
 }
 
