@@ -364,7 +364,10 @@ func (s *session) land(ctx context.Context, f *flight) error {
 	if f == nil {
 		return nil
 	}
+	// Nothing is asked of the server while the pipeline commits.
+	s.wd.pause()
 	<-f.done
+	s.wd.resume()
 	if f.err != nil {
 		return f.err
 	}

@@ -78,6 +78,11 @@ type memOptions struct {
 	// refuseMove, when set and true for a UID, makes MOVE of a set
 	// holding it answer NO.
 	refuseMove func(uid imap.UID) bool
+	// stallBodies, when set and on, makes a FETCH of bodies say
+	// nothing at all until the test ends.
+	stallBodies *atomic.Bool
+	// stalled is closed at the end of the test (set by memServer).
+	stalled chan struct{}
 }
 
 // memServer starts imapmemserver behind imapserver.New on 127.0.0.1:0
@@ -90,6 +95,7 @@ func memServer(t testing.TB, o memOptions) *backend {
 		t.Fatal(err)
 	}
 	mem.AddUser(u)
+	o.stalled = make(chan struct{})
 	caps := o.caps
 	if caps == nil {
 		caps = imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapMove: {}, imap.CapUIDPlus: {}}
@@ -116,6 +122,7 @@ func memServer(t testing.TB, o memOptions) *backend {
 	}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
+	t.Cleanup(func() { close(o.stalled) }) // before srv.Close: cleanups run last first
 	addr := ln.Addr().(*net.TCPAddr)
 	return &backend{host: "127.0.0.1", port: addr.Port, user: testUser, pass: testPassword, tls: "none", mem: u}
 }
@@ -130,6 +137,10 @@ type testSession struct {
 
 // Fetch refuses the messages memOptions.refuse names.
 func (s *testSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	if s.o.stallBodies != nil && s.o.stallBodies.Load() && len(options.BodySection) > 0 {
+		<-s.o.stalled
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Text: "test over"}
+	}
 	set, ok := numSet.(imap.UIDSet)
 	if s.o.refuse == nil || !ok || (len(options.BodySection) == 0 && !(s.o.refuseSizes && options.RFC822Size)) {
 		return s.Session.Fetch(w, numSet, options)

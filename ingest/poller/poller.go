@@ -95,6 +95,9 @@ type Options struct {
 	// per session) over at least this long.
 	setAsideAttempts int
 	setAsideAfter    time.Duration
+	// commandTimeout: how long the server may stay silent while an
+	// answer is expected before the connection is given up.
+	commandTimeout time.Duration
 	// afterCommit runs after a batch is committed and before it is
 	// acknowledged on the server; an error aborts the session there,
 	// as a crash would.
@@ -115,6 +118,11 @@ const (
 	// up for long.
 	defaultSetAsideAttempts = 3
 	defaultSetAsideAfter    = 5 * time.Minute
+	// defaultCommandTimeout bounds a server's silence in the middle
+	// of a command (and before its greeting). Longer than the 30s
+	// the OAuth refresh and the token command may take between two
+	// commands of a login.
+	defaultCommandTimeout = 2 * time.Minute
 )
 
 func (o *Options) fill() {
@@ -144,6 +152,9 @@ func (o *Options) fill() {
 	}
 	if o.setAsideAfter <= 0 {
 		o.setAsideAfter = defaultSetAsideAfter
+	}
+	if o.commandTimeout <= 0 {
+		o.commandTimeout = defaultCommandTimeout
 	}
 }
 

@@ -55,7 +55,7 @@ func Probe(ctx context.Context, ch *config.ChannelConfig, st *store.Store, opts 
 	}
 	opts.fill()
 	rep := &ProbeReport{Channel: ch.Name, Server: net.JoinHostPort(im.Host, strconv.Itoa(im.Port)), TLS: im.TLS}
-	c, err := dial(ctx, im.Host, im.Port, im.TLS, opts.TLSConfig, &imapclient.Options{})
+	c, _, err := dial(ctx, im.Host, im.Port, im.TLS, opts.TLSConfig, opts.commandTimeout, &imapclient.Options{})
 	if err != nil {
 		return rep, fmt.Errorf("imap %s: %w", ch.Name, err)
 	}

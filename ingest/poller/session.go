@@ -26,6 +26,7 @@ type session struct {
 	mailbox string          // the watched folder's name on the server
 	state   store.IMAPState
 	drained bool
+	wd      *watchdog // the connection's; nil before dial
 }
 
 // errorf wraps err with the channel and folder.
@@ -34,16 +35,21 @@ func (s *session) errorf(format string, args ...any) error {
 }
 
 // dial opens the connection in the configured TLS mode. ctx bounds the
-// TCP connect and the TLS handshake.
-func dial(ctx context.Context, host string, port int, mode string, base *tls.Config, opts *imapclient.Options) (*imapclient.Client, error) {
+// TCP connect and the TLS handshake (at most 30s); from then on the
+// returned watchdog closes the connection when the server stays
+// silent for timeout while an answer is expected.
+func dial(ctx context.Context, host string, port int, mode string, base *tls.Config, timeout time.Duration,
+	opts *imapclient.Options) (*imapclient.Client, *watchdog, error) {
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var d net.Dialer
-	conn, err := d.DialContext(dctx, "tcp", addr)
+	raw, err := d.DialContext(dctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", addr, err)
+		return nil, nil, fmt.Errorf("connect %s: %w", addr, err)
 	}
+	wd := newWatchdog(raw, timeout)
+	var conn net.Conn = wd
 	tc := &tls.Config{}
 	if base != nil {
 		tc = base.Clone()
@@ -60,22 +66,22 @@ func dial(ctx context.Context, host string, port int, mode string, base *tls.Con
 		tconn := tls.Client(conn, tc)
 		if err := tconn.HandshakeContext(dctx); err != nil {
 			conn.Close()
-			return nil, fmt.Errorf("tls handshake with %s: %w", addr, err)
+			return nil, nil, fmt.Errorf("tls handshake with %s: %w", addr, err)
 		}
-		return imapclient.New(tconn, opts), nil
+		return imapclient.New(tconn, opts), wd, nil
 	case "starttls":
 		stop := context.AfterFunc(dctx, func() { conn.Close() })
 		defer stop()
 		c, err := imapclient.NewStartTLS(conn, opts)
 		if err != nil {
-			return nil, fmt.Errorf("starttls with %s: %w", addr, err)
+			return nil, nil, fmt.Errorf("starttls with %s: %w", addr, err)
 		}
-		return c, nil
+		return c, wd, nil
 	case "none":
-		return imapclient.New(conn, opts), nil
+		return imapclient.New(conn, opts), wd, nil
 	}
 	conn.Close()
-	return nil, fmt.Errorf("unknown tls mode %q", mode)
+	return nil, nil, fmt.Errorf("unknown tls mode %q", mode)
 }
 
 // connect dials, waits for the greeting and authenticates.
@@ -92,11 +98,11 @@ func (s *session) connect(ctx context.Context) error {
 			}
 		},
 	}}
-	c, err := dial(ctx, im.Host, im.Port, im.TLS, s.p.opts.TLSConfig, opts)
+	c, wd, err := dial(ctx, im.Host, im.Port, im.TLS, s.p.opts.TLSConfig, s.p.opts.commandTimeout, opts)
 	if err != nil {
 		return s.errorf("%w", err)
 	}
-	s.c = c
+	s.c, s.wd = c, wd
 	if err := c.WaitGreeting(); err != nil {
 		return s.errorf("greeting from %s: %w", im.Host, err)
 	}
@@ -110,7 +116,12 @@ func (s *session) connect(ctx context.Context) error {
 
 // run is one connection's life: connect, select, then drain and wait
 // until ctx ends or something fails.
-func (s *session) run(ctx context.Context) error {
+func (s *session) run(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil && s.wd.timedOut() {
+			err = fmt.Errorf("%w (timed out: the server sent nothing for %s)", err, s.p.opts.commandTimeout)
+		}
+	}()
 	if err := s.connect(ctx); err != nil {
 		if s.c != nil {
 			s.c.Close()
@@ -242,6 +253,9 @@ func (s *session) wait(ctx context.Context, idle bool) error {
 			t.Reset(time.Minute)
 		}
 		defer t.Stop()
+		// No command is pending until the next drain.
+		s.wd.pause()
+		defer s.wd.resume()
 		select {
 		case <-t.C:
 			return nil
@@ -274,6 +288,8 @@ func (s *session) wait(ctx context.Context, idle bool) error {
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
+	// Silence is what IDLE is for; DONE starts the clock again.
+	s.wd.pause()
 	select {
 	case <-s.wake:
 	case <-t.C:
@@ -282,6 +298,7 @@ func (s *session) wait(ctx context.Context, idle bool) error {
 	case <-s.c.Closed():
 		return s.errorf("connection closed by the server while idle")
 	}
+	s.wd.resume()
 	if err := cmd.Close(); err != nil {
 		return s.errorf("idle done: %w", err)
 	}
