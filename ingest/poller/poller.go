@@ -35,6 +35,28 @@
 // poll's time compared with INTERNALDATE), so a restart or a re-scan
 // keeps the same choice.
 //
+// # Messages a server will not deliver
+//
+// When the server answers a batch's FETCH with NO or BAD (not a broken
+// connection), the batch is fetched one message at a time. A message
+// refused again counts a failed attempt in imap_unfetchable and the
+// session ends after storing the mail before it, so the next session
+// retries it. Once it has failed in 3 sessions over at least 5
+// minutes, it is set aside: logged at error level, written to
+// channel_health's last error, marked in imap_unfetchable (which
+// store.Tx.IMAPSetAside lists for the status views), moved to the
+// failed folder when the server allows it, and passed by the
+// checkpoint, so later mail flows again. It is never dropped: it stays
+// on the server and in the record.
+//
+// # Timeouts
+//
+// The TCP connect and TLS handshake are bounded by 30 seconds; after
+// that a watchdog under the client closes a connection whose server
+// sends nothing for 2 minutes while an answer is expected (go-imap
+// bounds only the reading of a response it has started to receive).
+// IDLE, the poll interval and a batch's commit are not timed.
+//
 // # Health
 //
 // Every drain records the channel's last poll and last success in
