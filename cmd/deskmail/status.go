@@ -39,6 +39,9 @@ type statusReport struct {
 		OldestQueued *time.Time `json:"oldest_queued"`
 	} `json:"outbox"`
 	FailedMessages int `json:"failed_messages"`
+	// IMAPSetAside counts mailbox messages the server refused to hand
+	// over, set aside after repeated failures (see the failed folder).
+	IMAPSetAside int `json:"imap_set_aside"`
 }
 
 // runStatus prints each channel's health, the outbox and mail kept raw
@@ -93,7 +96,10 @@ func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		}
 		rep.Outbox.Queued, rep.Outbox.Retrying, rep.Outbox.Failed, rep.Outbox.Sent, rep.Outbox.Suppressed, rep.Outbox.OldestQueued =
 			ob.Queued, ob.Retrying, ob.Failed, ob.Sent, ob.Suppressed, ob.OldestQueued
-		rep.FailedMessages, err = tx.CountRaw("failed")
+		if rep.FailedMessages, err = tx.CountRaw("failed"); err != nil {
+			return err
+		}
+		rep.IMAPSetAside, err = tx.CountIMAPSetAside()
 		return err
 	})
 	if err != nil {
@@ -120,6 +126,9 @@ func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		fmt.Fprintf(stdout, "; oldest queued %s ago", time.Since(*rep.Outbox.OldestQueued).Round(time.Second))
 	}
 	fmt.Fprintf(stdout, "\nmessages kept raw after a failure: %d\n", rep.FailedMessages)
+	if rep.IMAPSetAside > 0 {
+		fmt.Fprintf(stdout, "mailbox messages the server would not deliver, set aside: %d (see the channel's failed folder)\n", rep.IMAPSetAside)
+	}
 	return nil
 }
 
