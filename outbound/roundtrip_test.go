@@ -20,23 +20,7 @@ import (
 func TestCustomerReplyToConfirmationThreads(t *testing.T) {
 	s := newSink(t)
 	e := newEnv(t, s.addr, "")
-	ctx := context.Background()
-	p, err := ingest.NewPipeline(ctx, e.st, ingest.Env{Config: e.cfg, Signer: e.signer,
-		Notify: func(tx *store.Tx, n ingest.Notice) error {
-			return e.o.Enqueue(tx, Event{Kind: EventKind(n.Event), Ticket: n.Ticket, Conversation: n.Conversation, Channel: n.Channel,
-				InReplyTo: n.InReplyTo, Quiet: n.Quiet, Agent: n.Agent, SuppressReason: n.Suppress, ErrorText: n.ErrorText})
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ingestOne := func(raw string) ingest.Result {
-		t.Helper()
-		res, err := p.Ingest(ctx, []ingest.Raw{{Data: []byte(strings.ReplaceAll(raw, "\n", "\r\n")), Source: ingest.SourcePipe, Name: "test"}})
-		if err != nil || len(res) != 1 || res[0].Err != nil {
-			t.Fatalf("ingest: %v %+v", err, res)
-		}
-		return res[0]
-	}
+	ingestOne := roundtrip(t, e)
 	first := ingestOne(`From: Ann Smith <ann@customer.test>
 To: support@acme.test
 Subject: Printer broken
@@ -126,5 +110,79 @@ Hello Ann, the technician will come this afternoon.
 	rows := e.outbox(store.OutboxFilter{TicketID: *first.TicketID, Kind: KindConfirmation})
 	if len(rows) != 1 {
 		t.Errorf("confirmations on the ticket: %s", summarize(rows))
+	}
+}
+
+// roundtrip connects a real ingest pipeline to e's outbox, as the
+// daemon does, and returns a function that ingests one mail.
+func roundtrip(t *testing.T, e *env) func(raw string) ingest.Result {
+	t.Helper()
+	ctx := context.Background()
+	p, err := ingest.NewPipeline(ctx, e.st, ingest.Env{Config: e.cfg, Signer: e.signer,
+		Notify: func(tx *store.Tx, n ingest.Notice) error {
+			return e.o.Enqueue(tx, Event{Kind: EventKind(n.Event), Ticket: n.Ticket, Conversation: n.Conversation, Channel: n.Channel,
+				InReplyTo: n.InReplyTo, Quiet: n.Quiet, Agent: n.Agent, SuppressReason: n.Suppress, ErrorText: n.ErrorText})
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(raw string) ingest.Result {
+		t.Helper()
+		res, err := p.Ingest(ctx, []ingest.Raw{{Data: []byte(strings.ReplaceAll(raw, "\n", "\r\n")), Source: ingest.SourcePipe, Name: "test"}})
+		if err != nil || len(res) != 1 || res[0].Err != nil {
+			t.Fatalf("ingest: %v %+v", err, res)
+		}
+		return res[0]
+	}
+}
+
+// TestAgentCommandsEndToEnd: an agent answers a notification with a bad
+// command, then with a private note. The agent receives one error mail
+// quoting the bad line; the customer receives nothing for either.
+func TestAgentCommandsEndToEnd(t *testing.T) {
+	s := newSink(t)
+	e := newEnv(t, s.addr, "")
+	ingestOne := roundtrip(t, e)
+	first := ingestOne("From: Ann Smith <ann@customer.test>\nTo: support@acme.test\nSubject: Printer broken\nMessage-ID: <c1@customer.test>\n\nBlank pages.\n")
+	run(t, e.fastWorker())
+	var note parsed
+	for _, m := range s.wait(3, 10*time.Second) {
+		if m.to[0] == "alice@agents.test" {
+			note = parse(t, m.data)
+		}
+	}
+	if note.h.Len() == 0 {
+		t.Fatal("no notification for alice")
+	}
+	noteID, _ := note.h.MessageID()
+	replyTo := note.addrs(t, "Reply-To")[0].Address
+	before := len(s.all())
+	answer := func(id, body string) {
+		ingestOne(fmt.Sprintf("From: Alice Martin <alice@agents.test>\nTo: %s\nSubject: RE: %s\nMessage-ID: <%s@agents.test>\nIn-Reply-To: <%s>\n\n%s",
+			replyTo, note.subject(t), id, noteID, body))
+	}
+	answer("bad", "#status bogus\n\nHello Ann, fixed.\n")
+	msgs := s.wait(before+1, 10*time.Second)
+	errMail := parse(t, msgs[len(msgs)-1].data)
+	if got := msgs[len(msgs)-1].to[0]; got != "alice@agents.test" || !strings.Contains(errMail.text, "#status bogus") {
+		t.Fatalf("error mail to %s:\n%s", got, errMail.text)
+	}
+	answer("note", "#note\nAnn is a VIP, be nice.\n")
+	if err := e.st.Read(context.Background(), func(tx *store.Tx) error {
+		convs, err := tx.Conversations(*first.TicketID)
+		if err != nil {
+			return err
+		}
+		if last := convs[len(convs)-1]; !last.Private || !strings.Contains(last.BodyText, "VIP") {
+			t.Errorf("note stored as %+v", last)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range e.outbox(store.OutboxFilter{TicketID: *first.TicketID}) {
+		if r.RcptTo[0] == "ann@customer.test" && r.Kind != KindConfirmation {
+			t.Errorf("the customer was sent %s %q", r.Kind, r.Subject)
+		}
 	}
 }
