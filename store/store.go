@@ -248,6 +248,18 @@ func (t *Tx) Savepoint(fn func() error) (err error) {
 	return nil
 }
 
+// SetNow makes the rows this transaction writes from now on carry the
+// time t (updated_at, created_at…) instead of the wall clock: the
+// pipeline stamps a message's effects with its arrival time, so every
+// timestamp of one change agrees.
+func (t *Tx) SetNow(at time.Time) {
+	if at.IsZero() {
+		t.now = time.Now
+		return
+	}
+	t.now = func() time.Time { return at }
+}
+
 // Context returns the context the transaction runs under.
 func (t *Tx) Context() context.Context { return t.ctx }
 

@@ -144,6 +144,8 @@ func (e *Engine) isSupport(in *Incoming, addr string) bool {
 // rules and writes history. The caller commits.
 func (e *Engine) Thread(tx *store.Tx, in *Incoming) (*Outcome, error) {
 	now := e.now(in)
+	tx.SetNow(now)
+	defer tx.SetNow(time.Time{})
 	from := lower(in.From.Email)
 
 	// 1. Duplicate, or one of our own Message-IDs coming back: a loop.
