@@ -175,7 +175,10 @@ line:
 	}
 
 	buf.Write([]byte{'\r', '\n'})
-	tr := inttp.NewReader(bufio.NewReader(buf))
+	// deskmail patch: the reader's 4 KiB buffer comes from the pool.
+	hbr, pooled := getBufio(buf)
+	defer putBufio(hbr, pooled)
+	tr := inttp.NewReader(hbr)
 	header, err := tr.ReadEmailMIMEHeader()
 	return textproto.MIMEHeader(header), errors.WithStack(err)
 }

@@ -170,7 +170,7 @@ func (p *Part) setupContentHeaders(mediaParams map[string]string) {
 }
 
 func (p *Part) readPartContent(r io.Reader, readPartErrorPolicy ReadPartErrorPolicy) ([]byte, error) {
-	buf, err := io.ReadAll(r)
+	buf, err := readAll(r)
 	if err != nil {
 		if readPartErrorPolicy != nil && readPartErrorPolicy(p, err) {
 			p.addWarningf(ErrorMalformedChildPart, "partial content: %s", err.Error())
@@ -201,7 +201,7 @@ func (p *Part) convertFromDetectedCharset(r io.Reader, readPartErrorPolicy ReadP
 	}
 
 	// Restore r.
-	r = bytes.NewReader(buf)
+	r = &contentBytesReader{Reader: bytes.NewReader(buf), buf: buf}
 
 	if p.parser.disableCharacterDetection && p.Charset != "" {
 		// Charset detection is disabled, use declared charset.
@@ -235,6 +235,14 @@ func (p *Part) convertFromDetectedCharset(r io.Reader, readPartErrorPolicy ReadP
 	}
 
 	return r, nil
+}
+
+// contentBytesReader is the content read by convertFromDetectedCharset;
+// decodeContent takes buf as is when no conversion reader was put on
+// top of it. (deskmail patch)
+type contentBytesReader struct {
+	*bytes.Reader
+	buf []byte
 }
 
 // convertFromStatedCharset returns a reader that will convert from the charset specified for the
@@ -289,8 +297,11 @@ func (p *Part) decodeContent(r io.Reader, readPartErrorPolicy ReadPartErrorPolic
 	validEncoding := true
 	switch strings.ToLower(encoding) {
 	case cteQuotedPrintable:
-		contentReader = coding.NewQPCleaner(contentReader)
-		contentReader = quotedprintable.NewReader(contentReader)
+		// deskmail patch: the decoder's 4 KiB buffer comes from the pool
+		// (quotedprintable.NewReader keeps a *bufio.Reader it is given).
+		qpBuf, pooled := getBufio(coding.NewQPCleaner(contentReader))
+		defer putBufio(qpBuf, pooled)
+		contentReader = quotedprintable.NewReader(qpBuf)
 	case cteBase64:
 		b64cleaner = coding.NewBase64Cleaner(contentReader)
 		contentReader = base64.NewDecoder(base64.RawStdEncoding, b64cleaner)
@@ -313,8 +324,14 @@ func (p *Part) decodeContent(r io.Reader, readPartErrorPolicy ReadPartErrorPolic
 		}
 	}
 	// Decode and store content.
-	content, err := p.readPartContent(contentReader, readPartErrorPolicy)
-	if err != nil {
+	var content []byte
+	var err error
+	if cb, ok := contentReader.(*contentBytesReader); ok && cb.Len() == len(cb.buf) {
+		// deskmail patch: convertFromDetectedCharset read the content
+		// already and no charset conversion applies; reading it again
+		// would return the same bytes.
+		content = cb.buf
+	} else if content, err = p.readPartContent(contentReader, readPartErrorPolicy); err != nil {
 		return p.base64CorruptInputCheck(errors.WithStack(err))
 	}
 	p.Content = content
@@ -398,7 +415,8 @@ func ReadParts(r io.Reader) (*Part, error) {
 
 // ReadParts reads a MIME document from the provided reader and parses it into tree of Part objects.
 func (p Parser) ReadParts(r io.Reader) (*Part, error) {
-	br := bufio.NewReader(r)
+	br, pooled := getBufio(r)
+	defer putBufio(br, pooled)
 	root := &Part{PartID: "0", parser: &p}
 
 	// Read header; top-level default CT is text/plain us-ascii according to RFC 822.
@@ -447,57 +465,16 @@ func parseParts(parent *Part, reader *bufio.Reader) error {
 		}
 
 		// Look for part header.
-		bbr := bufio.NewReader(br)
-		if err = p.setupHeaders(bbr, ""); err != nil {
-			if p.parser.skipMalformedParts {
-				parent.addErrorf(ErrorMalformedChildPart, "read header: %s", err.Error())
-				continue
-			}
-
-			return err
-		}
-
-		// Insert this Part into the MIME tree.
-		if p.Boundary == "" {
-			// Content is text or data, decode it.
-			if err = p.decodeContent(bbr, p.parser.readPartErrorPolicy); err != nil {
-				if p.parser.skipMalformedParts {
-					parent.addErrorf(ErrorMalformedChildPart, "decode content: %s", err.Error())
-					continue
-				}
-				return err
-			}
-			parent.AddChild(p)
-			continue
-		} else if detectTextHeader(p, inttp.MIMEHeader(p.Header), false) {
-			// Some parts are data but for some reason have a boundary header field so do not treat them
-			// as multipart and add an error
-			parent.addErrorf(ErrorDataHasBoundary, "content is text or data but has a boundary marker")
-			// Content is text or data, decode it.
-			if err = p.decodeContent(bbr, p.parser.readPartErrorPolicy); err != nil {
-				if p.parser.skipMalformedParts {
-					parent.addErrorf(ErrorMalformedChildPart, "decode content: %s", err.Error())
-					continue
-				}
-				return err
-			}
-			parent.AddChild(p)
-			continue
-		}
-
-		parent.AddChild(p)
-		// Content is another multipart.
-		if err = parseParts(p, bbr); err != nil {
-			if p.parser.skipMalformedParts {
-				parent.addErrorf(ErrorMalformedChildPart, "parse parts: %s", err.Error())
-				continue
-			}
+		bbr, pooled := getBufio(br)
+		err = parseChild(parent, p, bbr)
+		putBufio(bbr, pooled)
+		if err != nil {
 			return err
 		}
 	}
 
 	// Store any content following the closing boundary marker into the epilogue.
-	epilogue, err := io.ReadAll(reader)
+	epilogue, err := readAll(reader)
 	if err != nil {
 		return errors.WithStack(err)
 	}
@@ -507,6 +484,60 @@ func parseParts(parent *Part, reader *bufio.Reader) error {
 	// i.e. it is the root of its MIME Part subtree.
 	if !firstRecursion {
 		parent.PartID += ".0"
+	}
+	return nil
+}
+
+// parseChild reads one part of parent from bbr: its header, then its
+// content or, for a multipart, its parts. (deskmail patch: split out of
+// parseParts so that bbr can go back to the pool afterwards.)
+func parseChild(parent, p *Part, bbr *bufio.Reader) error {
+	var err error
+	if err = p.setupHeaders(bbr, ""); err != nil {
+		if p.parser.skipMalformedParts {
+			parent.addErrorf(ErrorMalformedChildPart, "read header: %s", err.Error())
+			return nil
+		}
+
+		return err
+	}
+
+	// Insert this Part into the MIME tree.
+	if p.Boundary == "" {
+		// Content is text or data, decode it.
+		if err = p.decodeContent(bbr, p.parser.readPartErrorPolicy); err != nil {
+			if p.parser.skipMalformedParts {
+				parent.addErrorf(ErrorMalformedChildPart, "decode content: %s", err.Error())
+				return nil
+			}
+			return err
+		}
+		parent.AddChild(p)
+		return nil
+	} else if detectTextHeader(p, inttp.MIMEHeader(p.Header), false) {
+		// Some parts are data but for some reason have a boundary header field so do not treat them
+		// as multipart and add an error
+		parent.addErrorf(ErrorDataHasBoundary, "content is text or data but has a boundary marker")
+		// Content is text or data, decode it.
+		if err = p.decodeContent(bbr, p.parser.readPartErrorPolicy); err != nil {
+			if p.parser.skipMalformedParts {
+				parent.addErrorf(ErrorMalformedChildPart, "decode content: %s", err.Error())
+				return nil
+			}
+			return err
+		}
+		parent.AddChild(p)
+		return nil
+	}
+
+	parent.AddChild(p)
+	// Content is another multipart.
+	if err = parseParts(p, bbr); err != nil {
+		if p.parser.skipMalformedParts {
+			parent.addErrorf(ErrorMalformedChildPart, "parse parts: %s", err.Error())
+			return nil
+		}
+		return err
 	}
 	return nil
 }

@@ -12,6 +12,36 @@ type QPCleaner struct {
 	in       *bufio.Reader
 	overflow []byte
 	lineLen  int
+	window   []byte // buffered input examined by plainRun
+}
+
+// plainRun returns how many of the next buffered bytes, at most max,
+// pass through unchanged, and updates lineLen for them. A byte passes
+// when the per-byte loop in Read would write it as is without first
+// inserting a soft line break.
+func (qp *QPCleaner) plainRun(max int) int {
+	avail := qp.in.Buffered()
+	if avail == 0 {
+		return 0
+	}
+	qp.window, _ = qp.in.Peek(min(avail, max))
+	lineLen := qp.lineLen
+	run := 0
+	for _, b := range qp.window {
+		if lineLen >= MaxQPLineLen {
+			break
+		}
+		if b == '\r' || b == '\n' {
+			lineLen = 0
+		} else if b == '\t' || (' ' <= b && b <= '~' && b != '=') {
+			lineLen++
+		} else {
+			break
+		}
+		run++
+	}
+	qp.lineLen = lineLen
+	return run
 }
 
 // MaxQPLineLen is the maximum line length we allow before inserting `=\r\n`.  Prevents buffer
@@ -86,6 +116,18 @@ func (qp *QPCleaner) Read(dest []byte) (n int, err error) {
 
 	// Loop over bytes in qp.in ByteReader while there is space in dest.
 	for n < destLen {
+		if len(qp.overflow) == 0 {
+			// deskmail patch: copy the run of buffered bytes that the
+			// loop below would pass through one by one (printable
+			// ASCII but '=', tab, CR, LF) in one go, with the same
+			// line length accounting.
+			if run := qp.plainRun(destLen - n); run > 0 {
+				copy(dest[n:], qp.window[:run])
+				_, _ = qp.in.Discard(run)
+				n += run
+				continue
+			}
+		}
 		var b byte
 		b, err = qp.in.ReadByte()
 		if err != nil {
