@@ -88,6 +88,13 @@ func (b *boundaryReader) Read(dest []byte) (n int, err error) {
 		// part at a boundary that does not start a line.)
 		atStart := b.atPartStart && i == 0 && b.buffer.Len() == 0
 		if !atStart {
+			if run := b.farRun(len(dest) - i); run > 1 {
+				if _, err = b.r.Discard(run); err != nil {
+					return 0, errors.WithStack(err)
+				}
+				i += run - 1
+				continue
+			}
 			if run := b.plainRun(len(dest) - i); run > 1 {
 				if _, err = b.r.Discard(run); err != nil {
 					return 0, errors.WithStack(err)
@@ -205,6 +212,33 @@ func (b *boundaryReader) plainRun(max int) int {
 		b.buffer.Write(window[:run])
 	}
 	return run
+}
+
+// farRun is plainRun across line breaks: it copies to b.buffer the
+// buffered bytes, at most max, before the first line break whose
+// boundary check in Read could succeed or reach the end of the input,
+// and returns how many there are (0 or 1: nothing copied). The check at
+// a CR or LF at offset p peeks at most len(b.nlPrefix)+3 bytes from p
+// and looks in them for b.prefix (which b.final starts with), so it
+// cannot succeed when the buffer holds all those bytes and b.prefix does
+// not start in them. (deskmail patch)
+func (b *boundaryReader) farRun(max int) int {
+	avail := b.r.Buffered()
+	reach := len(b.nlPrefix) + 3
+	if avail <= reach+1 || max < 2 {
+		return 0
+	}
+	window, _ := b.r.Peek(avail)
+	end := avail - reach // every p < end has its peek fully buffered
+	if idx := bytes.Index(window, b.prefix); idx >= 0 && idx-reach < end {
+		end = idx - reach // a prefix at idx is out of reach of every p < end
+	}
+	end = min(end, max)
+	if end <= 1 {
+		return 0
+	}
+	b.buffer.Write(window[:end])
+	return end
 }
 
 // Next moves over the boundary to the next part, returns true if there is another part to be read.
