@@ -199,7 +199,7 @@ func looksLikeBounce(m *Message, h textproto.MIMEHeader) bool {
 		fromDaemon = bounceName.MatchString(decodeHeader(headerJoin(h, "From"), ""))
 	}
 	subj := m.Subject
-	if strongBounce.MatchString(subj) && (fromDaemon || !strings.HasPrefix(strings.ToLower(strings.TrimSpace(subj)), "re")) {
+	if mayMatchStrongBounce(subj) && strongBounce.MatchString(subj) && (fromDaemon || !strings.HasPrefix(strings.ToLower(strings.TrimSpace(subj)), "re")) {
 		// "Re: Undeliverable" from a person is a reply about a bounce.
 		return fromDaemon || emptyReturnPath(h) || bodyBounceHit.MatchString(firstN(m.Text, 4000))
 	}
@@ -211,6 +211,33 @@ func looksLikeBounce(m *Message, h textproto.MIMEHeader) bool {
 	if returnsMessage(m) && weakBounce.MatchString(subj) && bodyBounceHit.MatchString(firstN(m.Text, 4000)) &&
 		!forwardPrefix.MatchString(subj) {
 		return true
+	}
+	return false
+}
+
+// strongBounceLiterals holds, lower-cased, a piece of text that every
+// match of strongBounce contains; mayMatchStrongBounce checks for them
+// before the regexp runs, on every subject.
+var strongBounceLiterals = []string{"deliver", "returned mail", "failure notice", "non remis", "unzustellbar",
+	"non recapitabile", "no se puede entregar", "mail system error", "rejected:", "warning: could not send"}
+
+// mayMatchStrongBounce reports false only when strongBounce cannot
+// match s. (?i) also folds U+017F (long s) to s and U+212A (Kelvin) to
+// k; a subject with either goes to the regexp.
+func mayMatchStrongBounce(s string) bool {
+	if strings.Contains(s, "\u017f") || strings.Contains(s, "\u212a") {
+		return true
+	}
+	lower := []byte(s)
+	for i, c := range lower {
+		if 'A' <= c && c <= 'Z' {
+			lower[i] = c + 'a' - 'A'
+		}
+	}
+	for _, lit := range strongBounceLiterals {
+		if bytes.Contains(lower, []byte(lit)) {
+			return true
+		}
 	}
 	return false
 }
