@@ -46,20 +46,32 @@ func openRuntime(ctx context.Context, cfgPath, dbPath string, implicit bool, log
 	if err != nil {
 		return nil, err
 	}
-	rt := &runtime{cfg: cfg, st: st, logger: logger}
-	secret, err := tokenSecret(ctx, cfg, st)
+	rt, err := buildRuntime(ctx, cfg, st, ingest.Env{Logger: logger, ImplicitSupport: implicit, KeepStored: cfgPath == ""})
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
+	return rt, nil
+}
+
+// buildRuntime builds the signer, the outbox and the pipeline for cfg on
+// an open store. env carries the caller's pipeline settings (logger,
+// metrics, hooks); Config, Signer and Notify are filled in here.
+func buildRuntime(ctx context.Context, cfg *config.Config, st *store.Store, env ingest.Env) (*runtime, error) {
+	if env.Logger == nil {
+		env.Logger = slog.New(slog.DiscardHandler)
+	}
+	rt := &runtime{cfg: cfg, st: st, logger: env.Logger}
+	secret, err := tokenSecret(ctx, cfg, st)
+	if err != nil {
+		return nil, err
+	}
 	rt.signer = threading.NewSigner(secret, cfg.Threading.TokenTTL.Duration)
-	env := ingest.Env{Config: cfg, Signer: rt.signer, Logger: logger, ImplicitSupport: implicit, KeepStored: cfgPath == ""}
+	env.Config, env.Signer = cfg, rt.signer
 	if err := wireOutbound(rt, &env); err != nil {
-		st.Close()
 		return nil, err
 	}
 	if rt.pipeline, err = ingest.NewPipeline(ctx, st, env); err != nil {
-		st.Close()
 		return nil, err
 	}
 	return rt, nil

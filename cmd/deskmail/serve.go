@@ -25,7 +25,6 @@ import (
 	"github.com/deskmail/deskmail/metrics"
 	"github.com/deskmail/deskmail/outbound"
 	"github.com/deskmail/deskmail/store"
-	"github.com/deskmail/deskmail/threading"
 )
 
 // runServe runs the daemon: `deskmail serve [--config FILE]
@@ -206,26 +205,11 @@ func newDaemon(ctx context.Context, cfg *config.Config, ov overrides, logger *sl
 // channels, agents: ingest.NewPipeline) and builds what depends on
 // it. Nothing runs yet.
 func (d *daemon) newGeneration(ctx context.Context, cfg *config.Config) (*generation, error) {
-	rt := &runtime{cfg: cfg, st: d.st, logger: d.log}
-	secret, err := tokenSecret(ctx, cfg, d.st)
+	rt, err := buildRuntime(ctx, cfg, d.st, ingest.Env{Logger: d.log, Metrics: d.metrics, AfterCommit: d.kick})
 	if err != nil {
 		return nil, err
 	}
-	rt.signer = threading.NewSigner(secret, cfg.Threading.TokenTTL.Duration)
-	env := ingest.Env{
-		Config:      cfg,
-		Signer:      rt.signer,
-		Logger:      d.log,
-		Metrics:     d.metrics,
-		AfterCommit: d.kick,
-	}
-	if err := wireOutbound(rt, &env); err != nil {
-		return nil, err
-	}
-	p, err := ingest.NewPipeline(ctx, d.st, env)
-	if err != nil {
-		return nil, err
-	}
+	p := rt.pipeline
 	h, err := api.New(api.Options{Store: d.st, Pipeline: p, Config: cfg, Logger: d.log, Kick: d.kick})
 	if err != nil {
 		return nil, fmt.Errorf("http api: %w", err)
