@@ -127,7 +127,7 @@ func Parse(raw []byte, opts ParseOptions) (msg *Message, err error) {
 	p.generateID(body)
 	classify(m, root)
 	p.collectPartErrors()
-	m.ReplyText = visibleReply(p.rawHTML, m.Text)
+	m.ReplyText = visibleReply(p.rawHTML, m.Text, p.textFromHTML)
 	return m, nil
 }
 
@@ -222,6 +222,9 @@ type parser struct {
 	charset  string // the message's declared charsets, for raw 8-bit headers
 	rawHTML  string // decoded, unsanitized HTML body
 	seenWarn map[string]bool
+	// textFromHTML is set when Text was derived from the HTML (an
+	// HTML-only mail).
+	textFromHTML bool
 }
 
 func (m *Message) warn(format string, args ...any) {
@@ -389,6 +392,7 @@ func (p *parser) body() {
 		m.HTML = sanitizeHTML(p.rawHTML)
 		if strings.TrimSpace(m.Text) == "" {
 			m.Text = htmlToText(p.rawHTML)
+			p.textFromHTML = true
 		}
 	}
 	m.Attachments = p.attachments(w.atts)
@@ -662,13 +666,26 @@ func fixC1(s string) string {
 	}, s)
 }
 
-// visibleReply composes reply_text: when the HTML marks its quoted
-// history, the trimmed HTML decides; otherwise the plain text does.
-func visibleReply(rawHTML, text string) string {
+// visibleReply composes reply_text. An HTML-only mail is trimmed by
+// the quote markup in its decoded HTML (gmail_quote, divRplyFwdMsg,
+// blockquote type=cite…). A mail with its own text alternative is
+// trimmed by that text's quote headers and '>' lines; its HTML is
+// parsed for markup only when the text showed none, so the common
+// reply costs one HTML parse (sanitizing) instead of two.
+func visibleReply(rawHTML, text string, textFromHTML bool) string {
+	var trimmedText string
+	if rawHTML != "" && !textFromHTML {
+		if trimmedText = reply.TrimText(text); trimmedText != strings.TrimSpace(text) {
+			return trimmedText
+		}
+	}
 	if rawHTML != "" {
 		if trimmed, removed := reply.TrimHTML(rawHTML); removed {
 			return reply.TrimText(htmlToText(trimmed))
 		}
+	}
+	if trimmedText != "" {
+		return trimmedText
 	}
 	return reply.TrimText(text)
 }
