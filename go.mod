@@ -49,3 +49,5 @@ require (
 )
 
 replace github.com/jhillyerd/enmime/v2 => ./third_party/enmime
+
+replace github.com/microcosm-cc/bluemonday => ./third_party/bluemonday
