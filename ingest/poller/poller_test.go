@@ -327,6 +327,12 @@ func testMalformedToFailedFolder(t *testing.T, b *backend) {
 		return len(b.flags(t, "Deskmail/Failed")) == 1
 	})
 	eventually(t, 10*time.Second, "the good one stored", func() bool { return len(h.tickets()) == 1 })
+	// The ticket exists at commit; \Seen is set just after. Wait for it
+	// before stopping, or stopping can land in between.
+	eventually(t, 10*time.Second, "the good one seen", func() bool {
+		fs := b.flags(t, "INBOX")
+		return len(fs) == 1 && hasFlag(firstFlags(fs), imap.FlagSeen)
+	})
 	h.stop()
 	if n := h.countRaw("failed"); n != 1 {
 		t.Errorf("%d raw messages failed, want 1 (kept raw)", n)
