@@ -78,6 +78,20 @@ func partCharset(part *enmime.Part) string {
 	return strings.ToLower(strings.Trim(strings.TrimSpace(params["charset"]), `"'`))
 }
 
+// partCharset is partCharset remembered per part: the header is parsed
+// once per part, not once per use.
+func (p *parser) partCharset(part *enmime.Part) string {
+	if cs, ok := p.charsets[part]; ok {
+		return cs
+	}
+	if p.charsets == nil {
+		p.charsets = map[*enmime.Part]string{}
+	}
+	cs := partCharset(part)
+	p.charsets[part] = cs
+	return cs
+}
+
 // keepPartialBase64 keeps what decoded before corrupt base64, for
 // attachments as well as text (enmime's own policy drops attachments).
 func keepPartialBase64(_ *enmime.Part, err error) bool {
@@ -225,6 +239,8 @@ type parser struct {
 	// textFromHTML is set when Text was derived from the HTML (an
 	// HTML-only mail).
 	textFromHTML bool
+	// charsets remembers each part's declared charset.
+	charsets map[*enmime.Part]string
 }
 
 func (m *Message) warn(format string, args ...any) {
@@ -247,7 +263,7 @@ func (p *parser) headers() {
 		h = textproto.MIMEHeader{}
 	}
 	m.Headers = map[string][]string(h)
-	p.charset = declaredCharsets(p.root)
+	p.charset = p.declaredCharsets(p.root)
 
 	m.Subject = decodeHeader(h.Get("Subject"), p.charset)
 
@@ -307,11 +323,11 @@ func headerJoin(h textproto.MIMEHeader, name string) string {
 // comma-separated list with multi-byte (CJK) charsets first, used to
 // read raw 8-bit header bytes: a GB2312 subject in a mail whose first
 // part is ISO-8859-1 is read as GB2312 when it decodes cleanly.
-func declaredCharsets(root *enmime.Part) string {
+func (ps *parser) declaredCharsets(root *enmime.Part) string {
 	var multi, single []string
 	seen := map[string]bool{}
 	_ = root.DepthMatchAll(func(p *enmime.Part) bool {
-		for _, cs := range []string{partCharset(p)} {
+		for _, cs := range []string{ps.partCharset(p)} {
 			if cs == "" || cs == "us-ascii" || cs == "utf-8" || seen[cs] || strings.ContainsAny(cs, ",") {
 				continue
 			}
@@ -546,7 +562,7 @@ func (p *parser) partText(part *enmime.Part) string {
 // then chardet, then Windows-1252. Each repair adds a warning.
 func (p *parser) partString(part *enmime.Part) string {
 	b := part.Content
-	cs := partCharset(part)
+	cs := p.partCharset(part)
 	valid := utf8.Valid(b)
 	if cs == "" && part.ContentType == "text/html" {
 		if m := metaCharset.FindSubmatch(firstBytes(b, 4096)); m != nil {
