@@ -28,11 +28,18 @@ func init() {
 }
 
 // Checkpoint tuning: how often the checkpointer runs, and the WAL size
-// (in 4 KiB frames) above which it waits for readers to make the WAL
-// restart from the beginning, so that the file stays bounded.
+// (in 4 KiB frames) above which it makes the WAL start over.
+//
+// SQLite reuses the WAL from its beginning only when a write begins
+// after every frame was copied back; with a writer that is always busy
+// that moment never comes, the WAL grows without bound and every
+// lookup in it gets slower. So past walRestartFrames the checkpointer
+// takes the write lock for a moment (an empty write transaction), copies
+// the few frames written since its last pass, and lets the next write
+// start the WAL over.
 const (
-	checkpointEvery   = 250 * time.Millisecond
-	checkpointRestart = 64 << 10 // frames: 256 MiB
+	checkpointEvery  = 250 * time.Millisecond
+	walRestartFrames = 16 << 10 // 64 MiB
 )
 
 func (s *Store) startCheckpointer(busy time.Duration) error {
@@ -61,17 +68,39 @@ func (s *Store) startCheckpointer(busy time.Duration) error {
 }
 
 // checkpoint runs one checkpoint; errors (a busy database) are left
-// for the next round.
+// for the next round. A PASSIVE one that leaves a long WAL is finished
+// under the write lock so that the WAL starts over (see above).
 func (s *Store) checkpoint(ctx context.Context, mode string) error {
-	var busy, frames, done int
-	err := s.ckpt.QueryRowContext(ctx, "PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &frames, &done)
+	frames, done, err := s.walCheckpoint(ctx, mode)
 	if err != nil {
-		return fmt.Errorf("store: checkpoint: %w", err)
+		return err
 	}
-	if mode == "PASSIVE" && frames > checkpointRestart {
-		return s.checkpoint(ctx, "RESTART")
+	if mode == "PASSIVE" && frames > s.walRestart {
+		// Nothing is written while this empty transaction holds the
+		// write lock, so this second pass copies everything left and
+		// the next write restarts the WAL.
+		err = s.Write(ctx, func(*Tx) error {
+			frames, done, err = s.walCheckpoint(ctx, "PASSIVE")
+			return err
+		})
+		if err == nil && done < frames {
+			// A long read transaction still needs the old frames; the
+			// next round tries again.
+			return nil
+		}
 	}
-	return nil
+	return err
+}
+
+// walCheckpoint runs PRAGMA wal_checkpoint(mode) on the checkpoint
+// connection and returns the WAL's frames and how many are copied back.
+func (s *Store) walCheckpoint(ctx context.Context, mode string) (frames, done int, err error) {
+	var busy int
+	err = s.ckpt.QueryRowContext(ctx, "PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &frames, &done)
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: checkpoint: %w", err)
+	}
+	return frames, done, nil
 }
 
 func (s *Store) stopCheckpointer() error {

@@ -45,9 +45,10 @@ type Store struct {
 	writer *sql.DB
 	reader *sql.DB
 	// ckpt runs WAL checkpoints off the writer's path (see checkpoint.go).
-	ckpt     *sql.DB
-	stopCkpt context.CancelFunc
-	ckptDone chan struct{}
+	ckpt       *sql.DB
+	walRestart int
+	stopCkpt   context.CancelFunc
+	ckptDone   chan struct{}
 }
 
 // Options tunes Open. The zero value is the durable default.
@@ -57,6 +58,9 @@ type Options struct {
 	// BusyTimeout is how long a connection waits for a lock
 	// (default 10s).
 	BusyTimeout time.Duration
+	// WALRestartFrames is the WAL length (4 KiB frames) past which the
+	// checkpointer makes the WAL start over (default 16384: 64 MiB).
+	WALRestartFrames int
 }
 
 func dsn(path string, busy time.Duration, readOnly bool) string {
@@ -116,6 +120,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	r.SetMaxOpenConns(opts.Readers)
 	r.SetMaxIdleConns(opts.Readers)
 	s.reader = r
+	s.walRestart = opts.WALRestartFrames
+	if s.walRestart <= 0 {
+		s.walRestart = walRestartFrames
+	}
 	if err := s.startCheckpointer(opts.BusyTimeout); err != nil {
 		r.Close()
 		w.Close()

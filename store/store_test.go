@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func openTest(t *testing.T) *Store {
@@ -224,4 +225,47 @@ func countRawForTest(s *Store) (int, error) {
 	var n int
 	err := s.Read(context.Background(), func(tx *Tx) error { var err error; n, err = tx.CountRaw(""); return err })
 	return n, err
+}
+
+// TestWALStartsOverUnderContinuousWrites: with a writer that never
+// pauses, the checkpointer still makes the WAL start over, so its file
+// stays near the restart size instead of growing with everything ever
+// written.
+func TestWALStartsOverUnderContinuousWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "w.db")
+	s, err := Open(context.Background(), path, Options{WALRestartFrames: 256}) // 1 MiB
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	written := 0
+	var maxWAL int64
+	blob := make([]byte, 64<<10)
+	// Write without a pause for long enough that the checkpointer (every
+	// 250 ms) runs several times.
+	for start := time.Now(); time.Since(start) < 2*time.Second; {
+		err := s.Write(ctx, func(tx *Tx) error {
+			for i := 0; i < 4; i++ {
+				if _, err := tx.AddRaw(&RawMessage{Source: "pipe", Data: blob}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		written += 4 * len(blob)
+		if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() > maxWAL {
+			maxWAL = fi.Size()
+		}
+	}
+	if written < 40<<20 {
+		t.Fatalf("only %d MiB written; the test cannot tell", written>>20)
+	}
+	if maxWAL > int64(written)/3 {
+		t.Fatalf("WAL grew to %d MiB while %d MiB were written: it never started over", maxWAL>>20, written>>20)
+	}
+	t.Logf("wrote %d MiB, WAL peaked at %.1f MiB", written>>20, float64(maxWAL)/(1<<20))
 }
