@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"sort"
@@ -93,15 +94,19 @@ func ScopesFromConfig(cfg *config.Config) map[string][]string {
 }
 
 type server struct {
-	st       *store.Store
-	p        *ingest.Pipeline
-	log      *slog.Logger
-	now      func() time.Time
-	kick     func()
-	base     string
-	scopes   map[string]map[string]bool
-	groups   []string // group_id = index+1
-	limits   *limiter
+	st     *store.Store
+	p      *ingest.Pipeline
+	log    *slog.Logger
+	now    func() time.Time
+	kick   func()
+	base   string
+	scopes map[string]map[string]bool
+	groups []string // group_id = index+1
+	limits *limiter
+	// failures counts failed logins per client IP: past
+	// maxAuthFailures in a minute the address gets 429 before its key
+	// is even looked at, so keys cannot be guessed at speed.
+	failures *limiter
 	rate     int
 	roleRate map[string]int
 
@@ -184,6 +189,7 @@ func New(opts Options) (http.Handler, error) {
 		s.maxMultipart = MaxMultipartBytes
 	}
 	s.limits = newLimiter(s.now)
+	s.failures = newLimiter(s.now)
 	scopes := opts.AgentChannels
 	if scopes == nil {
 		scopes = ScopesFromConfig(opts.Config)
@@ -250,13 +256,22 @@ func (s *server) middleware(next http.Handler) http.Handler {
 			}
 		}()
 		w.Header().Set("X-Content-Type-Options", "nosniff")
+		ip := clientIP(r)
+		if retry, blocked := s.failures.blocked(ip, maxAuthFailures); blocked {
+			w.Header().Set("Retry-After", strconv.Itoa(retry))
+			writeCode(w, http.StatusTooManyRequests, "rate_limit_exceeded",
+				fmt.Sprintf("Too many failed logins from this address. Retry after %d seconds.", retry))
+			return
+		}
 		key := credentials(r)
 		if key == "" {
+			s.failures.take(ip, maxAuthFailures)
 			unauthorized(w)
 			return
 		}
 		a, err := s.authenticate(r.Context(), key)
 		if errors.Is(err, store.ErrNotFound) {
+			s.failures.take(ip, maxAuthFailures)
 			unauthorized(w)
 			return
 		}
@@ -390,4 +405,17 @@ func (s *server) me(w http.ResponseWriter, r *http.Request, a *store.Agent) {
 func (s *server) openapi(w http.ResponseWriter, r *http.Request, a *store.Agent) {
 	w.Header().Set("Content-Type", "application/yaml")
 	w.Write(OpenAPI)
+}
+
+// maxAuthFailures is how many failed logins a client address may make
+// in a minute.
+const maxAuthFailures = 30
+
+// clientIP is the request's peer address without the port.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }

@@ -647,3 +647,23 @@ func TestCustomFields(t *testing.T) {
 		t.Fatalf("custom_fields after POST: %v", cf)
 	}
 }
+
+// TestFailedLoginsLimitedPerAddress: after 30 wrong keys in a minute
+// an address gets 429, even with a right key, until the window ends.
+func TestFailedLoginsLimitedPerAddress(t *testing.T) {
+	h := newHarness(t, hopts{})
+	wrong := func() resp {
+		req, _ := http.NewRequest("GET", h.url+"/api/v2/tickets", nil)
+		req.SetBasicAuth("dmk_wrong_key", "X")
+		return h.send(req)
+	}
+	for i := 0; i < 30; i++ {
+		want(t, wrong(), http.StatusUnauthorized)
+	}
+	r := wrong()
+	want(t, r, http.StatusTooManyRequests)
+	if r.hdr.Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
+	}
+	want(t, h.do(alice, "GET", "/api/v2/tickets", nil), http.StatusTooManyRequests)
+}

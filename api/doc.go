@@ -51,7 +51,9 @@
 // per minute, per role in Options.RoleRateLimits) and answered with
 // X-RateLimit-Total, X-RateLimit-Remaining and
 // X-RateLimit-Used-CurrentRequest; over the limit, 429 with
-// Retry-After. JSON bodies are limited to MaxJSONBytes and multipart
+// Retry-After. A client address with 30 failed logins in a minute gets
+// 429 for the rest of that minute, whatever key it sends, so keys cannot
+// be guessed at speed. JSON bodies are limited to MaxJSONBytes and multipart
 // bodies (attachments) to MaxMultipartBytes. Unknown fields are
 // refused. Handlers never panic on input; a panic is recovered, logged
 // and answered with a JSON 500.

@@ -49,3 +49,17 @@ func (l *limiter) take(key string, limit int) (remaining, retryAfter int, ok boo
 	w.used++
 	return limit - w.used, 0, true
 }
+
+// blocked reports whether key has used all of limit in its current
+// window, without counting a request, and the seconds until it ends.
+func (l *limiter) blocked(key string, limit int) (retryAfter int, blocked bool) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w := l.win[key]
+	if w == nil || now.Sub(w.start) >= time.Minute || w.used < limit {
+		return 0, false
+	}
+	retry := int((time.Minute - now.Sub(w.start) + time.Second - 1) / time.Second)
+	return max(retry, 1), true
+}
