@@ -218,21 +218,16 @@ func (s *server) conversationInScope(w http.ResponseWriter, r *http.Request, a *
 		return nil, false
 	}
 	var c *store.Conversation
-	var tk *store.Ticket
 	err := s.st.Read(r.Context(), func(tx *store.Tx) error {
 		var err error
-		if c, err = tx.Conversation(id); err != nil {
-			return err
-		}
-		tk, err = tx.Ticket(c.TicketID)
+		c, err = tx.Conversation(id)
 		return err
 	})
 	if err != nil {
 		s.fail(w, r, err)
 		return nil, false
 	}
-	if !s.visible(a, tk.Channel) {
-		forbidden(w)
+	if _, ok := s.ticketInScope(w, r, a, c.TicketID); !ok {
 		return nil, false
 	}
 	return c, true
