@@ -3,7 +3,6 @@ package store
 import (
 	"database/sql"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 )
@@ -418,16 +417,6 @@ func (t *Tx) TicketHistory(ticketID int64) ([]History, error) {
 		out = append(out, h)
 	}
 	return out, rows.Err()
-}
-
-// sortedKeys returns a map's keys in order (for deterministic output).
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // SetCustomField sets (or, with value "", clears) a custom field.
