@@ -1,6 +1,15 @@
 // Package config reads deskmail's YAML configuration file, fills in
-// defaults and validates it. Every problem is reported with the file
-// and line it comes from ("deskmail.yaml:12: ..."), all at once.
+// defaults and validates it. Every problem is reported with the file,
+// line and YAML key path it comes from
+// ("deskmail.yaml:12: smtp.listen: ..."), all at once, sorted by line.
+//
+// The keys are the yaml tags of the structs below and nothing else: a
+// field added with a yaml tag is known to the checker (unknown-key,
+// duplicate-key and type checks, "did you mean"), a Secret field
+// anywhere is resolved by the checker, and a field of type
+// []netip.Prefix gets its CIDRs checked — see check.go. Semantic rules
+// (one field against another) go in Validate, reported with
+// add(c.at("section", i, "key"), ...).
 //
 // The zero configuration (Default) is what `deskmail serve` runs on
 // when no file is given: SQLite in the current directory, SMTP on
@@ -9,7 +18,9 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
@@ -17,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -159,7 +171,7 @@ var DefaultDKIMHeaders = []string{"From", "To", "Cc", "Subject", "Date", "Messag
 func (d DKIMConfig) LoadKey() (crypto.Signer, error) {
 	data, err := os.ReadFile(d.PrivateKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("dkim key: %w", err)
+		return nil, fmt.Errorf("cannot read dkim key %s: %w", d.PrivateKeyFile, unwrapPath(err))
 	}
 	block, _ := pem.Decode(data)
 	if block == nil {
@@ -186,8 +198,10 @@ func (d DKIMConfig) LoadKey() (crypto.Signer, error) {
 		return k, nil
 	case ed25519.PrivateKey:
 		return k, nil
+	case *ecdsa.PrivateKey:
+		return nil, fmt.Errorf("dkim key %s: ECDSA keys cannot sign DKIM (use RSA or Ed25519)", d.PrivateKeyFile)
 	default:
-		return nil, fmt.Errorf("dkim key %s: %T keys cannot sign DKIM (use RSA or Ed25519)", d.PrivateKeyFile, key)
+		return nil, fmt.Errorf("dkim key %s: this kind of key cannot sign DKIM (use RSA or Ed25519)", d.PrivateKeyFile)
 	}
 }
 
@@ -332,6 +346,9 @@ func (s *Secret) UnmarshalYAML(n *yaml.Node) error {
 		}
 		return nil
 	}
+	if n.Kind != yaml.MappingNode {
+		return errors.New(`must be a secret: a value, "file:/path" or "env:NAME"`)
+	}
 	type plain Secret
 	var p plain
 	if err := n.Decode(&p); err != nil {
@@ -352,13 +369,13 @@ func (s Secret) Value() (string, error) {
 	case s.File != "":
 		b, err := os.ReadFile(s.File)
 		if err != nil {
-			return "", fmt.Errorf("secret file: %w", err)
+			return "", fmt.Errorf("cannot read secret file %s: %w", s.File, unwrapPath(err))
 		}
 		return strings.TrimRight(string(b), "\r\n"), nil
 	case s.Env != "":
 		v, ok := os.LookupEnv(s.Env)
 		if !ok {
-			return "", fmt.Errorf("secret: environment variable %s is not set", s.Env)
+			return "", fmt.Errorf("environment variable %s is not set (export it before starting deskmail)", s.Env)
 		}
 		return v, nil
 	}
@@ -383,6 +400,9 @@ type Duration struct{ time.Duration }
 
 // UnmarshalYAML parses a duration string.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return errors.New("must be a duration (write 90s, 15m, 72h or 7d), not a list or mapping")
+	}
 	v := strings.TrimSpace(n.Value)
 	if v == "" || v == "0" {
 		d.Duration = 0
@@ -397,24 +417,38 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	x, err := time.ParseDuration(v)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration (write 90s, 15m, 72h or 7d)", n.Line, v)
+		return fmt.Errorf("%q is not a duration (write 90s, 15m, 72h or 7d)", v)
 	}
 	d.Duration = x
 	return nil
 }
 
-// Problem is one configuration error, with its line (0 when unknown).
+// Problem is one configuration error: where it is and what is wrong.
 type Problem struct {
 	File string
+	// Line is the line of the offending key or value (0 when unknown).
 	Line int
-	Msg  string
+	// Path is the YAML key path of the offending value
+	// ("smtp.listen", "channels[1].imap.host"); "" for the whole file.
+	Path string
+	// Msg says what is wrong, without repeating Path.
+	Msg string
 }
 
+// String is the problem as printed: FILE:LINE: yaml.path: what is wrong.
 func (p Problem) String() string {
+	var b strings.Builder
+	b.WriteString(p.File)
 	if p.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Msg)
+		fmt.Fprintf(&b, ":%d", p.Line)
 	}
-	return fmt.Sprintf("%s: %s", p.File, p.Msg)
+	b.WriteString(": ")
+	if p.Path != "" {
+		b.WriteString(p.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Msg)
+	return b.String()
 }
 
 // Problems is every error found in a configuration.
@@ -439,35 +473,50 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse is Load for bytes already read; name labels the problems.
+//
+// The file is checked in two passes that both always run: the YAML
+// tree against the configuration's structure (unknown and duplicate
+// keys, values of the wrong type — see checkTree), then, on what could
+// be decoded, the semantic rules (Validate). Every problem of both is
+// returned at once, sorted by line.
 func Parse(name string, data []byte) (*Config, error) {
 	c := &Config{File: name}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, Problems{yamlProblem(name, err)}
 	}
-	c.root = &root
+	var ps Problems
 	if len(bytes.TrimSpace(data)) > 0 {
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(c); err != nil {
+		ps = checkTree(name, &root)
+		if err := root.Decode(c); err != nil {
+			// checkTree removes what cannot decode; anything left is
+			// reported as yaml.v3 words it.
 			var te *yaml.TypeError
 			if errors.As(err, &te) {
-				var ps Problems
 				for _, e := range te.Errors {
 					ps = append(ps, yamlProblem(name, errors.New(e)))
 				}
-				return nil, ps
+			} else {
+				ps = append(ps, yamlProblem(name, err))
 			}
-			return nil, Problems{yamlProblem(name, err)}
 		}
 	}
 	c.File = name
 	c.root = &root
 	c.applyDefaults()
-	if ps := c.Validate(); len(ps) > 0 {
-		return nil, ps
+	ps = append(ps, c.Validate()...)
+	if len(ps) > 0 {
+		return nil, ps.sorted()
 	}
 	return c, nil
+}
+
+// sorted orders problems by line (a problem without a line first) and
+// drops exact repeats.
+func (ps Problems) sorted() Problems {
+	out := slices.Clone(ps)
+	slices.SortStableFunc(out, func(a, b Problem) int { return cmp.Compare(a.Line, b.Line) })
+	return slices.Compact(out)
 }
 
 // yamlProblem turns "yaml: line 4: ..." or "line 4: ..." into a Problem.
@@ -477,7 +526,6 @@ func yamlProblem(name string, err error) Problem {
 	if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil {
 		msg = strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
 	}
-	msg = strings.ReplaceAll(msg, "not found in type config.", "is not a known option of ")
 	return Problem{File: name, Line: line, Msg: msg}
 }
 

@@ -61,29 +61,31 @@ channels:
     pipeline: missing
     addresses: [SUPPORT@example.com]
 `
+	// The unknown key does not hide the problems after it: one run
+	// reports them all, sorted by line.
 	_, err := Parse("c.yaml", []byte(src))
-	if err == nil {
-		t.Fatal("expected problems")
-	}
-	// Unknown keys are reported first (decoding stops there).
-	if !strings.Contains(err.Error(), "c.yaml:2:") || !strings.Contains(err.Error(), "bogus_key") {
-		t.Fatalf("unknown key not reported with its line: %v", err)
-	}
-	src = strings.Replace(src, "bogus_key: 1\n", "", 1)
-	_, err = Parse("c.yaml", []byte(src))
 	ps, ok := err.(Problems)
 	if !ok {
 		t.Fatalf("want Problems, got %T %v", err, err)
 	}
+	if !strings.HasPrefix(ps.Error(), "c.yaml:2: bogus_key: unknown option") {
+		t.Fatalf("unknown key not reported first with its line: %v", err)
+	}
+	src = strings.Replace(src, "bogus_key: 1\n", "", 1)
+	_, err = Parse("c.yaml", []byte(src))
+	ps, ok = err.(Problems)
+	if !ok {
+		t.Fatalf("want Problems, got %T %v", err, err)
+	}
 	want := []string{
-		"c.yaml:3: status code 3 is reserved",
-		"c.yaml:4: status 6 has category \"nope\"",
-		"c.yaml:5: status code 6 is also used at line 4",
-		"c.yaml:8: pipeline \"p\" has no status of category closed",
-		"c.yaml:9: pipeline \"p\": closed_reply \"sometimes\"",
-		"c.yaml:15: address support@example.com is both a support address and an agent",
-		"c.yaml:17: channel \"b\" uses pipeline \"missing\"",
-		"c.yaml:18: address SUPPORT@example.com belongs to channel \"a\" and channel \"b\"",
+		"c.yaml:3: statuses[0].code: status code 3 is reserved",
+		"c.yaml:4: statuses[1].category: \"nope\" is not a category",
+		"c.yaml:5: statuses[2].code: status code 6 is also used at line 4",
+		"c.yaml:8: pipelines[0].statuses: no status of category closed",
+		"c.yaml:9: pipelines[0].closed_reply: \"sometimes\" must be new_ticket, reopen or reopen_within",
+		"c.yaml:15: channels[0].addresses[0]: address support@example.com is both a support address and an agent",
+		"c.yaml:17: channels[1].pipeline: pipeline \"missing\" is not declared",
+		"c.yaml:18: channels[1].addresses[0]: address SUPPORT@example.com belongs to channel \"a\" and channel \"b\"",
 	}
 	got := ps.Error()
 	for _, w := range want {
@@ -128,10 +130,10 @@ func TestCustomFieldProblems(t *testing.T) {
 `))
 	got := err.Error()
 	for _, want := range []string{
-		`f.yaml:2: custom field name "Order-ID" must be lower-case`,
-		`f.yaml:3: custom field name "status" is a built-in command`,
-		`f.yaml:4: custom field "plan" of type choice needs choices`,
-		`f.yaml:5: custom field "size": type "huge"`,
+		`f.yaml:2: custom_fields[0].name: custom field name "Order-ID" must be lower-case`,
+		`f.yaml:3: custom_fields[1].name: custom field name "status" is a built-in command`,
+		`f.yaml:4: custom_fields[2].choices: custom field "plan" of type choice needs choices`,
+		`f.yaml:5: custom_fields[3].type: "huge" must be text, number or choice`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("missing %q in:\n%s", want, got)

@@ -1,10 +1,13 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/mail"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -223,45 +226,49 @@ func (c *Config) AllStatuses() []StatusConfig {
 // problem found.
 func (c *Config) Validate() Problems {
 	var ps Problems
-	add := func(line int, format string, args ...any) {
-		ps = append(ps, Problem{File: c.fileName(), Line: line, Msg: fmt.Sprintf(format, args...)})
+	add := func(at loc, format string, args ...any) {
+		ps = append(ps, Problem{File: c.fileName(), Line: at.line, Path: at.path, Msg: fmt.Sprintf(format, args...)})
 	}
 	categories := map[string]bool{"open": true, "pending": true, "resolved": true, "closed": true}
 	codes := map[int]int{}
 	for i, s := range c.Statuses {
-		line := c.line("statuses", i)
+		at := c.at("statuses", i)
 		switch {
 		case s.Code < 6:
-			add(line, "status code %d is reserved (2 Open, 3 Pending, 4 Resolved, 5 Closed); custom statuses use codes 6 and above", s.Code)
+			add(c.at("statuses", i, "code"), "status code %d is reserved (2 Open, 3 Pending, 4 Resolved, 5 Closed); custom statuses use codes 6 and above", s.Code)
 		case codes[s.Code] > 0:
-			add(line, "status code %d is also used at line %d; give each status its own code", s.Code, codes[s.Code])
+			add(c.at("statuses", i, "code"), "status code %d is also used at line %d; give each status its own code", s.Code, codes[s.Code])
 		}
-		codes[s.Code] = line
+		codes[s.Code] = at.line
 		if strings.TrimSpace(s.Name) == "" {
-			add(line, "status %d has no name", s.Code)
+			add(c.at("statuses", i, "name"), "status %d has no name", s.Code)
 		}
 		if !categories[s.Category] {
-			add(c.line("statuses", i, "category"), "status %d has category %q; use open, pending, resolved or closed", s.Code, s.Category)
+			add(c.at("statuses", i, "category"), "%q is not a category; use open, pending, resolved or closed", s.Category)
 		}
 	}
 	known := map[int]string{}
+	var knownCodes []string
 	for _, s := range c.AllStatuses() {
 		known[s.Code] = s.Category
+		knownCodes = append(knownCodes, strconv.Itoa(s.Code))
 	}
 	pipes := map[string]bool{}
+	var pipeNames []string
 	for i, p := range c.Pipelines {
-		line := c.line("pipelines", i)
+		at := c.at("pipelines", i)
 		if p.Name == "" {
-			add(line, "pipeline has no name")
+			add(c.at("pipelines", i, "name"), "pipeline has no name")
 		}
 		if pipes[p.Name] {
-			add(line, "pipeline %q is declared twice", p.Name)
+			add(at, "pipeline %q is declared twice", p.Name)
 		}
 		pipes[p.Name] = true
+		pipeNames = append(pipeNames, p.Name)
 		hasClosed, inPipe := false, map[int]bool{}
-		for _, code := range p.Statuses {
+		for j, code := range p.Statuses {
 			if _, ok := known[code]; !ok {
-				add(c.line("pipelines", i, "statuses"), "pipeline %q lists status %d, which is not declared under statuses", p.Name, code)
+				add(c.at("pipelines", i, "statuses", j), "status %d is not declared under statuses (known: %s)", code, strings.Join(knownCodes, ", "))
 			}
 			if known[code] == "closed" {
 				hasClosed = true
@@ -269,92 +276,96 @@ func (c *Config) Validate() Problems {
 			inPipe[code] = true
 		}
 		if !hasClosed {
-			add(c.line("pipelines", i, "statuses"), "pipeline %q has no status of category closed; add 5 (Closed) or a custom closed status", p.Name)
+			add(c.at("pipelines", i, "statuses"), "no status of category closed; add 5 (Closed) or a custom closed status")
 		}
 		for _, f := range []struct {
 			key  string
 			code int
 		}{{"new_status", p.NewStatus}, {"customer_reply_status", p.CustomerReplyStatus}} {
 			if !inPipe[f.code] {
-				add(c.line("pipelines", i, f.key), "pipeline %q: %s %d is not one of its statuses", p.Name, f.key, f.code)
+				add(c.at("pipelines", i, f.key), "status %d is not one of pipeline %q's statuses", f.code, p.Name)
 			}
 		}
 		if p.AgentReplyStatus != "unchanged" {
 			code, err := strconv.Atoi(p.AgentReplyStatus)
 			if err != nil || !inPipe[code] {
-				add(c.line("pipelines", i, "agent_reply_status"), "pipeline %q: agent_reply_status %q must be one of its status codes or \"unchanged\"", p.Name, p.AgentReplyStatus)
+				add(c.at("pipelines", i, "agent_reply_status"), "%q must be one of pipeline %q's status codes or \"unchanged\"", p.AgentReplyStatus, p.Name)
 			}
 		}
 		switch p.ClosedReply {
 		case "new_ticket", "reopen":
 		case "reopen_within":
 			if p.ReopenWithin.Duration <= 0 {
-				add(c.line("pipelines", i, "closed_reply"), "pipeline %q: closed_reply reopen_within needs reopen_within (for example 72h)", p.Name)
+				add(c.at("pipelines", i, "closed_reply"), "reopen_within needs pipelines[%d].reopen_within (for example 72h)", i)
 			}
 		default:
-			add(c.line("pipelines", i, "closed_reply"), "pipeline %q: closed_reply %q must be new_ticket, reopen or reopen_within", p.Name, p.ClosedReply)
+			add(c.at("pipelines", i, "closed_reply"), "%q must be new_ticket, reopen or reopen_within", p.ClosedReply)
 		}
 	}
 	fields := map[string]bool{}
 	reserved := map[string]bool{"status": true, "priority": true, "type": true, "group": true, "agent": true, "assign": true,
 		"responder": true, "tags": true, "cc": true, "note": true, "action": true, "source": true, "requester": true}
 	for i, f := range c.CustomFields {
-		line := c.line("custom_fields", i)
+		at := c.at("custom_fields", i, "name")
 		switch {
 		case !customFieldName.MatchString(f.Name):
-			add(line, "custom field name %q must be lower-case letters, digits and _ (for example order_id)", f.Name)
+			add(at, "custom field name %q must be lower-case letters, digits and _ (for example order_id)", f.Name)
 		case reserved[f.Name]:
-			add(line, "custom field name %q is a built-in command; choose another name", f.Name)
+			add(at, "custom field name %q is a built-in command; choose another name", f.Name)
 		case fields[f.Name]:
-			add(line, "custom field %q is declared twice", f.Name)
+			add(at, "custom field %q is declared twice", f.Name)
 		}
 		fields[f.Name] = true
 		switch f.Type {
 		case "text", "number":
 		case "choice":
 			if len(f.Choices) == 0 {
-				add(c.line("custom_fields", i, "choices"), "custom field %q of type choice needs choices", f.Name)
+				add(c.at("custom_fields", i, "choices"), "custom field %q of type choice needs choices", f.Name)
 			}
 		default:
-			add(c.line("custom_fields", i, "type"), "custom field %q: type %q must be text, number or choice", f.Name, f.Type)
+			add(c.at("custom_fields", i, "type"), "%q must be text, number or choice", f.Type)
 		}
 	}
 	agents := map[string]int{}
 	for i, a := range c.Agents {
-		line := c.line("agents", i)
+		at := c.at("agents", i, "email")
 		addr, err := mail.ParseAddress(a.Email)
 		if err != nil || addr.Address != a.Email {
-			add(line, "agent email %q is not a plain address", a.Email)
+			add(at, "%q is not a plain address (write alice@example.com)", a.Email)
 		}
 		if prev := agents[strings.ToLower(a.Email)]; prev > 0 {
-			add(line, "agent %s is also declared at line %d", a.Email, prev)
+			add(at, "agent %s is also declared at line %d", a.Email, prev)
 		}
-		agents[strings.ToLower(a.Email)] = line
+		agents[strings.ToLower(a.Email)] = at.line
 		if a.Role != "agent" && a.Role != "admin" {
-			add(c.line("agents", i, "role"), "agent %s: role %q must be agent or admin", a.Email, a.Role)
+			add(c.at("agents", i, "role"), "%q must be agent or admin", a.Role)
 		}
 	}
 	addrs := map[string]string{}
 	names := map[string]bool{}
 	for i, ch := range c.Channels {
-		line := c.line("channels", i)
+		at := c.at("channels", i)
 		if ch.Name == "" {
-			add(line, "channel has no name")
+			add(c.at("channels", i, "name"), "channel has no name")
 		}
 		if names[ch.Name] {
-			add(line, "channel %q is declared twice", ch.Name)
+			add(c.at("channels", i, "name"), "channel %q is declared twice", ch.Name)
 		}
 		names[ch.Name] = true
 		if !pipes[ch.Pipeline] {
-			add(c.line("channels", i, "pipeline"), "channel %q uses pipeline %q, which is not declared", ch.Name, ch.Pipeline)
+			msg := fmt.Sprintf("pipeline %q is not declared under pipelines", ch.Pipeline)
+			if near := nearestName(ch.Pipeline, pipeNames); near != "" {
+				msg += fmt.Sprintf("; did you mean %q?", near)
+			}
+			add(c.at("channels", i, "pipeline"), "%s", msg)
 		}
 		if len(ch.Addresses) == 0 {
-			add(line, "channel %q has no addresses", ch.Name)
+			add(at, "channel %q has no addresses", ch.Name)
 		}
 		for j, a := range ch.Addresses {
-			al := c.line("channels", i, "addresses", j)
+			al := c.at("channels", i, "addresses", j)
 			if !strings.Contains(a, "@") || strings.ContainsAny(a, " <>") {
-				add(al, "channel %q: %q is not a plain address (write support@example.com)", ch.Name, a)
+				add(al, "%q is not a plain address (write support@example.com)", a)
 			}
 			key := strings.ToLower(a)
 			if prev, ok := addrs[key]; ok {
@@ -366,117 +377,97 @@ func (c *Config) Validate() Problems {
 			}
 		}
 		if ch.Language != "en" && ch.Language != "fr" {
-			add(c.line("channels", i, "language"), "channel %q: language %q has no built-in templates (en, fr)", ch.Name, ch.Language)
+			add(c.at("channels", i, "language"), "%q has no built-in templates (use en or fr)", ch.Language)
 		}
 		if im := ch.IMAP; im != nil {
-			il := c.line("channels", i, "imap")
 			if im.Host == "" {
-				add(il, "channel %q: imap.host is missing", ch.Name)
+				add(c.at("channels", i, "imap", "host"), "missing: the IMAP server's host name")
 			}
 			switch im.TLS {
 			case "implicit", "starttls":
 			case "none":
 				if !im.AllowInsecure && im.Host != "localhost" && im.Host != "127.0.0.1" && im.Host != "::1" {
-					add(c.line("channels", i, "imap", "tls"), "channel %q: tls none sends the password in clear; allowed only for loopback or with allow_insecure: true", ch.Name)
+					add(c.at("channels", i, "imap", "tls"), "none sends the password in clear; allowed only for loopback or with allow_insecure: true")
 				}
 			default:
-				add(c.line("channels", i, "imap", "tls"), "channel %q: imap.tls %q must be implicit, starttls or none", ch.Name, im.TLS)
+				add(c.at("channels", i, "imap", "tls"), "%q must be implicit, starttls or none", im.TLS)
 			}
 			if im.Password.IsZero() && im.OAuth == nil {
-				add(il, "channel %q: imap needs a password or oauth", ch.Name)
-			}
-			if !im.Password.IsZero() {
-				if _, err := im.Password.Value(); err != nil {
-					add(c.line("channels", i, "imap", "password"), "channel %q: imap password: %v", ch.Name, err)
-				}
+				add(c.at("channels", i, "imap"), "needs a password or oauth")
 			}
 			switch im.After {
 			case "seen", "move", "delete":
 			default:
-				add(c.line("channels", i, "imap", "after"), "channel %q: imap.after %q must be seen, move or delete", ch.Name, im.After)
+				add(c.at("channels", i, "imap", "after"), "%q must be seen, move or delete", im.After)
 			}
 			if im.Existing != "import" && im.Existing != "skip" {
-				add(c.line("channels", i, "imap", "existing"), "channel %q: imap.existing %q must be import or skip", ch.Name, im.Existing)
+				add(c.at("channels", i, "imap", "existing"), "%q must be import or skip", im.Existing)
 			}
 		}
 	}
-	for _, f := range []struct {
-		key  []any
-		path string
-	}{{[]any{"smtp", "cert_file"}, c.SMTP.CertFile}, {[]any{"smtp", "key_file"}, c.SMTP.KeyFile}} {
-		if f.path == "" {
+	for _, key := range []string{"cert_file", "key_file"} {
+		path := map[string]string{"cert_file": c.SMTP.CertFile, "key_file": c.SMTP.KeyFile}[key]
+		if path == "" {
 			continue
 		}
-		if _, err := os.ReadFile(f.path); err != nil {
-			add(c.line(f.key...), "cannot read %s: %v", f.path, err)
+		if _, err := os.ReadFile(path); err != nil {
+			add(c.at("smtp", key), "cannot read %s: %v", path, unwrapPath(err))
 		}
 	}
 	if (c.SMTP.CertFile == "") != (c.SMTP.KeyFile == "") {
-		add(c.line("smtp"), "smtp needs both cert_file and key_file for STARTTLS")
+		add(c.at("smtp"), "needs both cert_file and key_file for STARTTLS")
 	}
 	if c.SMTP.TLSListen != "" && c.SMTP.CertFile == "" {
-		add(c.line("smtp", "tls_listen"), "smtp.tls_listen needs cert_file and key_file")
+		add(c.at("smtp", "tls_listen"), "needs smtp.cert_file and smtp.key_file")
 	}
 	if !strings.Contains(c.Threading.SubjectToken, "{id}") {
-		add(c.line("threading", "subject_token"), "threading.subject_token %q must contain {id}", c.Threading.SubjectToken)
+		add(c.at("threading", "subject_token"), "%q must contain {id}", c.Threading.SubjectToken)
 	}
-	if !c.Threading.Secret.IsZero() {
-		if _, err := c.Threading.Secret.Value(); err != nil {
-			add(c.line("threading", "secret"), "threading.secret: %v", err)
-		}
-	}
-	if !c.Outbound.Password.IsZero() {
-		if _, err := c.Outbound.Password.Value(); err != nil {
-			add(c.line("outbound", "password"), "outbound.password: %v", err)
-		}
-	}
+	c.checkSecrets(add)
 	c.validateOutbound(add)
 	if c.Log.Format != "text" && c.Log.Format != "json" {
-		add(c.line("log", "format"), "log.format %q must be text or json", c.Log.Format)
+		add(c.at("log", "format"), "%q must be text or json", c.Log.Format)
 	}
-	return ps
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		add(c.at("log", "level"), "%q must be debug, info, warn or error", c.Log.Level)
+	}
+	return ps.sorted()
 }
 
 // validateOutbound checks the relays (global and per channel) and the
 // DKIM keys: a key that cannot be read or parsed is reported at its
 // private_key_file line, not when the first mail is signed.
-func (c *Config) validateOutbound(add func(line int, format string, args ...any)) {
-	checkRelay := func(what string, key []any, addr, mode string, conns int) {
+func (c *Config) validateOutbound(add func(at loc, format string, args ...any)) {
+	checkRelay := func(key []any, addrKey, addr, mode string, conns int) {
 		if addr != "" {
 			if host, port, err := net.SplitHostPort(addr); err != nil || host == "" || port == "" {
-				add(c.line(append(key, "relay")...), "%s: relay %q must be host:port (for example smtp.example.com:587)", what, addr)
+				add(c.at(append(key, addrKey)...), "%q must be host:port (for example smtp.example.com:587)", addr)
 			}
 		}
 		switch strings.ToLower(mode) {
 		case "starttls", "implicit", "none":
 		default:
-			add(c.line(append(key, "tls")...), "%s: tls %q must be starttls, implicit or none", what, mode)
+			add(c.at(append(key, "tls")...), "%q must be starttls, implicit or none", mode)
 		}
 		if conns < 0 {
-			add(c.line(append(key, "connections")...), "%s: connections %d must be positive", what, conns)
+			add(c.at(append(key, "connections")...), "%d must be positive", conns)
 		}
 	}
-	checkRelay("outbound", []any{"outbound"}, c.Outbound.Relay, c.Outbound.TLS, c.Outbound.Connections)
+	checkRelay([]any{"outbound"}, "relay", c.Outbound.Relay, c.Outbound.TLS, c.Outbound.Connections)
 	for i, ch := range c.Channels {
 		r := ch.Relay
 		if r == nil {
 			continue
 		}
 		key := []any{"channels", i, "relay"}
-		what := fmt.Sprintf("channel %q relay", ch.Name)
 		if r.Address == "" {
-			add(c.line(key...), "%s: address (host:port) is missing", what)
-		} else if host, port, err := net.SplitHostPort(r.Address); err != nil || host == "" || port == "" {
-			add(c.line(append(key, "address")...), "%s: address %q must be host:port (for example smtp.example.com:587)", what, r.Address)
+			add(c.at(append(key, "address")...), "missing: the relay's host:port")
 		}
-		checkRelay(what, key, "", r.TLS, r.Connections)
+		checkRelay(key, "address", r.Address, r.TLS, r.Connections)
 		if r.Username != "" && r.Password.IsZero() {
-			add(c.line(append(key, "username")...), "%s: username %s needs a password", what, r.Username)
-		}
-		if !r.Password.IsZero() {
-			if _, err := r.Password.Value(); err != nil {
-				add(c.line(append(key, "password")...), "%s: password: %v", what, err)
-			}
+			add(c.at(append(key, "username")...), "username %s needs a password", r.Username)
 		}
 	}
 	domains := map[string]int{}
@@ -485,13 +476,13 @@ func (c *Config) validateOutbound(add func(line int, format string, args ...any)
 		dom := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d.Domain), "."))
 		switch {
 		case dom == "" || strings.ContainsAny(dom, " @/"):
-			add(c.line(append(key, "domain")...), "outbound.dkim: domain %q must be a domain name (example.com)", d.Domain)
+			add(c.at(append(key, "domain")...), "%q must be a domain name (example.com)", d.Domain)
 		case domains[dom] > 0:
-			add(c.line(append(key, "domain")...), "outbound.dkim: domain %s is also configured at line %d", dom, domains[dom])
+			add(c.at(append(key, "domain")...), "domain %s is also configured at line %d", dom, domains[dom])
 		}
 		domains[dom] = c.line(key...)
 		if strings.TrimSpace(d.Selector) == "" || strings.ContainsAny(d.Selector, " @/") {
-			add(c.line(append(key, "selector")...), "outbound.dkim %s: selector %q must be a DNS label (s2026)", d.Domain, d.Selector)
+			add(c.at(append(key, "selector")...), "%q must be a DNS label (s2026)", d.Selector)
 		}
 		hasFrom := false
 		for _, h := range d.Headers {
@@ -499,18 +490,51 @@ func (c *Config) validateOutbound(add func(line int, format string, args ...any)
 				hasFrom = true
 			}
 			if strings.TrimSpace(h) == "" || strings.ContainsAny(h, ": ") {
-				add(c.line(append(key, "headers")...), "outbound.dkim %s: %q is not a header field name", d.Domain, h)
+				add(c.at(append(key, "headers")...), "%q is not a header field name", h)
 			}
 		}
 		if !hasFrom {
-			add(c.line(append(key, "headers")...), "outbound.dkim %s: headers must include From (RFC 6376 §5.4)", d.Domain)
+			add(c.at(append(key, "headers")...), "must include From (RFC 6376 §5.4)")
 		}
 		if d.PrivateKeyFile == "" {
-			add(c.line(key...), "outbound.dkim %s: private_key_file is missing", d.Domain)
+			add(c.at(append(key, "private_key_file")...), "missing: the PEM file of the signing key")
 		} else if _, err := d.LoadKey(); err != nil {
-			add(c.line(append(key, "private_key_file")...), "outbound.dkim %s: %v", d.Domain, err)
+			add(c.at(append(key, "private_key_file")...), "%v", err)
 		}
 	}
+}
+
+// loc is where a problem is: its YAML key path and line.
+type loc struct {
+	path string
+	line int
+}
+
+// at locates a key path (map keys as strings, sequence indexes as
+// ints); the line is that of the nearest part of the path present in
+// the file.
+func (c *Config) at(path ...any) loc {
+	return loc{path: pathString(path...), line: c.line(path...)}
+}
+
+// unwrapPath drops the "open NAME:" of an *fs.PathError when the
+// message already names the file.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// nearestName is the name closest to a misspelt one ("" when none is
+// close).
+func nearestName(name string, names []string) string {
+	fields := map[string]reflect.Type{}
+	for _, n := range names {
+		fields[n] = nil
+	}
+	return nearest(name, fields)
 }
 
 func (c *Config) fileName() string {

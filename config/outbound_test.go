@@ -99,12 +99,12 @@ func TestDKIMKeys(t *testing.T) {
 	}
 	got := err.Error()
 	for _, w := range []string{
-		"d.yaml:5: outbound.dkim missing.test: dkim key: open " + filepath.Join(dir, "nope.pem"),
-		"d.yaml:8: outbound.dkim garbage.test: dkim key " + garbage + ": no PEM block",
-		"d.yaml:11: outbound.dkim ec.test: dkim key " + ec + ": *ecdsa.PrivateKey keys cannot sign DKIM",
-		"d.yaml:13: outbound.dkim nofrom.test: selector \"\"",
-		"d.yaml:15: outbound.dkim nofrom.test: headers must include From",
-		"d.yaml:19: outbound.dkim: domain acme.test is also configured at line 16",
+		"d.yaml:5: outbound.dkim[0].private_key_file: cannot read dkim key " + filepath.Join(dir, "nope.pem") + ": no such file or directory",
+		"d.yaml:8: outbound.dkim[1].private_key_file: dkim key " + garbage + ": no PEM block",
+		"d.yaml:11: outbound.dkim[2].private_key_file: dkim key " + ec + ": ECDSA keys cannot sign DKIM",
+		"d.yaml:13: outbound.dkim[3].selector: \"\" must be a DNS label",
+		"d.yaml:15: outbound.dkim[3].headers: must include From",
+		"d.yaml:19: outbound.dkim[5].domain: domain acme.test is also configured at line 16",
 	} {
 		if !strings.Contains(got, w) {
 			t.Errorf("missing %q in:\n%s", w, got)
@@ -160,12 +160,12 @@ channels:
 	}
 	got := err.Error()
 	for _, w := range []string{
-		`r.yaml:2: outbound: relay "smtp.example.com" must be host:port`,
-		`r.yaml:3: outbound: tls "ssl" must be starttls, implicit or none`,
-		`r.yaml:8: channel "eu" relay: address "smtp.eu.test" must be host:port`,
-		`r.yaml:9: channel "eu" relay: tls "sometimes"`,
-		`r.yaml:10: channel "eu" relay: username eu needs a password`,
-		`r.yaml:13: channel "us" relay: address (host:port) is missing`,
+		`r.yaml:2: outbound.relay: "smtp.example.com" must be host:port`,
+		`r.yaml:3: outbound.tls: "ssl" must be starttls, implicit or none`,
+		`r.yaml:8: channels[0].relay.address: "smtp.eu.test" must be host:port`,
+		`r.yaml:9: channels[0].relay.tls: "sometimes" must be`,
+		`r.yaml:10: channels[0].relay.username: username eu needs a password`,
+		`r.yaml:13: channels[1].relay.address: missing: the relay's host:port`,
 	} {
 		if !strings.Contains(got, w) {
 			t.Errorf("missing %q in:\n%s", w, got)

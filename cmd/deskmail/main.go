@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -50,25 +51,39 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr)
-		if len(args) == 0 {
-			return 2
+		return 2
+	}
+	if isHelp(args[0]) {
+		if len(args) == 1 {
+			usage(stdout)
+			return 0
 		}
-		return 0
+		// deskmail help CMD [SUB] is CMD [SUB] --help.
+		args = append(args[1:], "--help")
 	}
 	for _, c := range commands() {
 		if c.name != args[0] {
 			continue
 		}
 		err := c.run(ctx, args[1:], stdin, stdout, stderr)
+		var ue *usageError
 		switch {
 		case err == nil:
 			return 0
 		case errors.Is(err, flag.ErrHelp):
+			if errors.As(err, &ue) {
+				ue.usage(stdout)
+			} else {
+				fmt.Fprintf(stdout, "usage: deskmail %s\n", c.usage)
+			}
 			return 0
 		case errors.Is(err, errUsage):
 			fmt.Fprintf(stderr, "deskmail %s: %v\n", c.name, err)
+			if errors.As(err, &ue) {
+				ue.usage(stderr)
+			}
 			return 2
 		case errors.Is(err, errReported):
 			return exitStatus(err, 1)
@@ -77,8 +92,90 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return exitStatus(err, 1)
 		}
 	}
-	fmt.Fprintf(stderr, "deskmail: unknown command %q (run deskmail help)\n", args[0])
+	fmt.Fprintf(stderr, "deskmail: unknown command %q\n", args[0])
+	usage(stderr)
 	return 2
+}
+
+// isHelp reports whether an argument asks for help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
+// usageError is a usage mistake (or a request for help: flag.ErrHelp)
+// that knows how to print the usage of the command it concerns. run
+// prints it after the error (on stderr, exit status 2) or alone for
+// help (on stdout, exit status 0).
+type usageError struct {
+	usage func(w io.Writer)
+	err   error
+}
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// newFlags makes the flag set of a command or subcommand. name is
+// what follows "deskmail" ("tickets show"), synopsis its arguments
+// ("ID --db PATH [--json]") and about what it does, in one sentence;
+// -h/--help prints the three and the flags (see parseFlags). Every
+// command's flags go through here so that its help is complete.
+func newFlags(name, synopsis, about string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "usage: deskmail %s %s\n", name, synopsis)
+		if about != "" {
+			fmt.Fprintf(w, "\n%s\n", about)
+		}
+		has := false
+		fs.VisitAll(func(*flag.Flag) { has = true })
+		if has {
+			fmt.Fprintln(w, "\nflags:")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+// subcommand is one verb of a command group (`tickets show`).
+type subcommand struct {
+	name string
+	// usage is the line `deskmail help` would show, after "deskmail ".
+	usage string
+	run   func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error
+}
+
+// runGroup dispatches a command group (`deskmail tickets list|show|…`)
+// to its subcommand. No subcommand, or an unknown one, is a usage
+// error listing the group's subcommands; -h/--help/help lists them.
+func runGroup(ctx context.Context, group string, subs []subcommand, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	names := make([]string, len(subs))
+	for i, s := range subs {
+		names[i] = s.name
+	}
+	help := func(w io.Writer) {
+		fmt.Fprintf(w, "usage: deskmail %s %s ...\n\ncommands:\n", group, strings.Join(names, "|"))
+		for _, s := range subs {
+			fmt.Fprintf(w, "  deskmail %s\n", s.usage)
+		}
+		fmt.Fprintf(w, "\nrun deskmail %s COMMAND --help for its flags\n", group)
+	}
+	switch {
+	case len(args) == 0:
+		return &usageError{help, fmt.Errorf("%w: which %s command? (%s)", errUsage, group, strings.Join(names, ", "))}
+	case isHelp(args[0]):
+		return &usageError{help, flag.ErrHelp}
+	}
+	for _, s := range subs {
+		if s.name == args[0] {
+			return s.run(ctx, args[1:], stdin, stdout, stderr)
+		}
+	}
+	return &usageError{help, fmt.Errorf("%w: unknown %s command %q (%s)", errUsage, group, args[0], strings.Join(names, ", "))}
 }
 
 // errReported means the command already told the user what failed.
@@ -117,25 +214,34 @@ func exitStatus(err error, def int) int {
 	return def
 }
 
+// usage lists every command (deskmail help).
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: deskmail COMMAND [ARGS]")
+	fmt.Fprintln(w, "\ncommands:")
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  deskmail %s\n", c.usage)
 	}
+	fmt.Fprintln(w, "\nrun deskmail COMMAND --help (or deskmail help COMMAND) for its arguments and flags")
 }
 
 // parseFlags parses flags that may appear before, between or after
 // positional arguments (`tickets show 3 --db x.db --json`), and returns
-// the positional arguments in order.
+// the positional arguments in order. -h/--help and an unknown or
+// malformed flag return a *usageError that prints fs's usage.
 func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
+	printUsage := func(w io.Writer) {
+		fs.SetOutput(w)
+		fs.Usage()
+		fs.SetOutput(io.Discard)
+	}
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
+				return nil, &usageError{printUsage, err}
 			}
-			return nil, fmt.Errorf("%w: %v", errUsage, err)
+			return nil, &usageError{printUsage, fmt.Errorf("%w: %v", errUsage, err)}
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {

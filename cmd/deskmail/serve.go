@@ -70,12 +70,9 @@ func runServe(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 
 	cfg, err := ov.load()
 	if err != nil {
-		var ps config.Problems
-		if errors.As(err, &ps) {
-			for _, p := range ps {
-				fmt.Fprintf(stderr, "deskmail serve: %s\n", p)
-			}
-			fmt.Fprintf(stderr, "deskmail serve: %d problem(s) in the configuration; not starting\n", len(ps))
+		// The same lines as check-config and a refused reload.
+		if printProblems(stderr, ov.path, err) {
+			fmt.Fprintln(stderr, "deskmail serve: not starting: fix the configuration (deskmail check-config "+ov.path+")")
 			return errReported
 		}
 		return err
