@@ -269,6 +269,16 @@ type ChannelConfig struct {
 	// Relay, when set, delivers this channel's outbound mail instead
 	// of outbound.relay.
 	Relay *RelayConfig `yaml:"relay"`
+	// ThreadSameDomain lets mail from the requester's own company domain
+	// (a colleague) thread onto a ticket by In-Reply-To/References
+	// without being a participant (Freshdesk's company rule). Free-mail
+	// domains never count. Default false: only participants thread.
+	ThreadSameDomain bool `yaml:"thread_same_domain"`
+	// AgentDomainProof lets a trusted dkim=pass whose header.d is an
+	// agent's domain, or a dmarc=pass for it, prove that agent. A domain
+	// signature proves the domain, not the person: by default only a
+	// signature whose header.i is the agent's own address does.
+	AgentDomainProof bool `yaml:"agent_domain_proof"`
 }
 
 // SendConfig switches the outbound mail of a channel.

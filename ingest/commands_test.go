@@ -232,22 +232,88 @@ func TestForgedAgentChangesNothing(t *testing.T) {
 func TestAgentProofBySMTPAuthAndDKIM(t *testing.T) {
 	e := newCmdEnv(t)
 	id := e.newTicket()
+	relay := Envelope{ClientIP: "127.0.0.1"}
 	plain := fmt.Sprintf("From: Alice <alice@acme.test>\nTo: support@acme.test\nSubject: Re: Facture en double [#%d]\nMessage-ID: <auth1@acme.test>\nIn-Reply-To: <c1@client.test>\n\n#priority urgent\nOn regarde.\n", id)
 	e.ingest(plain, Envelope{AuthUser: "alice@acme.test"})
 	if tk, _, _ := e.ticket(id); tk.Priority != 4 {
 		t.Fatalf("SMTP AUTH did not prove the agent: priority %d", tk.Priority)
 	}
-	untrusted := strings.Replace(plain, "Message-ID: <auth1@acme.test>", "Authentication-Results: mx.evil.test; dkim=pass header.d=acme.test\nMessage-ID: <auth2@acme.test>", 1)
-	untrusted = strings.Replace(untrusted, "#priority urgent", "#priority low", 1)
-	e.ingest(untrusted, Envelope{})
-	if tk, _, _ := e.ticket(id); tk.Priority != 4 {
-		t.Fatal("an untrusted Authentication-Results header proved the agent")
+	n := 1
+	try := func(auth string, env Envelope, wantProven bool, why string) {
+		t.Helper()
+		n++
+		prio := map[bool]string{true: "low", false: "high"}[n%2 == 0]
+		want := map[string]int{"low": 1, "high": 3}[prio]
+		msg := strings.Replace(plain, "Message-ID: <auth1@acme.test>", auth+"Message-ID: <auth"+fmt.Sprint(n)+"@acme.test>", 1)
+		msg = strings.Replace(msg, "#priority urgent", "#priority "+prio, 1)
+		before, _, _ := e.ticket(id)
+		e.ingest(msg, env)
+		tk, _, _ := e.ticket(id)
+		if wantProven && tk.Priority != want {
+			t.Errorf("%s: not proven (priority %d, want %d)", why, tk.Priority, want)
+		}
+		if !wantProven && tk.Priority != before.Priority {
+			t.Errorf("%s: proved the agent (priority %d → %d)", why, before.Priority, tk.Priority)
+		}
 	}
-	trusted := strings.Replace(untrusted, "mx.evil.test", "mx.acme.test", 1)
-	trusted = strings.Replace(trusted, "auth2@", "auth3@", 1)
-	e.ingest(trusted, Envelope{})
-	if tk, _, _ := e.ticket(id); tk.Priority != 1 {
-		t.Fatal("a trusted dkim=pass did not prove the agent")
+	try("Authentication-Results: mx.evil.test; dkim=pass header.i=alice@acme.test\n", relay, false, "untrusted authserv-id")
+	try("Authentication-Results: mx.acme.test; dkim=pass header.i=alice@acme.test\n", relay, true, "trusted dkim=pass for the agent's own address")
+	try("Authentication-Results: mx.acme.test; dkim=pass header.d=acme.test header.i=@acme.test\n", relay, false, "domain signature without agent_domain_proof")
+	try("Authentication-Results: mx.acme.test; dmarc=pass header.from=acme.test\n", relay, false, "dmarc=pass without agent_domain_proof")
+	try("Authentication-Results: mx.acme.test; dkim=pass header.i=alice@acme.test\n", Envelope{ClientIP: "203.0.113.9"}, false, "handed over SMTP by a client that is no trusted relay")
+	try("Received: from mail.evil.test (mail.evil.test [203.0.113.9]) by relay.evil.test with ESMTP id 1; Mon, 2 Mar 2026 10:00:00 +0000\n"+
+		"Authentication-Results: mx.acme.test; dkim=pass header.i=alice@acme.test\n", relay, false, "forged below a foreign Received")
+	try("Authentication-Results: mx.acme.test; dkim=fail header.i=alice@acme.test\n"+
+		"Authentication-Results: mx.acme.test; dkim=pass header.i=alice@acme.test\n", relay, false, "a second field of the trusted authserv-id below its real one")
+	try("Received: from mx.acme.test (mx.acme.test [127.0.0.1]) by deskmail.acme.test (deskmail) with ESMTP id 2; Mon, 2 Mar 2026 10:00:00 +0000\n"+
+		"Received: by 10.0.0.7 with SMTP id q1; Mon, 2 Mar 2026 10:00:00 +0000\n"+
+		"Received: from mail.client.test (mail.client.test [198.51.100.4]) by mx.acme.test (Postfix) with ESMTPS id 3; Mon, 2 Mar 2026 10:00:00 +0000\n"+
+		"Authentication-Results: mx.acme.test; dkim=pass header.i=alice@acme.test\n"+
+		"Received: from laptop (unknown [192.0.2.1]) by mail.client.test with ESMTPSA id 4; Mon, 2 Mar 2026 10:00:00 +0000\n", relay, true,
+		"written by the trusted border below its own Received, after an internal hop")
+}
+
+func TestAuthProofRules(t *testing.T) {
+	for _, tc := range []struct {
+		h        string
+		domainOK bool
+		want     string
+	}{
+		{"mx.acme.test; dkim=pass header.i=alice@acme.test header.d=acme.test", false, "dkim"},
+		{"mx.acme.test; dkim=pass header.i=ALICE@ACME.TEST", false, "dkim"},
+		{"mx.acme.test; dkim=pass header.i=bob@acme.test", false, ""},
+		{"mx.acme.test; dkim=pass header.d=acme.test header.s=s1", false, ""},
+		{"mx.acme.test; dkim=pass header.d=acme.test header.s=s1", true, "dkim-domain"},
+		{"mx.acme.test; dkim=pass header.d=mail.acme.test", true, ""},
+		{"mx.acme.test; dkim=pass header.d=evil.test", true, ""},
+		{"mx.acme.test; dkim=fail header.i=alice@acme.test", true, ""},
+		{"mx.acme.test; spf=pass smtp.mailfrom=acme.test; dmarc=pass header.from=acme.test", false, ""},
+		{"mx.acme.test; spf=pass smtp.mailfrom=acme.test; dmarc=pass header.from=acme.test", true, "dmarc"},
+		{"mx.acme.test; dmarc=pass header.from=evil.test", true, ""},
+		{"garbage without structure", true, ""},
+	} {
+		if got := authProof([]string{tc.h}, "alice@acme.test", tc.domainOK); got != tc.want {
+			t.Errorf("%q (domain proof %v): got %q want %q", tc.h, tc.domainOK, got, tc.want)
+		}
+	}
+}
+
+func TestReceivedHosts(t *testing.T) {
+	for _, tc := range []struct {
+		v    string
+		from bool
+		by   string
+	}{
+		{"from a.test (a.test [192.0.2.1]) by MX.Acme.Test. (Postfix) with ESMTP id X; Mon, 2 Mar 2026", true, "mx.acme.test"},
+		{"by 10.76.55.35 with SMTP id o3csp106612oap; Fri, 10 Jul 2015", false, "10.76.55.35"},
+		{"from x (Authenticated sender: by evil.test) by relay.test with ESMTPSA", true, "relay.test"},
+		{"from x ((nested (comment)) by evil.test) by relay.test", true, "relay.test"},
+		{"garbage", false, ""},
+	} {
+		from, by := receivedHosts(tc.v)
+		if from != tc.from || by != tc.by {
+			t.Errorf("%q: got %v %q, want %v %q", tc.v, from, by, tc.from, tc.by)
+		}
 	}
 }
 
@@ -274,28 +340,6 @@ func TestSendAndResolveAndExpiredToken(t *testing.T) {
 	}
 	if last := hist[len(hist)-1]; last.Action != "unverified_agent_mail" || !strings.Contains(last.Note, "expired") {
 		t.Fatalf("expired token not recorded: %+v", last)
-	}
-}
-
-func TestDKIMPassRules(t *testing.T) {
-	trusted := map[string]bool{"mx.acme.test": true}
-	for _, tc := range []struct {
-		h    string
-		want bool
-	}{
-		{"mx.acme.test; dkim=pass header.d=acme.test header.s=s1", true},
-		{"mx.acme.test; dkim=pass header.i=@mail.acme.test", false},
-		{"mx.acme.test; dkim=pass header.d=evil.test", false},
-		{"mx.acme.test; dkim=fail header.d=acme.test", false},
-		{"mx.acme.test; spf=pass smtp.mailfrom=acme.test; dmarc=pass header.from=acme.test", true},
-		{"mx.acme.test; dmarc=pass header.from=evil.test", false},
-		{"MX.ACME.TEST; dkim=pass header.d=acme.test", true},
-		{"relay.evil.test; dkim=pass header.d=acme.test", false},
-		{"garbage without structure", false},
-	} {
-		if got := dkimPass([]string{tc.h}, trusted, "alice@acme.test"); got != tc.want {
-			t.Errorf("%q: got %v want %v", tc.h, got, tc.want)
-		}
 	}
 }
 

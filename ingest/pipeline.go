@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -56,6 +57,9 @@ type Notice struct {
 	Suppress     string
 	// ErrorText is, for command_error, what was wrong.
 	ErrorText string
+	// Recipient, when set, is who a command_error notice goes to (an
+	// agent address that proved nothing; otherwise Agent).
+	Recipient string
 }
 
 // Pipeline drives raw messages through parse → thread → store, one
@@ -72,9 +76,15 @@ type Pipeline struct {
 	channels map[string]channelInfo
 	addrs    *threading.Addresses
 	trusted  map[string]bool
-	authUser map[string]string
-	queue    chan *job
-	log      *slog.Logger
+	// relays are the SMTP clients allowed to hand us
+	// Authentication-Results (the MTAs in front of deskmail).
+	relays []*net.IPNet
+	// domainProof are the channels whose agents a domain signature
+	// proves (channels[].agent_domain_proof).
+	domainProof map[string]bool
+	authUser    map[string]string
+	queue       chan *job
+	log         *slog.Logger
 }
 
 type channelInfo struct {
@@ -124,6 +134,14 @@ func NewPipeline(ctx context.Context, st *store.Store, env Env) (*Pipeline, erro
 	for _, h := range cfg.Threading.TrustedAuthServers {
 		p.trusted[strings.ToLower(h)] = true
 	}
+	for _, c := range []string{"127.0.0.0/8", "::1/128"} {
+		_, n, _ := net.ParseCIDR(c)
+		p.relays = append(p.relays, n)
+	}
+	p.domainProof = map[string]bool{}
+	for _, ch := range cfg.Channels {
+		p.domainProof[ch.Name] = ch.AgentDomainProof
+	}
 	for _, u := range cfg.SMTP.Users {
 		if u.Agent != "" {
 			p.authUser[strings.ToLower(u.Username)] = strings.ToLower(u.Agent)
@@ -137,6 +155,12 @@ func NewPipeline(ctx context.Context, st *store.Store, env Env) (*Pipeline, erro
 		NoReply:         cfg.Threading.NoReplySenders,
 		ImplicitSupport: env.ImplicitSupport,
 		Now:             env.Now,
+	}
+	p.engine.SameDomain = map[int64]bool{}
+	for _, ch := range cfg.Channels {
+		if ci, ok := p.channels[ch.Name]; ok && ch.ThreadSameDomain {
+			p.engine.SameDomain[ci.id] = true
+		}
 	}
 	for _, f := range cfg.CustomFields {
 		p.engine.CustomFields = append(p.engine.CustomFields, threading.CustomField{Name: f.Name, Type: f.Type, Choices: f.Choices})
@@ -349,7 +373,7 @@ func (p *Pipeline) incoming(r Raw, m *Message, channel string) *threading.Incomi
 			in.Forwarded = &who
 		}
 	}
-	in.SenderProof = p.senderProof(r, m)
+	in.SenderProof = p.senderProof(r, m, channel)
 	return in
 }
 
@@ -366,10 +390,11 @@ func forwardedSender(m *Message) (threading.Person, bool) {
 	return threading.ForwardedSender(m.Text)
 }
 
-// senderProof tells how the From address was proven, if at all:
-// SMTP AUTH as that agent, or a dkim=pass for the From domain in an
-// Authentication-Results header added by a trusted server.
-func (p *Pipeline) senderProof(r Raw, m *Message) string {
+// senderProof tells how the From address was proven, if at all: SMTP
+// AUTH as that agent, or a pass in an Authentication-Results header
+// that the trusted border wrote (see trustedAuthResults and authProof).
+// threading.Engine.proveAgent makes the decision from it.
+func (p *Pipeline) senderProof(r Raw, m *Message, channel string) string {
 	if m.From == nil {
 		return ""
 	}
@@ -377,10 +402,7 @@ func (p *Pipeline) senderProof(r Raw, m *Message) string {
 	if u := strings.ToLower(r.Envelope.AuthUser); u != "" && (u == from || p.authUser[u] == from) {
 		return "smtp-auth"
 	}
-	if len(p.trusted) > 0 && dkimPass(m.Headers["Authentication-Results"], p.trusted, from) {
-		return "dkim"
-	}
-	return ""
+	return authProof(p.trustedAuthResults(r), from, p.domainProof[channel])
 }
 
 // Ingest commits a batch of raw messages in one transaction (each one
@@ -551,7 +573,7 @@ func (p *Pipeline) notify(tx *store.Tx, pr *prepared, out *threading.Outcome) er
 	}
 	for _, ev := range out.Events {
 		n := Notice{Event: ev, Ticket: out.Ticket, Conversation: out.Conversation, Channel: pr.channel,
-			InReplyTo: out.InReplyTo, Agent: out.Agent, Quiet: pr.raw.Quiet, Suppress: out.Suppress, ErrorText: out.ErrorText}
+			InReplyTo: out.InReplyTo, Agent: out.Agent, Quiet: pr.raw.Quiet, Suppress: out.Suppress, ErrorText: out.ErrorText, Recipient: out.NoticeTo}
 		if err := p.env.Notify(tx, n); err != nil {
 			return fmt.Errorf("outbound %s: %w", ev, err)
 		}

@@ -30,6 +30,7 @@ threading:
 statuses:
   - {code: 6, name: Waiting on engineering, category: pending}
   - {code: 7, name: Archived, category: closed}
+  - {code: 8, name: In progress, category: open}
 pipelines:
   - name: default
 agents:
@@ -393,8 +394,9 @@ func TestReplyStatusRules(t *testing.T) {
 		wantStat int
 	}{
 		{"open", "new_ticket", 0, 2, time.Hour, "02-reply-headers", ingest.ActionAppended, 1, 2},
-		{"pending", "new_ticket", 0, 3, time.Hour, "02-reply-headers", ingest.ActionAppended, 1, 2},
-		{"custom pending category", "new_ticket", 0, 6, time.Hour, "02-reply-headers", ingest.ActionAppended, 1, 2},
+		{"pending", "new_ticket", 0, 3, time.Hour, "02-reply-headers", ingest.ActionReopened, 1, 2},
+		{"custom pending category", "new_ticket", 0, 6, time.Hour, "02-reply-headers", ingest.ActionReopened, 1, 2},
+		{"custom open category", "new_ticket", 0, 8, time.Hour, "02-reply-headers", ingest.ActionAppended, 1, 2},
 		{"resolved", "new_ticket", 0, 4, time.Hour, "02-reply-headers", ingest.ActionReopened, 1, 2},
 		{"resolved by subject", "new_ticket", 0, 4, time.Hour, "03-reply-subject", ingest.ActionReopened, 1, 2},
 		{"closed new_ticket", "new_ticket", 0, 5, time.Hour, "02-reply-headers", ingest.ActionFollowupCreated, 2, 2},
@@ -535,29 +537,45 @@ func TestSameMailToTwoSupportAddresses(t *testing.T) {
 	}
 }
 
-func TestNewcomerJoinsAsCC(t *testing.T) {
-	h := newHarness(t, nil)
-	// One batch: each message sees the ones before it.
-	res := h.ingest("newcomer", "01-new", "02-colleague-reply", "03-requester-uppercase")
-	checkResult(t, res[0], ingest.ActionCreated, 1)
-	checkResult(t, res[1], ingest.ActionAppended, 1)
-	checkResult(t, res[2], ingest.ActionAppended, 1)
-	tk := h.ticket(1)
-	if tk.Requester.Email != "jane.doe@customer.example" {
-		t.Errorf("requester %s", tk.Requester.Email)
-	}
-	equalStrings(t, "cc_emails", tk.CcEmails, []string{"carol.diaz@customer.example"})
-	cc := findHistory(h.history(1), "cc_added")
-	if len(cc) != 1 || cc[0].Field != "cc_emails" || cc[0].NewValue == nil || *cc[0].NewValue != "carol.diaz@customer.example" ||
-		cc[0].Actor != "carol.diaz@customer.example" || !strings.Contains(cc[0].Note, "joined as cc") || cc[0].ConversationID == nil {
-		t.Errorf("cc history %+v", cc)
-	}
-	// Contacts are matched case-insensitively: JANE.DOE@CUSTOMER.EXAMPLE
-	// is Jane, not a new contact.
-	equalStrings(t, "contacts", h.contacts(), []string{"jane.doe@customer.example", "carol.diaz@customer.example"})
-	cs := h.conversations(1)
-	if cs[2].ContactID == nil || *cs[2].ContactID != tk.RequesterID {
-		t.Errorf("upper-case reply attributed to contact %v, want the requester %d", cs[2].ContactID, tk.RequesterID)
+// A colleague who answers a ticket's thread is no participant: knowing
+// a Message-ID proves nothing. By default the reply opens a new ticket
+// (both histories note the relation); with thread_same_domain the
+// requester's company domain threads, but joins no cc list either.
+func TestColleagueReplySameDomainRule(t *testing.T) {
+	for _, optIn := range []bool{false, true} {
+		t.Run(fmt.Sprintf("thread_same_domain=%v", optIn), func(t *testing.T) {
+			h := newHarness(t, func(cfg *config.Config) { cfg.Channels[0].ThreadSameDomain = optIn })
+			// One batch: each message sees the ones before it.
+			res := h.ingest("newcomer", "01-new", "02-colleague-reply", "03-requester-uppercase")
+			checkResult(t, res[0], ingest.ActionCreated, 1)
+			if optIn {
+				checkResult(t, res[1], ingest.ActionAppended, 1)
+			} else {
+				checkResult(t, res[1], ingest.ActionCreated, 2)
+				if got := h.ticket(2).Requester.Email; got != "carol.diaz@customer.example" {
+					t.Errorf("new ticket's requester %s", got)
+				}
+				if len(findHistory(h.history(1), "possibly_related")) != 1 || len(findHistory(h.history(2), "possibly_related")) != 1 {
+					t.Errorf("relation not noted: %+v / %+v", h.history(1), h.history(2))
+				}
+			}
+			checkResult(t, res[2], ingest.ActionAppended, 1)
+			tk := h.ticket(1)
+			if tk.Requester.Email != "jane.doe@customer.example" {
+				t.Errorf("requester %s", tk.Requester.Email)
+			}
+			equalStrings(t, "cc_emails", tk.CcEmails, nil)
+			if cc := findHistory(h.history(1), "cc_added"); len(cc) != 0 {
+				t.Errorf("someone joined as cc by writing in: %+v", cc)
+			}
+			// Contacts are matched case-insensitively: JANE.DOE@CUSTOMER.EXAMPLE
+			// is Jane, not a new contact.
+			equalStrings(t, "contacts", h.contacts(), []string{"jane.doe@customer.example", "carol.diaz@customer.example"})
+			cs := h.conversations(1)
+			if last := cs[len(cs)-1]; last.ContactID == nil || *last.ContactID != tk.RequesterID {
+				t.Errorf("upper-case reply attributed to contact %v, want the requester %d", last.ContactID, tk.RequesterID)
+			}
+		})
 	}
 }
 
@@ -601,7 +619,10 @@ func TestAgentForwardCreatesTicketForCustomer(t *testing.T) {
 	}
 	for i, c := range cases {
 		id := int64(i + 1)
-		h.one("forward", c.file, ingest.ActionCreated, id)
+		// Proven: the agent submitted it over SMTP AUTH.
+		raw := h.raw("forward", c.file)
+		raw.Envelope.AuthUser = "alice@acme.example"
+		checkResult(t, h.ingestRaw(raw)[0], ingest.ActionCreated, id)
 		tk := h.ticket(id)
 		if tk.Requester.Email != c.requester || tk.Requester.Name != c.name || tk.Subject != c.subject {
 			t.Errorf("%s: requester %+v subject %q, want %s <%s> %q", c.file, tk.Requester, tk.Subject, c.name, c.requester, c.subject)
@@ -619,6 +640,27 @@ func TestAgentForwardCreatesTicketForCustomer(t *testing.T) {
 	h.one("forward", "04-customer-fwd", ingest.ActionCreated, 4)
 	if r := h.ticket(4).Requester.Email; r != "sam.lee@gmail.com" {
 		t.Errorf("customer forward: requester %s", r)
+	}
+}
+
+// An agent address that proves nothing opens no ticket for the person
+// it forwards: the mail is kept on a ticket of the agent address, the
+// history says why, and nobody but the agent address hears of it.
+func TestUnprovenAgentForwardChangesNothing(t *testing.T) {
+	h := newHarness(t, nil)
+	h.one("forward", "01-gmail-fwd-by-agent", ingest.ActionCreated, 1)
+	tk := h.ticket(1)
+	if tk.Requester.Email != "alice@acme.example" {
+		t.Errorf("unproven forward opened a ticket for %s", tk.Requester.Email)
+	}
+	equalStrings(t, "cc_emails", tk.CcEmails, nil)
+	if hs := findHistory(h.history(1), "unverified_agent_mail"); len(hs) != 1 || !strings.Contains(hs[0].Note, "klaus.mueller@kunde.de") {
+		t.Errorf("history %+v", h.history(1))
+	}
+	for _, c := range h.contacts() {
+		if c == "klaus.mueller@kunde.de" {
+			t.Errorf("the forwarded sender became a contact")
+		}
 	}
 }
 

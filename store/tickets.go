@@ -358,6 +358,21 @@ func (t *Tx) IsParticipant(ticketID int64, email string) (bool, error) {
 	return n > 0, nil
 }
 
+// SentTo reports whether deskmail sent (or is sending) the outbound
+// mail with this Message-ID on this ticket to email as an envelope
+// recipient: knowing a Message-ID proves nothing, having received the
+// mail does.
+func (t *Tx) SentTo(ticketID int64, messageID, email string) (bool, error) {
+	var n int
+	err := t.row(`SELECT COUNT(*) FROM outbox o, json_each(o.rcpt_to) r
+		WHERE o.ticket_id=? AND o.message_id=? AND o.state IN ('queued','sent') AND lower(r.value)=lower(?)`,
+		ticketID, messageID, email).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("store: ticket %d mail %s sent to %s: %w", ticketID, messageID, email, err)
+	}
+	return n > 0, nil
+}
+
 // TicketExists reports whether a ticket with this id exists.
 func (t *Tx) TicketExists(id int64) (bool, error) {
 	var n int

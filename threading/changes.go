@@ -122,14 +122,21 @@ func (e *Engine) Apply(tx *store.Tx, tk *store.Ticket, c Changes, by Actor, now 
 	}
 	var events []EventKind
 	if c.Status != nil && *c.Status != tk.Status {
+		was := e.Life.Category(tk.Status)
 		if err := e.Life.SetStatus(tx, tk, *c.Status, by, now); err != nil {
 			return nil, err
 		}
 		switch e.Life.Category(*c.Status) {
 		case CategoryResolved:
-			events = append(events, EventTicketResolved)
+			if was != CategoryResolved {
+				events = append(events, EventTicketResolved)
+			}
 		case CategoryClosed:
-			events = append(events, EventTicketClosed)
+			// Closing a resolved ticket tells the customer nothing new:
+			// they had the closing mail when it was resolved.
+			if was != CategoryResolved && was != CategoryClosed {
+				events = append(events, EventTicketClosed)
+			}
 		}
 	}
 	if c.Priority != nil && *c.Priority != tk.Priority {

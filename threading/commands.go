@@ -396,21 +396,13 @@ func requesterOf(p command.Parsed) string {
 
 // agentCreate opens a ticket for the customer an agent names with
 // #requester (typically forwarding the customer's mail). Only an agent
-// whose identity is proven may do so; otherwise the mail becomes an
-// ordinary ticket from the agent's address and the history says why.
+// whose identity is proven (out.Agent, set by proveAgent) may do so.
 func (e *Engine) agentCreate(tx *store.Tx, in *Incoming, out *Outcome, agent *store.Agent, parsed command.Parsed, now time.Time) (*Outcome, error) {
-	if in.SenderProof == "" {
-		res, err := e.create(tx, in, out, e.requester(in), nil, now, "")
-		if err != nil {
-			return nil, err
-		}
-		note := "mail from agent address " + agent.Email + " could not be verified (no SMTP AUTH or trusted DKIM); #requester and other commands ignored"
-		if err := Record(tx, res.Ticket.ID, Actor{Type: "mail", Name: agent.Email}, "unverified_agent_mail", "", "", "", note, now); err != nil {
-			return nil, err
-		}
-		return res, nil
+	if out.Agent == nil {
+		// Thread sends an agent address that proves nothing to
+		// unprovenAgentNew; never act for an agent without proof.
+		return nil, fmt.Errorf("agent create for %s without proof", agent.Email)
 	}
-	out.Agent = agent
 	req := strings.ToLower(requesterOf(parsed))
 	who := Person{Email: req}
 	if in.Forwarded != nil && strings.EqualFold(in.Forwarded.Email, req) {

@@ -95,6 +95,9 @@ type Outcome struct {
 	InReplyTo string
 	// ErrorText says which email commands were wrong and why.
 	ErrorText string
+	// NoticeTo, when set, is the address a command_error notice goes
+	// to when no proven agent is (an agent address that proved nothing).
+	NoticeTo string
 }
 
 // Engine decides which ticket a message belongs to and applies it.
@@ -111,7 +114,11 @@ type Engine struct {
 	ImplicitSupport bool
 	// CustomFields are the configured custom ticket fields.
 	CustomFields []CustomField
-	Now          func() time.Time
+	// SameDomain are the channels (by id) whose tickets accept mail
+	// from the requester's company domain by header match
+	// (channels[].thread_same_domain).
+	SameDomain map[int64]bool
+	Now        func() time.Time
 }
 
 func lower(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
@@ -195,10 +202,11 @@ func (e *Engine) Thread(tx *store.Tx, in *Incoming) (*Outcome, error) {
 		return nil, err
 	}
 
-	tk, via, tokenCheck, err := e.find(tx, in, from, agent != nil)
+	m, err := e.find(tx, in, from, agent != nil)
 	if err != nil {
 		return nil, err
 	}
+	tk, via := m.tk, m.via
 	out := &Outcome{}
 	switch in.Kind {
 	case "auto_reply":
@@ -207,11 +215,12 @@ func (e *Engine) Thread(tx *store.Tx, in *Incoming) (*Outcome, error) {
 		out.Suppress = "mailing list"
 	}
 
-	// Who is writing: an authenticated agent, an agent we cannot
-	// verify, or a customer.
+	// Who is writing: a proven agent, an agent address that proves
+	// nothing, or a customer. Every path below reads the answer from
+	// out.Agent, which only proveAgent sets.
+	proof := e.proveAgent(agent, in, m.token)
 	if agent != nil {
-		proven := in.SenderProof != "" || tokenCheck.Agent
-		if proven {
+		if proof.ok {
 			out.Agent = agent
 		} else {
 			out.Unverified = true
@@ -236,25 +245,36 @@ func (e *Engine) Thread(tx *store.Tx, in *Incoming) (*Outcome, error) {
 		return e.finish(tx, in, &Outcome{Action: "appended", Ticket: tk, Conversation: conv, Suppress: "auto-reply"})
 	}
 
-	// An agent naming the customer with #requester creates the ticket
-	// on their behalf (with the mail's other commands applied).
 	if tk == nil && agent != nil {
-		if parsed := command.Parse(in.ReplyText); requesterOf(parsed) != "" {
+		parsed := command.Parse(in.ReplyText)
+		forward := in.Forwarded != nil && in.Forwarded.Email != "" && !e.isSupport(in, in.Forwarded.Email)
+		switch {
+		case (forward || requesterOf(parsed) != "") && out.Agent == nil:
+			// Opening a ticket for someone else is an agent's act: an
+			// address that proves nothing gets nothing of it.
+			return e.unprovenAgentNew(tx, in, out, agent, proof, parsed, now)
+		case requesterOf(parsed) != "":
+			// An agent naming the customer with #requester creates the
+			// ticket on their behalf (with the mail's other commands).
 			return e.agentCreate(tx, in, out, agent, parsed, now)
+		case forward:
+			// An agent forwarding a customer's mail to support creates a
+			// ticket for that customer.
+			return e.create(tx, in, out, *in.Forwarded, nil, now, fmt.Sprintf("forwarded by agent %s (%s)", agent.Email, proof.how))
 		}
-	}
-
-	// An agent forwarding a customer's mail to support creates a
-	// ticket for that customer.
-	if tk == nil && agent != nil && in.Forwarded != nil && in.Forwarded.Email != "" && !e.isSupport(in, in.Forwarded.Email) {
-		return e.create(tx, in, out, *in.Forwarded, nil, now, fmt.Sprintf("forwarded by agent %s", agent.Email))
 	}
 
 	if tk == nil {
-		if out.Unverified {
-			out.Unverified = false // a new ticket from an agent address is just a ticket
+		// A new ticket from an agent address is just a ticket.
+		out.Unverified = false
+		res, err := e.create(tx, in, out, e.requester(in), nil, now, "")
+		if err != nil {
+			return nil, err
 		}
-		return e.create(tx, in, out, e.requester(in), nil, now, "")
+		if err := e.noteRefused(tx, res.Ticket, m.refused, in, from, now); err != nil {
+			return nil, err
+		}
+		return res, nil
 	}
 
 	if out.Agent != nil {
@@ -265,10 +285,7 @@ func (e *Engine) Thread(tx *store.Tx, in *Incoming) (*Outcome, error) {
 		if err != nil {
 			return nil, err
 		}
-		note := "mail from agent address " + from + " could not be verified (no reply token, SMTP AUTH or trusted DKIM); stored as a private note, nothing changed"
-		if tokenCheck.Problem != "" {
-			note += ": " + tokenCheck.Problem
-		}
+		note := "mail from agent address " + from + " could not be verified (" + proof.why + "); stored as a private note, nothing changed"
 		if err := Record(tx, tk.ID, Actor{Type: "mail", Name: from, ConversationID: &conv.ID}, "unverified_agent_mail", "", "", "", note, now); err != nil {
 			return nil, err
 		}
@@ -281,21 +298,108 @@ func (e *Engine) Thread(tx *store.Tx, in *Incoming) (*Outcome, error) {
 	return e.customerReply(tx, tk, in, out, via, now)
 }
 
+// agentProof is what proves, or fails to prove, that mail from an
+// agent's address was written by that agent.
+type agentProof struct {
+	ok bool
+	// how names the proof ("smtp-auth", "dkim", "reply token").
+	how string
+	// why says, when ok is false, what was missing.
+	why string
+}
+
+// proveAgent is the one place that decides whether mail from an agent
+// address proves the agent: an SMTP AUTH session or a trusted DKIM
+// signature (found by the pipeline: in.SenderProof), or a signed agent
+// reply token issued to that address for the ticket. Replies to
+// customers, commands, forwards and #requester all read its answer
+// through Outcome.Agent; no path may act for an agent without it.
+func (e *Engine) proveAgent(agent *store.Agent, in *Incoming, token TokenCheck) agentProof {
+	if agent == nil {
+		return agentProof{}
+	}
+	if in.SenderProof != "" {
+		return agentProof{ok: true, how: in.SenderProof}
+	}
+	if token.Agent {
+		return agentProof{ok: true, how: "reply token"}
+	}
+	why := "no signed reply address, SMTP AUTH session or trusted DKIM signature"
+	if token.Problem != "" {
+		why += "; " + token.Problem
+	}
+	return agentProof{why: why}
+}
+
+// unprovenAgentNew stores a forward or #requester mail from an agent
+// address that proves nothing: it opens no ticket for the person it
+// names and mails nobody else. The mail is kept on a ticket of the
+// agent address itself, its history says why, and the only mail sent
+// is a notice to the real agent address.
+func (e *Engine) unprovenAgentNew(tx *store.Tx, in *Incoming, out *Outcome, agent *store.Agent, proof agentProof, parsed command.Parsed, now time.Time) (*Outcome, error) {
+	what, other := "forward", ""
+	if r := requesterOf(parsed); r != "" {
+		what, other = "#requester", r
+	} else if in.Forwarded != nil {
+		other = in.Forwarded.Email
+	}
+	res, err := e.create(tx, in, out, Person{Name: in.From.Name, Email: agent.Email}, nil, now, "")
+	if err != nil {
+		return nil, err
+	}
+	note := fmt.Sprintf("mail from agent address %s could not be verified (%s): the %s for %s was not applied, no ticket was opened for them and nobody else was mailed", agent.Email, proof.why, what, other)
+	if err := Record(tx, res.Ticket.ID, Actor{Type: "mail", Name: agent.Email, ConversationID: &res.Conversation.ID}, "unverified_agent_mail", "", "", "", note, now); err != nil {
+		return nil, err
+	}
+	res.Events = []EventKind{EventCommandError}
+	res.NoticeTo = agent.Email
+	res.ErrorText = fmt.Sprintf("This mail could not be verified as coming from you (%s), so the %s for %s was not applied: no ticket was opened for them and nobody else was mailed. Send it again through the authenticated submission server, or reply to a notification.", proof.why, what, other)
+	return res, nil
+}
+
+// noteRefused tells the history of a new ticket, and of each ticket its
+// headers named, that they may be related: the mail quoted a
+// Message-ID of a ticket its sender is no participant of. History is
+// for agents only; nothing is mailed about it.
+func (e *Engine) noteRefused(tx *store.Tx, tk *store.Ticket, refused []*store.Ticket, in *Incoming, from string, now time.Time) error {
+	for _, old := range refused {
+		by := Actor{Type: "system", Name: "threading"}
+		if err := Record(tx, tk.ID, by, "possibly_related", "", "", "", fmt.Sprintf("this mail quotes a Message-ID of ticket #%d, but %s is not a participant there: opened as a new ticket", old.ID, from), now); err != nil {
+			return err
+		}
+		if err := Record(tx, old.ID, by, "possibly_related", "", "", "", fmt.Sprintf("a mail from %s quoting a Message-ID of this ticket opened ticket #%d instead: %s is not a participant here", from, tk.ID, from), now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // maxThreadCandidates bounds how many referenced Message-IDs one
 // message may make us look up: In-Reply-To, the newest References and
 // the thread's root. Real chains are short; a hostile one with
 // thousands of ids costs no more than this.
 const maxThreadCandidates = 100
 
-// find applies the matching rules in order: headers, reply-address
-// token, subject token (participants only). via names the rule.
-func (e *Engine) find(tx *store.Tx, in *Incoming, from string, isAgent bool) (*store.Ticket, string, TokenCheck, error) {
+// match is what find found: the ticket (nil for a new one), the rule
+// that matched it, what a reply-address token proved, and the tickets
+// the mail's headers named but whose participant rule refused it.
+type match struct {
+	tk      *store.Ticket
+	via     string
+	token   TokenCheck
+	refused []*store.Ticket
+}
+
+// find applies the matching rules in order: headers (participants
+// only), reply-address token, subject token (participants only).
+func (e *Engine) find(tx *store.Tx, in *Incoming, from string, isAgent bool) (match, error) {
 	// The reply-address token is checked first even when headers match:
 	// it is also what proves an agent's identity.
 	tokenTicket, check, err := e.tokenTicket(tx, in, from)
 	if err != nil {
-		return nil, "", TokenCheck{}, err
+		return match{}, err
 	}
+	m := match{token: check}
 	// Headers: In-Reply-To first, then References newest to oldest.
 	var cands []string
 	seen := map[string]bool{in.MessageID: true}
@@ -322,25 +426,49 @@ func (e *Engine) find(tx *store.Tx, in *Incoming, from string, isAgent bool) (*s
 	if len(cands) > 0 {
 		refs, err := tx.LookupMessageIDs(cands)
 		if err != nil {
-			return nil, "", TokenCheck{}, err
+			return match{}, err
 		}
+		tried := map[int64]bool{}
 		for _, id := range cands {
-			if ref, ok := refs[id]; ok && ref.TicketID != nil {
-				tk, err := tx.Ticket(*ref.TicketID)
-				if err == nil && !tk.Deleted {
-					if check.Agent && check.TicketID != tk.ID {
-						// The agent token proves identity for its own
-						// ticket only.
-						check.Agent = false
-						check.Problem = "reply token belongs to another ticket"
-					}
-					return tk, "headers", check, nil
-				}
+			ref, ok := refs[id]
+			if !ok || ref.TicketID == nil {
+				continue
 			}
+			tk, err := tx.Ticket(*ref.TicketID)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return match{}, err
+			}
+			if tk.Deleted {
+				continue
+			}
+			ok, _, err = e.mayWrite(tx, tk, in, from, isAgent, id, ref.Direction == "out")
+			if err != nil {
+				return match{}, err
+			}
+			if !ok {
+				if !tried[tk.ID] {
+					tried[tk.ID] = true
+					m.refused = append(m.refused, tk)
+				}
+				continue
+			}
+			if m.token.Agent && m.token.TicketID != tk.ID {
+				// The agent token proves identity for its own ticket only.
+				m.token.Agent = false
+				m.token.Problem = "reply token belongs to another ticket"
+			}
+			m.tk, m.via = tk, "headers"
+			return m, nil
 		}
 	}
 	if tokenTicket != nil {
-		return tokenTicket, "token", check, nil
+		// A valid ticket token proves the mail answers something we sent
+		// about this ticket (DESIGN: reply address).
+		m.tk, m.via = tokenTicket, "token"
+		return m, nil
 	}
 	// Subject token, only for participants: a guessed number must not
 	// let a stranger read or write someone else's ticket.
@@ -348,23 +476,21 @@ func (e *Engine) find(tx *store.Tx, in *Incoming, from string, isAgent bool) (*s
 		if id, ok := e.Token.Find(in.Subject); ok {
 			tk, err := tx.Ticket(id)
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
-				return nil, "", TokenCheck{}, err
+				return match{}, err
 			}
 			if err == nil && !tk.Deleted {
-				ok := isAgent
-				if !ok {
-					ok, err = tx.IsParticipant(id, from)
-					if err != nil {
-						return nil, "", TokenCheck{}, err
-					}
+				ok, _, err := e.mayWrite(tx, tk, in, from, isAgent, "", false)
+				if err != nil {
+					return match{}, err
 				}
 				if ok {
-					return tk, "subject", check, nil
+					m.tk, m.via = tk, "subject"
+					return m, nil
 				}
 			}
 		}
 	}
-	return nil, "", check, nil
+	return m, nil
 }
 
 // tokenTicket finds a signed token in the recipient addresses (envelope
@@ -498,7 +624,9 @@ func (e *Engine) create(tx *store.Tx, in *Incoming, out *Outcome, req Person, pa
 	if err := tx.CreateTicket(tk); err != nil {
 		return nil, err
 	}
-	if in.Forwarded == nil {
+	if in.Forwarded == nil && !out.Unverified {
+		// The requester's own To/Cc join the ticket (an agent address
+		// that proved nothing adds nobody).
 		ccs, err := e.ccCandidates(tx, in, req.Email)
 		if err != nil {
 			return nil, err
@@ -563,44 +691,35 @@ func (e *Engine) customerReply(tx *store.Tx, tk *store.Ticket, in *Incoming, out
 	}
 	by := Actor{Type: "mail", Name: from, ConversationID: &conv.ID}
 
-	// A newcomer who replies through headers or token joins as a cc.
-	part, err := tx.IsParticipant(tk.ID, from)
-	if err != nil {
-		return nil, err
-	}
-	if !part {
-		if added, err := tx.AddCC(tk.ID, from); err != nil {
-			return nil, err
-		} else if added {
-			if err := Record(tx, tk.ID, by, "cc_added", "cc_emails", "", from, fmt.Sprintf("%s replied through the thread (%s) and joined as cc", from, via), now); err != nil {
-				return nil, err
-			}
-		}
-	}
-	ccs, err := e.ccCandidates(tx, in, from)
-	if err != nil {
-		return nil, err
-	}
-	for _, cc := range ccs {
-		if cc == from {
-			continue
-		}
-		isReq, err := tx.IsParticipant(tk.ID, cc)
+	// Only the requester (or an agent) adds people to a ticket: the
+	// addresses they put in To/Cc join as cc's. Nobody joins because
+	// they wrote in.
+	if e.isRequester(tk, in, from) {
+		ccs, err := e.ccCandidates(tx, in, lower(tk.Requester.Email))
 		if err != nil {
 			return nil, err
 		}
-		if isReq {
-			continue
-		}
-		// Everyone on a ticket is a contact, created on first sight.
-		if _, _, err := tx.EnsureContact(cc, ""); err != nil {
-			return nil, err
-		}
-		if added, err := tx.AddCC(tk.ID, cc); err != nil {
-			return nil, err
-		} else if added {
-			if err := Record(tx, tk.ID, by, "cc_added", "cc_emails", "", cc, "copied on a customer reply", now); err != nil {
+		for _, cc := range ccs {
+			if cc == from {
+				continue
+			}
+			isPart, err := tx.IsParticipant(tk.ID, cc)
+			if err != nil {
 				return nil, err
+			}
+			if isPart {
+				continue
+			}
+			// Everyone on a ticket is a contact, created on first sight.
+			if _, _, err := tx.EnsureContact(cc, ""); err != nil {
+				return nil, err
+			}
+			if added, err := tx.AddCC(tk.ID, cc); err != nil {
+				return nil, err
+			} else if added {
+				if err := Record(tx, tk.ID, by, "cc_added", "cc_emails", "", cc, "copied by the requester on a reply", now); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}
@@ -609,17 +728,23 @@ func (e *Engine) customerReply(tx *store.Tx, tk *store.Ticket, in *Incoming, out
 	if err := Record(tx, tk.ID, by, "customer_replied", "", "", "", "reply by mail, matched by "+how, now); err != nil {
 		return nil, err
 	}
+	// The pipeline's customer_reply_status applies to every reply: a
+	// ticket waiting (pending), resolved or reopenable-closed comes back
+	// and is reported "reopened"; one in another open-category status
+	// (a custom "In progress") follows the pipeline too.
 	out.Action = "appended"
-	switch cat {
-	case CategoryPending, CategoryResolved, CategoryClosed:
-		target := e.Life.OpenStatus(tk)
+	target := e.Life.OpenStatus(tk)
+	if target != tk.Status && e.Life.Category(target) != "" && (cat != CategoryOpen || e.Life.Category(target) == CategoryOpen) {
 		if err := e.Life.SetStatus(tx, tk, target, by, now); err != nil {
 			return nil, err
 		}
-		if cat != CategoryPending {
-			out.Action = "reopened"
-			if err := Record(tx, tk.ID, by, "reopened", "", "", "", fmt.Sprintf("customer reply reopened the %s ticket", cat), now); err != nil {
-				return nil, err
+		switch cat {
+		case CategoryPending, CategoryResolved, CategoryClosed:
+			if e.Life.Category(target) == CategoryOpen {
+				out.Action = "reopened"
+				if err := Record(tx, tk.ID, by, "reopened", "", "", "", fmt.Sprintf("customer reply reopened the %s ticket", cat), now); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}
@@ -796,10 +921,11 @@ func (e *Engine) finish(tx *store.Tx, in *Incoming, out *Outcome) (*Outcome, err
 func (e *Engine) sentReply(tx *store.Tx, in *Incoming, from string, now time.Time) (*Outcome, error) {
 	// The mailbox is ours and authenticated, so the subject token needs
 	// no participant check: pass isAgent.
-	tk, _, _, err := e.find(tx, in, from, true)
+	m, err := e.find(tx, in, from, true)
 	if err != nil {
 		return nil, err
 	}
+	tk := m.tk
 	if tk == nil {
 		return &Outcome{Action: "ignored", Suppress: "sent mail that belongs to no ticket"}, nil
 	}

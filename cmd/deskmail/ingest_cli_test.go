@@ -87,7 +87,7 @@ func TestCLIIngestTicketsContract(t *testing.T) {
 		t.Fatalf("tickets list on an empty database: exit %d, %q %q; want []", code, out, errOut)
 	}
 
-	stdinMail, err := os.ReadFile(fixture(t, "newcomer", "02-colleague-reply"))
+	stdinMail, err := os.ReadFile(fixture(t, "newcomer", "04-requester-reply"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestCLIIngestTicketsContract(t *testing.T) {
 		t.Errorf("requester %v", show["requester"])
 	}
 	if cc, _ := show["cc_emails"].([]any); len(cc) != 1 || cc[0] != "carol.diaz@customer.example" {
-		t.Errorf("cc_emails %v, want the colleague who replied", show["cc_emails"])
+		t.Errorf("cc_emails %v, want the colleague the requester copied", show["cc_emails"])
 	}
 	if show["type"] != nil || show["parent_ticket_id"] != nil || show["closed_at"] != nil {
 		t.Errorf("absent values must be null: type %v parent %v closed_at %v", show["type"], show["parent_ticket_id"], show["closed_at"])

@@ -28,6 +28,7 @@ func wireOutbound(rt *runtime, env *ingest.Env) error {
 			Agent:          n.Agent,
 			SuppressReason: n.Suppress,
 			ErrorText:      n.ErrorText,
+			Recipient:      n.Recipient,
 		})
 	}
 	return nil
