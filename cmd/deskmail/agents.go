@@ -23,15 +23,30 @@ import (
 // `key` prints a new random API key once; only its SHA-256 hash is
 // stored, so a lost key cannot be shown again (make a new one).
 func runAgents(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%w: agents list|add|key", errUsage)
+	sub := func(verb, synopsis, about string) subcommand {
+		return subcommand{verb, "agents " + verb + " " + synopsis, func(ctx context.Context, args []string, _ io.Reader, stdout, _ io.Writer) error {
+			return agents(ctx, verb, newFlags("agents "+verb, strings.SplitN(synopsis, "   ", 2)[0], about), args, stdout)
+		}}
 	}
-	fs := flag.NewFlagSet("agents "+args[0], flag.ContinueOnError)
+	return runGroup(ctx, "agents", []subcommand{
+		sub("list", "--db PATH [--config FILE]   the agents and their roles", "Lists the agents of the database (and of the configuration, when given)."),
+		sub("add", "EMAIL [--name NAME] [--role agent|admin] --db PATH [--config FILE]   add an agent",
+			"Adds an agent to the database (created if missing), so that it can get an API key."),
+		sub("key", "EMAIL --db PATH [--config FILE]   print a new API key for an agent",
+			"Prints a new random API key for an agent, once: only its hash is stored. The agent must exist (agents add, or agents: in the configuration)."),
+	}, args, stdin, stdout, stderr)
+}
+
+// agents runs one agents subcommand (verb) with its flag set.
+func agents(ctx context.Context, verb string, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	db := fs.String("db", "", "database `PATH`")
 	cfgPath := fs.String("config", "", "configuration `FILE`")
-	name := fs.String("name", "", "display `NAME` (add)")
-	role := fs.String("role", "agent", "`ROLE`: agent or admin (add)")
-	pos, err := parseFlags(fs, args[1:])
+	var name, role *string
+	if verb == "add" {
+		name = fs.String("name", "", "display `NAME`")
+		role = fs.String("role", "agent", "`ROLE`: agent or admin")
+	}
+	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -45,7 +60,7 @@ func runAgents(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return err
 	}
 	defer rt.Close()
-	switch args[0] {
+	switch verb {
 	case "list":
 		var agents []store.Agent
 		if err := rt.st.Read(ctx, func(tx *store.Tx) error {
@@ -103,7 +118,7 @@ func runAgents(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		fmt.Fprintln(stdout, key)
 		return nil
 	}
-	return fmt.Errorf("%w: unknown agents command %q (list, add, key)", errUsage, args[0])
+	return fmt.Errorf("%w: unknown agents command %q (list, add, key)", errUsage, verb)
 }
 
 // newAPIKey returns a random key: 32 bytes from crypto/rand, URL-safe

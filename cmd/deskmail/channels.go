@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -16,10 +15,11 @@ import (
 
 // runChannels is `deskmail channels test NAME --config FILE`.
 func runChannels(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "test" {
-		return fmt.Errorf("%w: channels test NAME --config FILE", errUsage)
-	}
-	return channelsTest(ctx, args[1:], stdout, stderr)
+	return runGroup(ctx, "channels", []subcommand{
+		{"test", "channels test NAME --config FILE [--json] [-v]   check an IMAP channel's mailbox", func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+			return channelsTest(ctx, args, stdout, stderr)
+		}},
+	}, args, stdin, stdout, stderr)
 }
 
 // channelsTest connects to a channel's IMAP server, authenticates,
@@ -29,7 +29,8 @@ func runChannels(ctx context.Context, args []string, stdin io.Reader, stdout, st
 // went wrong as one plain sentence (poller.Explain) and exits 1; with
 // -v the technical error follows.
 func channelsTest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("channels test", flag.ContinueOnError)
+	fs := newFlags("channels test", "NAME --config FILE [--json] [-v]",
+		"Logs in to an IMAP channel's mailbox and reports its capabilities and folder counts, or what is wrong in one sentence. Nothing on the server changes.")
 	cfgPath := fs.String("config", "", "configuration `FILE` (required)")
 	db := fs.String("db", "", "database `PATH` for OAuth channels (default: the configured one)")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this `DURATION`")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"sync/atomic"
@@ -17,7 +16,8 @@ import (
 const ingestBatch = 256
 
 func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
+	fs := newFlags("ingest", "--db PATH [--config FILE] [FILE...|-]",
+		"Ingests each message (files, or stdin with - or no FILE) through the whole pipeline and prints one JSON line per message; outbound mail is queued in the outbox. Creates the database if needed.")
 	db := fs.String("db", "", "SQLite database `PATH` (created if missing)")
 	cfgPath := fs.String("config", "", "configuration `FILE` (default: built-in defaults; the first To address is the support address)")
 	files, err := parseFlags(fs, args)

@@ -24,19 +24,35 @@ type command struct {
 	run   func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error
 }
 
+// commands is every subcommand. usage is the synopsis after "deskmail",
+// then three spaces, then what it does (`deskmail help` aligns them).
+// A command's -h/--help comes from its flag set (newFlags) or, for a
+// group, from runGroup; TestHelpEveryCommand runs every one listed here.
 func commands() []command {
 	return []command{
-		{"parse", "parse FILE|-            print one parsed message as JSON", runParse},
+		{"parse", "parse FILE|-   print one parsed message as JSON", runParse},
 		{"ingest", "ingest --db PATH [--config FILE] [FILE...|-]   ingest mail into tickets", runIngest},
 		{"tickets", "tickets list|show|update ...   read and change tickets", runTickets},
-		{"outbox", "outbox list --db PATH --json   list queued and sent mail", runOutbox},
-		{"agents", "agents list|add|key EMAIL --db PATH [--config FILE]   agents and their API keys", runAgents},
+		{"outbox", "outbox list|retry ...   queued and sent outbound mail", runOutbox},
+		{"agents", "agents list|add|key ...   agents and their API keys", runAgents},
 		{"serve", "serve [--config FILE] [--smtp-listen ADDR] [--http-listen ADDR]   run the daemon (SIGHUP reloads)", runServe},
-		{"check-config", "check-config FILE       validate a configuration file", runCheckConfig},
+		{"check-config", "check-config FILE   validate a configuration file", runCheckConfig},
 		{"status", "status [--config FILE] [--db PATH] [--json]   channel health, outbox, failures", runStatus},
-		{"backup", "backup --db PATH DEST   consistent copy of the database, while running", runBackup},
+		{"backup", "backup --config FILE|--db PATH DEST   consistent copy of the database, while running", runBackup},
 		{"channels", "channels test NAME --config FILE   check an IMAP channel's mailbox", runChannels},
-		{"version", "version [--json]        version, Go version and database schema", runVersion},
+		{"version", "version [--json]   version, Go version and database schema", runVersion},
+	}
+}
+
+// printCommands prints usage lines ("SYNOPSIS   what it does"): the
+// synopsis, and what it does indented below it.
+func printCommands(w io.Writer, lines []string) {
+	for _, l := range lines {
+		syn, what, _ := strings.Cut(l, "   ")
+		fmt.Fprintf(w, "  deskmail %s\n", syn)
+		if what = strings.TrimSpace(what); what != "" {
+			fmt.Fprintf(w, "      %s\n", what)
+		}
 	}
 }
 
@@ -76,7 +92,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			if errors.As(err, &ue) {
 				ue.usage(stdout)
 			} else {
-				fmt.Fprintf(stdout, "usage: deskmail %s\n", c.usage)
+				syn, _, _ := strings.Cut(c.usage, "   ")
+				fmt.Fprintf(stdout, "usage: deskmail %s\n", syn)
 			}
 			return 0
 		case errors.Is(err, errUsage):
@@ -159,9 +176,11 @@ func runGroup(ctx context.Context, group string, subs []subcommand, args []strin
 	}
 	help := func(w io.Writer) {
 		fmt.Fprintf(w, "usage: deskmail %s %s ...\n\ncommands:\n", group, strings.Join(names, "|"))
+		var lines []string
 		for _, s := range subs {
-			fmt.Fprintf(w, "  deskmail %s\n", s.usage)
+			lines = append(lines, s.usage)
 		}
+		printCommands(w, lines)
 		fmt.Fprintf(w, "\nrun deskmail %s COMMAND --help for its flags\n", group)
 	}
 	switch {
@@ -218,9 +237,11 @@ func exitStatus(err error, def int) int {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: deskmail COMMAND [ARGS]")
 	fmt.Fprintln(w, "\ncommands:")
+	var lines []string
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  deskmail %s\n", c.usage)
+		lines = append(lines, c.usage)
 	}
+	printCommands(w, lines)
 	fmt.Fprintln(w, "\nrun deskmail COMMAND --help (or deskmail help COMMAND) for its arguments and flags")
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -14,16 +13,14 @@ import (
 )
 
 func runOutbox(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%w: outbox list|retry", errUsage)
-	}
-	switch args[0] {
-	case "list":
-		return outboxList(ctx, args[1:], stdout)
-	case "retry":
-		return outboxRetry(ctx, args[1:], stdout)
-	}
-	return fmt.Errorf("%w: unknown outbox command %q (list, retry)", errUsage, args[0])
+	return runGroup(ctx, "outbox", []subcommand{
+		{"list", "outbox list --db PATH [--json] [--state STATE]   queued and sent outbound mail", func(ctx context.Context, args []string, _ io.Reader, stdout, _ io.Writer) error {
+			return outboxList(ctx, args, stdout)
+		}},
+		{"retry", "outbox retry ID... --db PATH   deliver failed mail again", func(ctx context.Context, args []string, _ io.Reader, stdout, _ io.Writer) error {
+			return outboxRetry(ctx, args, stdout)
+		}},
+	}, args, stdin, stdout, stderr)
 }
 
 // outboxJSON is one line of `deskmail outbox list --json`.
@@ -44,7 +41,7 @@ type outboxJSON struct {
 }
 
 func outboxList(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("outbox list", flag.ContinueOnError)
+	fs := newFlags("outbox list", "--db PATH [--json] [--state STATE]", "Lists queued and sent outbound mail.")
 	db := fs.String("db", "", "database `PATH`")
 	cfgPath := fs.String("config", "", "configuration `FILE`")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -105,7 +102,7 @@ func outboxList(ctx context.Context, args []string, stdout io.Writer) error {
 // outboxRetry puts failed mail back in the queue for delivery now; a
 // running daemon picks it up within its poll interval.
 func outboxRetry(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("outbox retry", flag.ContinueOnError)
+	fs := newFlags("outbox retry", "ID... --db PATH", "Queues failed outbound mail for delivery again.")
 	db := fs.String("db", "", "database `PATH`")
 	cfgPath := fs.String("config", "", "configuration `FILE`")
 	pos, err := parseFlags(fs, args)

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,7 +14,8 @@ import (
 // runParse implements `deskmail parse FILE|-`: it prints the parsed
 // message as one JSON object (the contract in ingest.Message).
 func runParse(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("parse", flag.ContinueOnError)
+	fs := newFlags("parse", "FILE|-",
+		"Prints one parsed message (FILE, or - for stdin) as a JSON object; nothing is stored.")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err

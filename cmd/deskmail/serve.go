@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -55,7 +54,8 @@ import (
 // clean shutdown; a source that cannot start (a port in use) stops the
 // whole daemon with status 1.
 func runServe(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs := newFlags("serve", "[--config FILE] [--smtp-listen ADDR] [--http-listen ADDR]",
+		"Runs the daemon: SMTP receiver, IMAP pollers, outbox worker, HTTP API, /healthz, /readyz and /metrics. SIGHUP reloads the configuration; SIGTERM stops cleanly.")
 	var ov overrides
 	fs.StringVar(&ov.path, "config", "", "configuration `FILE` (default: built-in defaults)")
 	fs.StringVar(&ov.smtpListen, "smtp-listen", "", "SMTP listen `ADDR`, overriding smtp.listen")

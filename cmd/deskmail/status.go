@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -47,7 +46,8 @@ type statusReport struct {
 // runStatus prints each channel's health, the outbox and mail kept raw
 // because it failed, so an operator sees a broken mailbox at a glance.
 func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs := newFlags("status", "[--config FILE] [--db PATH] [--json]",
+		"Shows each channel's health, the outbox and mail kept raw after a failure.")
 	cfgPath := fs.String("config", "", "configuration `FILE`")
 	db := fs.String("db", "", "database `PATH` (default: the configured one)")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -142,7 +142,8 @@ func fmtTime(t *time.Time) string {
 // runBackup writes a consistent copy of the database while deskmail
 // keeps running.
 func runBackup(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
+	fs := newFlags("backup", "--config FILE|--db PATH DEST",
+		"Writes a consistent copy of the database to DEST (a new file), also while deskmail runs.")
 	db := fs.String("db", "", "database `PATH`")
 	cfgPath := fs.String("config", "", "configuration `FILE`")
 	pos, err := parseFlags(fs, args)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -15,18 +14,17 @@ import (
 )
 
 func runTickets(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%w: tickets list|show|update", errUsage)
-	}
-	switch args[0] {
-	case "list":
-		return ticketsList(ctx, args[1:], stdout)
-	case "show":
-		return ticketsShow(ctx, args[1:], stdout)
-	case "update":
-		return ticketsUpdate(ctx, args[1:], stdout)
-	}
-	return fmt.Errorf("%w: unknown tickets command %q (list, show, update)", errUsage, args[0])
+	return runGroup(ctx, "tickets", []subcommand{
+		{"list", "tickets list --db PATH [--json]   list tickets", func(ctx context.Context, args []string, _ io.Reader, stdout, _ io.Writer) error {
+			return ticketsList(ctx, args, stdout)
+		}},
+		{"show", "tickets show ID --db PATH [--json]   one ticket with its conversations and history", func(ctx context.Context, args []string, _ io.Reader, stdout, _ io.Writer) error {
+			return ticketsShow(ctx, args, stdout)
+		}},
+		{"update", "tickets update ID --db PATH [--status CODE] [--priority N]   change a ticket as an admin", func(ctx context.Context, args []string, _ io.Reader, stdout, _ io.Writer) error {
+			return ticketsUpdate(ctx, args, stdout)
+		}},
+	}, args, stdin, stdout, stderr)
 }
 
 // openStore opens the database named by --db, or the configured one.
@@ -45,7 +43,7 @@ func openStore(ctx context.Context, db, cfgPath string) (*store.Store, error) {
 }
 
 func ticketsList(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("tickets list", flag.ContinueOnError)
+	fs := newFlags("tickets list", "--db PATH [--json] [--status CODE]", "Lists tickets.")
 	db := fs.String("db", "", "database `PATH`")
 	cfgPath := fs.String("config", "", "configuration `FILE`")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -92,7 +90,7 @@ type ticketDetail struct {
 }
 
 func ticketsShow(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("tickets show", flag.ContinueOnError)
+	fs := newFlags("tickets show", "ID --db PATH [--json]", "Shows one ticket with its conversations and history.")
 	db := fs.String("db", "", "database `PATH`")
 	cfgPath := fs.String("config", "", "configuration `FILE`")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -156,7 +154,8 @@ func ticketsShow(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func ticketsUpdate(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("tickets update", flag.ContinueOnError)
+	fs := newFlags("tickets update", "ID --db PATH [--status CODE] [--priority N]",
+		"Changes a ticket as an admin would, with the same lifecycle rules and history as mail.")
 	db := fs.String("db", "", "database `PATH`")
 	cfgPath := fs.String("config", "", "configuration `FILE`")
 	status := fs.Int("status", 0, "new status `CODE` (2 Open, 3 Pending, 4 Resolved, 5 Closed, or a custom code)")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	goruntime "runtime"
@@ -55,7 +54,8 @@ func buildVersion() versionInfo {
 
 // runVersion prints the version, the Go version and the schema version.
 func runVersion(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs := newFlags("version", "[--json]",
+		"Prints the version, the Go version and the database schema version.")
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
