@@ -37,15 +37,24 @@ func (p *Pipeline) trustedAuthResults(r Raw) []string {
 	}
 	fields := h.Fields()
 	ours := r.Source == SourceSMTP // the receiver prepends its Received
+	first := true
 	seen := map[string]bool{}
 	var out []string
 	for fields.Next() {
 		v := fields.Value()
+		if !first {
+			ours = false
+		}
+		first = false
 		switch strings.ToLower(fields.Key()) {
 		case "received":
 			if ours {
+				// Our receiver's own line ("by HOST (deskmail) with …")
+				// is the first field; anything else is judged as usual.
 				ours = false
-				continue
+				if strings.Contains(v, "(deskmail)") {
+					continue
+				}
 			}
 			from, by := receivedHosts(v)
 			if !from {

@@ -803,3 +803,42 @@ func TestSubmitConcurrentDuplicates(t *testing.T) {
 		t.Errorf("%d created, %d tickets, want exactly one", created, h.ticketCount())
 	}
 }
+
+// The attack mails of fixtures/threading/attacks, each with the outcome
+// its text states.
+func TestAttackFixtures(t *testing.T) {
+	h := newHarness(t, func(cfg *config.Config) { cfg.Threading.TrustedAuthServers = []string{"mx.acme.example"} })
+	h.one("attacks", "01-new", ingest.ActionCreated, 1)
+
+	h.one("attacks", "02-stranger-quotes-id", ingest.ActionCreated, 2)
+	one := h.ticket(1)
+	equalStrings(t, "ticket 1 cc_emails", one.CcEmails, nil)
+	if len(h.conversations(1)) != 1 || len(findHistory(h.history(1), "possibly_related")) != 1 || len(findHistory(h.history(2), "possibly_related")) != 1 {
+		t.Errorf("stranger: ticket 1 has %d conversations; histories %+v / %+v", len(h.conversations(1)), h.history(1), h.history(2))
+	}
+	if r := h.ticket(2).Requester.Email; r != "mallory@evil.example" {
+		t.Errorf("stranger's ticket requester %s", r)
+	}
+
+	// Relayed to deskmail by the loopback MTA: the forged header is
+	// still below a foreign Received.
+	raw := h.raw("attacks", "03-forged-ar-agent")
+	raw.Source, raw.Envelope.ClientIP = ingest.SourceSMTP, "127.0.0.1"
+	checkResult(t, h.ingestRaw(raw)[0], ingest.ActionAppended, 1)
+	if st := h.ticket(1).Status; st != 2 {
+		t.Errorf("forged Authentication-Results changed the status to %d", st)
+	}
+	if cs := h.conversations(1); !cs[len(cs)-1].Private || len(findHistory(h.history(1), "unverified_agent_mail")) != 1 {
+		t.Errorf("forged agent mail not kept as a private note: %+v", h.history(1))
+	}
+
+	h.one("attacks", "04-unproven-agent-fwd", ingest.ActionCreated, 3)
+	if r := h.ticket(3).Requester.Email; r != "alice@acme.example" {
+		t.Errorf("unproven forward opened a ticket for %s", r)
+	}
+	for _, c := range h.contacts() {
+		if c == "victim@customer.example" {
+			t.Errorf("the forwarded sender became a contact")
+		}
+	}
+}

@@ -72,7 +72,7 @@ func TestServeRefusesBadConfig(t *testing.T) {
 	if err == nil {
 		t.Fatalf("serve started with a broken configuration:\n%s", out)
 	}
-	for _, want := range []string{"bad.yaml:5: channel \"a\"", "bad.yaml:2: log.format", "2 problem(s)"} {
+	for _, want := range []string{"bad.yaml:5: channels[0].addresses[0]", "bad.yaml:2: log.format", "2 problem(s)"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
