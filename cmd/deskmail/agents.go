@@ -53,6 +53,11 @@ func agents(ctx context.Context, verb string, fs *flag.FlagSet, args []string, s
 	if *db == "" && *cfgPath == "" {
 		return fmt.Errorf("%w: --db PATH or --config FILE is required", errUsage)
 	}
+	if verb != "add" {
+		if err := requireDatabase(*db, *cfgPath); err != nil {
+			return err
+		}
+	}
 	// The runtime syncs the configured agents into the database first,
 	// so a key can be made for an agent that is only in the config.
 	rt, err := openRuntime(ctx, *cfgPath, *db, false, stderrLogger())

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 
@@ -93,6 +95,29 @@ func tokenSecret(ctx context.Context, cfg *config.Config, st *store.Store) ([]by
 }
 
 func (rt *runtime) Close() error { return rt.st.Close() }
+
+// requireDatabase fails, in one line, when the database a command
+// would open does not exist: only serve, ingest and agents add create
+// a database, so a mistyped --db never leaves an empty one behind.
+// The path is --db, else the configuration's database (cfgPath loaded
+// for it), else the default.
+func requireDatabase(db, cfgPath string) error {
+	path := db
+	if path == "" {
+		cfg := config.Default()
+		if cfgPath != "" {
+			var err error
+			if cfg, err = config.Load(cfgPath); err != nil {
+				return err
+			}
+		}
+		path = cfg.Database
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("database %s does not exist (deskmail serve, ingest and agents add create one; check --db or database: in the configuration)", path)
+	}
+	return nil
+}
 
 // stderrLogger logs warnings and errors to stderr for one-shot commands.
 func stderrLogger() *slog.Logger {

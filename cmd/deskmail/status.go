@@ -64,6 +64,9 @@ func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if *db != "" {
 		cfg.Database = *db
 	}
+	if err := requireDatabase(cfg.Database, ""); err != nil {
+		return err
+	}
 	st, err := store.Open(ctx, cfg.Database, store.Options{})
 	if err != nil {
 		return err

@@ -27,10 +27,14 @@ func runTickets(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	}, args, stdin, stdout, stderr)
 }
 
-// openStore opens the database named by --db, or the configured one.
+// openStore opens the database named by --db, or the configured one;
+// it must exist (requireDatabase).
 func openStore(ctx context.Context, db, cfgPath string) (*store.Store, error) {
 	if db == "" && cfgPath == "" {
 		return nil, fmt.Errorf("%w: --db PATH is required", errUsage)
+	}
+	if err := requireDatabase(db, cfgPath); err != nil {
+		return nil, err
 	}
 	if db == "" {
 		rt, err := openRuntime(ctx, cfgPath, "", false, nil)
@@ -181,6 +185,9 @@ func ticketsUpdate(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if c.Empty() {
 		return fmt.Errorf("%w: nothing to change (use --status CODE or --priority N)", errUsage)
+	}
+	if err := requireDatabase(*db, *cfgPath); err != nil {
+		return err
 	}
 	rt, err := openRuntime(ctx, *cfgPath, *db, *cfgPath == "", stderrLogger())
 	if err != nil {
