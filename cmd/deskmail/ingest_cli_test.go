@@ -82,6 +82,13 @@ func ingestLines(t *testing.T, out string) []map[string]any {
 func TestCLIIngestTicketsContract(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "x.db")
 
+	// tickets list does not create a database; agents add does.
+	if code, _, _ := deskmail(t, "", "tickets", "list", "--db", db, "--json"); code == 0 {
+		t.Fatalf("tickets list on a missing database: exit 0")
+	}
+	if code, _, errOut := deskmail(t, "", "agents", "add", "agent@example.com", "--db", db); code != 0 {
+		t.Fatalf("agents add: exit %d: %s", code, errOut)
+	}
 	code, out, errOut := deskmail(t, "", "tickets", "list", "--db", db, "--json")
 	if code != 0 || strings.TrimSpace(out) != "[]" {
 		t.Fatalf("tickets list on an empty database: exit %d, %q %q; want []", code, out, errOut)
