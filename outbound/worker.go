@@ -426,7 +426,7 @@ func (w *Worker) record(tx *store.Tx, now time.Time, rs []result) error {
 				return err
 			}
 			w.metrics.Delivery("sent")
-			w.log.Debug("sent", "id", m.ID, "ticket", m.TicketID, "message_id", m.MessageID)
+			w.log.Debug("sent", "id", m.ID, "ticket", ticketOf(m), "message_id", m.MessageID)
 			continue
 		}
 		if errors.Is(r.err, errNoRelay) {
@@ -449,7 +449,7 @@ func (w *Worker) record(tx *store.Tx, now time.Time, rs []result) error {
 				return err
 			}
 			w.metrics.Delivery("failed")
-			w.log.Warn("delivery failed", "id", m.ID, "ticket", m.TicketID, "to", m.RcptTo, "err", errText)
+			w.log.Warn("delivery failed", "id", m.ID, "ticket", ticketOf(m), "to", m.RcptTo, "err", errText)
 			continue
 		}
 		next := now.Add(w.backoff(m.Attempts))
@@ -460,7 +460,7 @@ func (w *Worker) record(tx *store.Tx, now time.Time, rs []result) error {
 			return err
 		}
 		w.metrics.Delivery("retry")
-		w.log.Info("delivery deferred", "id", m.ID, "ticket", m.TicketID, "attempt", m.Attempts, "next", next, "err", errText)
+		w.log.Info("delivery deferred", "id", m.ID, "ticket", ticketOf(m), "attempt", m.Attempts, "next", next, "err", errText)
 	}
 	return nil
 }
@@ -724,4 +724,13 @@ func (w *Worker) dial(ctx context.Context, r *relay) (*conn, error) {
 		}
 	}
 	return &conn{raw: raw, c: c}, nil
+}
+
+// ticketOf is a mail's ticket id as logged: a value (0 for none), never
+// a pointer.
+func ticketOf(m *store.OutboxMail) int64 {
+	if m.TicketID == nil {
+		return 0
+	}
+	return *m.TicketID
 }

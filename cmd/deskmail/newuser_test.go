@@ -84,6 +84,9 @@ func startServe(t *testing.T, bin, dir string, args ...string) (p *daemonProc, s
 		s := p.stdout.String()
 		smtpAddr, _ = afterPrefix(s, "deskmail: SMTP listening on ")
 		httpAddr, _ = afterPrefix(s, "deskmail: HTTP listening on ")
+		if smtpAddr == "" && httpAddr == "" { // log.format: json
+			smtpAddr, httpAddr = jsonAddr(p.stderr.String(), "SMTP listening"), jsonAddr(p.stderr.String(), "HTTP listening")
+		}
 		if smtpAddr != "" && httpAddr != "" {
 			return p, smtpAddr, httpAddr
 		}

@@ -89,17 +89,39 @@ func runServe(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	// With a JSON log, the error that stops the daemon is logged too
+	// (run would print it as a plain line); the exit status stays 1.
+	failed := func(err error) error {
+		if err == nil || cfg.Log.Format != "json" {
+			return err
+		}
+		logger.Error("deskmail serve stopped", "err", err.Error())
+		return withStatus(1, fmt.Errorf("%w: %w", errReported, err))
+	}
 	d, err := newDaemon(ctx, cfg, ov, logger, level)
 	if err != nil {
-		return err
+		return failed(err)
 	}
 	defer d.st.Close()
 
-	fmt.Fprintf(stdout, "deskmail: database %s\n", cfg.Database)
+	d.announce(stdout, "database "+cfg.Database, "database", "path", cfg.Database)
 	for _, ch := range cfg.Channels {
-		fmt.Fprintf(stdout, "deskmail: channel %s accepts mail for %s\n", ch.Name, strings.Join(ch.Addresses, ", "))
+		d.announce(stdout, fmt.Sprintf("channel %s accepts mail for %s", ch.Name, strings.Join(ch.Addresses, ", ")),
+			"channel", "channel", ch.Name, "addresses", ch.Addresses)
 	}
-	return d.run(ctx, stdout, hup)
+	return failed(d.run(ctx, stdout, hup))
+}
+
+// announce reports a start-up fact. With log.format text it is a plain
+// line on stdout ("deskmail: " + text) as it always was; with json it
+// is one log record (msg and attrs) on stderr and stdout stays silent,
+// so that everything a log collector reads from deskmail is JSON.
+func (d *daemon) announce(stdout io.Writer, text, msg string, attrs ...any) {
+	if d.jsonLog {
+		d.log.Info(msg, attrs...)
+		return
+	}
+	fmt.Fprintf(stdout, "deskmail: %s\n", text)
 }
 
 // overrides is where the configuration comes from and what the
@@ -137,6 +159,9 @@ type daemon struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	level   *slog.LevelVar
+	// jsonLog: log.format is json, so start-up lines are log records
+	// too (see announce).
+	jsonLog bool
 
 	// gen is the current generation: new submissions go to its
 	// pipeline.
@@ -186,7 +211,7 @@ func newDaemon(ctx context.Context, cfg *config.Config, ov overrides, logger *sl
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{ov: ov, st: st, metrics: metrics.New(), log: logger, level: level}
+	d := &daemon{ov: ov, st: st, metrics: metrics.New(), log: logger, level: level, jsonLog: cfg.Log.Format == "json"}
 	d.api.m = d.metrics
 	g, err := d.newGeneration(ctx, cfg)
 	if err != nil {
@@ -335,7 +360,7 @@ func (d *daemon) run(ctx context.Context, stdout io.Writer, hup <-chan os.Signal
 	}
 
 	if cfg.SMTP.Disabled {
-		fmt.Fprintln(stdout, "deskmail: SMTP receiver disabled")
+		d.announce(stdout, "SMTP receiver disabled", "SMTP receiver disabled")
 	} else {
 		srv, err := receiver.New(receiver.Options{
 			Config:    cfg.SMTP,
@@ -349,7 +374,7 @@ func (d *daemon) run(ctx context.Context, stdout io.Writer, hup <-chan os.Signal
 				if implicitTLS {
 					kind = "SMTP (implicit TLS)"
 				}
-				fmt.Fprintf(stdout, "deskmail: %s listening on %s\n", kind, a)
+				d.announce(stdout, kind+" listening on "+a.String(), kind+" listening", "addr", a.String())
 			},
 		})
 		if err != nil {
@@ -364,12 +389,14 @@ func (d *daemon) run(ctx context.Context, stdout io.Writer, hup <-chan os.Signal
 	if err := d.pollers.apply(cfg); err != nil {
 		failed("imap pollers", err)
 	} else if f := d.pollers.folders(); len(f) > 0 {
-		fmt.Fprintf(stdout, "deskmail: IMAP polling %s\n", strings.Join(f, ", "))
+		d.announce(stdout, "IMAP polling "+strings.Join(f, ", "), "IMAP polling", "folders", f)
 	}
 
 	mux := healthMux(func() *config.Config { return d.gen.Load().cfg }, d.st, d.metrics, &d.api)
 	source("http server", func(ctx context.Context) error {
-		return serveHTTP(ctx, cfg.HTTP.Listen, mux, stdout, logger)
+		return serveHTTP(ctx, cfg.HTTP.Listen, mux, func(a net.Addr) {
+			d.announce(stdout, "HTTP listening on "+a.String(), "HTTP listening", "addr", a.String())
+		}, logger)
 	})
 
 	srcWG.Go(func() { d.watchOutbox(srcCtx, 15*time.Second) })
@@ -471,13 +498,13 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // serveHTTP serves the API, health and metrics until ctx ends, then
 // lets requests in progress finish (at most 10 seconds).
-func serveHTTP(ctx context.Context, addr string, h http.Handler, stdout io.Writer, logger *slog.Logger) error {
+func serveHTTP(ctx context.Context, addr string, h http.Handler, onListen func(net.Addr), logger *slog.Logger) error {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	fmt.Fprintf(stdout, "deskmail: HTTP listening on %s\n", ln.Addr())
+	onListen(ln.Addr())
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,

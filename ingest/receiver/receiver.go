@@ -315,15 +315,27 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	return se, nil
 }
 
-// slogPrinter adapts go-smtp's Logger to slog.
+// slogPrinter adapts go-smtp's Logger to slog. A client that hangs up
+// abruptly (a TCP health probe, a load balancer's check, a scanner)
+// is logged at debug level: nothing is wrong with deskmail.
 type slogPrinter struct{ l *slog.Logger }
 
 func (p slogPrinter) Printf(format string, v ...any) {
-	p.l.Warn("smtp: " + strings.TrimSpace(fmt.Sprintf(format, v...)))
+	p.log(strings.TrimSpace(fmt.Sprintf(format, v...)))
 }
 
 func (p slogPrinter) Println(v ...any) {
-	p.l.Warn("smtp: " + strings.TrimSpace(fmt.Sprintln(v...)))
+	p.log(strings.TrimSpace(fmt.Sprintln(v...)))
+}
+
+func (p slogPrinter) log(msg string) {
+	for _, hangup := range []string{"connection reset by peer", "broken pipe", "EOF", "use of closed network connection"} {
+		if strings.HasSuffix(msg, hangup) {
+			p.l.Debug("smtp: client hung up", "detail", msg)
+			return
+		}
+	}
+	p.l.Warn("smtp: " + msg)
 }
 
 // unwrapConn finds the trackedConn under TLS wrappers.
