@@ -5,8 +5,10 @@
 package metrics
 
 import (
+	"context"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,8 +33,8 @@ type Metrics struct {
 	imapPolls  *prometheus.CounterVec
 	imapErrors *prometheus.CounterVec
 
-	outboxDepth prometheus.Gauge
-	deliveries  *prometheus.CounterVec
+	deliveries *prometheus.CounterVec
+	store      *storeCollector
 
 	apiRequests *prometheus.CounterVec
 }
@@ -64,15 +66,15 @@ func New() *Metrics {
 			Help: "IMAP polls by channel and result (ok, error)."}, []string{"channel", "result"}),
 		imapErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_imap_errors_total",
 			Help: "IMAP errors by channel and kind (connect, auth, fetch, post_action)."}, []string{"channel", "kind"}),
-		outboxDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "deskmail_outbox_queued",
-			Help: "Outbound messages waiting for delivery."}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_outbox_deliveries_total",
 			Help: "Outbound delivery attempts by result (sent, retry, failed)."}, []string{"result"}),
 		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_api_requests_total",
 			Help: "API requests by HTTP status code."}, []string{"code"}),
 	}
 	reg.MustRegister(m.received, m.actions, m.parseWarnings, m.failed, m.latency, m.batchSize, m.smtpSessions, m.smtpRejections,
-		m.imapPolls, m.imapErrors, m.outboxDepth, m.deliveries, m.apiRequests)
+		m.imapPolls, m.imapErrors, m.deliveries, m.apiRequests)
+	m.store = newStoreCollector()
+	reg.MustRegister(m.store)
 	return m
 }
 
@@ -154,12 +156,76 @@ func (m *Metrics) IMAPError(channel, kind string) {
 	m.imapErrors.WithLabelValues(channel, kind).Inc()
 }
 
-// OutboxDepth sets the number of queued outbound messages.
-func (m *Metrics) OutboxDepth(n int) {
+// StoreStats are the gauges read from the database.
+type StoreStats struct {
+	// OutboxQueued is outbound mail waiting for delivery.
+	OutboxQueued int
+	// OutboxOldestQueued is the age of the oldest queued mail (0 when
+	// none is queued).
+	OutboxOldestQueued time.Duration
+	// OutboxFailed is outbound mail given up as failed.
+	OutboxFailed int
+	// FailedMessages is incoming mail kept raw because it could not be
+	// parsed or threaded.
+	FailedMessages int
+	// IMAPSetAside is mailbox messages the server would not hand over,
+	// set aside after repeated failures.
+	IMAPSetAside int
+}
+
+// ReadStore makes every scrape read the database gauges with read, so
+// they are exact at scrape time (mail queued by `deskmail ingest` in
+// another process counts too). A read that fails leaves them out of
+// that scrape. Without ReadStore they are not reported.
+func (m *Metrics) ReadStore(read func(ctx context.Context) (StoreStats, error)) {
 	if m == nil {
 		return
 	}
-	m.outboxDepth.Set(float64(n))
+	m.store.read.Store(&read)
+}
+
+// storeCollector reports StoreStats read at collection time.
+type storeCollector struct {
+	read                                           atomic.Pointer[func(context.Context) (StoreStats, error)]
+	queued, oldest, outboxFailed, failed, setAside *prometheus.Desc
+}
+
+func newStoreCollector() *storeCollector {
+	return &storeCollector{
+		queued:       prometheus.NewDesc("deskmail_outbox_queued", "Outbound messages waiting for delivery (read from the database at each scrape).", nil, nil),
+		oldest:       prometheus.NewDesc("deskmail_outbox_oldest_queued_seconds", "Age of the oldest outbound message waiting for delivery; 0 when none waits.", nil, nil),
+		outboxFailed: prometheus.NewDesc("deskmail_outbox_failed", "Outbound messages given up as failed.", nil, nil),
+		failed:       prometheus.NewDesc("deskmail_failed_messages", "Incoming messages kept raw because they could not be parsed or threaded (deskmail status lists them).", nil, nil),
+		setAside:     prometheus.NewDesc("deskmail_imap_set_aside", "Mailbox messages the IMAP server would not hand over, set aside after repeated failures.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.queued, c.oldest, c.outboxFailed, c.failed, c.setAside} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	read := c.read.Load()
+	if read == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := (*read)(ctx)
+	if err != nil {
+		return
+	}
+	for _, g := range []struct {
+		d *prometheus.Desc
+		v float64
+	}{{c.queued, float64(s.OutboxQueued)}, {c.oldest, s.OutboxOldestQueued.Seconds()}, {c.outboxFailed, float64(s.OutboxFailed)},
+		{c.failed, float64(s.FailedMessages)}, {c.setAside, float64(s.IMAPSetAside)}} {
+		ch <- prometheus.MustNewConstMetric(g.d, prometheus.GaugeValue, g.v)
+	}
 }
 
 // Delivery counts a delivery attempt ("sent", "retry", "failed").

@@ -213,6 +213,7 @@ func newDaemon(ctx context.Context, cfg *config.Config, ov overrides, logger *sl
 	}
 	d := &daemon{ov: ov, st: st, metrics: metrics.New(), log: logger, level: level, jsonLog: cfg.Log.Format == "json"}
 	d.api.m = d.metrics
+	d.metrics.ReadStore(d.storeStats)
 	g, err := d.newGeneration(ctx, cfg)
 	if err != nil {
 		st.Close()
@@ -399,7 +400,6 @@ func (d *daemon) run(ctx context.Context, stdout io.Writer, hup <-chan os.Signal
 		}, logger)
 	})
 
-	srcWG.Go(func() { d.watchOutbox(srcCtx, 15*time.Second) })
 
 	logger.Info("deskmail serving", "database", cfg.Database, "config", d.ov.path)
 	srcDone := make(chan struct{})
@@ -431,30 +431,30 @@ wait:
 	return nil
 }
 
-// watchOutbox sets the deskmail_outbox_queued gauge from the store
-// every interval until ctx ends (mail queued by `deskmail ingest` in
-// another process counts too).
-func (d *daemon) watchOutbox(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		var queued int
-		err := d.st.Read(ctx, func(tx *store.Tx) error {
-			ob, err := tx.OutboxStats()
-			queued = ob.Queued
+// storeStats reads the database gauges of /metrics (see
+// metrics.ReadStore): the outbox, and mail kept or set aside after a
+// failure.
+func (d *daemon) storeStats(ctx context.Context) (metrics.StoreStats, error) {
+	var s metrics.StoreStats
+	err := d.st.Read(ctx, func(tx *store.Tx) error {
+		ob, err := tx.OutboxStats()
+		if err != nil {
 			return err
-		})
-		if err == nil {
-			d.metrics.OutboxDepth(queued)
-		} else if ctx.Err() == nil {
-			d.log.Warn("reading the outbox depth failed", "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		s.OutboxQueued, s.OutboxFailed = ob.Queued, ob.Failed
+		if ob.OldestQueued != nil {
+			s.OutboxOldestQueued = max(0, time.Since(*ob.OldestQueued))
 		}
+		if s.FailedMessages, err = tx.CountRaw("failed"); err != nil {
+			return err
+		}
+		s.IMAPSetAside, err = tx.CountIMAPSetAside()
+		return err
+	})
+	if err != nil && ctx.Err() == nil {
+		d.log.Warn("metrics: reading the database gauges failed", "err", err.Error())
 	}
+	return s, err
 }
 
 // swapHandler serves the API with the handler last set (a reload sets
