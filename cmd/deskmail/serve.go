@@ -400,7 +400,6 @@ func (d *daemon) run(ctx context.Context, stdout io.Writer, hup <-chan os.Signal
 		}, logger)
 	})
 
-
 	logger.Info("deskmail serving", "database", cfg.Database, "config", d.ov.path)
 	srcDone := make(chan struct{})
 	go func() {
