@@ -27,6 +27,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -82,12 +83,58 @@ type SMTPConfig struct {
 	MaxHeaders          int      `yaml:"max_headers"`
 	// RatePerMinute limits messages per client IP and per sender.
 	RatePerMinute int `yaml:"rate_per_minute"`
+	// TrustedRelays are the MTAs in front of deskmail, as CIDRs or
+	// single addresses (default: the loopback ranges 127.0.0.0/8 and
+	// ::1/128; an empty list trusts no one). Connections from them
+	// are exempt from max_connections_per_ip and the per-address
+	// rate_per_minute: the MTA has applied its own policy and carries
+	// the whole site's mail. max_connections still applies.
+	TrustedRelays []string `yaml:"trusted_relays"`
+	// RelaySenderRatePerMinute limits messages per envelope sender for
+	// mail arriving from a trusted relay (default 6000: a burst of
+	// 6,000 and 100 a second sustained from one address).
+	RelaySenderRatePerMinute int `yaml:"relay_sender_rate_per_minute"`
 	// Auth enables SMTP AUTH (PLAIN/LOGIN over TLS only) for the
 	// users below.
 	Auth  bool       `yaml:"auth"`
 	Users []SMTPUser `yaml:"users"`
 	// Disabled turns the receiver off.
 	Disabled bool `yaml:"disabled"`
+}
+
+// DefaultTrustedRelays are the relays trusted when smtp.trusted_relays
+// is not set: an MTA on the same host.
+var DefaultTrustedRelays = []string{"127.0.0.0/8", "::1/128"}
+
+// TrustedRelayPrefixes parses TrustedRelays: each entry is a CIDR or a
+// single IP address (a /32 or /128).
+func (s SMTPConfig) TrustedRelayPrefixes() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(s.TrustedRelays))
+	for _, r := range s.TrustedRelays {
+		p, err := parseRelay(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func parseRelay(r string) (netip.Prefix, error) {
+	r = strings.TrimSpace(r)
+	if strings.Contains(r, "/") {
+		p, err := netip.ParsePrefix(r)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("trusted relay %q is not a CIDR (for example 10.0.0.0/24 or 2001:db8::/64)", r)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(r)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("trusted relay %q is not an IP address or CIDR (for example 10.0.0.5 or 10.0.0.0/24)", r)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // SMTPUser is an account that may authenticate to the receiver; when

@@ -79,6 +79,12 @@ func (c *Config) applyDefaults() {
 	if s.RatePerMinute == 0 {
 		s.RatePerMinute = 600
 	}
+	if s.TrustedRelays == nil {
+		s.TrustedRelays = append([]string(nil), DefaultTrustedRelays...)
+	}
+	if s.RelaySenderRatePerMinute == 0 {
+		s.RelaySenderRatePerMinute = 6000
+	}
 	if c.HTTP.Listen == "" {
 		c.HTTP.Listen = "127.0.0.1:8080"
 	}
@@ -416,6 +422,11 @@ func (c *Config) Validate() Problems {
 	}
 	if (c.SMTP.CertFile == "") != (c.SMTP.KeyFile == "") {
 		add(c.at("smtp"), "needs both cert_file and key_file for STARTTLS")
+	}
+	for i, r := range c.SMTP.TrustedRelays {
+		if _, err := parseRelay(r); err != nil {
+			add(c.line("smtp", "trusted_relays", i), "smtp.trusted_relays: %v", err)
+		}
 	}
 	if c.SMTP.TLSListen != "" && c.SMTP.CertFile == "" {
 		add(c.at("smtp", "tls_listen"), "needs smtp.cert_file and smtp.key_file")

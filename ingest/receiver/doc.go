@@ -35,7 +35,9 @@
 //	421 4.3.2     MAIL FROM while the server is shutting down
 //	421 4.7.0     AUTH: third failed attempt (the session is closed)
 //	450 4.7.1     MAIL FROM: the client address or the sender exceeded
-//	              smtp.rate_per_minute (token bucket, burst of one minute)
+//	              smtp.rate_per_minute (token bucket, burst of one minute);
+//	              from a trusted relay, the sender exceeded
+//	              smtp.relay_sender_rate_per_minute
 //	451 4.3.0     after DATA: the message could not be stored (retry)
 //	452 4.3.1     DATA: the messages being received together already
 //	              hold Options.MaxBufferedBytes of memory (retry)
@@ -64,7 +66,14 @@
 // Connections are counted overall and per client address (IPv6
 // clients per /64) when they are accepted; beyond the limits the
 // client gets 421 4.7.0 and the connection is closed before any
-// session starts. Every read and write has a deadline (the read and
+// session starts.
+//
+// Trusted relays (smtp.trusted_relays, by default the loopback ranges:
+// the MTA in front of deskmail) carry the whole site's mail from one
+// address, so they are exempt from the per-address connection and
+// rate limits; the overall connection limit and a per-sender limit of
+// their own (smtp.relay_sender_rate_per_minute) still apply. The
+// Received: header, the envelope and the logs name the real peer. Every read and write has a deadline (the read and
 // write timeouts, renewed on each network operation) and no deadline
 // goes past the session's maximum length, so slow-loris clients are
 // dropped. Rate limits are token buckets kept in a bounded map with

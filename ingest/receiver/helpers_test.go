@@ -40,6 +40,9 @@ smtp:
   rate_per_minute: 1000000
   max_connections_per_ip: 1000
   max_connections: 1000
+  # The tests connect from 127.0.0.1: trust no relay, so the limits of
+  # ordinary clients apply (trusted_relays_test.go trusts loopback).
+  trusted_relays: []
 agents:
   - email: alice@agents.example
     name: Alice

@@ -28,13 +28,13 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		key, ip := clientKey(c.RemoteAddr())
-		tc := &trackedConn{Conn: c, s: l.s, l: l, key: key, ip: ip}
+		tc := &trackedConn{Conn: c, s: l.s, l: l, key: key, ip: ip, relay: l.s.trustedRelay(c.RemoteAddr())}
 		if msg := l.s.conns.add(tc); msg != "" {
 			l.s.opts.Metrics.SMTPRejection("too_many_connections")
 			l.reject(c, msg)
 			continue
 		}
-		if l.s.ipRate != nil && !l.s.ipRate.ready(key) {
+		if l.s.ipRate != nil && !tc.relay && !l.s.ipRate.ready(key) {
 			l.s.conns.remove(tc)
 			l.s.opts.Metrics.SMTPRejection("rate_limited")
 			l.reject(c, "Too much mail from your address, try again later")
@@ -84,6 +84,21 @@ func clientKey(a net.Addr) (key, ip string) {
 	return ip, ip
 }
 
+// trustedRelay reports whether the peer a is in smtp.trusted_relays.
+func (s *Server) trustedRelay(a net.Addr) bool {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return false
+	}
+	addr := ap.Addr().Unmap()
+	for _, p := range s.relays {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
 // tracker counts live connections overall and per client key.
 type tracker struct {
 	mu     sync.Mutex
@@ -105,7 +120,7 @@ func (t *tracker) add(c *trackedConn) string {
 	if t.max > 0 && t.total >= t.max {
 		return "Too many connections, try again later"
 	}
-	if t.maxIP > 0 && t.perKey[c.key] >= t.maxIP {
+	if t.maxIP > 0 && !c.relay && t.perKey[c.key] >= t.maxIP {
 		return "Too many connections from your address, try again later"
 	}
 	t.total++
@@ -166,6 +181,7 @@ type trackedConn struct {
 	s          *Server
 	l          *limitListener
 	key, ip    string
+	relay      bool      // the peer is a trusted relay (smtp.trusted_relays)
 	sessionEnd time.Time // zero: unbounded
 
 	mu      sync.Mutex

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -78,7 +79,11 @@ type Server struct {
 	conns  *tracker
 	ipRate *rateLimiter
 	from   *rateLimiter
-	now    func() time.Time
+	// relayFrom limits senders of mail from trusted relays
+	// (smtp.relay_sender_rate_per_minute); relays are those relays.
+	relayFrom *rateLimiter
+	relays    []netip.Prefix
+	now       func() time.Time
 	// buffered is the number of message bytes sessions hold.
 	buffered atomic.Int64
 	// addrs is the current support address map (SetAddresses).
@@ -180,6 +185,14 @@ func New(opts Options) (*Server, error) {
 	if cfg.RatePerMinute > 0 {
 		s.ipRate = newRateLimiter(float64(cfg.RatePerMinute), 100_000, s.now)
 		s.from = newRateLimiter(float64(cfg.RatePerMinute), 100_000, s.now)
+	}
+	relays, err := cfg.TrustedRelayPrefixes()
+	if err != nil {
+		return nil, fmt.Errorf("receiver: smtp.trusted_relays: %w", err)
+	}
+	s.relays = relays
+	if cfg.RelaySenderRatePerMinute > 0 {
+		s.relayFrom = newRateLimiter(float64(cfg.RelaySenderRatePerMinute), 100_000, s.now)
 	}
 	return s, nil
 }

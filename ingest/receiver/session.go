@@ -76,19 +76,24 @@ func (se *session) txn() txn {
 func (se *session) Logout() error { return nil }
 
 // Mail implements smtp.Session: rate limits apply here, per client
-// address (skipped for authenticated relays) and per sender.
+// address (skipped for authenticated sessions and trusted relays) and
+// per sender (smtp.relay_sender_rate_per_minute for trusted relays).
 func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	se.Reset()
 	if se.tc.isClosing() {
 		return errShuttingDown
 	}
-	if se.s.ipRate != nil && se.authUser == "" && !se.s.ipRate.allow(se.tc.key) {
+	if se.s.ipRate != nil && se.authUser == "" && !se.tc.relay && !se.s.ipRate.allow(se.tc.key) {
 		se.s.log.Info("smtp: rate limited", "client", se.tc.ip, "limit", "address")
 		se.s.opts.Metrics.SMTPRejection("rate_limited")
 		return errIPRate
 	}
-	if se.s.from != nil && from != "" && !se.s.from.allow(strings.ToLower(from)) {
-		se.s.log.Info("smtp: rate limited", "client", se.tc.ip, "limit", "sender", "from", from)
+	senders := se.s.from
+	if se.tc.relay {
+		senders = se.s.relayFrom
+	}
+	if senders != nil && from != "" && !senders.allow(strings.ToLower(from)) {
+		se.s.log.Info("smtp: rate limited", "client", se.tc.ip, "limit", "sender", "relay", se.tc.relay, "from", from)
 		se.s.opts.Metrics.SMTPRejection("rate_limited")
 		return errSenderRate
 	}
