@@ -125,13 +125,13 @@ func parseRelay(r string) (netip.Prefix, error) {
 	if strings.Contains(r, "/") {
 		p, err := netip.ParsePrefix(r)
 		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("trusted relay %q is not a CIDR (for example 10.0.0.0/24 or 2001:db8::/64)", r)
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR (for example 10.0.0.0/24 or 2001:db8::/64)", r)
 		}
 		return p.Masked(), nil
 	}
 	a, err := netip.ParseAddr(r)
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("trusted relay %q is not an IP address or CIDR (for example 10.0.0.5 or 10.0.0.0/24)", r)
+		return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR (for example 10.0.0.5 or 10.0.0.0/24)", r)
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil

@@ -425,7 +425,7 @@ func (c *Config) Validate() Problems {
 	}
 	for i, r := range c.SMTP.TrustedRelays {
 		if _, err := parseRelay(r); err != nil {
-			add(c.line("smtp", "trusted_relays", i), "smtp.trusted_relays: %v", err)
+			add(c.at("smtp", "trusted_relays", i), "%v", err)
 		}
 	}
 	if c.SMTP.TLSListen != "" && c.SMTP.CertFile == "" {

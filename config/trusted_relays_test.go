@@ -33,7 +33,7 @@ func TestTrustedRelays(t *testing.T) {
 	if err != nil {
 		got = err.Error()
 	}
-	for _, w := range []string{`c.yaml:4: smtp.trusted_relays: trusted relay "mx.example.com" is not an IP address or CIDR`, `c.yaml:5: smtp.trusted_relays: trusted relay "10.0.0.0/33" is not a CIDR`} {
+	for _, w := range []string{`c.yaml:4: smtp.trusted_relays[1]: "mx.example.com" is not an IP address or CIDR`, `c.yaml:5: smtp.trusted_relays[2]: "10.0.0.0/33" is not a CIDR`} {
 		if !strings.Contains(got, w) {
 			t.Errorf("missing %q in:\n%s", w, got)
 		}
