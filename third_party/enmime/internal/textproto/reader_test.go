@@ -349,8 +349,11 @@ func TestReadMultiLineError(t *testing.T) {
 	if msg != wantMsg {
 		t.Errorf("ReadResponse: msg=%q, want %q", msg, wantMsg)
 	}
-	if err != nil && err.Error() != "550 "+wantMsg {
-		t.Errorf("ReadResponse: error=%q, want %q", err.Error(), "550 "+wantMsg)
+	// deskmail: the error is net/textproto's, whose Error() quotes a
+	// message with line breaks in current Go (upstream's test predates
+	// that); compare with what it prints.
+	if want := (&textproto.Error{Code: 550, Msg: wantMsg}).Error(); err != nil && err.Error() != want {
+		t.Errorf("ReadResponse: error=%q, want %q", err.Error(), want)
 	}
 }
 
