@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync/atomic"
 
 	"github.com/deskmail/deskmail/config"
@@ -16,10 +17,13 @@ import (
 const ingestBatch = 256
 
 func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("ingest", "--db PATH [--config FILE] [FILE...|-]",
-		"Ingests each message (files, or stdin with - or no FILE) through the whole pipeline and prints one JSON line per message; outbound mail is queued in the outbox. Creates the database if needed.")
+	fs := newFlags("ingest", "--db PATH [--config FILE] [--recipient ADDR]... [--sender ADDR] [FILE...|-]",
+		"Ingests each message (files, or stdin with - or no FILE) through the whole pipeline and prints one JSON line per message; outbound mail is queued in the outbox. Creates the database if needed. An MTA passes the envelope with --recipient and --sender.")
 	db := fs.String("db", "", "SQLite database `PATH` (created if missing)")
 	cfgPath := fs.String("config", "", "configuration `FILE` (default: built-in defaults; the first To address is the support address)")
+	var rcpts addrList
+	fs.Var(&rcpts, "recipient", "envelope recipient `ADDR` (repeatable); the channel is the first one's, and an address that is no support address exits 67")
+	sender := fs.String("sender", "", "envelope sender `ADDR` (empty for a bounce)")
 	files, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -41,6 +45,11 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return withStatus(exTempFail, err)
 	}
 	defer rt.Close()
+	channel, err := envelopeChannel(rt, rcpts)
+	if err != nil {
+		// EX_NOUSER: the MTA bounces the mail for this recipient.
+		return withStatus(exNoUser, err)
+	}
 
 	// Files are read and parsed one batch ahead while the previous
 	// batch commits: parsing and storing each take one core.
@@ -73,8 +82,8 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 				fmt.Fprintf(stderr, "deskmail ingest: %v\n", err)
 				continue
 			}
-			raws = append(raws, ingest.Raw{Data: data, Source: ingest.SourcePipe, Name: name,
-				Envelope: ingest.Envelope{ReceivedAt: arrived}})
+			raws = append(raws, ingest.Raw{Data: data, Source: ingest.SourcePipe, Name: name, Channel: channel,
+				Envelope: ingest.Envelope{MailFrom: *sender, RcptTo: rcpts, ReceivedAt: arrived}})
 			if len(raws) >= ingestBatch && !send() {
 				return
 			}
@@ -114,5 +123,48 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		}
 		return withStatus(exNoInput, err)
 	}
+	return nil
+}
+
+// envelopeChannel checks the envelope recipients an MTA passed with
+// --recipient the way the SMTP receiver checks RCPT TO (the same
+// threading.Addresses lookup: support addresses, their aliases and
+// plus-addressed reply tokens) and returns the channel of the first,
+// as the receiver does for a transaction; "" when there are none (the
+// pipeline then chooses from the headers).
+func envelopeChannel(rt *runtime, rcpts []string) (string, error) {
+	channel := ""
+	for _, r := range rcpts {
+		ch, ok := rt.pipeline.Addresses().Lookup(r)
+		if !ok {
+			return "", fmt.Errorf("recipient %s is not a support address of %s", r, configName(rt.cfg))
+		}
+		if channel == "" {
+			channel = ch
+		}
+	}
+	return channel, nil
+}
+
+// configName names where the support addresses come from, for errors.
+func configName(c *config.Config) string {
+	if c.File == "" {
+		return "the built-in configuration (give --config)"
+	}
+	return c.File
+}
+
+// addrList is a repeatable address flag.
+type addrList []string
+
+func (l *addrList) String() string { return strings.Join(*l, ",") }
+
+// Set adds one address; an empty one is refused.
+func (l *addrList) Set(v string) error {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return errors.New("empty address")
+	}
+	*l = append(*l, v)
 	return nil
 }

@@ -204,6 +204,7 @@ var errReported = errors.New("reported")
 // `deskmail ingest` (Postfix pipe, aliases): 75 makes them retry later.
 const (
 	exNoInput  = 66 // an input file cannot be read
+	exNoUser   = 67 // an envelope recipient is no support address: the MTA bounces
 	exTempFail = 75 // the store or the configuration is unusable: try again later
 	exConfig   = 78 // an invalid configuration (commands MTAs do not run)
 )
