@@ -92,6 +92,8 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}()
 
 	enc := json.NewEncoder(stdout)
+	prog := newProgress(stderr, "messages", len(files))
+	defer prog.done()
 	notStored := 0
 	var commitErr error
 	for b := range batches {
@@ -100,6 +102,7 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			continue
 		}
 		results, err := rt.pipeline.Commit(ctx, b.batch)
+		prog.add(len(results))
 		for _, res := range results {
 			if res.Err != nil {
 				notStored++

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -145,10 +145,11 @@ func fmtTime(t *time.Time) string {
 // runBackup writes a consistent copy of the database while deskmail
 // keeps running.
 func runBackup(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("backup", "--config FILE|--db PATH DEST",
+	fs := newFlags("backup", "--config FILE|--db PATH [--json] DEST",
 		"Writes a consistent copy of the database to DEST (a new file), also while deskmail runs.")
 	db := fs.String("db", "", "database `PATH`")
 	cfgPath := fs.String("config", "", "configuration `FILE`")
+	asJSON := fs.Bool("json", false, `print {"backup": DEST, "bytes": N, "seconds": S}`)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -156,15 +157,47 @@ func runBackup(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if len(pos) != 1 {
 		return fmt.Errorf("%w: backup --db PATH DEST", errUsage)
 	}
+	dest := pos[0]
 	st, err := openStore(ctx, *db, *cfgPath)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if err := st.Backup(ctx, pos[0]); err != nil {
+	// On a terminal, show the copy growing while VACUUM INTO writes it.
+	prog := newProgress(stderr, "", 0)
+	start := time.Now()
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if fi, err := os.Stat(dest); err == nil {
+					prog.status(fmt.Sprintf("backing up: %s written, %s", byteSize(fi.Size()), time.Since(start).Round(time.Second)))
+				}
+			}
+		}
+	}()
+	err = st.Backup(ctx, dest)
+	close(stop)
+	<-watched
+	prog.done()
+	if err != nil {
 		return err
 	}
-	out, _ := json.Marshal(map[string]string{"backup": pos[0]})
-	fmt.Fprintln(stdout, string(out))
+	fi, err := os.Stat(dest)
+	if err != nil {
+		return fmt.Errorf("backup written but cannot be read back: %w", err)
+	}
+	took := time.Since(start)
+	if *asJSON {
+		return writeJSON(stdout, map[string]any{"backup": dest, "bytes": fi.Size(), "seconds": took.Seconds()})
+	}
+	fmt.Fprintf(stdout, "backup written to %s (%s, in %s)\n", dest, byteSize(fi.Size()), took.Round(time.Millisecond))
 	return nil
 }

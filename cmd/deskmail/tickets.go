@@ -80,7 +80,7 @@ func ticketsList(ctx context.Context, args []string, stdout io.Writer) error {
 	w := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ID\tSTATUS\tPRIORITY\tREQUESTER\tSUBJECT\tUPDATED")
 	for _, t := range list {
-		fmt.Fprintf(w, "%d\t%s\t%d\t%s\t%s\t%s\n", t.ID, t.StatusName, t.Priority, t.Requester.Email, oneLine(t.Subject, 60), t.UpdatedAt.Format("2006-01-02 15:04"))
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.StatusName, priorityWord(t.Priority), t.Requester.Email, oneLine(t.Subject, 60), t.UpdatedAt.Format("2006-01-02 15:04"))
 	}
 	return w.Flush()
 }
@@ -112,9 +112,13 @@ func ticketsShow(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer st.Close()
 	var d ticketDetail
+	var names map[int]string
 	if err := st.Read(ctx, func(tx *store.Tx) error {
 		tk, err := tx.Ticket(id)
 		if err != nil {
+			return err
+		}
+		if names, err = statusNames(tx); err != nil {
 			return err
 		}
 		d.Ticket = *tk
@@ -133,7 +137,8 @@ func ticketsShow(ctx context.Context, args []string, stdout io.Writer) error {
 		return writeJSON(stdout, d)
 	}
 	t := d.Ticket
-	fmt.Fprintf(stdout, "Ticket #%d: %s\nStatus: %s (%d)  Priority: %d  Requester: %s <%s>\n", t.ID, t.Subject, t.StatusName, t.Status, t.Priority, t.Requester.Name, t.Requester.Email)
+	names[t.Status] = t.StatusName
+	fmt.Fprintf(stdout, "Ticket #%d: %s\nStatus: %s  Priority: %s  Requester: %s\n", t.ID, t.Subject, statusLabel(t.Status, names), priorityLabel(t.Priority), mailbox(t.Requester.Name, t.Requester.Email))
 	if len(t.CcEmails) > 0 {
 		fmt.Fprintf(stdout, "Cc: %s\n", strings.Join(t.CcEmails, ", "))
 	}
@@ -141,18 +146,18 @@ func ticketsShow(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "Follow-up of #%d\n", *t.ParentID)
 	}
 	for _, c := range d.Conversations {
-		dir := "in"
+		what := "incoming " + c.Kind
 		if !c.Incoming {
-			dir = "out"
+			what = "outgoing " + c.Kind
 		}
 		if c.Private {
-			dir += ", private"
+			what = "private " + what
 		}
-		fmt.Fprintf(stdout, "\n--- #%d %s (%s, %s) %s\n%s\n", c.ID, c.FromEmail, c.Kind, dir, c.CreatedAt.Format("2006-01-02 15:04"), strings.TrimSpace(c.ReplyText))
+		fmt.Fprintf(stdout, "\n--- #%d, %s: %s from %s\n%s\n", c.ID, c.CreatedAt.Local().Format("2006-01-02 15:04"), what, c.FromEmail, strings.TrimSpace(c.ReplyText))
 	}
 	fmt.Fprintln(stdout, "\nHistory:")
 	for _, h := range d.History {
-		fmt.Fprintf(stdout, "  %s %s %s %s\n", h.At.Format("2006-01-02 15:04:05"), h.Actor, h.Action, h.Note)
+		fmt.Fprintf(stdout, "  %s  %s\n", h.At.Local().Format("2006-01-02 15:04:05"), historySentence(h, names))
 	}
 	return nil
 }
@@ -201,7 +206,7 @@ func ticketsUpdate(ctx context.Context, args []string, stdout io.Writer) error {
 	if *asJSON {
 		return writeJSON(stdout, tk)
 	}
-	fmt.Fprintf(stdout, "ticket %d: status %s (%d), priority %d\n", tk.ID, tk.StatusName, tk.Status, tk.Priority)
+	fmt.Fprintf(stdout, "ticket #%d: status %s, priority %s\n", tk.ID, statusLabel(tk.Status, map[int]string{tk.Status: tk.StatusName}), priorityLabel(tk.Priority))
 	return nil
 }
 
