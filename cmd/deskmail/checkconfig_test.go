@@ -22,16 +22,17 @@ var manyMistakes = []string{
 	`:7: smtp.max_recipients: "lots" must be a whole number`,
 	`:8: smtp.read_timeout: "forever" is not a duration (write 90s, 15m, 72h or 7d)`,
 	`:9: smtp.listen: written twice (first at line 5); keep one`,
-	`:13: threading.secret: environment variable DESKMAIL_TEST_UNSET_SECRET is not set (export it before starting deskmail)`,
-	`:14: threading.noreply_senders: must be a list (written [a, b] or as "- item" lines), not "noreply@example.com"`,
-	`:16: outbound.password: cannot read secret file /nonexistent/relay-password: no such file or directory`,
-	`:17: colour: unknown option (deskmail.example.yaml lists every option)`,
-	`:19: statuses[0].code: status code 4 is reserved (2 Open, 3 Pending, 4 Resolved, 5 Closed); custom statuses use codes 6 and above`,
-	`:20: statuses[1].category: "paused" is not a category; use open, pending, resolved or closed`,
-	`:23: pipelines[0].statuses[2]: status 9 is not declared under statuses (known: 2, 3, 4, 5, 6)`,
-	`:24: pipelines[0].new_status: status 8 is not one of pipeline "default"'s statuses`,
-	`:29: channels[1].pipeline: pipeline "defualt" is not declared under pipelines; did you mean "default"?`,
-	`:30: channels[1].addresses[0]: address Support@example.com belongs to channel "support" and channel "sales"; an address may belong to one channel only`,
+	`:10: smtp.trusted_relays[0]: "10.0.0/8" is not a CIDR (for example 10.0.0.0/24 or 2001:db8::/64)`,
+	`:14: threading.secret: environment variable DESKMAIL_TEST_UNSET_SECRET is not set (export it before starting deskmail)`,
+	`:15: threading.noreply_senders: must be a list (written [a, b] or as "- item" lines), not "noreply@example.com"`,
+	`:17: outbound.password: cannot read secret file /nonexistent/relay-password: no such file or directory`,
+	`:18: colour: unknown option (deskmail.example.yaml lists every option)`,
+	`:20: statuses[0].code: status code 4 is reserved (2 Open, 3 Pending, 4 Resolved, 5 Closed); custom statuses use codes 6 and above`,
+	`:21: statuses[1].category: "paused" is not a category; use open, pending, resolved or closed`,
+	`:24: pipelines[0].statuses[2]: status 9 is not declared under statuses (known: 2, 3, 4, 5, 6)`,
+	`:25: pipelines[0].new_status: status 8 is not one of pipeline "default"'s statuses`,
+	`:30: channels[1].pipeline: pipeline "defualt" is not declared under pipelines; did you mean "default"?`,
+	`:31: channels[1].addresses[0]: address Support@example.com belongs to channel "support" and channel "sales"; an address may belong to one channel only`,
 }
 
 // copyMistakes writes testdata/many-mistakes.yaml into dir and returns
@@ -74,7 +75,7 @@ func TestCheckConfigEveryProblem(t *testing.T) {
 		t.Errorf("stdout %q, want nothing", out)
 	}
 	got := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
-	want = append(want, file+": 14 problem(s)")
+	want = append(want, file+": 15 problem(s)")
 	if !slices.Equal(got, want) {
 		t.Errorf("check-config printed:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}

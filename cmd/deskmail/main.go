@@ -38,7 +38,7 @@ func commands() []command {
 		{"serve", "serve [--config FILE] [--smtp-listen ADDR] [--http-listen ADDR]   run the daemon (SIGHUP reloads)", runServe},
 		{"check-config", "check-config FILE   validate a configuration file", runCheckConfig},
 		{"status", "status [--config FILE] [--db PATH] [--json]   channel health, outbox, failures", runStatus},
-		{"backup", "backup --config FILE|--db PATH DEST   consistent copy of the database, while running", runBackup},
+		{"backup", "backup --config FILE|--db PATH [--json] DEST   consistent copy of the database, while running", runBackup},
 		{"channels", "channels test NAME --config FILE   check an IMAP channel's mailbox", runChannels},
 		{"version", "version [--json]   version, Go version and database schema", runVersion},
 	}
