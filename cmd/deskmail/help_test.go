@@ -27,6 +27,32 @@ func runBin(t *testing.T, bin string, args ...string) (int, string, string) {
 	return 0, "", ""
 }
 
+// leafCommands lists every command and subcommand that does the work
+// (["tickets", "show"], ["status"]), as the built binary's help lists
+// them: each entry of commands(), and for a group the subcommands its
+// --help lists.
+func leafCommands(t *testing.T, bin string) [][]string {
+	t.Helper()
+	subLine := regexp.MustCompile(`(?m)^  deskmail (\S+) (\S+)`)
+	var out [][]string
+	for _, c := range commands() {
+		_, help, _ := runBin(t, bin, c.name, "--help")
+		var subs []string
+		for _, m := range subLine.FindAllStringSubmatch(help, -1) {
+			if m[1] == c.name {
+				subs = append(subs, m[2])
+			}
+		}
+		if len(subs) == 0 {
+			out = append(out, []string{c.name})
+		}
+		for _, s := range subs {
+			out = append(out, []string{c.name, s})
+		}
+	}
+	return out
+}
+
 // TestHelpEveryCommand runs every registered command (and every
 // subcommand its help lists) through the built binary: -h, --help and
 // `deskmail help CMD` print its usage on stdout and exit 0 without
