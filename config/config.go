@@ -39,12 +39,17 @@ import (
 // Config is the whole configuration.
 type Config struct {
 	// Database is the SQLite file (default deskmail.db).
-	Database  string          `yaml:"database"`
-	Log       LogConfig       `yaml:"log"`
-	SMTP      SMTPConfig      `yaml:"smtp"`
-	HTTP      HTTPConfig      `yaml:"http"`
-	Threading ThreadingConfig `yaml:"threading"`
-	Outbound  OutboundConfig  `yaml:"outbound"`
+	Database string `yaml:"database"`
+	// MaxAttachmentBytes is the largest attachment (decoded) stored
+	// as a file of its conversation (default 20 MiB, Zoho Desk's
+	// limit); a larger one is kept only inside the raw message and a
+	// warning says so. It applies to every source (SMTP, IMAP, pipe).
+	MaxAttachmentBytes int64           `yaml:"max_attachment_bytes"`
+	Log                LogConfig       `yaml:"log"`
+	SMTP               SMTPConfig      `yaml:"smtp"`
+	HTTP               HTTPConfig      `yaml:"http"`
+	Threading          ThreadingConfig `yaml:"threading"`
+	Outbound           OutboundConfig  `yaml:"outbound"`
 	// CustomFields are extra ticket fields agents set by email command
 	// ("order_id":"A-123") or through the API.
 	CustomFields []CustomFieldConfig `yaml:"custom_fields"`

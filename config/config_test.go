@@ -28,6 +28,12 @@ func TestExampleIsValid(t *testing.T) {
 	if s := c.Channels[1].IMAP.Password.String(); strings.Contains(s, "p") && !strings.HasPrefix(s, "env:") {
 		t.Fatalf("secret shown: %s", s)
 	}
+	// The example states the size defaults exactly.
+	d := Default()
+	if c.SMTP.MaxMessageBytes != d.SMTP.MaxMessageBytes || c.MaxAttachmentBytes != d.MaxAttachmentBytes {
+		t.Errorf("example max_message_bytes %d, max_attachment_bytes %d; defaults %d, %d",
+			c.SMTP.MaxMessageBytes, c.MaxAttachmentBytes, d.SMTP.MaxMessageBytes, d.MaxAttachmentBytes)
+	}
 }
 
 func TestDefaults(t *testing.T) {
@@ -37,6 +43,11 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.SMTP.Listen != "127.0.0.1:2525" || c.Channels[0].Addresses[0] != DefaultAddress || c.Database != "deskmail.db" {
 		t.Fatalf("unexpected defaults: %+v", c)
+	}
+	// A 20 MB attachment in base64 (~27.4 MB) fits the default message
+	// size; the attachment limit is 20 MiB.
+	if c.SMTP.MaxMessageBytes < 36<<20 || c.MaxAttachmentBytes != 20<<20 {
+		t.Errorf("max_message_bytes %d, max_attachment_bytes %d", c.SMTP.MaxMessageBytes, c.MaxAttachmentBytes)
 	}
 }
 

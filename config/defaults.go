@@ -29,9 +29,19 @@ var builtinStatuses = []StatusConfig{
 // DefaultAddress is the support address of the default channel.
 const DefaultAddress = "support@localhost"
 
+// DefaultMaxMessageBytes is smtp.max_message_bytes when unset (36 MiB):
+// room for a 20 MB attachment, which base64 makes ~27.4 MB.
+const DefaultMaxMessageBytes = 36 << 20
+
+// DefaultMaxAttachmentBytes is max_attachment_bytes when unset (20 MiB).
+const DefaultMaxAttachmentBytes = 20 << 20
+
 func (c *Config) applyDefaults() {
 	if c.Database == "" {
 		c.Database = "deskmail.db"
+	}
+	if c.MaxAttachmentBytes == 0 {
+		c.MaxAttachmentBytes = DefaultMaxAttachmentBytes
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
@@ -50,7 +60,8 @@ func (c *Config) applyDefaults() {
 		}
 	}
 	if s.MaxMessageBytes == 0 {
-		s.MaxMessageBytes = 25 << 20
+		// A 20 MB attachment is ~27.4 MB in base64 with line breaks.
+		s.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if s.MaxRecipients == 0 {
 		s.MaxRecipients = 50
@@ -234,6 +245,9 @@ func (c *Config) Validate() Problems {
 	var ps Problems
 	add := func(at loc, format string, args ...any) {
 		ps = append(ps, Problem{File: c.fileName(), Line: at.line, Path: at.path, Msg: fmt.Sprintf(format, args...)})
+	}
+	if c.MaxAttachmentBytes < 0 {
+		add(c.at("max_attachment_bytes"), "must be a number of bytes above 0 (default %d, 20 MiB)", DefaultMaxAttachmentBytes)
 	}
 	categories := map[string]bool{"open": true, "pending": true, "resolved": true, "closed": true}
 	codes := map[int]int{}

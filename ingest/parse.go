@@ -26,6 +26,10 @@ type ParseOptions struct {
 	// missing or unparseable Date (Message.Date stays nil and a warning
 	// is added); it is carried for callers and future rules.
 	Now time.Time
+	// MaxAttachmentBytes, when above 0, is the largest attachment
+	// (decoded) kept in Message.Attachments; a larger one is left out
+	// with a warning (it stays in the raw message).
+	MaxAttachmentBytes int64
 }
 
 // ErrNotMail is returned (wrapped) by Parse for input that is not a
@@ -135,7 +139,7 @@ func Parse(raw []byte, opts ParseOptions) (msg *Message, err error) {
 		}
 		m.warn("mime: structure unreadable, body kept as plain text")
 	}
-	p := &parser{m: m, root: root}
+	p := &parser{m: m, root: root, maxAttachment: opts.MaxAttachmentBytes}
 	p.headers()
 	p.body()
 	p.generateID(body)
@@ -241,6 +245,8 @@ type parser struct {
 	textFromHTML bool
 	// charsets remembers each part's declared charset.
 	charsets map[*enmime.Part]string
+	// maxAttachment is ParseOptions.MaxAttachmentBytes.
+	maxAttachment int64
 }
 
 func (m *Message) warn(format string, args ...any) {
@@ -723,6 +729,11 @@ func (p *parser) attachments(parts []*enmime.Part) []Attachment {
 	}
 	used := map[string]int{}
 	for _, part := range parts {
+		if p.maxAttachment > 0 && int64(len(part.Content)) > p.maxAttachment {
+			p.m.warn("attachment: %q (%s, %d bytes) is larger than max_attachment_bytes (%d); kept only in the raw message",
+				strings.ToValidUTF8(part.FileName, "\uFFFD"), strings.ToLower(part.ContentType), len(part.Content), p.maxAttachment)
+			continue
+		}
 		a := Attachment{
 			ContentType:      strings.ToLower(part.ContentType),
 			Content:          part.Content,

@@ -263,3 +263,27 @@ func TestParseFixturesInvariants(t *testing.T) {
 		checkInvariants(t, m)
 	}
 }
+
+// TestParseAttachmentLimit: an attachment larger than
+// ParseOptions.MaxAttachmentBytes is left out with a warning; one at
+// the limit is kept whole.
+func TestParseAttachmentLimit(t *testing.T) {
+	raw := "From: a@example.com\r\nTo: support@example.com\r\nSubject: files\r\nMessage-ID: <lim@example.com>\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain\r\n\r\nTwo files.\r\n" +
+		"--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=small.pdf\r\n\r\n0123456789\r\n" +
+		"--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=big.pdf\r\n\r\n0123456789A\r\n--b--\r\n"
+	m, err := Parse([]byte(raw), ParseOptions{MaxAttachmentBytes: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Attachments) != 1 || m.Attachments[0].Filename != "small.pdf" || m.Attachments[0].Size != 10 {
+		t.Fatalf("attachments: %+v", m.Attachments)
+	}
+	if !strings.Contains(strings.Join(m.Warnings, "\n"), `"big.pdf" (application/pdf, 11 bytes) is larger than max_attachment_bytes (10)`) {
+		t.Errorf("warnings: %q", m.Warnings)
+	}
+	if m, _ := Parse([]byte(raw), ParseOptions{}); len(m.Attachments) != 2 {
+		t.Errorf("no limit: %d attachments", len(m.Attachments))
+	}
+}

@@ -298,7 +298,7 @@ func (p *Pipeline) prepare(r Raw) (pr *prepared) {
 			p.log.Error("parser panic", "name", r.Name, "panic", v, "stack", string(debug.Stack()))
 		}
 	}()
-	msg, err := Parse(r.Data, ParseOptions{Now: pr.raw.Envelope.ReceivedAt})
+	msg, err := Parse(r.Data, ParseOptions{Now: pr.raw.Envelope.ReceivedAt, MaxAttachmentBytes: p.env.Config.MaxAttachmentBytes})
 	if err != nil {
 		pr.err = err
 		return pr
