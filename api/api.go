@@ -7,8 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"sort"
 	"strconv"
@@ -63,6 +63,10 @@ type Options struct {
 	// MaxJSONBytes, MaxMultipartBytes).
 	MaxJSONBytes      int64
 	MaxMultipartBytes int64
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For
+	// names the client for the failed-login limit (see clientAddr);
+	// nil trusts none, so the limit counts the TCP peer.
+	TrustedProxies []netip.Prefix
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Kick, when set, is called after every change that may have queued
@@ -109,6 +113,7 @@ type server struct {
 	failures *limiter
 	rate     int
 	roleRate map[string]int
+	proxies  []netip.Prefix
 
 	maxJSON, maxMultipart int64
 
@@ -167,7 +172,7 @@ func New(opts Options) (http.Handler, error) {
 	s := &server{
 		st: opts.Store, p: opts.Pipeline, log: opts.Logger, now: opts.Now, kick: opts.Kick,
 		base: strings.TrimRight(opts.BaseURL, "/"), rate: opts.RateLimit, roleRate: opts.RoleRateLimits,
-		maxJSON: opts.MaxJSONBytes, maxMultipart: opts.MaxMultipartBytes,
+		maxJSON: opts.MaxJSONBytes, maxMultipart: opts.MaxMultipartBytes, proxies: opts.TrustedProxies,
 		authCache: map[string]authEntry{}, scopes: map[string]map[string]bool{},
 	}
 	if s.log == nil {
@@ -256,7 +261,7 @@ func (s *server) middleware(next http.Handler) http.Handler {
 			}
 		}()
 		w.Header().Set("X-Content-Type-Options", "nosniff")
-		ip := clientIP(r)
+		ip := clientAddr(r, s.proxies)
 		if retry, blocked := s.failures.blocked(ip, maxAuthFailures); blocked {
 			w.Header().Set("Retry-After", strconv.Itoa(retry))
 			writeCode(w, http.StatusTooManyRequests, "rate_limit_exceeded",
@@ -410,12 +415,3 @@ func (s *server) openapi(w http.ResponseWriter, r *http.Request, a *store.Agent)
 // maxAuthFailures is how many failed logins a client address may make
 // in a minute.
 const maxAuthFailures = 30
-
-// clientIP is the request's peer address without the port.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}

@@ -53,7 +53,10 @@
 // X-RateLimit-Used-CurrentRequest; over the limit, 429 with
 // Retry-After. A client address with 30 failed logins in a minute gets
 // 429 for the rest of that minute, whatever key it sends, so keys cannot
-// be guessed at speed. JSON bodies are limited to MaxJSONBytes and multipart
+// be guessed at speed. Behind a reverse proxy listed in
+// Options.TrustedProxies the client address is the rightmost
+// X-Forwarded-For hop that is not a trusted proxy; from any other peer
+// X-Forwarded-For is ignored. JSON bodies are limited to MaxJSONBytes and multipart
 // bodies (attachments) to MaxMultipartBytes. Unknown fields are
 // refused. Handlers never panic on input; a panic is recovered, logged
 // and answered with a JSON 500.

@@ -114,8 +114,13 @@ var DefaultTrustedRelays = []string{"127.0.0.0/8", "::1/128"}
 // TrustedRelayPrefixes parses TrustedRelays: each entry is a CIDR or a
 // single IP address (a /32 or /128).
 func (s SMTPConfig) TrustedRelayPrefixes() ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(s.TrustedRelays))
-	for _, r := range s.TrustedRelays {
+	return parsePrefixes(s.TrustedRelays)
+}
+
+// parsePrefixes parses a list of CIDRs or single addresses.
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, r := range list {
 		p, err := parseRelay(r)
 		if err != nil {
 			return nil, err
@@ -153,6 +158,24 @@ type SMTPUser struct {
 // HTTPConfig configures the HTTP listener (API, health, metrics).
 type HTTPConfig struct {
 	Listen string `yaml:"listen"`
+	// TrustedProxies are the reverse proxies in front of the API
+	// (nginx, Caddy), as CIDRs or single addresses (default: the
+	// loopback ranges 127.0.0.0/8 and ::1/128; an empty list trusts no
+	// one). For a request whose peer is one of them, the client is the
+	// rightmost X-Forwarded-For hop that is not a trusted proxy, and
+	// the failed-login limit counts that address; X-Forwarded-For from
+	// any other peer is ignored.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// DefaultTrustedProxies are the proxies trusted when
+// http.trusted_proxies is not set: a proxy on the same host.
+var DefaultTrustedProxies = []string{"127.0.0.0/8", "::1/128"}
+
+// TrustedProxyPrefixes parses TrustedProxies: each entry is a CIDR or
+// a single IP address (a /32 or /128).
+func (h HTTPConfig) TrustedProxyPrefixes() ([]netip.Prefix, error) {
+	return parsePrefixes(h.TrustedProxies)
 }
 
 // ThreadingConfig configures how mail finds its ticket.

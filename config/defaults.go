@@ -99,6 +99,9 @@ func (c *Config) applyDefaults() {
 	if c.HTTP.Listen == "" {
 		c.HTTP.Listen = "127.0.0.1:8080"
 	}
+	if c.HTTP.TrustedProxies == nil {
+		c.HTTP.TrustedProxies = append([]string(nil), DefaultTrustedProxies...)
+	}
 	if c.Threading.SubjectToken == "" {
 		c.Threading.SubjectToken = "[#{id}]"
 	}
@@ -440,6 +443,11 @@ func (c *Config) Validate() Problems {
 	for i, r := range c.SMTP.TrustedRelays {
 		if _, err := parseRelay(r); err != nil {
 			add(c.at("smtp", "trusted_relays", i), "%v", err)
+		}
+	}
+	for i, r := range c.HTTP.TrustedProxies {
+		if _, err := parseRelay(r); err != nil {
+			add(c.at("http", "trusted_proxies", i), "%v", err)
 		}
 	}
 	if c.SMTP.TLSListen != "" && c.SMTP.CertFile == "" {

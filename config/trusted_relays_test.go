@@ -39,3 +39,22 @@ func TestTrustedRelays(t *testing.T) {
 		}
 	}
 }
+
+func TestTrustedProxies(t *testing.T) {
+	if c := Default(); !slices.Equal(c.HTTP.TrustedProxies, DefaultTrustedProxies) {
+		t.Errorf("default trusted_proxies %v", c.HTTP.TrustedProxies)
+	}
+	c, err := Parse("c.yaml", []byte("http:\n  trusted_proxies: [10.0.0.5, \"2001:db8::/48\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := c.HTTP.TrustedProxyPrefixes()
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.5/32"), netip.MustParsePrefix("2001:db8::/48")}
+	if err != nil || !slices.Equal(ps, want) {
+		t.Errorf("prefixes %v, %v; want %v", ps, err, want)
+	}
+	_, err = Parse("c.yaml", []byte("http:\n  trusted_proxies: [192.0.2.0/33]\n"))
+	if err == nil || !strings.Contains(err.Error(), `c.yaml:2: http.trusted_proxies[0]: "192.0.2.0/33" is not a CIDR`) {
+		t.Errorf("bad CIDR: %v", err)
+	}
+}

@@ -23,6 +23,7 @@ var manyMistakes = []string{
 	`:8: smtp.read_timeout: "forever" is not a duration (write 90s, 15m, 72h or 7d)`,
 	`:9: smtp.listen: written twice (first at line 5); keep one`,
 	`:10: smtp.trusted_relays[0]: "10.0.0/8" is not a CIDR (for example 10.0.0.0/24 or 2001:db8::/64)`,
+	`:11: http.trusted_proxies[0]: "proxy.example.com" is not an IP address or CIDR (for example 10.0.0.5 or 10.0.0.0/24)`,
 	`:14: threading.secret: environment variable DESKMAIL_TEST_UNSET_SECRET is not set (export it before starting deskmail)`,
 	`:15: threading.noreply_senders: must be a list (written [a, b] or as "- item" lines), not "noreply@example.com"`,
 	`:17: outbound.password: cannot read secret file /nonexistent/relay-password: no such file or directory`,
@@ -75,7 +76,7 @@ func TestCheckConfigEveryProblem(t *testing.T) {
 		t.Errorf("stdout %q, want nothing", out)
 	}
 	got := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
-	want = append(want, file+": 15 problem(s)")
+	want = append(want, file+": 16 problem(s)")
 	if !slices.Equal(got, want) {
 		t.Errorf("check-config printed:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}

@@ -119,9 +119,9 @@ func keepRestartOnly(cfg, running *config.Config) []string {
 		out = append(out, "database")
 		cfg.Database = running.Database
 	}
-	if cfg.HTTP != running.HTTP {
+	if cfg.HTTP.Listen != running.HTTP.Listen {
 		out = append(out, "http.listen")
-		cfg.HTTP = running.HTTP
+		cfg.HTTP.Listen = running.HTTP.Listen
 	}
 	if cfg.Log.Format != running.Log.Format {
 		out = append(out, "log.format")

@@ -233,7 +233,11 @@ func (d *daemon) newGeneration(ctx context.Context, cfg *config.Config) (*genera
 		return nil, err
 	}
 	p := rt.pipeline
-	h, err := api.New(api.Options{Store: d.st, Pipeline: p, Config: cfg, Logger: d.log, Kick: d.kick})
+	proxies, err := cfg.HTTP.TrustedProxyPrefixes()
+	if err != nil {
+		return nil, fmt.Errorf("http.trusted_proxies: %w", err)
+	}
+	h, err := api.New(api.Options{Store: d.st, Pipeline: p, Config: cfg, Logger: d.log, Kick: d.kick, TrustedProxies: proxies})
 	if err != nil {
 		return nil, fmt.Errorf("http api: %w", err)
 	}
