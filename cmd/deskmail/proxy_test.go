@@ -45,7 +45,9 @@ func startAPIDaemon(t *testing.T, extra string) *apiDaemon {
 func clientFrom(src string) *http.Client {
 	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
 	return &http.Client{Transport: &http.Transport{
-		DialContext:       func(ctx context.Context, network, addr string) (net.Conn, error) { return dialer.DialContext(ctx, network, addr) },
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dialer.DialContext(ctx, network, addr)
+		},
 		DisableKeepAlives: true,
 	}}
 }
