@@ -19,6 +19,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/deskmail/deskmail/config"
 	"github.com/deskmail/deskmail/metrics"
 	"github.com/deskmail/deskmail/store"
 )
@@ -34,11 +35,15 @@ type Worker struct {
 	log     *slog.Logger
 	kick    chan struct{}
 	// relay is outbound.relay (addr "" when none is configured);
-	// byFrom maps the addresses of channels with their own relay
-	// (lower case) to it. A mail goes through the relay of the channel
-	// whose address is its envelope sender.
-	relay  *relay
-	byFrom map[string]*relay
+	// byName maps the names of channels with their own relay to it,
+	// byChannel their store ids (read when Run starts), and byFrom
+	// their addresses (lower case). A mail goes through the relay of
+	// its channel, else of the channel whose address is its envelope
+	// sender, else outbound.relay.
+	relay     *relay
+	byName    map[string]*relay
+	byChannel map[int64]*relay
+	byFrom    map[string]*relay
 
 	// conns is the size of outbound.relay's connection pool.
 	conns       int
@@ -119,8 +124,8 @@ func (o *Outbox) Worker(st *store.Store, logger *slog.Logger) *Worker {
 	w := &Worker{
 		o: o, st: st, log: logger.With("component", "outbox"), kick: make(chan struct{}, 1),
 		relay:  newRelay("outbound.relay", oc.Relay, oc.TLS, oc.Username, oc.Password.Value, helo, 0),
-		byFrom: map[string]*relay{},
-		conns:  oc.Connections, maxAttempts: oc.MaxAttempts, retryFor: oc.RetryFor.Duration,
+		byFrom: map[string]*relay{}, byName: map[string]*relay{}, byChannel: map[int64]*relay{},
+		conns: oc.Connections, maxAttempts: oc.MaxAttempts, retryFor: oc.RetryFor.Duration,
 		minBackoff: time.Minute, maxBackoff: 12 * time.Hour,
 		attemptTimeout: 5 * time.Minute, idle: 30 * time.Second, poll: 30 * time.Second,
 		now: time.Now, rand: rand.Float64,
@@ -131,6 +136,7 @@ func (o *Outbox) Worker(st *store.Store, logger *slog.Logger) *Worker {
 			continue
 		}
 		r := newRelay("channel "+ch.Name, rc.Address, rc.TLS, rc.Username, rc.Password.Value, helo, rc.Connections)
+		w.byName[ch.Name] = r
 		for _, a := range ch.Addresses {
 			w.byFrom[strings.ToLower(a)] = r
 		}
@@ -184,9 +190,14 @@ type refusal struct {
 }
 
 // relayOf is the relay that delivers m: its channel's own relay, found
-// by the envelope sender (the channel address it was written with),
-// else outbound.relay.
+// by the channel id or else by the envelope sender (the channel
+// address it was written with), else outbound.relay.
 func (w *Worker) relayOf(m *store.OutboxMail) *relay {
+	if m.ChannelID != nil {
+		if r, ok := w.byChannel[*m.ChannelID]; ok {
+			return r
+		}
+	}
 	if r, ok := w.byFrom[strings.ToLower(m.MailFrom)]; ok {
 		return r
 	}
@@ -235,6 +246,12 @@ func (w *Worker) Run(ctx context.Context) error {
 			r.conns = w.conns
 		}
 		total += r.conns
+	}
+	if len(w.byName) > 0 {
+		if err := w.readChannelIDs(ctx); err != nil {
+			// Routing by envelope sender still works.
+			w.log.Error("reading channel ids failed; channel relays are chosen by envelope sender", "err", err)
+		}
 	}
 	// Slots beyond the connections keep claims and results batched:
 	// one transaction (one fsync) serves many messages. Each pool's
@@ -331,6 +348,22 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// readChannelIDs fills byChannel from the store's channels.
+func (w *Worker) readChannelIDs(ctx context.Context) error {
+	return w.st.Read(ctx, func(tx *store.Tx) error {
+		chs, err := tx.Channels()
+		if err != nil {
+			return err
+		}
+		for _, ch := range chs {
+			if r, ok := w.byName[ch.Name]; ok {
+				w.byChannel[ch.ID] = r
+			}
+		}
+		return nil
+	})
 }
 
 // step records finished attempts and claims up to limit due mails in
@@ -733,4 +766,64 @@ func ticketOf(m *store.OutboxMail) int64 {
 		return 0
 	}
 	return *m.TicketID
+}
+
+// DeliveryChanges names the settings a Worker reads that differ
+// between the configurations a and b, sorted: outbound.relay and its
+// connection settings, smtp.hostname (the EHLO name), and for each
+// channel with its own relay, channels.<name>.relay and
+// channels.<name>.addresses (the addresses route mail to that relay).
+// A running Worker keeps what it was built with, so a reload that
+// changes any of them must start a new Worker for the next delivery
+// to use them. Templates, DKIM and sending switches are read when mail
+// is queued (by the Outbox), not by the Worker.
+func DeliveryChanges(a, b *config.Config) []string {
+	va, vb := deliverySettings(a), deliverySettings(b)
+	var out []string
+	for k, v := range va {
+		if w, ok := vb[k]; !ok || w != v {
+			out = append(out, k)
+		}
+	}
+	for k := range vb {
+		if _, ok := va[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// deliverySettings flattens the settings a Worker reads into
+// comparable strings, keyed by their configuration path. Secrets are
+// compared by where they come from (a file or variable is read at
+// each connection).
+func deliverySettings(cfg *config.Config) map[string]string {
+	secret := func(s config.Secret) string { return s.Inline + "\x00" + s.File + "\x00" + s.Env }
+	oc := cfg.Outbound
+	m := map[string]string{
+		"outbound.relay":        oc.Relay,
+		"outbound.tls":          oc.TLS,
+		"outbound.username":     oc.Username,
+		"outbound.password":     secret(oc.Password),
+		"outbound.connections":  fmt.Sprint(oc.Connections),
+		"outbound.max_attempts": fmt.Sprint(oc.MaxAttempts),
+		"outbound.retry_for":    oc.RetryFor.Duration.String(),
+		"smtp.hostname":         cfg.SMTP.Hostname,
+	}
+	for _, ch := range cfg.Channels {
+		rc := ch.Relay
+		if rc == nil || rc.Address == "" {
+			continue
+		}
+		p := "channels." + ch.Name + "."
+		m[p+"relay"] = fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%d", rc.Address, rc.TLS, rc.Username, secret(rc.Password), rc.Connections)
+		addrs := make([]string, len(ch.Addresses))
+		for i, a := range ch.Addresses {
+			addrs[i] = strings.ToLower(a)
+		}
+		slices.Sort(addrs)
+		m[p+"addresses"] = strings.Join(addrs, ",")
+	}
+	return m
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/deskmail/deskmail/config"
 	"github.com/deskmail/deskmail/ingest/poller"
+	"github.com/deskmail/deskmail/outbound"
 	"github.com/deskmail/deskmail/store"
 )
 
@@ -28,10 +29,12 @@ import (
 //     open. The previous pipeline's group committer stops once every
 //     submission it took has its answer, so nothing queued is lost;
 //   - outbound templates and per-channel sending switches (a new
-//     outbound.Outbox); the outbox worker is restarted only when the
-//     outbound section (relay, credentials, connections, retries) or
-//     smtp.hostname changed — deliveries in flight are then
-//     interrupted and retried, queued mail stays queued;
+//     outbound.Outbox); the outbox worker is restarted when a setting
+//     it reads changed (outbound.DeliveryChanges: outbound.relay, its
+//     credentials, connections and retries, smtp.hostname, a
+//     channel's own relay or the addresses routed to it), so the next
+//     delivery uses them — deliveries in flight are then interrupted
+//     and retried, queued mail stays queued;
 //   - IMAP pollers: pollers of changed or removed channels stop (after
 //     their current batch) and pollers of new or changed channels
 //     start; unchanged channels keep their connection;
@@ -88,8 +91,10 @@ func (d *daemon) reload(ctx context.Context) error {
 	if err := d.level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
 		d.log.Error("reload: log.level not changed", "level", cfg.Log.Level, "err", err)
 	}
-	if !reflect.DeepEqual(old.cfg.Outbound, cfg.Outbound) || old.cfg.SMTP.Hostname != cfg.SMTP.Hostname {
-		d.log.Info("reload: outbound relay settings changed; restarting the outbox worker")
+	if changed := outbound.DeliveryChanges(old.cfg, cfg); len(changed) > 0 {
+		// The worker keeps the relays it was built with: only a new
+		// one delivers through the new settings.
+		d.log.Info("reload: outbound delivery settings changed; restarting the outbox worker", "settings", changed)
 		d.stopWorker()
 		d.startWorker(g)
 	} else {
