@@ -18,6 +18,7 @@ import (
 
 	"github.com/deskmail/deskmail/config"
 	"github.com/deskmail/deskmail/ingest"
+	"github.com/deskmail/deskmail/metrics"
 	"github.com/deskmail/deskmail/store"
 )
 
@@ -67,6 +68,12 @@ type Options struct {
 	// names the client for the failed-login limit (see clientAddr);
 	// nil trusts none, so the limit counts the TCP peer.
 	TrustedProxies []netip.Prefix
+	// Guard limits failed logins (default: a new one on Now). The
+	// daemon passes the same guard to every generation so a reload
+	// lifts no lock.
+	Guard *AuthGuard
+	// Metrics counts failed logins and lockouts (optional).
+	Metrics *metrics.Metrics
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Kick, when set, is called after every change that may have queued
@@ -107,10 +114,9 @@ type server struct {
 	scopes map[string]map[string]bool
 	groups []string // group_id = index+1
 	limits *limiter
-	// failures counts failed logins per client IP: past
-	// maxAuthFailures in a minute the address gets 429 before its key
-	// is even looked at, so keys cannot be guessed at speed.
-	failures *limiter
+	// guard limits failed logins per client address and key prefix.
+	guard    *AuthGuard
+	metrics  *metrics.Metrics
 	rate     int
 	roleRate map[string]int
 	proxies  []netip.Prefix
@@ -173,6 +179,7 @@ func New(opts Options) (http.Handler, error) {
 		st: opts.Store, p: opts.Pipeline, log: opts.Logger, now: opts.Now, kick: opts.Kick,
 		base: strings.TrimRight(opts.BaseURL, "/"), rate: opts.RateLimit, roleRate: opts.RoleRateLimits,
 		maxJSON: opts.MaxJSONBytes, maxMultipart: opts.MaxMultipartBytes, proxies: opts.TrustedProxies,
+		metrics:   opts.Metrics,
 		authCache: map[string]authEntry{}, scopes: map[string]map[string]bool{},
 	}
 	if s.log == nil {
@@ -194,7 +201,10 @@ func New(opts Options) (http.Handler, error) {
 		s.maxMultipart = MaxMultipartBytes
 	}
 	s.limits = newLimiter(s.now)
-	s.failures = newLimiter(s.now)
+	s.guard = opts.Guard
+	if s.guard == nil {
+		s.guard = NewAuthGuard(s.now, 0)
+	}
 	scopes := opts.AgentChannels
 	if scopes == nil {
 		scopes = ScopesFromConfig(opts.Config)
@@ -262,28 +272,28 @@ func (s *server) middleware(next http.Handler) http.Handler {
 		}()
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		ip := clientAddr(r, s.proxies)
-		if retry, blocked := s.failures.blocked(ip, maxAuthFailures); blocked {
+		if retry, blocked := s.guard.addressBlocked(ip); blocked {
+			s.metrics.APILoginFailure("address_blocked")
 			w.Header().Set("Retry-After", strconv.Itoa(retry))
 			writeCode(w, http.StatusTooManyRequests, "rate_limit_exceeded",
 				fmt.Sprintf("Too many failed logins from this address. Retry after %d seconds.", retry))
 			return
 		}
 		key := credentials(r)
-		if key == "" {
-			s.failures.take(ip, maxAuthFailures)
-			unauthorized(w)
-			return
+		var a *store.Agent
+		err := store.ErrNotFound
+		if key != "" {
+			a, err = s.authenticate(r.Context(), key)
 		}
-		a, err := s.authenticate(r.Context(), key)
 		if errors.Is(err, store.ErrNotFound) {
-			s.failures.take(ip, maxAuthFailures)
-			unauthorized(w)
+			s.loginFailed(w, r, ip, key)
 			return
 		}
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
+		s.guard.succeed(key)
 		limit := s.rate
 		if v, ok := s.roleRate[a.Role]; ok {
 			limit = v
@@ -303,6 +313,39 @@ func (s *server) middleware(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, a)))
 	})
+}
+
+// loginFailed counts, logs and answers a missing or wrong key: 401,
+// after the key prefix's delay, or 429 once the prefix is locked.
+func (s *server) loginFailed(w http.ResponseWriter, r *http.Request, ip, key string) {
+	reason := "bad_key"
+	if key == "" {
+		reason = "no_key"
+	}
+	v := s.guard.fail(ip, key)
+	if v.locked && !v.lockedNow {
+		reason = "key_locked"
+	}
+	s.metrics.APILoginFailure(reason)
+	if key != "" && reason != "key_locked" {
+		s.log.Warn("api: failed login", "client", ip, "key_prefix", prefixOf(key), "failures", v.failures, "delay", v.delay.String())
+	}
+	if v.addressLockedNow {
+		s.metrics.APILoginLockout("address")
+		s.log.Warn("api: client address blocked after failed logins", "client", ip, "failures", maxAuthFailures, "for", "the rest of the minute")
+	}
+	if v.lockedNow {
+		s.metrics.APILoginLockout("key")
+		s.log.Warn("api: key prefix locked after failed logins", "client", ip, "key_prefix", prefixOf(key), "failures", v.failures, "for", keyLockout.String())
+	}
+	if v.locked {
+		w.Header().Set("Retry-After", strconv.Itoa(v.retryAfter))
+		writeCode(w, http.StatusTooManyRequests, "rate_limit_exceeded",
+			fmt.Sprintf("Too many failed logins with this key. Retry after %d seconds.", v.retryAfter))
+		return
+	}
+	wait(r.Context(), v.delay)
+	unauthorized(w)
 }
 
 // credentials returns the API key of a request: the user name of HTTP
@@ -411,7 +454,3 @@ func (s *server) openapi(w http.ResponseWriter, r *http.Request, a *store.Agent)
 	w.Header().Set("Content-Type", "application/yaml")
 	w.Write(OpenAPI)
 }
-
-// maxAuthFailures is how many failed logins a client address may make
-// in a minute.
-const maxAuthFailures = 30

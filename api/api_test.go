@@ -652,9 +652,11 @@ func TestCustomFields(t *testing.T) {
 // an address gets 429, even with a right key, until the window ends.
 func TestFailedLoginsLimitedPerAddress(t *testing.T) {
 	h := newHarness(t, hopts{})
+	n := 0
 	wrong := func() resp {
+		n++
 		req, _ := http.NewRequest("GET", h.url+"/api/v2/tickets", nil)
-		req.SetBasicAuth("dmk_wrong_key", "X")
+		req.SetBasicAuth(fmt.Sprintf("%03d-wrong-key", n), "X") // a new prefix each time
 		return h.send(req)
 	}
 	for i := 0; i < 30; i++ {

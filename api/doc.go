@@ -53,7 +53,14 @@
 // X-RateLimit-Used-CurrentRequest; over the limit, 429 with
 // Retry-After. A client address with 30 failed logins in a minute gets
 // 429 for the rest of that minute, whatever key it sends, so keys cannot
-// be guessed at speed. Behind a reverse proxy listed in
+// be guessed at speed. Failures are also counted per key prefix (the
+// first 8 characters of the presented key; see AuthGuard): after 3, each
+// failure with that prefix is answered after a doubling delay (100 ms
+// up to 5 s), and the 10th locks the prefix for 15 minutes (429 at once
+// for a wrong key with it, from any address). A valid key is always
+// accepted — checked before any lock — so nobody can lock an agent out
+// by guessing at her key. Keys are 32 random bytes: the limits slow and
+// log guessing, the key's length makes it hopeless. Behind a reverse proxy listed in
 // Options.TrustedProxies the client address is the rightmost
 // X-Forwarded-For hop that is not a trusted proxy; from any other peer
 // X-Forwarded-For is ignored. JSON bodies are limited to MaxJSONBytes and multipart

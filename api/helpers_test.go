@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -87,6 +88,12 @@ type hopts struct {
 	rateLimit int
 	// dbPath reuses a database (default: a new one in t.TempDir()).
 	dbPath string
+	// guard, when set, is the failed-login limiter; trustLoopback
+	// makes X-Forwarded-For from loopback name the client.
+	guard         *api.AuthGuard
+	trustLoopback bool
+	// log receives the API's log (default: discarded).
+	log io.Writer
 }
 
 func newHarness(t testing.TB, o hopts) *harness {
@@ -143,8 +150,14 @@ func newHarness(t testing.TB, o hopts) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if o.log == nil {
+		o.log = io.Discard
+	}
 	opts := api.Options{Store: h.st, Pipeline: h.p, Config: cfg, RateLimit: o.rateLimit,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Logger: slog.New(slog.NewTextHandler(o.log, nil)), Guard: o.guard}
+	if o.trustLoopback {
+		opts.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	}
 	if o.relay {
 		h.worker = h.ob.Worker(h.st, slog.New(slog.DiscardHandler))
 		opts.Kick = h.worker.Kick

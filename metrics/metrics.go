@@ -36,7 +36,9 @@ type Metrics struct {
 	deliveries *prometheus.CounterVec
 	store      *storeCollector
 
-	apiRequests *prometheus.CounterVec
+	apiRequests      *prometheus.CounterVec
+	apiLoginFailures *prometheus.CounterVec
+	apiLoginLockouts *prometheus.CounterVec
 }
 
 // New creates the collectors on a fresh registry (with Go and process
@@ -70,9 +72,13 @@ func New() *Metrics {
 			Help: "Outbound delivery attempts by result (sent, retry, failed)."}, []string{"result"}),
 		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_api_requests_total",
 			Help: "API requests by HTTP status code."}, []string{"code"}),
+		apiLoginFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_api_login_failures_total",
+			Help: "Failed API logins by reason (no_key, bad_key, address_blocked, key_locked)."}, []string{"reason"}),
+		apiLoginLockouts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_api_login_lockouts_total",
+			Help: "Client addresses and key prefixes locked after failed API logins, by scope (address, key)."}, []string{"scope"}),
 	}
 	reg.MustRegister(m.received, m.actions, m.parseWarnings, m.failed, m.latency, m.batchSize, m.smtpSessions, m.smtpRejections,
-		m.imapPolls, m.imapErrors, m.deliveries, m.apiRequests)
+		m.imapPolls, m.imapErrors, m.deliveries, m.apiRequests, m.apiLoginFailures, m.apiLoginLockouts)
 	m.store = newStoreCollector()
 	reg.MustRegister(m.store)
 	return m
@@ -242,4 +248,23 @@ func (m *Metrics) APIRequest(code int) {
 		return
 	}
 	m.apiRequests.WithLabelValues(strconv.Itoa(code)).Inc()
+}
+
+// APILoginFailure counts a refused API login by reason: no_key,
+// bad_key, address_blocked (the client address is over its limit),
+// key_locked (the key prefix is locked).
+func (m *Metrics) APILoginFailure(reason string) {
+	if m == nil {
+		return
+	}
+	m.apiLoginFailures.WithLabelValues(reason).Inc()
+}
+
+// APILoginLockout counts a lock set after failed API logins, by scope
+// (address, key).
+func (m *Metrics) APILoginLockout(scope string) {
+	if m == nil {
+		return
+	}
+	m.apiLoginLockouts.WithLabelValues(scope).Inc()
 }

@@ -70,6 +70,8 @@ func TestREADMETableIsExact(t *testing.T) {
 	m.IMAPError("c", "auth")
 	m.Delivery("sent")
 	m.APIRequest(200)
+	m.APILoginFailure("bad_key")
+	m.APILoginLockout("key")
 	m.ReadStore(func(context.Context) (StoreStats, error) { return StoreStats{}, nil })
 	fams, err := m.Registry().Gather()
 	if err != nil {

@@ -99,11 +99,11 @@ func TestFailedLoginLimitBehindProxy(t *testing.T) {
 		// Forged hops naming the victim and the proxy itself: the proxy
 		// appends 127.0.0.2, the rightmost untrusted hop, so they count
 		// against the attacker.
-		if code := getTickets(t, attacker, front, fmt.Sprintf("wrong-key-%d", i), "127.0.0.3, 127.0.0.1"); code != http.StatusUnauthorized {
+		if code := getTickets(t, attacker, front, fmt.Sprintf("%02d-wrong-key", i), "127.0.0.3, 127.0.0.1"); code != http.StatusUnauthorized {
 			t.Fatalf("bad key %d through the proxy: %d, want 401", i, code)
 		}
 	}
-	if code := getTickets(t, attacker, front, "wrong-key-31", ""); code != http.StatusTooManyRequests {
+	if code := getTickets(t, attacker, front, "31-wrong-key", ""); code != http.StatusTooManyRequests {
 		t.Fatalf("31st bad key from the attacker: %d, want 429", code)
 	}
 	if code := getTickets(t, attacker, front, d.key, ""); code != http.StatusTooManyRequests {
@@ -117,7 +117,7 @@ func TestFailedLoginLimitBehindProxy(t *testing.T) {
 	// request names a new X-Forwarded-For, and all count against the peer.
 	direct := "http://" + d.http
 	for i := range 30 {
-		if code := getTickets(t, other, direct, "wrong", fmt.Sprintf("198.51.100.%d", i+1)); code != http.StatusUnauthorized {
+		if code := getTickets(t, other, direct, fmt.Sprintf("d%02d-bad-key", i), fmt.Sprintf("198.51.100.%d", i+1)); code != http.StatusUnauthorized {
 			t.Fatalf("direct bad key %d: %d, want 401", i, code)
 		}
 	}
@@ -126,5 +126,35 @@ func TestFailedLoginLimitBehindProxy(t *testing.T) {
 	}
 	if code := getTickets(t, victim, front, d.key, ""); code != http.StatusOK {
 		t.Fatalf("victim after the direct attack: %d, want 200", code)
+	}
+
+	// Ten wrong keys with the prefix of alice's key (from a client with
+	// failures to spare): the 10th locks the prefix, her key still works.
+	for i := 1; i <= 10; i++ {
+		code := getTickets(t, victim, front, d.key[:8]+fmt.Sprintf("-guess-%d", i), "")
+		if want := map[bool]int{true: http.StatusTooManyRequests, false: http.StatusUnauthorized}[i == 10]; code != want {
+			t.Fatalf("guess %d at alice's key prefix: %d, want %d", i, code, want)
+		}
+	}
+	if code := getTickets(t, victim, front, d.key, ""); code != http.StatusOK {
+		t.Fatalf("alice's key while its prefix is locked: %d, want 200", code)
+	}
+	resp, err := http.Get(direct + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, w := range []string{`deskmail_api_login_failures_total{reason="bad_key"} 70`, `deskmail_api_login_failures_total{reason="address_blocked"} 3`,
+		`deskmail_api_login_lockouts_total{scope="address"} 2`, `deskmail_api_login_lockouts_total{scope="key"} 1`} {
+		if !strings.Contains(string(body), w) {
+			t.Errorf("/metrics lacks %s", w)
+		}
+	}
+	for _, w := range []string{`msg="api: failed login" client=127.0.0.2`, `msg="api: client address blocked after failed logins" client=127.0.0.4`,
+		`msg="api: key prefix locked after failed logins" client=127.0.0.3`} {
+		if !strings.Contains(d.proc.stderr.String(), w) {
+			t.Errorf("log lacks %s", w)
+		}
 	}
 }

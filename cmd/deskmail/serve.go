@@ -170,6 +170,8 @@ type daemon struct {
 	worker atomic.Pointer[outbound.Worker]
 	// api serves /api/ with the current generation's pipeline.
 	api swapHandler
+	// guard is the API's failed-login limiter, kept across reloads.
+	guard *api.AuthGuard
 
 	// Set by run.
 	recv    *receiver.Server // nil when the receiver is disabled
@@ -211,7 +213,8 @@ func newDaemon(ctx context.Context, cfg *config.Config, ov overrides, logger *sl
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{ov: ov, st: st, metrics: metrics.New(), log: logger, level: level, jsonLog: cfg.Log.Format == "json"}
+	d := &daemon{ov: ov, st: st, metrics: metrics.New(), log: logger, level: level, jsonLog: cfg.Log.Format == "json",
+		guard: api.NewAuthGuard(nil, 0)}
 	d.api.m = d.metrics
 	d.metrics.ReadStore(d.storeStats)
 	g, err := d.newGeneration(ctx, cfg)
@@ -237,7 +240,8 @@ func (d *daemon) newGeneration(ctx context.Context, cfg *config.Config) (*genera
 	if err != nil {
 		return nil, fmt.Errorf("http.trusted_proxies: %w", err)
 	}
-	h, err := api.New(api.Options{Store: d.st, Pipeline: p, Config: cfg, Logger: d.log, Kick: d.kick, TrustedProxies: proxies})
+	h, err := api.New(api.Options{Store: d.st, Pipeline: p, Config: cfg, Logger: d.log, Kick: d.kick, TrustedProxies: proxies,
+		Guard: d.guard, Metrics: d.metrics})
 	if err != nil {
 		return nil, fmt.Errorf("http api: %w", err)
 	}
