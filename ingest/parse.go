@@ -145,7 +145,7 @@ func Parse(raw []byte, opts ParseOptions) (msg *Message, err error) {
 	p.generateID(body)
 	classify(m, root)
 	p.collectPartErrors()
-	m.ReplyText = visibleReply(p.rawHTML, m.Text, p.textFromHTML)
+	m.ReplyText = visibleReply(p.rawHTML, m.Text, p.textFromHTML, replySender(m.From))
 	return m, nil
 }
 
@@ -694,22 +694,30 @@ func fixC1(s string) string {
 // trimmed by that text's quote headers and '>' lines; its HTML is
 // parsed for markup only when the text showed none, so the common
 // reply costs one HTML parse (sanitizing) instead of two.
-func visibleReply(rawHTML, text string, textFromHTML bool) string {
+func visibleReply(rawHTML, text string, textFromHTML bool, from reply.Sender) string {
 	var trimmedText string
 	if rawHTML != "" && !textFromHTML {
-		if trimmedText = reply.TrimText(text); trimmedText != strings.TrimSpace(text) {
+		if trimmedText = reply.TrimTextFrom(text, from); trimmedText != strings.TrimSpace(text) {
 			return trimmedText
 		}
 	}
 	if rawHTML != "" {
 		if trimmed, removed := reply.TrimHTML(rawHTML); removed {
-			return reply.TrimText(htmlToText(trimmed))
+			return reply.TrimTextFrom(htmlToText(trimmed), from)
 		}
 	}
 	if trimmedText != "" {
 		return trimmedText
 	}
-	return reply.TrimText(text)
+	return reply.TrimTextFrom(text, from)
+}
+
+// replySender is the From address as the reply trimmer wants it.
+func replySender(a *Address) reply.Sender {
+	if a == nil {
+		return reply.Sender{}
+	}
+	return reply.Sender{Name: a.Name, Address: a.Address}
 }
 
 var cidRef = regexp.MustCompile(`(?i)cid:([^"'\s>)]+)`)

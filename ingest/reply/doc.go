@@ -33,6 +33,15 @@
 //     text starts the signature. The looser "--", "__" and "—" lines
 //     count only when at most maxSigLines non-quoted lines follow them,
 //     and a "-Name" sign-off only at the very end.
+//     With the sender known ([TrimTextFrom]), a block at the bottom
+//     that starts with a line naming them ("Gina", "John E. Doe,
+//     Ph.D.": capitalised words, one a word of the From display name or
+//     of the address's local part, role words such as "Support"
+//     excluded) is a signature too, with at most 8 short lines below
+//     it, when a blank line, a valediction ("Thank you,", which goes
+//     with it) or a rule line a few lines above sets it off, and the
+//     line above does not end in a colon ("Please ship to:" over an
+//     address keeps the address).
 //  3. Trailing history. From the bottom up, quoted lines, the
 //     attribution above them, blank and separator-only lines and mobile
 //     trailers ("Sent from my iPhone", "Envoyé de mon iPhone", "Von

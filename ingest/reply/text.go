@@ -21,6 +21,13 @@ const maxDepth = 3
 // everything looks like history, the trimmed original is returned. See
 // the package documentation for the rules.
 func TrimText(text string) string {
+	return TrimTextFrom(text, Sender{})
+}
+
+// TrimTextFrom is [TrimText] for a mail whose sender is known: a block
+// at the bottom that starts with the sender's name (see
+// cutSenderSignature) is a signature too.
+func TrimTextFrom(text string, from Sender) string {
 	if !utf8.ValidString(text) {
 		text = strings.ToValidUTF8(text, "\uFFFD")
 	}
@@ -28,7 +35,7 @@ func TrimText(text string) string {
 		text = strings.ReplaceAll(text, "\r\n", "\n")
 		text = strings.ReplaceAll(text, "\r", "\n")
 	}
-	return trimBody(newBody(strings.Split(text, "\n")), 0)
+	return trimBody(newBody(strings.Split(text, "\n")), 0, nameTokens(from))
 }
 
 // body is a text split into lines, with each line's quote status
@@ -83,11 +90,15 @@ const (
 	cutHeaders             // an Outlook header block or a separator
 )
 
-func trimBody(b *body, depth int) string {
+func trimBody(b *body, depth int, names []string) string {
 	cut, kind, bodyAt := findCut(b)
 	reply := b.sub(0, cut)
 	reply = cutSignature(reply)
 	reply = dropTrailing(reply)
+	if depth == 0 {
+		// Below a forward the sign-off is the forwarded sender's.
+		reply = dropTrailing(cutSenderSignature(reply, names))
+	}
 	reply = dropLeadingQuote(reply)
 	if out := join(reply.lines); out != "" {
 		return out
@@ -95,7 +106,7 @@ func trimBody(b *body, depth int) string {
 	// Nothing above the history: a bare forward, a body that starts
 	// with the attribution of unquoted history, or a mis-detection.
 	if kind != cutNone && depth < maxDepth && bodyAt < b.len() {
-		if out := trimBody(b.sub(bodyAt, b.len()), depth+1); out != "" {
+		if out := trimBody(b.sub(bodyAt, b.len()), depth+1, nil); out != "" {
 			return out
 		}
 	}
