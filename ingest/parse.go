@@ -55,6 +55,7 @@ var mimeParser = enmime.NewParser(
 	enmime.DisableTextConversion(true),
 	enmime.DisableCharacterDetection(true),
 	enmime.MaxStoredPartErrors(maxWarnings),
+	enmime.MaxPartDepth(maxDepth),
 )
 
 // rawTextMediaType parses a media type like enmime does, but tells
@@ -397,6 +398,9 @@ func (p *parser) collectPartErrors() {
 			if e.Name == enmime.ErrorMissingContentType && part == p.root {
 				continue // plain RFC 822 mail needs none
 			}
+			if e.Name == enmime.ErrorNestingTooDeep {
+				continue // the walker's warning says more (unparsed)
+			}
 			p.m.warn("mime: %s: %s", e.Name, toUTF8(e.Detail, ""))
 		}
 		return false
@@ -429,11 +433,24 @@ type walker struct {
 	atts  []*enmime.Part
 }
 
-// maxDepth bounds recursion over hostile nesting.
-const maxDepth = 64
+// maxDepth is how deeply multiparts may nest below the root: real mail
+// nests a handful of levels (a forward of a forward of a signed mail
+// is about ten), and every level makes parsing the bytes below it
+// slower. A deeper multipart is not parsed (enmime.MaxPartDepth); the
+// walker keeps the last text found in it (see unparsed).
+const maxDepth = 32
 
 func (w *walker) walk(part *enmime.Part, depth int) {
-	if part == nil || depth > maxDepth {
+	if part == nil {
+		return
+	}
+	if depth > maxDepth+1 {
+		// enmime stops at maxDepth+1; this guards the recursion only.
+		w.p.m.warn("mime: part %s nested deeper than %d levels; left out", part.PartID, maxDepth)
+		return
+	}
+	if part.FirstChild == nil && tooDeep(part) {
+		w.unparsed(part)
 		return
 	}
 	if part.FirstChild != nil {
@@ -457,6 +474,85 @@ func (w *walker) walk(part *enmime.Part, depth int) {
 	default:
 		w.atts = append(w.atts, part)
 	}
+}
+
+// tooDeep reports whether enmime left part unparsed for its depth.
+func tooDeep(part *enmime.Part) bool {
+	for _, e := range part.Errors {
+		if e.Name == enmime.ErrorNestingTooDeep {
+			return true
+		}
+	}
+	return false
+}
+
+// unparsed handles a multipart nested too deeply to be parsed: its
+// body is kept only in the raw message, and the last text part found
+// in it (its deepest text, in hostile nesting) becomes body text.
+func (w *walker) unparsed(part *enmime.Part) {
+	t := w.p.deepestText(part.Content)
+	if t != "" {
+		w.texts = append(w.texts, t)
+		w.p.m.warn("mime: part %s nested deeper than %d levels; its last text part is kept as the text, the rest only in the raw message", part.PartID, maxDepth)
+		return
+	}
+	w.p.m.warn("mime: part %s nested deeper than %d levels and holds no readable text; kept only in the raw message", part.PartID, maxDepth)
+}
+
+// deepestText returns the decoded text of the last text/plain (else
+// text/html) part in b, the unparsed body of a multipart: b is cut at
+// every boundary delimiter line ("--…") and the pieces are read as
+// single parts from the last one back, at most 256 non-empty pieces.
+func (p *parser) deepestText(b []byte) string {
+	var pieces [][]byte
+	start := -1 // the preamble before the first delimiter is no part
+	for i := 0; i <= len(b); {
+		j := bytes.IndexByte(b[i:], '\n')
+		end := len(b)
+		if j >= 0 {
+			end = i + j + 1
+		}
+		if bytes.HasPrefix(b[i:end], []byte("--")) {
+			if start >= 0 {
+				pieces = append(pieces, b[start:i])
+			}
+			start = end
+		}
+		if j < 0 {
+			break
+		}
+		i = end
+	}
+	if start >= 0 && start < len(b) {
+		pieces = append(pieces, b[start:])
+	}
+	html := ""
+	tries := 0
+	for k := len(pieces) - 1; k >= 0 && tries < 256; k-- {
+		// The line break before a delimiter belongs to the delimiter
+		// (RFC 2046 §5.1.1).
+		piece := bytes.TrimLeft(pieces[k], "\r\n")
+		piece = bytes.TrimSuffix(bytes.TrimSuffix(piece, []byte("\n")), []byte("\r"))
+		if len(bytes.TrimSpace(piece)) == 0 {
+			continue
+		}
+		tries++
+		part, err := mimeParser.ReadParts(bytes.NewReader(piece))
+		if err != nil || part.FirstChild != nil {
+			continue
+		}
+		switch bodyKind(part) {
+		case "text":
+			if t := p.partText(part); strings.TrimSpace(t) != "" {
+				return t
+			}
+		case "html":
+			if html == "" {
+				html = htmlToText(p.partText(part))
+			}
+		}
+	}
+	return html
 }
 
 // alternative picks the text/plain alternative for Text and the last

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -305,8 +306,23 @@ func (p *Pipeline) prepare(r Raw) (pr *prepared) {
 	}
 	pr.msg = msg
 	pr.channel = p.channelFor(r, msg)
+	if contentFree(msg) {
+		pr.err = ErrEmpty
+		return pr
+	}
 	pr.in = p.incoming(pr.raw, msg, pr.channel)
 	return pr
+}
+
+// ErrEmpty is the error of a message kept raw and marked failed because
+// it has no subject, no text and no attachment: it is no ticket (it
+// would open one from nobody about nothing).
+var ErrEmpty = errors.New("empty message: no subject, text or attachment")
+
+// contentFree reports whether m says nothing at all.
+func contentFree(m *Message) bool {
+	return strings.TrimSpace(m.Subject) == "" && strings.TrimSpace(m.Text) == "" &&
+		strings.TrimSpace(m.HTML) == "" && len(m.Attachments) == 0
 }
 
 // channelFor picks the channel: the source's, else the first support
@@ -518,6 +534,11 @@ func (p *Pipeline) one(tx *store.Tx, pr *prepared) (Result, error) {
 	res.RawID = rawID
 	if pr.err != nil {
 		res.Action = ActionIgnored
+		if errors.Is(pr.err, ErrEmpty) {
+			p.env.Metrics.Failed("empty")
+			p.log.Warn("message kept raw: empty", "name", pr.raw.Name, "message_id", res.MessageID, "raw_id", rawID)
+			return res, nil
+		}
 		p.env.Metrics.Failed("parse")
 		p.log.Warn("message kept raw: cannot parse", "name", pr.raw.Name, "raw_id", rawID, "err", pr.err)
 		return res, nil

@@ -112,7 +112,7 @@ func (m *Metrics) Message(channel, source, action string, warnings int, took tim
 }
 
 // Failed counts a message kept raw because a stage failed
-// ("parse", "thread").
+// ("parse", "thread", "empty").
 func (m *Metrics) Failed(stage string) {
 	if m == nil {
 		return

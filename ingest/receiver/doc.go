@@ -46,8 +46,9 @@
 //	535 5.7.8     AUTH: wrong user name or password
 //	550 5.1.1     RCPT TO: not a support address (no relaying)
 //	552 5.3.4     MAIL FROM SIZE= or the data exceed smtp.max_message_bytes
-//	554 5.6.0     DATA: a line longer than smtp.max_line_length, or more
-//	              header fields than smtp.max_headers (RFC 3463 X.6.0,
+//	554 5.6.0     DATA: an empty message (nothing but blank lines, or
+//	              BDAT 0 LAST), a line longer than smtp.max_line_length,
+//	              or more header fields than smtp.max_headers (RFC 3463 X.6.0,
 //	              "other or undefined media error": the content, not
 //	              the size, is refused; 554 is RFC 5321's answer to a
 //	              failed DATA transaction)

@@ -59,6 +59,18 @@ func TestFixtureSessions(t *testing.T) {
 	if !strings.Contains(raw.data, "Subject: =?UTF-8?Q?Caf=C3=A9?= and dots\r\n") {
 		t.Error("header changed")
 	}
+	// empty-data.txt: the refused messages left nothing; the one that
+	// says nothing is kept raw, failed, and is no ticket.
+	var stored, tickets int
+	if err := h.db().QueryRow(`SELECT COUNT(*) FROM raw_messages WHERE envelope LIKE '%nobody@customer.example%'`).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.db().QueryRow(`SELECT COUNT(*) FROM tickets t JOIN contacts c ON c.id = t.requester_id WHERE c.email IN ('nobody@customer.example', 'unknown@invalid')`).Scan(&tickets); err != nil {
+		t.Fatal(err)
+	}
+	if raw, ok := h.rawByMessageID("empty-3@customer.example"); !ok || raw.state != "failed" || stored != 1 || tickets != 0 {
+		t.Errorf("empty-data: content-free mail stored %v state %q; %d raw messages from the sender (want 1), %d tickets (want 0)", ok, raw.state, stored, tickets)
+	}
 }
 
 // readReply reads one (possibly multi-line) SMTP reply and returns its

@@ -380,5 +380,6 @@ var (
 	errNoMemory     = errorf(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage, please try again later")
 	errReadFailed   = errorf(451, smtp.EnhancedCode{4, 4, 2}, "Connection problem while receiving data, please try again")
 	errAuthTooMany  = errorf(421, smtp.EnhancedCode{4, 7, 0}, "Too many failed authentication attempts")
+	errEmpty        = errorf(554, smtp.EnhancedCode{5, 6, 0}, "Message is empty")
 	errNeedTLSAuth  = errorf(538, smtp.EnhancedCode{5, 7, 11}, "Encryption required for requested authentication mechanism")
 )

@@ -884,3 +884,30 @@ func TestAuthProvesAgent(t *testing.T) {
 		t.Errorf("status after the authenticated agent's #status resolved = %d, want 4", s)
 	}
 }
+
+// TestEmptyMessageRefused: an empty DATA and BDAT 0 LAST get 554 5.6.0
+// and leave nothing in the store (fixtures/smtp/empty-data.txt replays
+// the same over one pipelined write).
+func TestEmptyMessageRefused(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	tp, nc := h.raw()
+	defer nc.Close()
+	cmd(t, tp, "EHLO client.test.example")
+	for _, data := range []string{"DATA\r\n.\r\n", "DATA\r\n\r\n\t\r\n.\r\n", "BDAT 0 LAST\r\n"} {
+		cmd(t, tp, "MAIL FROM:<void@customer.example>")
+		cmd(t, tp, "RCPT TO:<support@example.com>")
+		fmt.Fprint(nc, data)
+		if strings.HasPrefix(data, "DATA") {
+			if code, _, err := tp.ReadResponse(354); err != nil {
+				t.Fatalf("%q: %d %v", data, code, err)
+			}
+		}
+		if code, msg, _ := tp.ReadResponse(0); code != 554 || !strings.HasPrefix(msg, "5.6.0") {
+			t.Errorf("%q: %d %s, want 554 5.6.0", data, code, msg)
+		}
+	}
+	var n int
+	if err := h.db().QueryRow(`SELECT COUNT(*) FROM raw_messages`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d raw messages stored (%v)", n, err)
+	}
+}

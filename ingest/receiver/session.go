@@ -168,6 +168,13 @@ func (se *session) Data(r io.Reader) (err error) {
 	if _, err := buf.ReadFrom(sc); err != nil {
 		return se.readError(err, qid)
 	}
+	if len(bytes.TrimSpace(buf.Bytes()[len(hdr):])) == 0 {
+		// An empty DATA or BDAT 0 LAST: nothing to keep, and no ticket
+		// must come of it.
+		se.s.opts.Metrics.SMTPRejection("empty")
+		se.s.log.Info("smtp: empty message refused", "id", qid, "client", se.tc.ip, "from", tx.from)
+		return errEmpty
+	}
 
 	raw := ingest.Raw{
 		Data:    buf.Bytes(),

@@ -25,6 +25,8 @@ const (
 	ErrorMissingRecipient = "no recipients (to, cc, bcc) set"
 	// ErrorMalformedChildPart name.
 	ErrorMalformedChildPart = "Malformed child part"
+	// ErrorNestingTooDeep name (deskmail patch, see MaxPartDepth).
+	ErrorNestingTooDeep = "Nesting too deep"
 	// ErrorDataHasBoundary name.
 	ErrorDataHasBoundary = "Data contains boundary marker"
 )

@@ -51,6 +51,23 @@ func (o maxStoredPartErrorsOption) apply(p *Parser) {
 	p.maxStoredPartErrors = int(o)
 }
 
+// MaxPartDepth limits how deeply multiparts may nest (deskmail patch).
+// A multipart part nested deeper than n levels below the root is not
+// parsed: it becomes a leaf whose Content is its unparsed body (no
+// transfer decoding), and an ErrorNestingTooDeep error is recorded on
+// it. Zero, the default, means no limit. Without a limit, hostile
+// nesting costs time quadratic in the depth (every level's boundary
+// reader sees every byte below it).
+func MaxPartDepth(n int) Option {
+	return maxPartDepthOption(n)
+}
+
+type maxPartDepthOption int
+
+func (o maxPartDepthOption) apply(p *Parser) {
+	p.maxPartDepth = int(o)
+}
+
 // RawContent if set to true will not try to decode the CTE and return the raw part content.
 // Otherwise, will try to automatically decode the CTE.
 func RawContent(a bool) Option {

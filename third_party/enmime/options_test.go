@@ -90,3 +90,42 @@ f6En7vFpNql3tfMkoKABP1iBEf+M/qF6LCAIvyRbpH6uDCqcKKGmH3e6OiqN5eCfqUk=
 	// application/pamirviewer
 	// 2023-10-13.pmrv
 }
+
+// TestMaxPartDepth (deskmail patch): a multipart nested deeper than the
+// limit is a leaf holding its unparsed body, with an error recorded.
+func TestMaxPartDepth(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("Content-Type: multipart/mixed; boundary=\"b0\"\r\n\r\n")
+	const n = 6
+	for i := 1; i < n; i++ {
+		fmt.Fprintf(&b, "--b%d\r\nContent-Type: multipart/mixed; boundary=\"b%d\"\r\n\r\n", i-1, i)
+	}
+	fmt.Fprintf(&b, "--b%d\r\nContent-Type: text/plain\r\n\r\ndeep\r\n--b%d--\r\n", n-1, n-1)
+	for i := n - 2; i >= 0; i-- {
+		fmt.Fprintf(&b, "--b%d--\r\n", i)
+	}
+	root, err := NewParser(MaxPartDepth(3)).ReadParts(strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, depth := root, 0
+	for p.FirstChild != nil {
+		p, depth = p.FirstChild, depth+1
+	}
+	if depth != 4 || p.ContentType != "multipart/mixed" || !strings.Contains(string(p.Content), "deep") {
+		t.Fatalf("leaf at depth %d: %s %q", depth, p.ContentType, p.Content)
+	}
+	if len(p.Errors) != 1 || p.Errors[0].Name != ErrorNestingTooDeep {
+		t.Errorf("errors: %v", p.Errors)
+	}
+	// Without the option the whole tree is parsed.
+	root, err = NewParser().ReadParts(strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, depth = root, 0; p.FirstChild != nil; p, depth = p.FirstChild, depth+1 {
+	}
+	if depth != n || string(p.Content) != "deep" {
+		t.Errorf("unlimited: leaf at depth %d %q", depth, p.Content)
+	}
+}

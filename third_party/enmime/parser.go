@@ -28,6 +28,7 @@ type Parser struct {
 	disableTextConversion           bool
 	disableCharacterDetection       bool
 	minCharsetDetectRunes           int
+	maxPartDepth                    int
 }
 
 // defaultParser is a Parser with default configuration.

@@ -531,6 +531,21 @@ func parseChild(parent, p *Part, bbr *bufio.Reader) error {
 	}
 
 	parent.AddChild(p)
+	if max := p.parser.maxPartDepth; max > 0 && p.depth() > max {
+		// deskmail patch: beyond MaxPartDepth the multipart is kept
+		// unparsed, as a leaf.
+		p.addErrorf(ErrorNestingTooDeep, "multipart nested deeper than %d levels; kept unparsed", max)
+		content, err := readAll(bbr)
+		if err != nil {
+			if p.parser.skipMalformedParts {
+				parent.addErrorf(ErrorMalformedChildPart, "read content: %s", err.Error())
+				return nil
+			}
+			return errors.WithStack(err)
+		}
+		p.Content = content
+		return nil
+	}
 	// Content is another multipart.
 	if err = parseParts(p, bbr); err != nil {
 		if p.parser.skipMalformedParts {
@@ -540,6 +555,15 @@ func parseChild(parent, p *Part, bbr *bufio.Reader) error {
 		return err
 	}
 	return nil
+}
+
+// depth is the number of ancestors of p (the root has depth 0).
+func (p *Part) depth() int {
+	n := 0
+	for q := p.Parent; q != nil; q = q.Parent {
+		n++
+	}
+	return n
 }
 
 func (p *Part) WithEncoder(e *Encoder) *Part {
