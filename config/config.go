@@ -218,7 +218,17 @@ type OutboundConfig struct {
 	// parent domain), else for its envelope sender's domain, else not
 	// at all.
 	DKIM []DKIMConfig `yaml:"dkim"`
+	// VERP gives each outbound mail its own signed envelope sender
+	// (support+b<outbox id>.<mac>@domain), so that a bounce proves
+	// which mail it answers (default true). Turn it off for a relay
+	// that refuses or rewrites such senders; bounces are then matched
+	// by our Message-ID and the report's Final-Recipient only.
+	VERP *bool `yaml:"verp"`
 }
+
+// VERPEnabled reports whether outbound mail gets a signed envelope
+// sender (outbound.verp, default true).
+func (o OutboundConfig) VERPEnabled() bool { return o.VERP == nil || *o.VERP }
 
 // DKIMConfig is one DKIM signing domain (RFC 6376).
 type DKIMConfig struct {

@@ -155,6 +155,7 @@ func NewPipeline(ctx context.Context, st *store.Store, env Env) (*Pipeline, erro
 		Addresses:       p.addrs,
 		NoReply:         cfg.Threading.NoReplySenders,
 		ImplicitSupport: env.ImplicitSupport,
+		BounceNeedsVERP: cfg.Outbound.VERPEnabled(),
 		Now:             env.Now,
 	}
 	p.engine.SameDomain = map[int64]bool{}

@@ -80,6 +80,8 @@ func newHarness(t testing.TB, adjust func(*config.Config)) *harness {
 
 var (
 	ticketTokenRE = regexp.MustCompile(`\{\{TICKET_TOKEN (\d+)\}\}`)
+	bounceTokenRE = regexp.MustCompile(`\{\{BOUNCE_TOKEN (\d+)\}\}`)
+	outboxIDRE    = regexp.MustCompile(`\{\{OUTBOX_MESSAGE_ID (\d+)\}\}`)
 	agentTokenRE  = regexp.MustCompile(`\{\{AGENT_TOKEN (\d+) (\S+)\}\}`)
 )
 
@@ -94,6 +96,16 @@ func (h *harness) mail(scenario, name string) []byte {
 	b = ticketTokenRE.ReplaceAllFunc(b, func(m []byte) []byte {
 		id, _ := strconv.ParseInt(string(ticketTokenRE.FindSubmatch(m)[1]), 10, 64)
 		return []byte(h.signer.TicketToken(id))
+	})
+	b = bounceTokenRE.ReplaceAllFunc(b, func(m []byte) []byte {
+		id, _ := strconv.ParseInt(string(bounceTokenRE.FindSubmatch(m)[1]), 10, 64)
+		return []byte(h.signer.BounceToken(id))
+	})
+	b = outboxIDRE.ReplaceAllFunc(b, func(m []byte) []byte {
+		id, _ := strconv.ParseInt(string(outboxIDRE.FindSubmatch(m)[1]), 10, 64)
+		var om *store.OutboxMail
+		h.read(func(tx *store.Tx) (err error) { om, err = tx.OutboxMailByID(id); return err })
+		return []byte(om.MessageID)
 	})
 	b = agentTokenRE.ReplaceAllFunc(b, func(m []byte) []byte {
 		sm := agentTokenRE.FindSubmatch(m)
@@ -225,6 +237,18 @@ func (h *harness) addOutbound(messageID string, ticket int64) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
+}
+
+// addOutbox writes a sent outbox mail of a ticket to rcpt and returns
+// its id.
+func (h *harness) addOutbox(messageID string, ticket int64, rcpt ...string) int64 {
+	h.t.Helper()
+	m := &store.OutboxMail{TicketID: &ticket, Kind: "agent_reply", MailFrom: "support@acme.example", RcptTo: rcpt,
+		MessageID: messageID, Raw: []byte("Subject: x\r\n\r\nx\r\n"), State: store.OutboxSent}
+	if err := h.st.Write(h.ctx, func(tx *store.Tx) error { return tx.EnqueueOutbox(m) }); err != nil {
+		h.t.Fatal(err)
+	}
+	return m.ID
 }
 
 // findHistory returns the entries with this action.
@@ -696,30 +720,124 @@ func TestAutoReplies(t *testing.T) {
 	}
 }
 
-func TestBounceRecordedOnTicket(t *testing.T) {
+// TestBounceByMessageIDWithoutVERP: with outbound.verp off, a report
+// naming our outbox mail's Message-ID and a recipient it was sent to is
+// the proof; with VERP on (the default) the same report proves nothing
+// (it did not come back to the mail's signed envelope sender) and is
+// only noted on the ticket.
+func TestBounceByMessageIDWithoutVERP(t *testing.T) {
+	for _, verp := range []bool{false, true} {
+		t.Run(fmt.Sprintf("verp=%v", verp), func(t *testing.T) {
+			h := newHarness(t, func(c *config.Config) { c.Outbound.VERP = &verp })
+			h.one("noise", "01-new", ingest.ActionCreated, 1)
+			h.addOutbox("out-1.t1@deskmail.local", 1, "jane.doe@customer.example")
+			h.now = h.now.Add(10 * time.Minute)
+			r := h.one("noise", "04-dsn", ingest.ActionBounce, 1)
+			if *r.Status != 2 {
+				t.Errorf("bounce changed the status to %d", *r.Status)
+			}
+			b := findHistory(h.history(1), "bounce")
+			if len(b) != 1 || !strings.Contains(b[0].Note, "jane.doe@customer.example") && !verp || !strings.Contains(b[0].Note, "out-1.t1@deskmail.local") {
+				t.Errorf("bounce history %+v", b)
+			}
+			var c *store.Contact
+			h.read(func(tx *store.Tx) (err error) { c, err = tx.ContactByEmail("jane.doe@customer.example"); return err })
+			if c.Bouncing == verp || (!verp && (c.BouncedAt == nil || c.BounceStatus != "5.1.1" || c.BounceID == nil)) {
+				t.Errorf("verp=%v: contact %+v", verp, c)
+			}
+			if cs := h.conversations(1); verp != (len(cs) == 1) {
+				t.Errorf("verp=%v: %d conversations (a proven report is one, an unproven one is not)", verp, len(cs))
+			}
+			if h.ticketCount() != 1 {
+				t.Errorf("a bounce created a ticket")
+			}
+		})
+	}
+}
+
+// TestBounceScenario drives fixtures/threading/bounces: a real bounce
+// to the signed envelope sender of our mail flags the customer, their
+// next mail clears it, a transient failure and a forged report flag
+// nobody, and a report for someone the mail was not sent to neither.
+func TestBounceScenario(t *testing.T) {
 	h := newHarness(t, nil)
-	h.one("noise", "01-new", ingest.ActionCreated, 1)
-	h.addOutbound("out-1.t1@deskmail.local", 1)
+	h.one("bounces", "01-new", ingest.ActionCreated, 1)
+	if id := h.addOutbox("deskmail.t1.reply1@deskmail.local", 1, "jane.doe@customer.example"); id != 1 {
+		t.Fatalf("outbox id %d", id)
+	}
+	jane := func() *store.Contact {
+		var c *store.Contact
+		h.read(func(tx *store.Tx) (err error) { c, err = tx.ContactByEmail("jane.doe@customer.example"); return err })
+		return c
+	}
+	bounces := func(outcome string) []store.Bounce {
+		var bs []store.Bounce
+		h.read(func(tx *store.Tx) (err error) { bs, err = tx.Bounces(outcome, 10); return err })
+		return bs
+	}
+	lastNote := func(action string) string {
+		hs := findHistory(h.history(1), action)
+		if len(hs) == 0 {
+			t.Fatalf("no %s history on ticket 1", action)
+		}
+		return hs[len(hs)-1].Note
+	}
+
 	h.now = h.now.Add(10 * time.Minute)
-	r := h.one("noise", "04-dsn", ingest.ActionBounce, 1)
-	if *r.Status != 2 {
-		t.Errorf("bounce changed the status to %d", *r.Status)
+	h.one("bounces", "02-dsn-real", ingest.ActionBounce, 1)
+	c := jane()
+	if !c.Bouncing || c.BounceStatus != "5.1.1" || c.BounceID == nil || !strings.Contains(c.BounceReason, "deskmail.t1.reply1@deskmail.local") {
+		t.Fatalf("a real bounce did not flag jane: %+v", c)
 	}
-	cs := h.conversations(1)
-	if len(cs) != 2 || cs[1].Kind != "bounce" || !cs[1].Private {
-		t.Errorf("conversations %+v", cs)
+	if n := lastNote("bounce"); !strings.Contains(n, "flagged") {
+		t.Errorf("history %q", n)
 	}
-	b := findHistory(h.history(1), "bounce")
-	if len(b) != 1 || !strings.Contains(b[0].Note, "jane.doe@customer.example") || !strings.Contains(b[0].Note, "5.1.1") {
-		t.Errorf("bounce history %+v", b)
+	if bs := bounces(store.BounceFlagged); len(bs) != 1 || bs[0].OutboxID == nil || *bs[0].OutboxID != 1 {
+		t.Errorf("flagged bounces %+v", bs)
 	}
-	var c *store.Contact
-	h.read(func(tx *store.Tx) (err error) { c, err = tx.ContactByEmail("jane.doe@customer.example"); return err })
-	if !c.Bouncing || c.BouncedAt == nil {
-		t.Errorf("contact %+v not flagged bouncing", c)
+
+	h.now = h.now.Add(time.Hour)
+	h.one("bounces", "03-customer-writes-again", ingest.ActionAppended, 1)
+	if c := jane(); c.Bouncing || c.BounceReason != "" || c.BounceID != nil {
+		t.Errorf("jane's own mail did not clear the flag: %+v", c)
+	}
+	if n := lastNote("bounce_cleared"); !strings.Contains(n, "jane.doe@customer.example") {
+		t.Errorf("bounce_cleared note %q", n)
+	}
+
+	h.now = h.now.Add(time.Hour)
+	h.one("bounces", "04-dsn-delayed", ingest.ActionBounce, 1)
+	if c := jane(); c.Bouncing {
+		t.Errorf("a 4.x.x report flagged jane: %+v", c)
+	}
+	if n := lastNote("bounce"); !strings.Contains(n, "4.2.2") || !strings.Contains(n, "transient") {
+		t.Errorf("transient history %q", n)
+	}
+
+	h.now = h.now.Add(time.Hour)
+	convs := len(h.conversations(1))
+	h.one("bounces", "05-forged-dsn", ingest.ActionBounce, 1)
+	if c := jane(); c.Bouncing {
+		t.Errorf("a forged report flagged jane: %+v", c)
+	}
+	if n := lastNote("bounce"); !strings.Contains(n, "flags nobody") {
+		t.Errorf("forged report history %q", n)
+	}
+	if n := len(h.conversations(1)); n != convs {
+		t.Errorf("a forged report became a conversation")
+	}
+
+	h.one("bounces", "06-dsn-other-recipient", ingest.ActionBounce, 1)
+	var flagged []store.Contact
+	h.read(func(tx *store.Tx) (err error) { flagged, err = tx.BouncingContacts(); return err })
+	if len(flagged) != 0 {
+		t.Errorf("flagged %+v", flagged)
+	}
+	if bs := bounces(store.BounceUncorrelated); len(bs) != 2 || !strings.Contains(bs[0].Note, "boss@customer.example") {
+		t.Errorf("uncorrelated bounces %+v", bs)
 	}
 	if h.ticketCount() != 1 {
-		t.Errorf("a bounce created a ticket")
+		t.Errorf("%d tickets", h.ticketCount())
 	}
 }
 

@@ -35,8 +35,11 @@ func TestTicketCreatedConfirmationAndNotifications(t *testing.T) {
 		if len(m.to) != 1 {
 			t.Fatalf("envelope recipients %v", m.to)
 		}
-		if m.from != "support@acme.test" {
+		// VERP: the channel address with the mail's signed bounce token.
+		if base, tag := threading.SplitAddress(m.from); base != "support@acme.test" {
 			t.Errorf("MAIL FROM %q", m.from)
+		} else if _, ok := e.signer.CheckBounce(tag); !ok {
+			t.Errorf("MAIL FROM %q carries no valid bounce token", m.from)
 		}
 		byTo[m.to[0]] = parse(t, m.data)
 	}
@@ -352,7 +355,8 @@ func TestLoopRules(t *testing.T) {
 		{name: "bouncing contact", from: "gone@customer.test", reason: "address is bouncing", prepare: func() {
 			e.st.Write(context.Background(), func(tx *store.Tx) error {
 				tx.EnsureContact("gone@customer.test", "")
-				return tx.MarkBouncing("gone@customer.test", "550 5.1.1 user unknown")
+				_, err := tx.MarkBouncing("gone@customer.test", store.BounceFlag{Reason: "550 5.1.1 user unknown", Status: "5.1.1"})
+				return err
 			})
 		}},
 		{name: "auto-reply", from: "ooo@customer.test", suppress: "auto_reply", reason: "triggering mail was auto_reply"},

@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/deskmail/deskmail/store"
+	"github.com/deskmail/deskmail/threading"
 )
 
 // TestChannelRelayOverride: a channel with its own relay sends through
@@ -39,12 +40,12 @@ func TestChannelRelayOverride(t *testing.T) {
 	// 3 confirmations and 3×2 notifications per channel.
 	g, x := global.wait(9, 10*time.Second), eu.wait(9, 10*time.Second)
 	for _, m := range g {
-		if m.from != "support@acme.test" || m.user != "" {
+		if base, _ := threading.SplitAddress(m.from); base != "support@acme.test" || m.user != "" {
 			t.Errorf("global relay got mail from %s (user %q)", m.from, m.user)
 		}
 	}
 	for _, m := range x {
-		if m.from != "support@eu.test" || m.user != "eu-user" {
+		if base, _ := threading.SplitAddress(m.from); base != "support@eu.test" || m.user != "eu-user" {
 			t.Errorf("channel relay got mail from %s (user %q)", m.from, m.user)
 		}
 	}

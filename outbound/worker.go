@@ -22,6 +22,7 @@ import (
 	"github.com/deskmail/deskmail/config"
 	"github.com/deskmail/deskmail/metrics"
 	"github.com/deskmail/deskmail/store"
+	"github.com/deskmail/deskmail/threading"
 )
 
 // Worker delivers queued mail through the configured relays. Build it
@@ -60,6 +61,8 @@ type Worker struct {
 	// poll is the longest sleep without a kick, so mail queued by
 	// another process (deskmail ingest) is seen.
 	poll time.Duration
+	// verp gives each mail its signed envelope sender (envelopeSender).
+	verp bool
 
 	now  func() time.Time
 	rand func() float64
@@ -128,7 +131,7 @@ func (o *Outbox) Worker(st *store.Store, logger *slog.Logger) *Worker {
 		conns: oc.Connections, maxAttempts: oc.MaxAttempts, retryFor: oc.RetryFor.Duration,
 		minBackoff: time.Minute, maxBackoff: 12 * time.Hour,
 		attemptTimeout: 5 * time.Minute, idle: 30 * time.Second, poll: 30 * time.Second,
-		now: time.Now, rand: rand.Float64,
+		now: time.Now, rand: rand.Float64, verp: oc.VERPEnabled(),
 	}
 	for _, ch := range o.cfg.Channels {
 		rc := ch.Relay
@@ -434,7 +437,12 @@ func (w *Worker) record(tx *store.Tx, now time.Time, rs []result) error {
 				continue
 			}
 			reason := fmt.Sprintf("relay refused %s (Message-ID %s): %v", f.rcpt, m.MessageID, f.err)
-			if err := tx.MarkBouncing(strings.ToLower(f.rcpt), reason); err != nil {
+			var status string
+			var se *smtp.SMTPError
+			if errors.As(f.err, &se) && se.EnhancedCode[0] > 0 {
+				status = fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+			}
+			if _, err := tx.MarkBouncing(strings.ToLower(f.rcpt), store.BounceFlag{Reason: reason, Status: status}); err != nil {
 				return err
 			}
 			flagged = append(flagged, f.rcpt)
@@ -663,7 +671,7 @@ func (w *Worker) deliver(ctx context.Context, r *relay, cur **conn, m *store.Out
 		*cur = nil
 		return result{m: m, err: err}
 	}
-	if err := c.c.Mail(m.MailFrom, nil); err != nil {
+	if err := c.c.Mail(w.envelopeSender(m), nil); err != nil {
 		return fail(fmt.Errorf("MAIL FROM: %w", err))
 	}
 	var refused []refusal
@@ -701,6 +709,19 @@ func (w *Worker) deliver(ctx context.Context, r *relay, cur **conn, m *store.Out
 		return fail(fmt.Errorf("DATA: %w", err))
 	}
 	return result{m: m, refused: refused}
+}
+
+// envelopeSender is the MAIL FROM of an attempt: the channel address
+// the mail was written with, plus-addressed with the signed bounce
+// token of this outbox row (VERP), so that a delivery status report
+// sent back to it proves which mail failed (threading.Signer.
+// BounceToken). The row keeps the plain channel address, which routes
+// it to its channel's relay; every attempt computes the same sender.
+func (w *Worker) envelopeSender(m *store.OutboxMail) string {
+	if !w.verp || m.ID <= 0 || w.o.signer == nil || !strings.Contains(m.MailFrom, "@") {
+		return m.MailFrom
+	}
+	return threading.ReplyAddress(m.MailFrom, w.o.signer.BounceToken(m.ID))
 }
 
 // dial connects to relay r, says EHLO, secures the connection as

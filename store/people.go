@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -11,15 +12,22 @@ import (
 
 // Contact is a customer, created on first sight of an address.
 type Contact struct {
-	ID           int64      `json:"id"`
-	Email        string     `json:"email"`
-	Name         string     `json:"name"`
-	Language     string     `json:"language"`
+	ID       int64  `json:"id"`
+	Email    string `json:"email"`
+	Name     string `json:"name"`
+	Language string `json:"language"`
+	// Bouncing is set when mail to the address provably failed for
+	// good (see MarkBouncing); BouncedAt, BounceReason, BounceStatus
+	// and BounceID say when and why, and are cleared with the flag.
 	Bouncing     bool       `json:"bouncing"`
 	BouncedAt    *time.Time `json:"bounced_at"`
 	BounceReason string     `json:"bounce_reason"`
-	CreatedAt    time.Time  `json:"created_at"`
-	UpdatedAt    time.Time  `json:"updated_at"`
+	BounceStatus string     `json:"bounce_status"`
+	// BounceID is the delivery report (bounces table) that set the
+	// flag; nil when the relay refused the address itself.
+	BounceID  *int64    `json:"bounce_id"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Agent is a support agent (or admin).
@@ -31,16 +39,17 @@ type Agent struct {
 	Active bool   `json:"active"`
 }
 
-const contactCols = `id, email, name, language, bouncing, bounced_at, bounce_reason, created_at, updated_at`
+const contactCols = `id, email, name, language, bouncing, bounced_at, bounce_reason, bounce_status, bounce_id, created_at, updated_at`
 
 func scanContact(sc interface{ Scan(...any) error }) (*Contact, error) {
 	var c Contact
 	var bounced sql.NullString
+	var bounceID sql.NullInt64
 	var created, updated string
-	if err := sc.Scan(&c.ID, &c.Email, &c.Name, &c.Language, &c.Bouncing, &bounced, &c.BounceReason, &created, &updated); err != nil {
+	if err := sc.Scan(&c.ID, &c.Email, &c.Name, &c.Language, &c.Bouncing, &bounced, &c.BounceReason, &c.BounceStatus, &bounceID, &created, &updated); err != nil {
 		return nil, err
 	}
-	c.BouncedAt = pnts(bounced)
+	c.BouncedAt, c.BounceID = pnts(bounced), nint(bounceID)
 	c.CreatedAt, c.UpdatedAt = pts(created), pts(updated)
 	return &c, nil
 }
@@ -110,14 +119,78 @@ func (t *Tx) Contacts(offset, limit int) ([]Contact, error) {
 	return out, rows.Err()
 }
 
-// MarkBouncing flags an address whose mail bounced.
-func (t *Tx) MarkBouncing(email, reason string) error {
+// BounceFlag is why an address is flagged bouncing.
+type BounceFlag struct {
+	// Reason is a sentence for people ("mail of ticket 3 (Message-ID
+	// …) bounced: 5.1.1 user unknown").
+	Reason string
+	// Status is the enhanced status code (5.1.1), when known.
+	Status string
+	// BounceID is the delivery report that proved it (nil for a
+	// refusal by our own relay).
+	BounceID *int64
+}
+
+// MarkBouncing flags an address whose mail failed for good, so that
+// nothing more is sent to it until the flag is cleared. It reports
+// whether a contact with that address exists (only contacts carry
+// the flag).
+func (t *Tx) MarkBouncing(email string, f BounceFlag) (bool, error) {
 	now := ts(t.now())
-	_, err := t.exec(`UPDATE contacts SET bouncing=1, bounced_at=?, bounce_reason=?, updated_at=? WHERE email=?`, now, reason, now, email)
-	if err != nil {
-		return fmt.Errorf("store: mark %s bouncing: %w", email, err)
+	var id any
+	if f.BounceID != nil {
+		id = *f.BounceID
 	}
-	return nil
+	res, err := t.exec(`UPDATE contacts SET bouncing=1, bounced_at=?, bounce_reason=?, bounce_status=?, bounce_id=?, updated_at=? WHERE email=?`,
+		now, f.Reason, f.Status, id, now, email)
+	if err != nil {
+		return false, fmt.Errorf("store: mark %s bouncing: %w", email, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("store: mark %s bouncing: %w", email, err)
+	}
+	return n > 0, nil
+}
+
+// ClearBouncing removes an address's bouncing flag and what it said.
+// It returns the contact as it was before (nil when no contact has
+// that address), so the caller can tell whether a flag was set.
+func (t *Tx) ClearBouncing(email string) (*Contact, error) {
+	c, err := t.ContactByEmail(email)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !c.Bouncing {
+		return c, nil
+	}
+	if _, err := t.exec(`UPDATE contacts SET bouncing=0, bounced_at=NULL, bounce_reason='', bounce_status='', bounce_id=NULL, updated_at=? WHERE id=?`,
+		ts(t.now()), c.ID); err != nil {
+		return nil, fmt.Errorf("store: clear bouncing %s: %w", email, err)
+	}
+	return c, nil
+}
+
+// BouncingContacts lists the contacts flagged bouncing, most recently
+// flagged first.
+func (t *Tx) BouncingContacts() ([]Contact, error) {
+	rows, err := t.query(`SELECT ` + contactCols + ` FROM contacts WHERE bouncing=1 ORDER BY bounced_at DESC, id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: bouncing contacts: %w", err)
+	}
+	defer rows.Close()
+	out := []Contact{}
+	for rows.Next() {
+		c, err := scanContact(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: bouncing contacts: %w", err)
+		}
+		out = append(out, *c)
+	}
+	return out, rows.Err()
 }
 
 // PutAgent creates or updates an agent by address and returns its id.

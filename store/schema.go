@@ -315,4 +315,27 @@ CREATE TABLE imap_unfetchable (
 );
 ALTER TABLE oauth_tokens ADD COLUMN configured_sha256 TEXT NOT NULL DEFAULT '';
 `,
+	// 8: every delivery status report received, with what it proved:
+	// the outbox mail it answers (by the signed envelope sender or by
+	// our Message-ID), and whether it flagged anyone. A contact's flag
+	// names the report (or the relay refusal) that set it.
+	`
+CREATE TABLE bounces (
+	id INTEGER PRIMARY KEY,
+	raw_id INTEGER REFERENCES raw_messages(id),
+	received_at TEXT NOT NULL,
+	message_id TEXT NOT NULL DEFAULT '',   -- the report's own Message-ID
+	from_email TEXT NOT NULL DEFAULT '',
+	status TEXT NOT NULL DEFAULT '',       -- first enhanced status code
+	recipients TEXT NOT NULL DEFAULT '[]', -- the failed recipients it names
+	outbox_id INTEGER REFERENCES outbox(id) ON DELETE SET NULL,
+	ticket_id INTEGER REFERENCES tickets(id) ON DELETE SET NULL,
+	outcome TEXT NOT NULL CHECK (outcome IN ('flagged','transient','uncorrelated')),
+	note TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX bounces_outcome ON bounces(outcome, id);
+CREATE INDEX outbox_message_id ON outbox(message_id);
+ALTER TABLE contacts ADD COLUMN bounce_status TEXT NOT NULL DEFAULT '';
+ALTER TABLE contacts ADD COLUMN bounce_id INTEGER REFERENCES bounces(id) ON DELETE SET NULL;
+`,
 }

@@ -118,7 +118,11 @@ type Engine struct {
 	// from the requester's company domain by header match
 	// (channels[].thread_same_domain).
 	SameDomain map[int64]bool
-	Now        func() time.Time
+	// BounceNeedsVERP makes only a report sent back to an outbox
+	// mail's signed envelope sender flag anyone (outbound.verp on); a
+	// matching Message-ID alone then proves nothing.
+	BounceNeedsVERP bool
+	Now             func() time.Time
 }
 
 func lower(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
@@ -148,8 +152,23 @@ func (e *Engine) isSupport(in *Incoming, addr string) bool {
 // Thread puts one message on the right ticket inside tx: it records
 // the Message-ID (so that a second copy is a duplicate), finds or
 // creates the ticket, stores the conversation, applies the lifecycle
-// rules and writes history. The caller commits.
+// rules and writes history. A normal mail from an address flagged
+// bouncing clears the flag (noted on the ticket it lands on). The
+// caller commits.
 func (e *Engine) Thread(tx *store.Tx, in *Incoming) (*Outcome, error) {
+	var cleared *store.Contact
+	out, err := e.thread(tx, in, &cleared)
+	if err != nil || cleared == nil || out == nil || out.Ticket == nil {
+		return out, err
+	}
+	note := fmt.Sprintf("%s wrote again: bouncing flag cleared (it was: %s)", cleared.Email, cleared.BounceReason)
+	if err := Record(tx, out.Ticket.ID, Actor{Type: "mail", Name: cleared.Email}, "bounce_cleared", "", "", "", note, e.now(in)); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (e *Engine) thread(tx *store.Tx, in *Incoming, cleared **store.Contact) (*Outcome, error) {
 	now := e.now(in)
 	tx.SetNow(now)
 	defer tx.SetNow(time.Time{})
@@ -195,6 +214,9 @@ func (e *Engine) Thread(tx *store.Tx, in *Incoming) (*Outcome, error) {
 
 	if in.Kind == "bounce" {
 		return e.bounce(tx, in, now)
+	}
+	if *cleared, err = clearBounceFlag(tx, in, from); err != nil {
+		return nil, err
 	}
 
 	agent, err := tx.AgentByEmail(from)
@@ -802,75 +824,6 @@ func (e *Engine) AgentResponded(tx *store.Tx, tk *store.Ticket, by Actor, now ti
 		}
 	}
 	return Record(tx, tk.ID, by, "agent_replied", "", "", "", "agent reply", now)
-}
-
-// bounce records a delivery failure on the ticket whose outbound mail
-// bounced and flags the failed addresses.
-func (e *Engine) bounce(tx *store.Tx, in *Incoming, now time.Time) (*Outcome, error) {
-	out := &Outcome{Action: "bounce", Suppress: "bounce"}
-	var ids []string
-	if in.BounceOriginalID != "" {
-		ids = append(ids, in.BounceOriginalID)
-	}
-	ids = append(ids, in.InReplyTo...)
-	ids = append(ids, in.References...)
-	var tk *store.Ticket
-	if len(ids) > 0 {
-		refs, err := tx.LookupMessageIDs(ids)
-		if err != nil {
-			return nil, err
-		}
-		for _, id := range ids {
-			if ref, ok := refs[id]; ok && ref.TicketID != nil {
-				if t, err := tx.Ticket(*ref.TicketID); err == nil {
-					tk = t
-					break
-				}
-			}
-		}
-	}
-	if tk == nil && e.Signer != nil {
-		for _, a := range in.RcptTo {
-			if _, tag := SplitAddress(a); tag != "" {
-				if c, ok := e.Signer.Check(tag, ""); ok {
-					if t, err := tx.Ticket(c.TicketID); err == nil {
-						tk = t
-						break
-					}
-				}
-			}
-		}
-	}
-	reason := "delivery failed"
-	if in.BounceStatus != "" {
-		reason += " (" + in.BounceStatus + ")"
-	}
-	if in.BouncePermanent || in.BounceStatus == "" {
-		for _, r := range in.BounceRecipients {
-			if err := tx.MarkBouncing(lower(r), reason); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if tk == nil {
-		return out, nil
-	}
-	conv, err := e.addConversation(tx, tk, in, "bounce", true, true, nil, nil, now)
-	if err != nil {
-		return nil, err
-	}
-	note := fmt.Sprintf("mail to %s bounced: %s", strings.Join(in.BounceRecipients, ", "), reason)
-	if len(in.BounceRecipients) == 0 {
-		note = "a mail of this ticket bounced: " + reason
-	}
-	if err := Record(tx, tk.ID, Actor{Type: "mail", Name: lower(in.From.Email), ConversationID: &conv.ID}, "bounce", "", "", "", note, now); err != nil {
-		return nil, err
-	}
-	if err := tx.UpdateTicket(tk); err != nil {
-		return nil, err
-	}
-	out.Ticket, out.Conversation = tk, conv
-	return e.finish(tx, in, out)
 }
 
 func (e *Engine) addConversation(tx *store.Tx, tk *store.Ticket, in *Incoming, kind string, incoming, private bool, contactID, agentID *int64, now time.Time) (*store.Conversation, error) {

@@ -137,6 +137,31 @@ func (s *Signer) Check(tag, sender string) (TokenCheck, bool) {
 	return TokenCheck{TicketID: id, Agent: true}, true
 }
 
+// bounceRE matches a bounce token: "b<outbox id>.<mac>".
+var bounceRE = regexp.MustCompile(`^(?i)b(\d{1,18})\.([a-z2-7]{10})$`)
+
+// BounceToken returns the token deskmail puts in the envelope sender
+// of outbox mail outboxID (support+b42.k7f3abcdef@example.com), a VERP
+// address (variable envelope return path): a delivery status report
+// sent back to it names, with a MAC nobody else can make, the very
+// mail that failed. Only the relays on the way and the recipients of
+// that mail (in its Return-Path) ever see it.
+func (s *Signer) BounceToken(outboxID int64) string {
+	id := strconv.FormatInt(outboxID, 10)
+	return "b" + id + "." + s.mac("bounce", id)
+}
+
+// CheckBounce verifies a plus-address tag made by BounceToken and
+// returns the outbox mail it names.
+func (s *Signer) CheckBounce(tag string) (int64, bool) {
+	m := bounceRE.FindStringSubmatch(tag)
+	if m == nil || !hmac.Equal([]byte(strings.ToLower(m[2])), []byte(s.mac("bounce", m[1]))) {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(m[1], 10, 64)
+	return id, err == nil
+}
+
 // WithClock returns a copy of the Signer that reads time from now (for
 // tests and for re-checking tokens at a given moment).
 func (s *Signer) WithClock(now func() time.Time) *Signer {

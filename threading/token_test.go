@@ -88,3 +88,27 @@ func TestAddresses(t *testing.T) {
 		t.Errorf("default %q", a.Default())
 	}
 }
+
+func TestBounceToken(t *testing.T) {
+	s := NewSigner([]byte("secret"), 0)
+	tok := s.BounceToken(42)
+	if !strings.HasPrefix(tok, "b42.") || len(tok) != len("b42.")+10 {
+		t.Fatalf("token %q", tok)
+	}
+	_, tag := SplitAddress(ReplyAddress("support@acme.example", tok))
+	if id, ok := s.CheckBounce(strings.ToUpper(tag)); !ok || id != 42 {
+		t.Errorf("CheckBounce(%q) = %d, %v", tag, id, ok)
+	}
+	for _, bad := range []string{
+		"b43." + tok[4:], "b42.aaaaaaaaaa", NewSigner([]byte("other"), 0).BounceToken(42),
+		s.TicketToken(42), "b42", "",
+	} {
+		if id, ok := s.CheckBounce(bad); ok {
+			t.Errorf("CheckBounce(%q) accepted: %d", bad, id)
+		}
+	}
+	// A bounce token is no reply token.
+	if c, ok := s.Check(tok, ""); ok {
+		t.Errorf("Check accepted a bounce token: %+v", c)
+	}
+}
