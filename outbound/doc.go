@@ -24,6 +24,13 @@
 // sender dials; results are recorded afterwards in another short
 // transaction. No transaction is held while talking to the network.
 //
+// Each attempt's envelope sender (MAIL FROM) is the channel address
+// plus the signed bounce token of the outbox row
+// (support+b42.<mac>@example.com, threading.Signer.BounceToken) unless
+// outbound.verp is off: a delivery status report sent back to it
+// proves which mail failed, which is what threading requires before a
+// bounce may flag a recipient.
+//
 // # Delivery semantics
 //
 //   - In order per ticket: a ticket's mail N+1 is not claimed while
