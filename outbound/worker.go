@@ -791,8 +791,8 @@ func ticketOf(m *store.OutboxMail) int64 {
 
 // DeliveryChanges names the settings a Worker reads that differ
 // between the configurations a and b, sorted: outbound.relay and its
-// connection settings, smtp.hostname (the EHLO name), and for each
-// channel with its own relay, channels.<name>.relay and
+// connection settings, outbound.verp (the envelope sender),
+// smtp.hostname (the EHLO name), and for each channel with its own relay, channels.<name>.relay and
 // channels.<name>.addresses (the addresses route mail to that relay).
 // A running Worker keeps what it was built with, so a reload that
 // changes any of them must start a new Worker for the next delivery
@@ -830,6 +830,7 @@ func deliverySettings(cfg *config.Config) map[string]string {
 		"outbound.connections":  fmt.Sprint(oc.Connections),
 		"outbound.max_attempts": fmt.Sprint(oc.MaxAttempts),
 		"outbound.retry_for":    oc.RetryFor.Duration.String(),
+		"outbound.verp":         fmt.Sprint(oc.VERPEnabled()),
 		"smtp.hostname":         cfg.SMTP.Hostname,
 	}
 	for _, ch := range cfg.Channels {
