@@ -26,6 +26,12 @@ type cmdEnv struct {
 
 func newCmdEnv(t *testing.T) *cmdEnv {
 	t.Helper()
+	return newCmdEnvWith(t, "")
+}
+
+// newCmdEnvWith is newCmdEnv with more top-level configuration.
+func newCmdEnvWith(t *testing.T, extra string) *cmdEnv {
+	t.Helper()
 	cfg, err := config.Parse("cmd.yaml", []byte(`
 statuses:
   - {code: 6, name: "Waiting on engineering", category: pending}
@@ -41,7 +47,7 @@ custom_fields:
   - {name: order_id, label: Order}
   - {name: plan, type: choice, choices: [Free, Pro, Enterprise]}
   - {name: seats, type: number}
-`))
+`+extra))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,6 +277,27 @@ func TestAgentProofBySMTPAuthAndDKIM(t *testing.T) {
 		"Authentication-Results: mx.acme.test; dkim=pass header.i=alice@acme.test\n"+
 		"Received: from laptop (unknown [192.0.2.1]) by mail.client.test with ESMTPSA id 4; Mon, 2 Mar 2026 10:00:00 +0000\n", relay, true,
 		"written by the trusted border below its own Received, after an internal hop")
+}
+
+// TestAuthResultsFromConfiguredRelays: only the MTAs named in
+// smtp.trusted_relays may hand over Authentication-Results; loopback is
+// the default, not a rule.
+func TestAuthResultsFromConfiguredRelays(t *testing.T) {
+	e := newCmdEnvWith(t, "smtp:\n  trusted_relays: [192.0.2.0/24]\n")
+	id := e.newTicket()
+	for i, tc := range []struct {
+		ip     string
+		proven bool
+	}{{"127.0.0.1", false}, {"192.0.2.25", true}, {"198.51.100.1", false}, {"::ffff:192.0.2.26", true}} {
+		prio := []string{"urgent", "medium", "high", "low"}[i] // each one a change
+		msg := fmt.Sprintf("Authentication-Results: mx.acme.test; dkim=pass header.i=alice@acme.test\nFrom: Alice <alice@acme.test>\nTo: support@acme.test\nSubject: Re: x [#%d]\nMessage-ID: <relay%d@acme.test>\n\n#priority %s\nOk.\n", id, i, prio)
+		before, _, _ := e.ticket(id)
+		e.ingest(msg, Envelope{ClientIP: tc.ip})
+		tk, _, _ := e.ticket(id)
+		if changed := tk.Priority != before.Priority; changed != tc.proven {
+			t.Errorf("A-R handed over by %s: proven %v, want %v", tc.ip, changed, tc.proven)
+		}
+	}
 }
 
 func TestAuthProofRules(t *testing.T) {

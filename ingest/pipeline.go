@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	"net/netip"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -79,7 +79,7 @@ type Pipeline struct {
 	trusted  map[string]bool
 	// relays are the SMTP clients allowed to hand us
 	// Authentication-Results (the MTAs in front of deskmail).
-	relays []*net.IPNet
+	relays []netip.Prefix
 	// domainProof are the channels whose agents a domain signature
 	// proves (channels[].agent_domain_proof).
 	domainProof map[string]bool
@@ -135,9 +135,8 @@ func NewPipeline(ctx context.Context, st *store.Store, env Env) (*Pipeline, erro
 	for _, h := range cfg.Threading.TrustedAuthServers {
 		p.trusted[strings.ToLower(h)] = true
 	}
-	for _, c := range []string{"127.0.0.0/8", "::1/128"} {
-		_, n, _ := net.ParseCIDR(c)
-		p.relays = append(p.relays, n)
+	if p.relays, err = cfg.SMTP.TrustedRelayPrefixes(); err != nil {
+		return nil, fmt.Errorf("pipeline: smtp.trusted_relays: %w", err)
 	}
 	p.domainProof = map[string]bool{}
 	for _, ch := range cfg.Channels {

@@ -3,7 +3,7 @@ package ingest
 import (
 	"bufio"
 	"bytes"
-	"net"
+	"net/netip"
 	"regexp"
 	"strings"
 
@@ -79,12 +79,13 @@ func (p *Pipeline) trustedAuthResults(r Raw) []string {
 
 // trustedPeer reports whether an SMTP client may hand us
 // Authentication-Results: it is one of the trusted relays in front of
-// deskmail (the loopback ranges).
+// deskmail (smtp.trusted_relays, by default the loopback ranges).
 func (p *Pipeline) trustedPeer(ip string) bool {
-	a := net.ParseIP(strings.Trim(ip, "[]"))
-	if a == nil {
+	a, err := netip.ParseAddr(strings.Trim(ip, "[]"))
+	if err != nil {
 		return false
 	}
+	a = a.Unmap()
 	for _, n := range p.relays {
 		if n.Contains(a) {
 			return true
