@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"runtime/debug"
@@ -57,8 +58,10 @@ type Options struct {
 	// named channels; agents not listed, and admins, see every channel.
 	// Nil means ScopesFromConfig(Config).
 	AgentChannels map[string][]string
-	// BaseURL is the public URL prefix for Link headers and attachment
-	// URLs ("https://help.example.com"); default: from the request.
+	// BaseURL is the public URL prefix of every absolute URL in a
+	// response — Link headers, attachment_url, Location
+	// ("https://help.example.com"); default: "http://" and the local
+	// address the request arrived on. Never the request's Host header.
 	BaseURL string
 	// MaxJSONBytes and MaxMultipartBytes cap request bodies (defaults
 	// MaxJSONBytes, MaxMultipartBytes).
@@ -429,16 +432,17 @@ func (s *server) visible(a *store.Agent, ch *string) bool {
 	return scope[*ch]
 }
 
-// baseURL is the public URL prefix for links.
+// baseURL is the public URL prefix for links: Options.BaseURL, else
+// the address the connection was accepted on. The Host header is the
+// client's to write, so it never appears in a response.
 func (s *server) baseURL(r *http.Request) string {
 	if s.base != "" {
 		return s.base
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		return "http://" + a.String()
 	}
-	return scheme + "://" + r.Host
+	return "http://localhost"
 }
 
 func pathID(r *http.Request) (int64, bool) {

@@ -56,3 +56,45 @@ func TestHostileInput(t *testing.T) {
 	r := h.send(req)
 	want(t, r, http.StatusRequestEntityTooLarge)
 }
+
+// TestHostHeaderNotReflectedByDefault: without Options.BaseURL the
+// absolute URLs (Link, attachment_url, Location) name the address the
+// request arrived on, never a hostile Host header.
+func TestHostHeaderNotReflectedByDefault(t *testing.T) {
+	h := newHarness(t, hopts{})
+	id := h.mail("jane@customers.test", "support@acme.test", "Q1", "host1@customers.test", "?")
+	h.mail("jane@customers.test", "support@acme.test", "Q2", "host2@customers.test", "?")
+	body, ct := multipartBody(t, [][2]string{{"body", "see attached"}}, map[string][]byte{"a.txt": []byte("data")})
+	req, _ := http.NewRequest("POST", h.url+fmt.Sprintf("/api/v2/tickets/%d/notes", id), body)
+	req.Header.Set("Content-Type", ct)
+	req.SetBasicAuth(h.keys[alice], "X")
+	want(t, h.send(req), http.StatusCreated)
+	get := func(method, path, body string) resp {
+		req, _ := http.NewRequest(method, h.url+path, strings.NewReader(body))
+		req.Host = "evil.test"
+		req.SetBasicAuth(h.keys[alice], "X")
+		req.Header.Set("Content-Type", "application/json")
+		r := h.send(req)
+		for k, vs := range r.hdr {
+			if strings.Contains(strings.Join(vs, " "), "evil.test") {
+				t.Errorf("%s %s: header %s: %v", method, path, k, vs)
+			}
+		}
+		if bytes.Contains(r.body, []byte("evil.test")) {
+			t.Errorf("%s %s: body %s", method, path, r.body)
+		}
+		return r
+	}
+	if r := get("GET", "/api/v2/tickets?per_page=1", ""); !strings.HasPrefix(r.hdr.Get("Link"), "<"+h.url+"/api/v2/tickets?") {
+		t.Errorf("Link %q, want it on %s", r.hdr.Get("Link"), h.url)
+	}
+	r := get("GET", fmt.Sprintf("/api/v2/tickets/%d?include=conversations", id), "")
+	if !bytes.Contains(r.body, []byte(`"attachment_url":"`+h.url+`/api/v2/attachments/`)) {
+		t.Errorf("attachment_url not on %s: %s", h.url, r.body)
+	}
+	get("GET", fmt.Sprintf("/api/v2/tickets/%d/conversations", id), "")
+	r = get("POST", "/api/v2/tickets", `{"email":"x@y.test","subject":"s","description":"d"}`)
+	if !strings.HasPrefix(r.hdr.Get("Location"), h.url+"/api/v2/tickets/") {
+		t.Errorf("Location %q", r.hdr.Get("Location"))
+	}
+}

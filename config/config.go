@@ -158,6 +158,12 @@ type SMTPUser struct {
 // HTTPConfig configures the HTTP listener (API, health, metrics).
 type HTTPConfig struct {
 	Listen string `yaml:"listen"`
+	// PublicURL is the URL clients reach the API at
+	// ("https://help.example.com"): every absolute URL in an API
+	// response (attachment_url, Link, Location) starts with it.
+	// Default: "http://" and the local address a request arrived on
+	// (the listen address). The request's Host header is never used.
+	PublicURL string `yaml:"public_url"`
 	// TrustedProxies are the reverse proxies in front of the API
 	// (nginx, Caddy), as CIDRs or single addresses (default: the
 	// loopback ranges 127.0.0.0/8 and ::1/128; an empty list trusts no

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net"
 	"net/mail"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -445,6 +446,11 @@ func (c *Config) Validate() Problems {
 			add(c.at("smtp", "trusted_relays", i), "%v", err)
 		}
 	}
+	if u := c.HTTP.PublicURL; u != "" {
+		if err := checkPublicURL(u); err != nil {
+			add(c.at("http", "public_url"), "%q %v", u, err)
+		}
+	}
 	for i, r := range c.HTTP.TrustedProxies {
 		if _, err := parseRelay(r); err != nil {
 			add(c.at("http", "trusted_proxies", i), "%v", err)
@@ -613,4 +619,21 @@ func (c *Config) line(path ...any) int {
 		n = next
 	}
 	return best
+}
+
+// checkPublicURL requires an absolute http or https URL with a host
+// and neither query nor fragment.
+func checkPublicURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return errors.New("is not a URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("must start with https:// or http://")
+	case u.Host == "" || u.User != nil:
+		return errors.New("must name a host (https://help.example.com)")
+	case u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(s, "?") || strings.HasSuffix(s, "#"):
+		return errors.New("must not have a query or fragment")
+	}
+	return nil
 }

@@ -58,3 +58,22 @@ func TestTrustedProxies(t *testing.T) {
 		t.Errorf("bad CIDR: %v", err)
 	}
 }
+
+func TestPublicURL(t *testing.T) {
+	if _, err := Parse("c.yaml", []byte("http:\n  public_url: https://help.example.com/desk/\n")); err != nil {
+		t.Fatal(err)
+	}
+	for v, w := range map[string]string{
+		"help.example.com":            "must start with https:// or http://",
+		"ftp://help.example.com":      "must start with https:// or http://",
+		"https://":                    "must name a host",
+		"https://h.example.com/?x=1":  "must not have a query or fragment",
+		"https://u:p@h.example.com":   "must name a host",
+		"https://h.example.com/#frag": "must not have a query or fragment",
+	} {
+		_, err := Parse("c.yaml", []byte("http:\n  public_url: \""+v+"\"\n"))
+		if err == nil || !strings.Contains(err.Error(), `c.yaml:2: http.public_url: "`+v+`" `+w) {
+			t.Errorf("public_url %q: %v, want %q", v, err, w)
+		}
+	}
+}

@@ -21,6 +21,7 @@ type apiDaemon struct {
 	bin, dir string
 	cfg      string
 	proc     *daemonProc
+	smtp     string
 	http     string
 	key      string
 }
@@ -34,7 +35,7 @@ func startAPIDaemon(t *testing.T, extra string) *apiDaemon {
 	if err := os.WriteFile(d.cfg, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d.proc, _, d.http = startServe(t, d.bin, d.dir, "--config", d.cfg, "--smtp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
+	d.proc, d.smtp, d.http = startServe(t, d.bin, d.dir, "--config", d.cfg, "--smtp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
 	d.key = strings.TrimSpace(deskmailCmd(t, d.bin, d.dir, "agents", "key", "alice@acme.test", "--config", d.cfg))
 	return d
 }
