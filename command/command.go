@@ -19,9 +19,10 @@
 package command
 
 import (
-	"regexp"
 	"strings"
 	"unicode"
+
+	"github.com/deskmail/deskmail/internal/lazyregexp"
 )
 
 // Command is one key/value an agent wrote.
@@ -51,9 +52,9 @@ type Parsed struct {
 const maxInput = 256 << 10
 
 var (
-	blockRE    = regexp.MustCompile(`(?is)@simonsays\b(.*?)(@simonsays\b|\z)`)
-	pairRE     = regexp.MustCompile(`(?s)^\s*"([^"]*)"\s*:\s*"([^"]*)"\s*$`)
-	lineCmdRE  = regexp.MustCompile(`^\s*#([A-Za-z][A-Za-z_\-]*)\s*:?\s*(.*?)\s*$`)
+	blockRE    = lazyregexp.New(`(?is)@simonsays\b(.*?)(@simonsays\b|\z)`)
+	pairRE     = lazyregexp.New(`(?s)^\s*"([^"]*)"\s*:\s*"([^"]*)"\s*$`)
+	lineCmdRE  = lazyregexp.New(`^\s*#([A-Za-z][A-Za-z_\-]*)\s*:?\s*(.*?)\s*$`)
 	quoteFixer = strings.NewReplacer("“", `"`, "”", `"`, "„", `"`, "«", `"`, "»", `"`, "″", `"`, "\u00a0", " ")
 )
 

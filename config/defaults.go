@@ -9,15 +9,16 @@ import (
 	"net/url"
 	"os"
 	"reflect"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/deskmail/deskmail/internal/lazyregexp"
 )
 
-var customFieldName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+var customFieldName = lazyregexp.New(`^[a-z][a-z0-9_]{0,63}$`)
 
 // BuiltinStatuses are Freshdesk's status codes.
 var builtinStatuses = []StatusConfig{

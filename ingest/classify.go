@@ -4,12 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"net/textproto"
-	"regexp"
 	"strings"
 
 	"github.com/jhillyerd/enmime/v2"
 	"github.com/jhillyerd/enmime/v2/dsn"
 	"github.com/jhillyerd/enmime/v2/mediatype"
+
+	"github.com/deskmail/deskmail/internal/lazyregexp"
 )
 
 // classify sets m.Kind (and m.Bounce for bounces). The order matters:
@@ -162,9 +163,9 @@ func isList(h textproto.MIMEHeader) bool {
 
 var (
 	// strongOOF are subject openings only auto-responders use.
-	strongOOF = regexp.MustCompile(`(?i)^\s*(?:auto(?:matic|matische|matisk|matisch)?[ -]?(?:reply|response|antwort|svar|antwoord)\b|autoreply|auto:|out of (?:the )?office\b|r[ée]ponse automatique|réponse en votre absence|absence du bureau|abwesenheitsnotiz|automatische antwort|respuesta autom[áa]tica|fuera de (?:la )?oficina|risposta automatica|fuori sede|resposta autom[áa]tica|frånvaro|autosvar|i am (?:currently )?out of (?:the )?office|on vacation\b|vacation reply|urlaubsabwesenheit)`)
+	strongOOF = lazyregexp.New(`(?i)^\s*(?:auto(?:matic|matische|matisk|matisch)?[ -]?(?:reply|response|antwort|svar|antwoord)\b|autoreply|auto:|out of (?:the )?office\b|r[ée]ponse automatique|réponse en votre absence|absence du bureau|abwesenheitsnotiz|automatische antwort|respuesta autom[áa]tica|fuera de (?:la )?oficina|risposta automatica|fuori sede|resposta autom[áa]tica|frånvaro|autosvar|i am (?:currently )?out of (?:the )?office|on vacation\b|vacation reply|urlaubsabwesenheit)`)
 	// weakOOF need a supporting header: a customer may write them.
-	weakOOF = regexp.MustCompile(`(?i)^\s*(?:absence|absent|abwesend|ausente|vacation|vacances|congés|urlaub)\s*:`)
+	weakOOF = lazyregexp.New(`(?i)^\s*(?:absence|absent|abwesend|ausente|vacation|vacances|congés|urlaub)\s*:`)
 )
 
 func oofSubject(subject string, h textproto.MIMEHeader) bool {
@@ -178,13 +179,13 @@ func oofSubject(subject string, h textproto.MIMEHeader) bool {
 }
 
 var (
-	bounceSender  = regexp.MustCompile(`(?i)^(?:mailer[-_]?daemon|post[-_]?master|mail[-_]?daemon|mdaemon|mailerdaemon|mail\.delivery|bounces?|double-bounce|nobody)@`)
-	bounceName    = regexp.MustCompile(`(?i)mail delivery (?:system|subsystem|service)|mailer[-_ ]daemon|postmaster|systemadministrator|mail administrator`)
-	strongBounce  = regexp.MustCompile(`(?i)undeliver(?:ed|able)\b|delivery status notification \((?:failure|delay)\)|mail delivery failed|returned mail\b|delivery (?:has )?failed|failure notice|delivery failure|non remis|unzustellbar|non recapitabile|no se puede entregar|message not delivered|could not be delivered|mail system error|delivery notification: delivery has failed|unable to deliver|rejected:|nondeliverable|delivery problem|warning: could not send`)
-	weakBounce    = regexp.MustCompile(`(?i)delivery|returned|failed|failure|undeliver|bounce|error|rejected|not delivered|problem|unzustellbar|zustellung|notification|delayed|warning|エラー|不達|未達`)
-	bodyBounceHit = regexp.MustCompile(`(?i)could not be delivered|delivery to the following recipient|did not reach the following recipient|permanent(?:ly)? (?:error|fatal)|user unknown|no such user|mailbox (?:unavailable|not found|full|is full)|recipient address rejected|delivery has failed|undeliverable|does not exist|unknown user|invalid (?:user|recipient)|\b5\d\d[ -]+(?:5\.\d|requested action)`)
+	bounceSender  = lazyregexp.New(`(?i)^(?:mailer[-_]?daemon|post[-_]?master|mail[-_]?daemon|mdaemon|mailerdaemon|mail\.delivery|bounces?|double-bounce|nobody)@`)
+	bounceName    = lazyregexp.New(`(?i)mail delivery (?:system|subsystem|service)|mailer[-_ ]daemon|postmaster|systemadministrator|mail administrator`)
+	strongBounce  = lazyregexp.New(`(?i)undeliver(?:ed|able)\b|delivery status notification \((?:failure|delay)\)|mail delivery failed|returned mail\b|delivery (?:has )?failed|failure notice|delivery failure|non remis|unzustellbar|non recapitabile|no se puede entregar|message not delivered|could not be delivered|mail system error|delivery notification: delivery has failed|unable to deliver|rejected:|nondeliverable|delivery problem|warning: could not send`)
+	weakBounce    = lazyregexp.New(`(?i)delivery|returned|failed|failure|undeliver|bounce|error|rejected|not delivered|problem|unzustellbar|zustellung|notification|delayed|warning|エラー|不達|未達`)
+	bodyBounceHit = lazyregexp.New(`(?i)could not be delivered|delivery to the following recipient|did not reach the following recipient|permanent(?:ly)? (?:error|fatal)|user unknown|no such user|mailbox (?:unavailable|not found|full|is full)|recipient address rejected|delivery has failed|undeliverable|does not exist|unknown user|invalid (?:user|recipient)|\b5\d\d[ -]+(?:5\.\d|requested action)`)
 	// sesNotice is an Amazon SES notification delivered through SNS.
-	sesNotice = regexp.MustCompile(`"notificationType"\s*:\s*"(Bounce|Complaint|Delivery)"`)
+	sesNotice = lazyregexp.New(`"notificationType"\s*:\s*"(Bounce|Complaint|Delivery)"`)
 )
 
 // looksLikeBounce recognises bounces that are not RFC 3464 reports.
@@ -242,7 +243,7 @@ func mayMatchStrongBounce(s string) bool {
 	return false
 }
 
-var forwardPrefix = regexp.MustCompile(`(?i)^\s*(?:fwd?|tr|wg|rv|fw)\s*:`)
+var forwardPrefix = lazyregexp.New(`(?i)^\s*(?:fwd?|tr|wg|rv|fw)\s*:`)
 
 func returnsMessage(m *Message) bool {
 	for _, a := range m.Attachments {
@@ -346,7 +347,7 @@ func statusFields(root *enmime.Part) []textproto.MIMEHeader {
 	return out
 }
 
-var statusRe = regexp.MustCompile(`\b([245])\.(\d{1,3})\.(\d{1,3})\b`)
+var statusRe = lazyregexp.New(`\b([245])\.(\d{1,3})\.(\d{1,3})\b`)
 
 func statusCode(v string) string {
 	if m := statusRe.FindString(v); m != "" {
@@ -370,10 +371,10 @@ func dsnAddress(v string) string {
 }
 
 var (
-	quotedMsgID   = regexp.MustCompile(`(?im)^[ \t>]*Message-ID:[ \t]*(<[^>\r\n]+>|\S+@\S+)`)
-	textRecipient = regexp.MustCompile(`(?m)^\s*<([^<>\s@]+@[^<>\s]+)>:?`)
-	anyAddress    = regexp.MustCompile(`[A-Za-z0-9._%+=-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}`)
-	smtpPermanent = regexp.MustCompile(`\b5\d\d\b`)
+	quotedMsgID   = lazyregexp.New(`(?im)^[ \t>]*Message-ID:[ \t]*(<[^>\r\n]+>|\S+@\S+)`)
+	textRecipient = lazyregexp.New(`(?m)^\s*<([^<>\s@]+@[^<>\s]+)>:?`)
+	anyAddress    = lazyregexp.New(`[A-Za-z0-9._%+=-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}`)
+	smtpPermanent = lazyregexp.New(`\b5\d\d\b`)
 )
 
 // originalMessageID finds the Message-ID of the bounced message: in the

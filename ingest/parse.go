@@ -13,11 +13,13 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/deskmail/deskmail/ingest/reply"
 	"github.com/gogs/chardet"
 	"github.com/jhillyerd/enmime/v2"
 	"github.com/jhillyerd/enmime/v2/mediatype"
 	"golang.org/x/text/encoding/charmap"
+
+	"github.com/deskmail/deskmail/ingest/reply"
+	"github.com/deskmail/deskmail/internal/lazyregexp"
 )
 
 // ParseOptions tunes Parse.
@@ -758,7 +760,7 @@ func hasHighBytes(b []byte) bool {
 	return false
 }
 
-var metaCharset = regexp.MustCompile(`(?i)<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)`)
+var metaCharset = lazyregexp.New(`(?i)<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)`)
 
 func firstBytes(b []byte, n int) []byte {
 	if len(b) > n {
@@ -816,7 +818,7 @@ func replySender(a *Address) reply.Sender {
 	return reply.Sender{Name: a.Name, Address: a.Address}
 }
 
-var cidRef = regexp.MustCompile(`(?i)cid:([^"'\s>)]+)`)
+var cidRef = lazyregexp.New(`(?i)cid:([^"'\s>)]+)`)
 
 // attachments turns attachment parts into Attachments with safe names.
 func (p *parser) attachments(parts []*enmime.Part) []Attachment {
@@ -909,7 +911,7 @@ func embeddedSubject(b []byte) string {
 	return decodeHeader(h.Get("Subject"), "")
 }
 
-var rfc2231Param = regexp.MustCompile(`(?i)\b(?:file)?name\*(?:0\*?)?\s*=\s*"?([A-Za-z0-9_.:-]+)'[^']*'([^";\s]*)`)
+var rfc2231Param = lazyregexp.New(`(?i)\b(?:file)?name\*(?:0\*?)?\s*=\s*"?([A-Za-z0-9_.:-]+)'[^']*'([^";\s]*)`)
 
 // rfc2231Name decodes an RFC 2231 extended file name in a charset the
 // standard library does not handle (it only knows UTF-8 and US-ASCII),

@@ -6,7 +6,6 @@ import (
 	"io"
 	"mime"
 	"net/mail"
-	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -17,6 +16,8 @@ import (
 	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/charmap"
 	"golang.org/x/text/encoding/japanese"
+
+	"github.com/deskmail/deskmail/internal/lazyregexp"
 )
 
 // wordDecoder decodes RFC 2047 encoded words in any charset go-message
@@ -163,7 +164,7 @@ func decodeHeader(v, fallback string) string {
 
 // badEncodedWord finds encoded words that contain blanks, which some
 // mailers emit and RFC 2047 forbids (=?utf-8?Q?a b?=).
-var badEncodedWord = regexp.MustCompile(`=\?[^?\s]+\?[qQbB]\?[^?]*\?=`)
+var badEncodedWord = lazyregexp.New(`=\?[^?\s]+\?[qQbB]\?[^?]*\?=`)
 
 // fixEncodedWords replaces blanks inside encoded words by underscores
 // (Q) or drops them (B) so the standard decoder accepts them.
@@ -290,10 +291,10 @@ func splitAddressList(s string) []string {
 }
 
 var (
-	angleAddr   = regexp.MustCompile(`<\s*([^<>@]+@[^<>\s]+?)\s*>`)
-	quotedLocal = regexp.MustCompile(`"([^"@]+)"@([A-Za-z0-9.-]+\.[A-Za-z]{2,})`)
-	commentAddr = regexp.MustCompile(`^\s*([^\s@<>()",;]+(?:@[^\s<>()",;]+)?)\s*\(([^()]*)\)\s*$`)
-	bareAddr    = regexp.MustCompile(`[^\s<>()",;:\[\]]+@[^\s<>()",;:\[\]]+`)
+	angleAddr   = lazyregexp.New(`<\s*([^<>@]+@[^<>\s]+?)\s*>`)
+	quotedLocal = lazyregexp.New(`"([^"@]+)"@([A-Za-z0-9.-]+\.[A-Za-z]{2,})`)
+	commentAddr = lazyregexp.New(`^\s*([^\s@<>()",;]+(?:@[^\s<>()",;]+)?)\s*\(([^()]*)\)\s*$`)
+	bareAddr    = lazyregexp.New(`[^\s<>()",;:\[\]]+@[^\s<>()",;:\[\]]+`)
 )
 
 // salvageAddress pulls an address out of a piece the parser refused:
@@ -419,9 +420,9 @@ var dateLayouts = []string{
 }
 
 var (
-	dateComment   = regexp.MustCompile(`\([^)]*\)`)
-	dateGMTOffset = regexp.MustCompile(`(?i)\b(?:GMT|UTC)\s*([+-]\d{2}):?(\d{2})\b`)
-	dateDotTime   = regexp.MustCompile(`\b(\d{1,2})\.(\d{2})\.(\d{2})\b`)
+	dateComment   = lazyregexp.New(`\([^)]*\)`)
+	dateGMTOffset = lazyregexp.New(`(?i)\b(?:GMT|UTC)\s*([+-]\d{2}):?(\d{2})\b`)
+	dateDotTime   = lazyregexp.New(`\b(\d{1,2})\.(\d{2})\.(\d{2})\b`)
 )
 
 // parseDate parses a Date header tolerantly. It reports false when the

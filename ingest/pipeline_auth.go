@@ -4,11 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"net/netip"
-	"regexp"
 	"strings"
 
 	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-msgauth/authres"
+
+	"github.com/deskmail/deskmail/internal/lazyregexp"
 )
 
 // Which Authentication-Results headers are believed (RFC 8601 §5: a
@@ -95,9 +96,9 @@ func (p *Pipeline) trustedPeer(ip string) bool {
 }
 
 var (
-	receivedComment = regexp.MustCompile(`\([^()]*\)`)
-	receivedBy      = regexp.MustCompile(`(?i)(?:^|\s)by\s+([^\s;]+)`)
-	receivedFrom    = regexp.MustCompile(`(?i)^\s*from\s`)
+	receivedComment = lazyregexp.New(`\([^()]*\)`)
+	receivedBy      = lazyregexp.New(`(?i)(?:^|\s)by\s+([^\s;]+)`)
+	receivedFrom    = lazyregexp.New(`(?i)^\s*from\s`)
 )
 
 // receivedHosts reads a Received header: whether it records a hand-off

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	htmltemplate "html/template"
 	"io"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 
+	"github.com/deskmail/deskmail/internal/lazyregexp"
 	"github.com/deskmail/deskmail/store"
 	"github.com/deskmail/deskmail/threading"
 )
@@ -136,7 +136,7 @@ func (o *Outbox) subjects(tk *store.Ticket, lang string) (title, subject, reply 
 	return title, subject, "Re: " + subject
 }
 
-var spaces = regexp.MustCompile(`\s+`)
+var spaces = lazyregexp.New(`\s+`)
 
 // finalSubject cleans a rendered subject and makes sure it carries the
 // ticket token once.

@@ -9,9 +9,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	texttemplate "text/template"
+
+	"github.com/deskmail/deskmail/internal/lazyregexp"
 )
 
 //go:embed templates
@@ -148,7 +149,7 @@ func compile(name, text, html string) (*pair, error) {
 	return &pair{text: tt, html: ht}, nil
 }
 
-var blankLines = regexp.MustCompile(`\n{3,}`)
+var blankLines = lazyregexp.New(`\n{3,}`)
 
 // render executes a mail's templates: the subject (the text template's
 // "subject" block, "" when it has none), the plain text and the HTML.

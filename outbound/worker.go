@@ -10,7 +10,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/deskmail/deskmail/config"
+	"github.com/deskmail/deskmail/internal/lazyregexp"
 	"github.com/deskmail/deskmail/metrics"
 	"github.com/deskmail/deskmail/store"
 	"github.com/deskmail/deskmail/threading"
@@ -533,7 +533,7 @@ func isPermanent(err error) bool {
 
 // unknownUser matches the texts of relays that say "no such mailbox"
 // without an enhanced status code.
-var unknownUser = regexp.MustCompile(`(?i)\b(user unknown|unknown user|no such (user|mailbox|recipient|address)|unknown (recipient|mailbox|address)|(mailbox|user|recipient|address) (not found|does not exist|doesn't exist)|invalid (recipient|mailbox)|recipient not found|unrouteable address)\b`)
+var unknownUser = lazyregexp.New(`(?i)\b(user unknown|unknown user|no such (user|mailbox|recipient|address)|unknown (recipient|mailbox|address)|(mailbox|user|recipient|address) (not found|does not exist|doesn't exist)|invalid (recipient|mailbox)|recipient not found|unrouteable address)\b`)
 
 // isUnknownRecipient reports whether a refusal at RCPT says the
 // address does not exist, so the contact should be flagged bouncing:

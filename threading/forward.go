@@ -2,16 +2,17 @@ package threading
 
 import (
 	"net/mail"
-	"regexp"
 	"strings"
+
+	"github.com/deskmail/deskmail/internal/lazyregexp"
 )
 
 // forwardMarker starts the forwarded part of a mail in the clients and
 // languages we see: Gmail, Outlook, Apple Mail, Thunderbird.
-var forwardMarker = regexp.MustCompile(`(?im)^[ \t>]*(-{2,}\s*(forwarded message|original message|message transféré|message d'origine|ursprüngliche nachricht|weitergeleitete nachricht|mensaje reenviado|mensaje original|doorgestuurd bericht|oorspronkelijk bericht|messaggio inoltrato|messaggio originale)\s*-{2,}|begin forwarded message:|début du message réexpédié\s*:|anfang der weitergeleiteten nachricht:|inicio del mensaje reenviado:)`)
+var forwardMarker = lazyregexp.New(`(?im)^[ \t>]*(-{2,}\s*(forwarded message|original message|message transféré|message d'origine|ursprüngliche nachricht|weitergeleitete nachricht|mensaje reenviado|mensaje original|doorgestuurd bericht|oorspronkelijk bericht|messaggio inoltrato|messaggio originale)\s*-{2,}|begin forwarded message:|début du message réexpédié\s*:|anfang der weitergeleiteten nachricht:|inicio del mensaje reenviado:)`)
 
 // fromLine is the "From:" line of a forwarded header block.
-var fromLine = regexp.MustCompile(`(?im)^[ \t>*]*(from|de|von|van|da|od|från|fra)\s*:\s*\**(.+)$`)
+var fromLine = lazyregexp.New(`(?im)^[ \t>*]*(from|de|von|van|da|od|från|fra)\s*:\s*\**(.+)$`)
 
 // ForwardedSender finds the original sender in the text of a forwarded
 // mail: the first From line after a forward marker. ok is false when
@@ -33,9 +34,9 @@ func ForwardedSender(text string) (Person, bool) {
 }
 
 // mailtoLink matches the "Name [mailto:x@y]" form Outlook writes.
-var mailtoLink = regexp.MustCompile(`^(.*?)\s*\[mailto:([^\]\s]+)\]`)
+var mailtoLink = lazyregexp.New(`^(.*?)\s*\[mailto:([^\]\s]+)\]`)
 
-var bareAddr = regexp.MustCompile(`[A-Za-z0-9._%+\-']+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}`)
+var bareAddr = lazyregexp.New(`[A-Za-z0-9._%+\-']+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}`)
 
 func parsePerson(s string) (Person, bool) {
 	if m := mailtoLink.FindStringSubmatch(s); m != nil {

@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/deskmail/deskmail/internal/lazyregexp"
 )
 
 // SubjectToken is the ticket token put in subjects, "[#123]" by default.
@@ -86,11 +88,11 @@ func (s *SubjectToken) Tag(subject string, id int64) string {
 // them in English, French, German, Spanish, Dutch, Italian, Portuguese,
 // the Nordic languages and others, with optional counters ("Re[2]:",
 // "RE^3:") and the French space before the colon ("Réf :", "TR :").
-var replyPrefix = regexp.MustCompile(`(?i)^\s*(re|r|aw|antw|antwort|wg|fw|fwd|tr|trs|réf|ref|rép|rep|réponse|sv|vs|vl|vb|ynt|odp|pd|rif|i|r|res|rv|enc|fs|doorst|ant|atb|bls|ha|hv|ilt|vá|tr|πρθ|απ|σχετ|ответ|отв|переслать|пер|回复|转发|答复|轉寄|回覆|返信|転送)(\s*\[\d+\]|\s*\^\d+|\s*\(\d+\))?\s*[:：]\s*`)
+var replyPrefix = lazyregexp.New(`(?i)^\s*(re|r|aw|antw|antwort|wg|fw|fwd|tr|trs|réf|ref|rép|rep|réponse|sv|vs|vl|vb|ynt|odp|pd|rif|i|r|res|rv|enc|fs|doorst|ant|atb|bls|ha|hv|ilt|vá|tr|πρθ|απ|σχετ|ответ|отв|переслать|пер|回复|转发|答复|轉寄|回覆|返信|転送)(\s*\[\d+\]|\s*\^\d+|\s*\(\d+\))?\s*[:：]\s*`)
 
 // replyPrefixBracketed matches "[External]"-style tags that mail
 // gateways add in front of the subject; they are kept out of the base.
-var replyPrefixBracketed = regexp.MustCompile(`^\s*\[(ext|external|extern|externe|spam|suspicious)\]\s*`)
+var replyPrefixBracketed = lazyregexp.New(`^\s*\[(ext|external|extern|externe|spam|suspicious)\]\s*`)
 
 // BaseSubject strips stacked reply/forward prefixes ("Re: AW: Fwd:"),
 // gateway tags and surrounding space (RFC 5256 §2.1 base subject, with
@@ -116,4 +118,4 @@ func IsForward(subject string) bool {
 	return forwardPrefix.MatchString(subject)
 }
 
-var forwardPrefix = regexp.MustCompile(`(?i)^\s*((re|aw|sv|antw)\s*:\s*)*(fw|fwd|tr|trs|wg|i|rv|enc|doorst|vs|vb|fs|pd|转发|転送)\s*:`)
+var forwardPrefix = lazyregexp.New(`(?i)^\s*((re|aw|sv|antw)\s*:\s*)*(fw|fwd|tr|trs|wg|i|rv|enc|doorst|vs|vb|fs|pd|转发|転送)\s*:`)

@@ -5,10 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/base32"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/deskmail/deskmail/internal/lazyregexp"
 )
 
 // Signer makes and checks the signed tokens deskmail puts in reply
@@ -91,7 +92,7 @@ func SplitAddress(addr string) (base, tag string) {
 	return local[:i] + addr[at:], local[i+1:]
 }
 
-var tokenRE = regexp.MustCompile(`^(?i)(t)(\d{1,18})\.([a-z2-7]{10})$|^(?i)(a)(\d{1,18})\.(\d{1,9})\.([a-z2-7]{10})$`)
+var tokenRE = lazyregexp.New(`^(?i)(t)(\d{1,18})\.([a-z2-7]{10})$|^(?i)(a)(\d{1,18})\.(\d{1,9})\.([a-z2-7]{10})$`)
 
 // TokenCheck is what a token in a reply address proves.
 type TokenCheck struct {
@@ -138,7 +139,7 @@ func (s *Signer) Check(tag, sender string) (TokenCheck, bool) {
 }
 
 // bounceRE matches a bounce token: "b<outbox id>.<mac>".
-var bounceRE = regexp.MustCompile(`^(?i)b(\d{1,18})\.([a-z2-7]{10})$`)
+var bounceRE = lazyregexp.New(`^(?i)b(\d{1,18})\.([a-z2-7]{10})$`)
 
 // BounceToken returns the token deskmail puts in the envelope sender
 // of outbox mail outboxID (support+b42.k7f3abcdef@example.com), a VERP
