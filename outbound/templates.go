@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	texttemplate "text/template"
 
 	"github.com/deskmail/deskmail/internal/lazyregexp"
@@ -24,10 +25,33 @@ var templateNames = []string{KindConfirmation, KindAgentReply, KindNotification,
 
 var languages = []string{"en", "fr"}
 
-// pair is the text and HTML template of one mail.
+// pair is the text and HTML template of one mail. Built-in templates
+// are compiled the first time a mail needs them (a `deskmail ingest`
+// process queues one or two kinds of mail, and compiling all twenty
+// cost it more CPU than the mail); files from templates_dir are
+// compiled when loaded, so that their mistakes are reported at start.
 type pair struct {
-	text *texttemplate.Template
-	html *htmltemplate.Template
+	name             string
+	textSrc, htmlSrc string
+	once             sync.Once
+	text             *texttemplate.Template
+	html             *htmltemplate.Template
+	err              error
+}
+
+// newPair returns the templates of one mail, not yet compiled.
+func newPair(name, text, html string) *pair {
+	return &pair{name: name, textSrc: text, htmlSrc: html}
+}
+
+// compiled compiles the pair on first call and returns the result of
+// that compilation. Safe for concurrent use.
+func (p *pair) compiled() error {
+	p.once.Do(func() {
+		p.text, p.html, p.err = compile(p.name, p.textSrc, p.htmlSrc)
+		p.textSrc, p.htmlSrc = "", ""
+	})
+	return p.err
 }
 
 // templates holds every compiled template, keyed by
@@ -84,6 +108,7 @@ func loadTemplates(dir string, channels []string) (*templates, error) {
 	for _, lang := range languages {
 		for _, name := range templateNames {
 			srcs := map[string]string{}
+			overridden := false
 			for _, ext := range []string{".txt.tmpl", ".html.tmpl"} {
 				src, ok, err := read(builtinTemplates, "templates/"+lang+"/"+name+ext)
 				if err != nil || !ok {
@@ -95,14 +120,16 @@ func loadTemplates(dir string, channels []string) (*templates, error) {
 						return nil, fmt.Errorf("template %s: %w", filepath.Join(dir, lang, name+ext), err)
 					}
 					if ok {
-						src = o
+						src, overridden = o, true
 					}
 				}
 				srcs[ext] = src
 			}
-			p, err := compile(lang+"/"+name, srcs[".txt.tmpl"], srcs[".html.tmpl"])
-			if err != nil {
-				return nil, err
+			p := newPair(lang+"/"+name, srcs[".txt.tmpl"], srcs[".html.tmpl"])
+			if overridden {
+				if err := p.compiled(); err != nil {
+					return nil, err
+				}
 			}
 			t.m["/"+lang+"/"+name] = p
 			if over == nil {
@@ -126,8 +153,8 @@ func loadTemplates(dir string, channels []string) (*templates, error) {
 				if !found {
 					continue
 				}
-				p, err := compile(ch+"/"+lang+"/"+name, chSrcs[".txt.tmpl"], chSrcs[".html.tmpl"])
-				if err != nil {
+				p := newPair(ch+"/"+lang+"/"+name, chSrcs[".txt.tmpl"], chSrcs[".html.tmpl"])
+				if err := p.compiled(); err != nil {
 					return nil, err
 				}
 				t.m[ch+"/"+lang+"/"+name] = p
@@ -137,16 +164,16 @@ func loadTemplates(dir string, channels []string) (*templates, error) {
 	return t, nil
 }
 
-func compile(name, text, html string) (*pair, error) {
+func compile(name, text, html string) (*texttemplate.Template, *htmltemplate.Template, error) {
 	tt, err := texttemplate.New(name + ".txt").Funcs(textFuncs).Option("missingkey=error").Parse(text)
 	if err != nil {
-		return nil, fmt.Errorf("template %s.txt.tmpl: %w", name, err)
+		return nil, nil, fmt.Errorf("template %s.txt.tmpl: %w", name, err)
 	}
 	ht, err := htmltemplate.New(name + ".html").Funcs(htmlFuncs).Option("missingkey=error").Parse(html)
 	if err != nil {
-		return nil, fmt.Errorf("template %s.html.tmpl: %w", name, err)
+		return nil, nil, fmt.Errorf("template %s.html.tmpl: %w", name, err)
 	}
-	return &pair{text: tt, html: ht}, nil
+	return tt, ht, nil
 }
 
 var blankLines = lazyregexp.New(`\n{3,}`)
@@ -163,6 +190,9 @@ func (t *templates) render(channel, lang, name string, data *TemplateData) (subj
 	}
 	if p == nil {
 		return "", "", "", fmt.Errorf("%w for %s", errNoTemplate, name)
+	}
+	if err := p.compiled(); err != nil {
+		return "", "", "", err
 	}
 	var b bytes.Buffer
 	if st := p.text.Lookup("subject"); st != nil {
