@@ -240,7 +240,7 @@ func (nopCollector) AddWarning(string, string, ...any) {}
 type parser struct {
 	m        *Message
 	root     *enmime.Part
-	charset  string // the message's declared charsets, for raw 8-bit headers
+	charset  string // how raw 8-bit header bytes are read (headerCharsets)
 	rawHTML  string // decoded, unsanitized HTML body
 	seenWarn map[string]bool
 	// textFromHTML is set when Text was derived from the HTML (an
@@ -250,6 +250,8 @@ type parser struct {
 	charsets map[*enmime.Part]string
 	// maxAttachment is ParseOptions.MaxAttachmentBytes.
 	maxAttachment int64
+	// uuDecoded are the parts whose uuencoding the walker decoded.
+	uuDecoded map[*enmime.Part]bool
 }
 
 func (m *Message) warn(format string, args ...any) {
@@ -272,7 +274,7 @@ func (p *parser) headers() {
 		h = textproto.MIMEHeader{}
 	}
 	m.Headers = map[string][]string(h)
-	p.charset = p.declaredCharsets(p.root)
+	p.charset = p.headerCharsets(h, p.declaredCharsets(p.root))
 
 	m.Subject = decodeHeader(h.Get("Subject"), p.charset)
 
@@ -356,6 +358,60 @@ func (ps *parser) declaredCharsets(root *enmime.Part) string {
 	return strings.Join(append(multi, single...), ",")
 }
 
+// headerCharsets chooses how raw 8-bit header bytes are read: the
+// declared charsets (declared, from declaredCharsets), with chardet's
+// reading of the raw header text in front when it is confident and
+// differs from what was declared — a KOI8-R or Shift_JIS subject in a
+// mail that declares ISO-8859-1 or nothing. Within the Latin family a
+// declared charset beats the detector, which cannot tell them apart on
+// a few accented letters. A confident detection that overrides a
+// declaration is a warning.
+func (p *parser) headerCharsets(h textproto.MIMEHeader, declared string) string {
+	var raw []byte
+	for _, name := range []string{"Subject", "From", "To", "Cc", "Reply-To"} {
+		for _, v := range h.Values(name) {
+			if hasHighBytes([]byte(v)) && !utf8.ValidString(v) {
+				raw = append(append(raw, v...), '\n')
+			}
+		}
+	}
+	if len(raw) == 0 || bytes.Contains(raw, []byte("\x1b$")) {
+		return declared
+	}
+	res, err := chardet.NewTextDetector().DetectBest(raw)
+	if err != nil || res == nil || res.Confidence < 40 {
+		return declared
+	}
+	cs := strings.ToLower(res.Charset)
+	if out, ok := decodeCharset(cs, raw); !ok || !utf8.ValidString(out) || strings.ContainsRune(out, utf8.RuneError) {
+		return declared
+	}
+	list := strings.Split(declared, ",")
+	if declared == "" {
+		return cs
+	}
+	for _, d := range list {
+		if d == cs {
+			return cs + "," + declared
+		}
+	}
+	if latinCharset(cs) && latinCharset(list[len(list)-1]) {
+		return declared
+	}
+	p.m.warn("charset: header bytes are not in the declared %s, read as %s", declared, cs)
+	return cs + "," + declared
+}
+
+// latinCharset reports the single-byte charsets of Western and Central
+// European text, which a detector confuses with each other.
+func latinCharset(cs string) bool {
+	switch cs {
+	case "iso-8859-1", "iso-8859-2", "iso-8859-9", "iso-8859-15", "windows-1250", "windows-1252", "latin1":
+		return true
+	}
+	return false
+}
+
 // generateID gives a message without Message-ID a stable one, derived
 // from the header fields that identify it and the body (trace fields
 // such as Received are left out so that two deliveries of the same
@@ -402,6 +458,9 @@ func (p *parser) collectPartErrors() {
 			}
 			if e.Name == enmime.ErrorNestingTooDeep {
 				continue // the walker's warning says more (unparsed)
+			}
+			if e.Name == enmime.ErrorContentEncoding && p.uuDecoded[part] {
+				continue // the walker decoded the uuencoding
 			}
 			p.m.warn("mime: %s: %s", e.Name, toUTF8(e.Detail, ""))
 		}
@@ -465,9 +524,12 @@ func (w *walker) walk(part *enmime.Part, depth int) {
 		}
 		return
 	}
+	if uuEncoded(part) && w.uuPart(part) {
+		return
+	}
 	switch bodyKind(part) {
 	case "text":
-		if t := w.p.partText(part); strings.TrimSpace(t) != "" {
+		if t := w.uuInline(w.p.partText(part)); strings.TrimSpace(t) != "" {
 			w.texts = append(w.texts, t)
 		}
 	case "html":
