@@ -84,8 +84,17 @@ type SMTPConfig struct {
 	ReadTimeout         Duration `yaml:"read_timeout"`
 	WriteTimeout        Duration `yaml:"write_timeout"`
 	MaxSession          Duration `yaml:"max_session"`
-	MaxLineLength       int      `yaml:"max_line_length"`
-	MaxHeaders          int      `yaml:"max_headers"`
+	// MinDataRate is the slowest a client may send, in bytes per
+	// second averaged over DataRateWindow of the time the receiver
+	// waits for it (commands and DATA alike; time spent answering is
+	// not counted). A slower client gets 421 4.4.2 and is closed. It
+	// applies to trusted relays too. Default 256; -1 turns it off.
+	MinDataRate int `yaml:"min_data_rate"`
+	// DataRateWindow is the span MinDataRate is averaged over
+	// (default 30s).
+	DataRateWindow Duration `yaml:"data_rate_window"`
+	MaxLineLength  int      `yaml:"max_line_length"`
+	MaxHeaders     int      `yaml:"max_headers"`
 	// RatePerMinute limits messages per client IP and per sender.
 	RatePerMinute int `yaml:"rate_per_minute"`
 	// TrustedRelays are the MTAs in front of deskmail, as CIDRs or
@@ -103,6 +112,14 @@ type SMTPConfig struct {
 	// users below.
 	Auth  bool       `yaml:"auth"`
 	Users []SMTPUser `yaml:"users"`
+	// AuthLockoutAfter is how many failed AUTH attempts lock a user
+	// name (counted from every address) or a client address (counted
+	// over every user name) for AuthLockout (default 10). Each failure
+	// after the first delays the next answer exponentially.
+	AuthLockoutAfter int `yaml:"auth_lockout_after"`
+	// AuthLockout is how long such a lock lasts (default 15m); a
+	// correct password from a trusted relay lifts a user's lock early.
+	AuthLockout Duration `yaml:"auth_lockout"`
 	// Disabled turns the receiver off.
 	Disabled bool `yaml:"disabled"`
 }

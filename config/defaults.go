@@ -81,7 +81,21 @@ func (c *Config) applyDefaults() {
 		s.WriteTimeout.Duration = time.Minute
 	}
 	if s.MaxSession.Duration == 0 {
-		s.MaxSession.Duration = 30 * time.Minute
+		// Room for a maximal message at ~0.5 Mbit/s; slow-loris
+		// clients are cut off well before by min_data_rate.
+		s.MaxSession.Duration = 10 * time.Minute
+	}
+	if s.AuthLockoutAfter == 0 {
+		s.AuthLockoutAfter = 10
+	}
+	if s.AuthLockout.Duration == 0 {
+		s.AuthLockout.Duration = 15 * time.Minute
+	}
+	if s.MinDataRate == 0 {
+		s.MinDataRate = 256
+	}
+	if s.DataRateWindow.Duration == 0 {
+		s.DataRateWindow.Duration = 30 * time.Second
 	}
 	if s.MaxLineLength == 0 {
 		s.MaxLineLength = 4000
@@ -250,6 +264,18 @@ func (c *Config) Validate() Problems {
 	var ps Problems
 	add := func(at loc, format string, args ...any) {
 		ps = append(ps, Problem{File: c.fileName(), Line: at.line, Path: at.path, Msg: fmt.Sprintf(format, args...)})
+	}
+	if c.SMTP.AuthLockoutAfter < 0 {
+		add(c.at("smtp", "auth_lockout_after"), "must be a number of failed attempts above 0 (default 10)")
+	}
+	if c.SMTP.AuthLockout.Duration < 0 {
+		add(c.at("smtp", "auth_lockout"), "must be a positive duration (for example 15m)")
+	}
+	if c.SMTP.MinDataRate < -1 {
+		add(c.at("smtp", "min_data_rate"), "must be bytes per second above 0, or -1 for no floor")
+	}
+	if c.SMTP.DataRateWindow.Duration < 0 {
+		add(c.at("smtp", "data_rate_window"), "must be a positive duration (for example 30s)")
 	}
 	if c.MaxAttachmentBytes < 0 {
 		add(c.at("max_attachment_bytes"), "must be a number of bytes above 0 (default %d, 20 MiB)", DefaultMaxAttachmentBytes)

@@ -27,8 +27,9 @@ type Metrics struct {
 	latency       prometheus.Histogram
 	batchSize     prometheus.Histogram
 
-	smtpSessions   prometheus.Counter
-	smtpRejections *prometheus.CounterVec
+	smtpSessions     prometheus.Counter
+	smtpRejections   *prometheus.CounterVec
+	smtpAuthLockouts *prometheus.CounterVec
 
 	imapPolls  *prometheus.CounterVec
 	imapErrors *prometheus.CounterVec
@@ -64,6 +65,8 @@ func New() *Metrics {
 			Help: "SMTP sessions accepted."}),
 		smtpRejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_smtp_rejections_total",
 			Help: "SMTP commands or sessions refused, by reason."}, []string{"reason"}),
+		smtpAuthLockouts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_smtp_auth_lockouts_total",
+			Help: "User names and client addresses locked after failed SMTP AUTH, by scope (user, address)."}, []string{"scope"}),
 		imapPolls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_imap_polls_total",
 			Help: "IMAP polls by channel and result (ok, error)."}, []string{"channel", "result"}),
 		imapErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_imap_errors_total",
@@ -78,7 +81,7 @@ func New() *Metrics {
 			Help: "Client addresses and key prefixes locked after failed API logins, by scope (address, key)."}, []string{"scope"}),
 	}
 	reg.MustRegister(m.received, m.actions, m.parseWarnings, m.failed, m.latency, m.batchSize, m.smtpSessions, m.smtpRejections,
-		m.imapPolls, m.imapErrors, m.deliveries, m.apiRequests, m.apiLoginFailures, m.apiLoginLockouts)
+		m.smtpAuthLockouts, m.imapPolls, m.imapErrors, m.deliveries, m.apiRequests, m.apiLoginFailures, m.apiLoginLockouts)
 	m.store = newStoreCollector()
 	reg.MustRegister(m.store)
 	return m
@@ -144,6 +147,16 @@ func (m *Metrics) SMTPRejection(reason string) {
 		return
 	}
 	m.smtpRejections.WithLabelValues(reason).Inc()
+}
+
+// SMTPAuthLockout counts a temporary lockout after repeated failed
+// SMTP AUTH: scope "user" (one user name, from any address) or
+// "address" (one client address, any user name).
+func (m *Metrics) SMTPAuthLockout(scope string) {
+	if m == nil {
+		return
+	}
+	m.smtpAuthLockouts.WithLabelValues(scope).Inc()
 }
 
 // IMAPPoll counts a poll result ("ok" or "error").

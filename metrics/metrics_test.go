@@ -66,6 +66,7 @@ func TestREADMETableIsExact(t *testing.T) {
 	m.Batch(1)
 	m.SMTPSession()
 	m.SMTPRejection("too_big")
+	m.SMTPAuthLockout("user")
 	m.IMAPPoll("c", "ok")
 	m.IMAPError("c", "auth")
 	m.Delivery("sent")

@@ -29,9 +29,13 @@
 //	250 2.0.0     after DATA: the message is committed
 //	421 4.7.0     at connect: too many connections (overall or from the
 //	              client's address), or the address exceeded its rate
-//	421 4.4.2     the session was idle longer than the read timeout or
-//	              longer than the maximum session length; or the server
-//	              is shutting down
+//	421 4.4.2     the session was idle longer than the read timeout,
+//	              sent slower than smtp.min_data_rate (bytes a second
+//	              over smtp.data_rate_window of waiting for it, in
+//	              commands or DATA, trusted relays included), or lasted
+//	              longer than the maximum session length (the
+//	              connection is then closed); or the server is shutting
+//	              down
 //	421 4.3.2     MAIL FROM while the server is shutting down
 //	421 4.7.0     AUTH: third failed attempt (the session is closed)
 //	450 4.7.1     MAIL FROM: the client address or the sender exceeded
@@ -42,6 +46,9 @@
 //	452 4.3.1     DATA: the messages being received together already
 //	              hold Options.MaxBufferedBytes of memory (retry)
 //	452 4.5.3     RCPT TO: more than smtp.max_recipients recipients
+//	454 4.7.0     AUTH: the user name or the client address is locked
+//	              after smtp.auth_lockout_after failures (for
+//	              smtp.auth_lockout; the password is not looked at)
 //	523 5.7.10    AUTH before STARTTLS (AUTH is offered over TLS only)
 //	535 5.7.8     AUTH: wrong user name or password
 //	550 5.1.1     RCPT TO: not a support address (no relaying)
@@ -69,6 +76,13 @@
 // client gets 421 4.7.0 and the connection is closed before any
 // session starts.
 //
+// Failed AUTH attempts are counted per user name (over every client
+// address) and per client address (over every user name; not for
+// trusted relays); each failure after the first delays the next answer
+// for that key exponentially, and smtp.auth_lockout_after failures lock
+// the key for smtp.auth_lockout (authGuard). A correct password from a
+// trusted relay lifts a user name's lock.
+//
 // Trusted relays (smtp.trusted_relays, by default the loopback ranges:
 // the MTA in front of deskmail) carry the whole site's mail from one
 // address, so they are exempt from the per-address connection and
@@ -76,8 +90,9 @@
 // their own (smtp.relay_sender_rate_per_minute) still apply. The
 // Received: header, the envelope and the logs name the real peer. Every read and write has a deadline (the read and
 // write timeouts, renewed on each network operation) and no deadline
-// goes past the session's maximum length, so slow-loris clients are
-// dropped. Rate limits are token buckets kept in a bounded map with
+// goes past the session's maximum length, and a client under the
+// data-rate floor is dropped at the end of a window, so slow-loris
+// clients cannot hold a connection. Rate limits are token buckets kept in a bounded map with
 // lazy refill: no goroutine per key, and the oldest idle buckets are
 // dropped when the map is full.
 //

@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -188,28 +189,114 @@ type trackedConn struct {
 	inData  bool
 	closing bool // guarded by s.conns.mu when set by tracker.add, then by mu
 	once    sync.Once
+
+	// The data-rate floor (smtp.min_data_rate over
+	// smtp.data_rate_window), on the time spent waiting in Read only:
+	// waited and got are this window's wait and bytes. Read runs on
+	// one goroutine at a time, so these need no lock.
+	waited time.Duration
+	got    int64
+	// dead is set once the client was too slow or timed out inside
+	// DATA: the session is over. Every later Read fails: with EOF when
+	// the 421 was already given as the reply to DATA (quiet), else
+	// with a timeout, which go-smtp answers with 421 4.4.2 before it
+	// closes. Guarded by mu.
+	dead, quiet bool
 }
 
-// Read reads with a fresh deadline.
+// errTooSlow is the read error of a client under the data-rate floor.
+type errTooSlow struct{}
+
+func (errTooSlow) Error() string   { return "receiver: client sends slower than smtp.min_data_rate" }
+func (errTooSlow) Timeout() bool   { return true }
+func (errTooSlow) Temporary() bool { return false }
+
+// Read reads with a fresh deadline: the read timeout from now, never
+// past the end of the session, and never past the end of the current
+// data-rate window. At the end of a window the client must have sent
+// min_data_rate bytes a second of the time it was waited for;
+// otherwise it is told 421 4.4.2 and the connection ends.
 func (c *trackedConn) Read(b []byte) (int, error) {
+	for {
+		c.mu.Lock()
+		if c.dead {
+			quiet := c.quiet
+			c.mu.Unlock()
+			if quiet {
+				return 0, io.EOF
+			}
+			return 0, errTooSlow{}
+		}
+		var d time.Time
+		if c.closing && !c.inData {
+			d = time.Unix(1, 0) // in the past: fail at once
+		} else {
+			d = c.deadline(c.s.cfg.ReadTimeout.Duration)
+		}
+		closing, inData := c.closing, c.inData
+		start := time.Now()
+		rate, window := c.s.minRate, c.s.cfg.DataRateWindow.Duration
+		byWindow := false
+		if rate > 0 && window > 0 {
+			if w := start.Add(window - c.waited); d.IsZero() || w.Before(d) {
+				d, byWindow = w, true
+			}
+		}
+		err := c.Conn.SetReadDeadline(d)
+		c.mu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+		n, err := c.Conn.Read(b)
+		timeout := false
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			timeout = true
+		}
+		if rate > 0 && window > 0 {
+			c.waited += time.Since(start)
+			c.got += int64(n)
+			if c.waited >= window {
+				if float64(c.got) < rate*c.waited.Seconds() {
+					return n, c.tooSlow(inData)
+				}
+				c.waited, c.got = 0, 0
+			}
+			if timeout && byWindow && !c.isClosing() {
+				if n > 0 {
+					return n, nil
+				}
+				continue // a new window: read on
+			}
+		}
+		if timeout && !closing {
+			c.s.opts.Metrics.SMTPRejection("timeout")
+			if inData {
+				c.markDead(true)
+			}
+		}
+		return n, err
+	}
+}
+
+// tooSlow ends a session under the data-rate floor with a timeout
+// error: between commands go-smtp answers it with 421 4.4.2 and
+// closes (after answering a partial command line it had buffered);
+// inside DATA the message's reply is readError's 421 4.4.2, and the
+// next Read ends the session.
+func (c *trackedConn) tooSlow(inData bool) error {
+	c.s.opts.Metrics.SMTPRejection("too_slow")
+	c.s.log.Info("smtp: client too slow; closing", "client", c.ip, "min_bytes_per_second", c.s.minRate,
+		"window", c.s.cfg.DataRateWindow.String(), "bytes", c.got, "waited", c.waited.Round(time.Millisecond).String(), "in_data", inData)
+	c.markDead(inData)
+	return errTooSlow{}
+}
+
+// markDead makes every later Read fail; quiet: with EOF (the client
+// has had its 421).
+func (c *trackedConn) markDead(quiet bool) {
 	c.mu.Lock()
-	var d time.Time
-	if c.closing && !c.inData {
-		d = time.Unix(1, 0) // in the past: fail at once
-	} else {
-		d = c.deadline(c.s.cfg.ReadTimeout.Duration)
-	}
-	closing := c.closing
-	err := c.Conn.SetReadDeadline(d)
+	c.dead, c.quiet = true, quiet
 	c.mu.Unlock()
-	if err != nil {
-		return 0, err
-	}
-	n, err := c.Conn.Read(b)
-	if ne, ok := err.(net.Error); ok && ne.Timeout() && !closing {
-		c.s.opts.Metrics.SMTPRejection("timeout")
-	}
-	return n, err
 }
 
 // Write writes with a fresh deadline.

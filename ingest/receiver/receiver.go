@@ -65,6 +65,10 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// Now returns the current time (default time.Now); tests set it.
 	Now func() time.Time
+	// AuthDelay is the delay before answering the second failed AUTH
+	// attempt of a user name or address; it doubles with each further
+	// failure, up to 10 seconds (default 250ms).
+	AuthDelay time.Duration
 }
 
 // Server is the SMTP receiver. It is safe for concurrent use; Serve may
@@ -83,6 +87,10 @@ type Server struct {
 	// (smtp.relay_sender_rate_per_minute); relays are those relays.
 	relayFrom *rateLimiter
 	relays    []netip.Prefix
+	// minRate is smtp.min_data_rate in bytes a second (0: no floor).
+	minRate float64
+	// authGuard counts failed AUTH per user name and client address.
+	authGuard *authGuard
 	now       func() time.Time
 	// buffered is the number of message bytes sessions hold.
 	buffered atomic.Int64
@@ -123,6 +131,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.AuthDelay <= 0 {
+		opts.AuthDelay = 250 * time.Millisecond
 	}
 	cfg := opts.Config
 	if cfg.Hostname == "" {
@@ -191,6 +202,14 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("receiver: smtp.trusted_relays: %w", err)
 	}
 	s.relays = relays
+	lockFor := cfg.AuthLockout.Duration
+	if lockFor <= 0 {
+		lockFor = 15 * time.Minute
+	}
+	s.authGuard = newAuthGuard(cfg.AuthLockoutAfter, lockFor, opts.AuthDelay, s.now)
+	if cfg.MinDataRate > 0 {
+		s.minRate = float64(cfg.MinDataRate)
+	}
 	if cfg.RelaySenderRatePerMinute > 0 {
 		s.relayFrom = newRateLimiter(float64(cfg.RelaySenderRatePerMinute), 100_000, s.now)
 	}
@@ -380,6 +399,7 @@ var (
 	errNoMemory     = errorf(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage, please try again later")
 	errReadFailed   = errorf(451, smtp.EnhancedCode{4, 4, 2}, "Connection problem while receiving data, please try again")
 	errAuthTooMany  = errorf(421, smtp.EnhancedCode{4, 7, 0}, "Too many failed authentication attempts")
+	errAuthLocked   = errorf(454, smtp.EnhancedCode{4, 7, 0}, "Temporary authentication failure, too many failed attempts; try again later")
 	errEmpty        = errorf(554, smtp.EnhancedCode{5, 6, 0}, "Message is empty")
 	errNeedTLSAuth  = errorf(538, smtp.EnhancedCode{5, 7, 11}, "Encryption required for requested authentication mechanism")
 )

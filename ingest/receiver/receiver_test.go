@@ -787,20 +787,7 @@ func TestMetrics(t *testing.T) {
 	defer c.Close()
 	c.Mail("x@customer.example", nil)
 	c.Rcpt("nobody@example.com", nil)
-	mfs, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		for _, mm := range mf.GetMetric() {
-			key := mf.GetName()
-			for _, l := range mm.GetLabel() {
-				key += "/" + l.GetValue()
-			}
-			got[key] = mm.GetCounter().GetValue()
-		}
-	}
+	got := counters(t, m)
 	if got["deskmail_smtp_sessions_total"] != 1 || got["deskmail_smtp_rejections_total/unknown_recipient"] != 1 {
 		t.Errorf("metrics: sessions %v, unknown_recipient %v", got["deskmail_smtp_sessions_total"], got["deskmail_smtp_rejections_total/unknown_recipient"])
 	}

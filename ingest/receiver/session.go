@@ -240,10 +240,14 @@ func (se *session) readError(err error, qid string) error {
 	case errors.Is(err, smtp.ErrDataReset):
 		return err
 	}
+	if errors.As(err, new(errTooSlow)) {
+		return errorf(421, smtp.EnhancedCode{4, 4, 2}, "Connection too slow (under %d bytes a second), closing", int(se.s.minRate))
+	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		se.s.opts.Metrics.SMTPRejection("timeout")
+		// Counted by trackedConn.Read, which also ends the session.
 		se.s.log.Info("smtp: timeout while receiving data", "id", qid, "client", se.tc.ip)
+		return errorf(421, smtp.EnhancedCode{4, 4, 2}, "Timeout while receiving data, closing")
 	} else {
 		se.s.log.Info("smtp: connection failed while receiving data", "id", qid, "client", se.tc.ip, "err", err.Error())
 	}
@@ -283,32 +287,84 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 
 // authenticate checks a user name and password in constant time (the
 // password is compared as a SHA-256 hash, so its length does not leak,
-// and an unknown user costs the same as a wrong password).
+// and an unknown user costs the same as a wrong password), under the
+// authGuard: the answer waits out the delay earned by earlier failures
+// of this user name and address, and a locked user name or address is
+// refused whatever the password — except that a correct password from
+// a trusted relay lifts a user's lock.
 func (se *session) authenticate(username, password string) error {
+	g := se.s.authGuard
+	userKey, addrKey := "user:"+strings.ToLower(username), "addr:"+se.tc.key
+	wait := g.delay(userKey)
+	if !se.tc.relay {
+		wait = max(wait, g.delay(addrKey))
+	}
+	if wait > 0 {
+		time.Sleep(wait)
+	}
 	u, known := se.s.users[username]
 	want := u.hash
 	if !known {
 		want = se.s.dummy
 	}
 	got := sha256.Sum256([]byte(password))
-	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || !known {
+	ok := subtle.ConstantTimeCompare(got[:], want[:]) == 1 && known
+	userLocked, until := g.locked(userKey)
+	addrLocked := false
+	if !se.tc.relay {
+		var au time.Time
+		if addrLocked, au = g.locked(addrKey); au.After(until) {
+			until = au
+		}
+	}
+	switch {
+	case userLocked && ok && se.tc.relay:
+		se.s.log.Warn("smtp: authentication lockout lifted by a correct password from a trusted relay", "client", se.tc.ip, "user", username)
+	case userLocked || addrLocked:
+		se.authFailures++
+		se.s.opts.Metrics.SMTPRejection("auth_locked")
+		se.s.log.Warn("smtp: authentication refused: locked after repeated failures", "client", se.tc.ip, "user", username,
+			"user_locked", userLocked, "address_locked", addrLocked, "until", until.UTC().Format(time.RFC3339))
+		if se.authFailures >= maxAuthFailures {
+			se.tc.startClosing()
+			return errAuthTooMany
+		}
+		return errAuthLocked
+	case !ok:
 		return se.authFailed(username)
 	}
+	g.clear(userKey)
+	g.clear(addrKey)
 	se.authUser = username
 	se.authAgent = u.agent
 	se.s.log.Info("smtp: authenticated", "client", se.tc.ip, "user", username, "agent", u.agent)
 	return nil
 }
 
-// authFailed counts a failure against the session and the client
-// address; after maxAuthFailures the session is closed.
+// authFailed counts a failure against the session, the user name and
+// the client address (trusted relays carry many clients: their address
+// is not counted); after maxAuthFailures the session is closed.
 func (se *session) authFailed(username string) error {
 	se.authFailures++
 	se.s.opts.Metrics.SMTPRejection("auth_failed")
-	if se.s.ipRate != nil {
+	if se.s.ipRate != nil && !se.tc.relay {
 		se.s.ipRate.penalize(se.tc.key, 10)
 	}
-	se.s.log.Warn("smtp: authentication failed", "client", se.tc.ip, "user", username, "failures", se.authFailures)
+	g := se.s.authGuard
+	n, locked := g.fail("user:" + strings.ToLower(username))
+	if locked {
+		se.s.opts.Metrics.SMTPAuthLockout("user")
+		se.s.log.Warn("smtp: user name locked after repeated failed authentication", "user", username, "failures", n,
+			"client", se.tc.ip, "for", g.lockFor.String())
+	}
+	if !se.tc.relay {
+		if an, alocked := g.fail("addr:" + se.tc.key); alocked {
+			se.s.opts.Metrics.SMTPAuthLockout("address")
+			se.s.log.Warn("smtp: client address locked after repeated failed authentication", "client", se.tc.ip, "failures", an,
+				"for", g.lockFor.String())
+		}
+	}
+	se.s.log.Warn("smtp: authentication failed", "client", se.tc.ip, "user", username, "failures", se.authFailures, "user_failures", n)
 	if se.authFailures >= maxAuthFailures {
 		se.tc.startClosing()
 		return errAuthTooMany
