@@ -389,6 +389,9 @@ func (p *Pipeline) incoming(r Raw, m *Message, channel string) *threading.Incomi
 			in.Forwarded = &who
 		}
 	}
+	if v := m.Headers["Thread-Index"]; len(v) > 0 {
+		in.ThreadConversation = threading.ThreadIndexConversation(v[0])
+	}
 	in.SenderProof = p.senderProof(r, m, channel)
 	return in
 }

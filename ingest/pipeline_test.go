@@ -960,3 +960,22 @@ func TestAttackFixtures(t *testing.T) {
 		}
 	}
 }
+
+// TestOutlookThreadIndex: an Outlook reply without In-Reply-To or
+// References threads by its Thread-Index conversation, for
+// participants only (fixtures/threading/outlook).
+func TestOutlookThreadIndex(t *testing.T) {
+	h := newHarness(t, nil)
+	h.one("outlook", "01-new", ingest.ActionCreated, 1)
+	h.one("outlook", "02-reply-without-references", ingest.ActionAppended, 1)
+	if cs := h.conversations(1); len(cs) != 2 {
+		t.Fatalf("ticket 1 has %d conversations, want 2", len(cs))
+	}
+	h.one("outlook", "03-stranger-copies-thread-index", ingest.ActionCreated, 2)
+	if len(h.conversations(1)) != 2 || len(findHistory(h.history(1), "possibly_related")) != 1 || len(findHistory(h.history(2), "possibly_related")) != 1 {
+		t.Errorf("stranger with a copied Thread-Index: ticket 1 %d conversations; histories %+v / %+v", len(h.conversations(1)), h.history(1), h.history(2))
+	}
+	if cc := h.ticket(1).CcEmails; len(cc) != 0 {
+		t.Errorf("the stranger became a CC: %v", cc)
+	}
+}

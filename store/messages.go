@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -376,4 +377,32 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// SetThreadConversation records that the Outlook conversation conv (see
+// threading.ThreadIndexConversation) is now on ticket ticketID: the
+// ticket of its latest mail, so that a follow-up ticket takes the
+// conversation over.
+func (t *Tx) SetThreadConversation(conv string, ticketID int64) error {
+	_, err := t.exec(`INSERT INTO thread_indexes(conversation, ticket_id, updated_at) VALUES (?,?,?)
+		ON CONFLICT(conversation) DO UPDATE SET ticket_id=excluded.ticket_id, updated_at=excluded.updated_at`,
+		conv, ticketID, ts(t.now()))
+	if err != nil {
+		return fmt.Errorf("store: thread conversation %s: %w", conv, err)
+	}
+	return nil
+}
+
+// ThreadConversationTicket returns the ticket an Outlook conversation
+// is on, or ErrNotFound.
+func (t *Tx) ThreadConversationTicket(conv string) (int64, error) {
+	var id int64
+	err := t.row(`SELECT ticket_id FROM thread_indexes WHERE conversation=?`, conv).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: thread conversation %s: %w", conv, err)
+	}
+	return id, nil
 }

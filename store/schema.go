@@ -338,4 +338,15 @@ CREATE INDEX outbox_message_id ON outbox(message_id);
 ALTER TABLE contacts ADD COLUMN bounce_status TEXT NOT NULL DEFAULT '';
 ALTER TABLE contacts ADD COLUMN bounce_id INTEGER REFERENCES bounces(id) ON DELETE SET NULL;
 `,
+	// 9: Outlook/Exchange conversations (the 22-byte head of a
+	// Thread-Index, hex) and the ticket their latest mail is on, for
+	// replies that lost In-Reply-To and References.
+	`
+CREATE TABLE thread_indexes (
+	conversation TEXT PRIMARY KEY,
+	ticket_id INTEGER NOT NULL REFERENCES tickets(id) ON DELETE CASCADE,
+	updated_at TEXT NOT NULL
+);
+CREATE INDEX thread_indexes_ticket ON thread_indexes(ticket_id);
+`,
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,6 +59,9 @@ type Incoming struct {
 	// Sent marks mail sent from the support mailbox itself (its Sent
 	// folder): threaded as an agent reply, never mailed again.
 	Sent bool
+	// ThreadConversation is the Outlook conversation of its
+	// Thread-Index header (ThreadIndexConversation), or "".
+	ThreadConversation string
 }
 
 // EventKind names what happened, for outbound mail and metrics.
@@ -413,7 +417,8 @@ type match struct {
 }
 
 // find applies the matching rules in order: headers (participants
-// only), reply-address token, subject token (participants only).
+// only), reply-address token, Outlook Thread-Index (participants only),
+// subject token (participants only).
 func (e *Engine) find(tx *store.Tx, in *Incoming, from string, isAgent bool) (match, error) {
 	// The reply-address token is checked first even when headers match:
 	// it is also what proves an agent's identity.
@@ -492,6 +497,27 @@ func (e *Engine) find(tx *store.Tx, in *Incoming, from string, isAgent bool) (ma
 		m.tk, m.via = tokenTicket, "token"
 		return m, nil
 	}
+	// Outlook's Thread-Index, only for participants: the header is
+	// copied into every forward and CC, so knowing it proves nothing.
+	if in.ThreadConversation != "" {
+		tk, err := e.threadConversationTicket(tx, in.ThreadConversation)
+		if err != nil {
+			return match{}, err
+		}
+		if tk != nil {
+			ok, _, err := e.mayWrite(tx, tk, in, from, isAgent, "", false)
+			if err != nil {
+				return match{}, err
+			}
+			if ok {
+				m.tk, m.via = tk, "thread-index"
+				return m, nil
+			}
+			if !slices.ContainsFunc(m.refused, func(r *store.Ticket) bool { return r.ID == tk.ID }) {
+				m.refused = append(m.refused, tk)
+			}
+		}
+	}
 	// Subject token, only for participants: a guessed number must not
 	// let a stranger read or write someone else's ticket.
 	if e.Token != nil {
@@ -513,6 +539,26 @@ func (e *Engine) find(tx *store.Tx, in *Incoming, from string, isAgent bool) (ma
 		}
 	}
 	return m, nil
+}
+
+// threadConversationTicket returns the live ticket an Outlook
+// conversation is on, or nil.
+func (e *Engine) threadConversationTicket(tx *store.Tx, conv string) (*store.Ticket, error) {
+	id, err := tx.ThreadConversationTicket(conv)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	tk, err := tx.Ticket(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil || tk.Deleted {
+		return nil, err
+	}
+	return tk, nil
 }
 
 // tokenTicket finds a signed token in the recipient addresses (envelope
@@ -746,7 +792,7 @@ func (e *Engine) customerReply(tx *store.Tx, tk *store.Ticket, in *Incoming, out
 		}
 	}
 
-	how := map[string]string{"headers": "In-Reply-To/References", "token": "reply-address token", "subject": "subject token"}[via]
+	how := map[string]string{"headers": "In-Reply-To/References", "token": "reply-address token", "thread-index": "Outlook Thread-Index", "subject": "subject token"}[via]
 	if err := Record(tx, tk.ID, by, "customer_replied", "", "", "", "reply by mail, matched by "+how, now); err != nil {
 		return nil, err
 	}
@@ -861,6 +907,11 @@ func (e *Engine) finish(tx *store.Tx, in *Incoming, out *Outcome) (*Outcome, err
 		}
 		if err := tx.SetMessageIDTarget(in.MessageID, &out.Ticket.ID, conv); err != nil {
 			return nil, err
+		}
+		if in.ThreadConversation != "" {
+			if err := tx.SetThreadConversation(in.ThreadConversation, out.Ticket.ID); err != nil {
+				return nil, err
+			}
 		}
 	}
 	out.InReplyTo = in.MessageID
