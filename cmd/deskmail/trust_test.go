@@ -191,6 +191,7 @@ func (d *trustDaemon) api(method, path string, body any, out any) {
 // shown is what `deskmail tickets show --json` says about a ticket.
 type shown struct {
 	ID        int64    `json:"id"`
+	Subject   string   `json:"subject"`
 	Status    int      `json:"status"`
 	Priority  int      `json:"priority"`
 	Channel   string   `json:"channel"`
