@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -145,8 +146,9 @@ type mtaMail struct {
 }
 
 // sendAll sends mails over conns parallel SMTP connections (several
-// transactions on each) and returns the first error.
-func sendAll(addr string, mails []mtaMail, conns int) error {
+// transactions on each, pause between two on one connection) and
+// returns the first error.
+func sendAll(addr string, mails []mtaMail, conns int, pause time.Duration) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, conns)
 	for w := range conns {
@@ -162,6 +164,9 @@ func sendAll(addr string, mails []mtaMail, conns int) error {
 				return
 			}
 			for i := w; i < len(mails); i += conns {
+				if i >= conns {
+					time.Sleep(pause)
+				}
 				m := mails[i]
 				if err := c.Mail(m.from, nil); err != nil {
 					errs <- fmt.Errorf("mail %d MAIL: %w", i, err)

@@ -50,7 +50,8 @@ type postfixInstance struct {
 	smtpd   string // host:port of its smtpd
 	maillog string
 	cmd     *exec.Cmd
-	done    chan error
+	done    chan struct{} // closed when start-fg has exited
+	err     error         // start-fg's exit, set before done is closed
 }
 
 // startPostfix writes into dir (empty) main.cf (the instance's own settings, then
@@ -61,7 +62,7 @@ func startPostfix(t *testing.T, dir, mainExtra, masterExtra, transport string) *
 	t.Helper()
 	mustRoot(t, "Postfix")
 	conf := filepath.Join(dir, "conf")
-	p := &postfixInstance{t: t, dir: conf, maillog: filepath.Join(dir, "maillog"), done: make(chan error, 1)}
+	p := &postfixInstance{t: t, dir: conf, maillog: filepath.Join(dir, "maillog"), done: make(chan struct{})}
 	p.smtpd = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	// Postfix's processes reach their directories as the postfix user.
 	openUp(t, dir)
@@ -123,7 +124,10 @@ default_transport = error:this test delivers no outside mail
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.done <- p.cmd.Wait() }()
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
 	t.Cleanup(p.stop)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -132,9 +136,9 @@ default_transport = error:this test delivers no outside mail
 			return p
 		}
 		select {
-		case err := <-p.done:
+		case <-p.done:
 			b, _ := os.ReadFile(out.Name())
-			t.Fatalf("postfix start-fg exited: %v\n%s\n%s", err, b, p.log())
+			t.Fatalf("postfix start-fg exited: %v\n%s\n%s", p.err, b, p.log())
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -168,8 +172,10 @@ func (p *postfixInstance) setTransport(text string) {
 // stop stops the instance (postfix stop), killing its process group if
 // it does not go.
 func (p *postfixInstance) stop() {
-	if p.cmd.ProcessState != nil {
+	select {
+	case <-p.done: // start-fg exited already
 		return
+	default:
 	}
 	exec.Command("postfix", "-c", p.dir, "stop").Run()
 	select {
@@ -349,7 +355,7 @@ func TestPostfixSMTPTransport(t *testing.T) {
 		mails[i] = mtaMail{from, to, customerMail(from, to, fmt.Sprintf("Bulk %d", i), fmt.Sprintf("bulk-%d@customer.example", i), "")}
 	}
 	start := time.Now()
-	if err := sendAll(pf.smtpd, mails, 8); err != nil {
+	if err := sendAll(pf.smtpd, mails, 8, 0); err != nil {
 		t.Fatalf("sending into Postfix: %v", err)
 	}
 	accepted := time.Since(start)
@@ -393,7 +399,9 @@ func TestPostfixSMTPTransport(t *testing.T) {
 		more = append(more, mtaMail{from, "help@example.com", customerMail(from, "help@example.com", fmt.Sprintf("Outage %d", i), fmt.Sprintf("outage-%d@customer.example", i), "")})
 	}
 	sent := make(chan error, 1)
-	go func() { sent <- sendAll(pf.smtpd, more, 4) }()
+	// One connection, paced, so that most of it is still to come
+	// when deskmail stops.
+	go func() { sent <- sendAll(pf.smtpd, more, 1, 20*time.Millisecond) }()
 	sentBefore := len(lg.deliveries)
 	waitFor(t, "Postfix to deliver some of the 300", 60*time.Second, func() bool {
 		return len(parsePostfixLog(pf.log()).deliveries) >= sentBefore+30
@@ -596,7 +604,7 @@ func TestPostfixPipe(t *testing.T) {
 		mails[i] = mtaMail{from, to, customerMail(from, to, fmt.Sprintf("Pipe %d", i), fmt.Sprintf("pipe-%d@customer.example", i), "")}
 	}
 	start := time.Now()
-	if err := sendAll(pf.smtpd, mails, 4); err != nil {
+	if err := sendAll(pf.smtpd, mails, 4, 0); err != nil {
 		t.Fatalf("sending into Postfix: %v", err)
 	}
 	waitFor(t, "Postfix to deliver the 100 through the pipe", 120*time.Second, func() bool {
