@@ -257,3 +257,261 @@ func showTicket(t *testing.T, bin, cfg string, id int64) shown {
 	}
 	return s
 }
+
+// mtaAttempt is one delivery attempt in an MTA's log; status is "sent",
+// "deferred" or "bounced".
+type mtaAttempt struct {
+	qid, rcpt, relay, dsn, status, text string
+}
+
+// mtaLog is what an MTA's log says: the queue id of each Message-ID,
+// and every delivery attempt, in order.
+type mtaLog struct {
+	qid        map[string]string
+	deliveries []mtaAttempt
+}
+
+// frontMTA is a real MTA running in front of `deskmail serve`.
+type frontMTA interface {
+	name() string
+	addr() string     // its SMTP listener
+	attempts() mtaLog // its log so far
+	queueEmpty() bool
+	flush() // deliver all queued mail now
+}
+
+// frontServeConfig writes the configuration of a `deskmail serve`
+// behind an MTA, with the two support addresses README's recipes
+// name, on a free SMTP port (kept across a restart).
+func frontServeConfig(t *testing.T) (cfg string, port int) {
+	t.Helper()
+	dir := t.TempDir()
+	port = freePort(t)
+	cfg = filepath.Join(dir, "deskmail.yaml")
+	src := fmt.Sprintf("database: %s\nsmtp:\n  listen: 127.0.0.1:%d\nchannels:\n  - name: support\n    addresses: [support@example.com]\n  - name: help\n    addresses: [help@example.com]\n",
+		filepath.Join(dir, "deskmail.db"), port)
+	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, port
+}
+
+// frontScenario starts `deskmail serve --config cfg` (whose SMTP port
+// the MTA m delivers to) and sends mail into m: with swaks a new mail,
+// a reply, a reply to the confirmation's support+token@ address, a Bcc
+// to the second channel's address and a mail to both addresses; then
+// 2,000 mails at full speed over 8 connections, all of which deskmail
+// accepts without one 4xx; then 300 more (100 replies, 200 new) during
+// which deskmail is stopped: the MTA queues what it cannot deliver and,
+// once deskmail is started again and the MTA flushed, delivers it.
+// Every mail is one ticket or one reply, exactly once.
+func frontScenario(t *testing.T, m frontMTA, bin, cfg string) {
+	t.Helper()
+	ddir := filepath.Dir(cfg)
+	d, _, httpAddr := startServe(t, bin, ddir, "--config", cfg, "--http-listen", "127.0.0.1:0")
+	// One by one with swaks.
+	first := customerMail("Ann <ann@customer.example>", "support@example.com", "Printer on fire", "pf-1@customer.example", "")
+	swaks(t, m.addr(), "ann@customer.example", "support@example.com", first)
+	swaks(t, m.addr(), "bob@customer.example", "help@example.com",
+		customerMail("Bob <bob@customer.example>", "partner@other.example", "Quote via Bcc", "pf-2@customer.example", ""))
+	swaks(t, m.addr(), "cat@customer.example", "support@example.com,help@example.com",
+		customerMail("Cat <cat@customer.example>", "support@example.com, help@example.com", "Two addresses", "pf-3@customer.example", ""))
+	waitFor(t, "the three new mails", 60*time.Second, func() bool {
+		return metricSum(t, httpAddr, "deskmail_message_actions_total") >= 3
+	})
+	swaks(t, m.addr(), "ann@customer.example", "support@example.com",
+		customerMail("Ann <ann@customer.example>", "support@example.com", "Re: Printer on fire", "pf-4@customer.example", "pf-1@customer.example"))
+	waitFor(t, "the reply", 60*time.Second, func() bool {
+		return metricSum(t, httpAddr, "deskmail_message_actions_total", `action="appended"`) >= 1
+	})
+	// A reply to the confirmation's Reply-To (support+t1.…@): the MTA
+	// must route it as support@.
+	var outbox []struct {
+		Raw string `json:"raw"`
+	}
+	if err := json.Unmarshal([]byte(deskmailCmd(t, bin, ddir, "outbox", "list", "--config", cfg, "--json")), &outbox); err != nil {
+		t.Fatal(err)
+	}
+	var replyTo string
+	for _, o := range outbox {
+		if m := regexp.MustCompile(`(?m)^Reply-To: .*<(support\+t[^>]+)>`).FindStringSubmatch(o.Raw); m != nil {
+			replyTo = m[1]
+		}
+	}
+	if replyTo == "" {
+		t.Fatalf("no confirmation with a support+… reply address in the outbox: %v", outbox)
+	}
+	swaks(t, m.addr(), "ann@customer.example", replyTo,
+		customerMail("Ann <ann@customer.example>", replyTo, "More about my printer", "pf-5@customer.example", ""))
+	waitFor(t, "the reply to the reply address", 60*time.Second, func() bool {
+		return metricSum(t, httpAddr, "deskmail_message_actions_total", `action="appended"`) >= 2
+	})
+	tickets := ticketSubjects(t, bin, cfg)
+	// "Two addresses" is in the channel of the recipient the MTA
+	// names first (Postfix sorts them: help@).
+	for subject, channel := range map[string]string{"Printer on fire": "support", "Quote via Bcc": "help", "Two addresses": ""} {
+		if ids := tickets[subject]; len(ids) != 1 {
+			t.Errorf("%q: tickets %v, want one", subject, ids)
+		} else if s := showTicket(t, bin, cfg, ids[0]); s.Channel != channel && channel != "" {
+			t.Errorf("%q landed in channel %q, want %q", subject, s.Channel, channel)
+		}
+	}
+	if len(tickets) != 3 {
+		t.Errorf("tickets after the swaks mails: %v, want 3", tickets)
+	}
+	if s := showTicket(t, bin, cfg, tickets["Printer on fire"][0]); len(s.Conversations) != 3 {
+		t.Errorf("the two replies: ticket has %d conversations, want 3", len(s.Conversations))
+	}
+
+	// 2,000 mails at full speed.
+	const bulk = 2000
+	mails := make([]mtaMail, bulk)
+	for i := range mails {
+		from := fmt.Sprintf("c%d@customer.example", i%500)
+		to := []string{"support@example.com", "help@example.com"}[i%2]
+		mails[i] = mtaMail{from, to, customerMail(from, to, fmt.Sprintf("Bulk %d", i), fmt.Sprintf("bulk-%d@customer.example", i), "")}
+	}
+	start := time.Now()
+	if err := sendAll(m.addr(), mails, 8, 0); err != nil {
+		t.Fatalf("sending into %s: %v", m.name(), err)
+	}
+	accepted := time.Since(start)
+	waitFor(t, "deskmail to commit the 2,000 mails", 120*time.Second, func() bool {
+		return metricSum(t, httpAddr, "deskmail_message_actions_total", `action="created"`) >= 3+bulk
+	})
+	stored := time.Since(start)
+	t.Logf("2,000 mails through %s: it accepted them in %v (%.0f msg/s), deskmail had committed all of them %v after the first was sent (%.0f msg/s)", m.name(),
+		accepted.Round(time.Millisecond), bulk/accepted.Seconds(), stored.Round(time.Millisecond), bulk/stored.Seconds())
+	waitFor(t, m.name()+"'s queue to empty", 60*time.Second, m.queueEmpty)
+	lg := m.attempts()
+	for _, dl := range lg.deliveries {
+		if dl.status != "sent" {
+			t.Errorf("%s's delivery %s to %s: %s %s, want every mail sent at the first attempt", m.name(), dl.qid, dl.rcpt, dl.status, dl.text)
+		}
+	}
+	checkOnce(t, lg, "bulk-%d@customer.example", bulk)
+	if n := metricSum(t, httpAddr, "deskmail_smtp_rejections_total"); n != 0 {
+		t.Errorf("deskmail refused %v SMTP commands, want none", n)
+	}
+	if n := metricSum(t, httpAddr, "deskmail_message_actions_total", `action="duplicate"`); n != 0 {
+		t.Errorf("%v duplicates, want none", n)
+	}
+	tickets = ticketSubjects(t, bin, cfg)
+	for i := range bulk {
+		if ids := tickets[fmt.Sprintf("Bulk %d", i)]; len(ids) != 1 {
+			t.Fatalf("Bulk %d: tickets %v, want one", i, ids)
+		}
+	}
+
+	// deskmail stops while the MTA delivers 300 more: 100 replies, 200 new.
+	const replies, outage = 100, 200
+	var more []mtaMail
+	for i := range replies {
+		from := fmt.Sprintf("c%d@customer.example", i%500)
+		more = append(more, mtaMail{from, "support@example.com", customerMail(from, "support@example.com", fmt.Sprintf("Re: Bulk %d", i),
+			fmt.Sprintf("reply-%d@customer.example", i), fmt.Sprintf("bulk-%d@customer.example", i))})
+	}
+	for i := range outage {
+		from := fmt.Sprintf("o%d@customer.example", i)
+		more = append(more, mtaMail{from, "help@example.com", customerMail(from, "help@example.com", fmt.Sprintf("Outage %d", i), fmt.Sprintf("outage-%d@customer.example", i), "")})
+	}
+	sent := make(chan error, 1)
+	// One connection, paced, so that most of it is still to come
+	// when deskmail stops.
+	go func() { sent <- sendAll(m.addr(), more, 1, 20*time.Millisecond) }()
+	sentBefore := len(lg.deliveries)
+	waitFor(t, m.name()+" to deliver some of the 300", 60*time.Second, func() bool {
+		return len(m.attempts().deliveries) >= sentBefore+30
+	})
+	d.stop()
+	if err := <-sent; err != nil {
+		t.Fatalf("sending into %s while deskmail is down: %v", m.name(), err)
+	}
+	waitFor(t, m.name()+" to try every one of the 300", 60*time.Second, func() bool {
+		l := m.attempts()
+		tried := map[string]bool{}
+		for _, dl := range l.deliveries {
+			tried[dl.qid] = true
+		}
+		for _, m := range more {
+			if !tried[l.qid[messageID(m.data)]] {
+				return false
+			}
+		}
+		return true
+	})
+	deferred := 0
+	for _, dl := range m.attempts().deliveries[sentBefore:] {
+		if dl.status == "deferred" {
+			deferred++
+		}
+	}
+	if deferred == 0 || m.queueEmpty() {
+		t.Fatalf("deskmail stopped too late: %s deferred no mail", m.name())
+	}
+	d, _, httpAddr = startServe(t, bin, ddir, "--config", cfg, "--http-listen", "127.0.0.1:0")
+	m.flush()
+	waitFor(t, m.name()+"'s queue to empty after the flush", 90*time.Second, m.queueEmpty)
+	lg = m.attempts()
+	checkOnce(t, lg, "reply-%d@customer.example", replies)
+	checkOnce(t, lg, "outage-%d@customer.example", outage)
+	tickets = ticketSubjects(t, bin, cfg)
+	if len(tickets) != 3+bulk+outage {
+		t.Errorf("%d tickets, want %d", len(tickets), 3+bulk+outage)
+	}
+	for i := range outage {
+		if ids := tickets[fmt.Sprintf("Outage %d", i)]; len(ids) != 1 {
+			t.Errorf("Outage %d: tickets %v, want one", i, ids)
+		}
+	}
+	for i := range replies {
+		s := showTicket(t, bin, cfg, tickets[fmt.Sprintf("Bulk %d", i)][0])
+		if len(s.Conversations) != 2 || s.Conversations[1].MessageID != fmt.Sprintf("reply-%d@customer.example", i) {
+			t.Errorf("Bulk %d: conversations %+v, want the mail and its one reply", i, s.Conversations)
+		}
+	}
+	t.Logf("deskmail stopped mid-stream: %s deferred %d delivery attempts; after the restart and flush every mail is stored once (%v duplicates offered again)",
+		m.name(), deferred, metricSum(t, httpAddr, "deskmail_message_actions_total", `action="duplicate"`))
+	d.stop()
+}
+
+// checkOnce requires that each mail whose Message-ID is idFormat
+// (with 0…n-1) went through the MTA (one queue id) and was delivered
+// to each of its recipients exactly once in the end: attempts deferred
+// or not, one "sent", last.
+func checkOnce(t *testing.T, lg mtaLog, idFormat string, n int) {
+	t.Helper()
+	byQID := map[string]map[string][]string{}
+	for _, dl := range lg.deliveries {
+		if byQID[dl.qid] == nil {
+			byQID[dl.qid] = map[string][]string{}
+		}
+		byQID[dl.qid][dl.rcpt] = append(byQID[dl.qid][dl.rcpt], dl.status)
+	}
+	for i := range n {
+		id := fmt.Sprintf(idFormat, i)
+		qid, ok := lg.qid[id]
+		if !ok || len(byQID[qid]) == 0 {
+			t.Errorf("%s: no delivery in the MTA's log", id)
+			continue
+		}
+		for rcpt, st := range byQID[qid] {
+			sent := 0
+			for _, s := range st {
+				if s == "sent" {
+					sent++
+				}
+			}
+			if sent != 1 || st[len(st)-1] != "sent" {
+				t.Errorf("%s (queue id %s) to %s: delivery attempts %v, want exactly one sent, last", id, qid, rcpt, st)
+			}
+		}
+	}
+}
+
+// messageID returns the Message-ID header of a mail customerMail made.
+func messageID(data string) string {
+	_, rest, _ := strings.Cut(data, "Message-ID: <")
+	id, _, _ := strings.Cut(rest, ">")
+	return id
+}

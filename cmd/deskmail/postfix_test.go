@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -194,6 +193,11 @@ func (p *postfixInstance) stop() {
 	p.t.Errorf("Postfix did not stop with postfix stop")
 }
 
+func (p *postfixInstance) name() string     { return "Postfix" }
+func (p *postfixInstance) addr() string     { return p.smtpd }
+func (p *postfixInstance) attempts() mtaLog { return parsePostfixLog(p.log()) }
+func (p *postfixInstance) flush()           { p.postfix("flush") }
+
 // log returns the instance's maillog.
 func (p *postfixInstance) log() string {
 	b, _ := os.ReadFile(p.maillog)
@@ -211,25 +215,13 @@ var (
 	pfDelivery  = regexp.MustCompile(`(?m)postfix/\w+\[\d+\]: ([0-9A-F]+): to=<([^>]*)>, (?:orig_to=<[^>]*>, )?relay=([^,]*), .*?dsn=([0-9.]+), status=(\w+) (.*)$`)
 )
 
-// pfDeliveryLine is one delivery attempt in the maillog.
-type pfDeliveryLine struct {
-	qid, rcpt, relay, dsn, status, text string
-}
-
-// pfLog is what a maillog says: the queue id of each Message-ID, and
-// every delivery attempt, in order.
-type pfLog struct {
-	qid        map[string]string
-	deliveries []pfDeliveryLine
-}
-
-func parsePostfixLog(text string) pfLog {
-	l := pfLog{qid: map[string]string{}}
+func parsePostfixLog(text string) mtaLog {
+	l := mtaLog{qid: map[string]string{}}
 	for _, m := range pfMessageID.FindAllStringSubmatch(text, -1) {
 		l.qid[m[2]] = m[1]
 	}
 	for _, m := range pfDelivery.FindAllStringSubmatch(text, -1) {
-		l.deliveries = append(l.deliveries, pfDeliveryLine{qid: m[1], rcpt: m[2], relay: m[3], dsn: m[4], status: m[5], text: m[6]})
+		l.deliveries = append(l.deliveries, mtaAttempt{qid: m[1], rcpt: m[2], relay: m[3], dsn: m[4], status: m[5], text: m[6]})
 	}
 	return l
 }
@@ -253,257 +245,28 @@ func postfixRecipes(t *testing.T) (mainCf, transport, pipeMaster, pipeMain, pipe
 	return b[0], b[1], b[2], b[3], m[1] + "\n"
 }
 
-// postfixServeConfig is the daemon's configuration behind Postfix: the
-// two support addresses README's transport map names.
-const postfixServeConfig = `database: %s
-smtp:
-  listen: 127.0.0.1:%d
-channels:
-  - name: support
-    addresses: [support@example.com]
-  - name: help
-    addresses: [help@example.com]
-`
-
 // TestPostfixSMTPTransport puts a real Postfix in front of `deskmail
 // serve` with README's main.cf lines and transport map (the SMTP
-// receiver as Postfix's smtp transport) and sends mail into Postfix:
-// with swaks a new mail, a reply, a reply to the confirmation's
-// support+token@ address, a Bcc to the second channel's address and a
-// mail to both addresses; then 2,000 mails at full speed over 8
-// connections, all of which deskmail accepts without one 4xx; then 300
-// more (100 replies, 200 new) during which deskmail is stopped: Postfix
-// queues what it cannot deliver and, once deskmail is started again and
-// Postfix flushed, delivers it. Every mail is one ticket or one reply,
-// exactly once.
+// receiver as Postfix's smtp transport) and runs frontScenario: swaks
+// mails, 2,000 at full speed without one 4xx, deskmail stopped in the
+// middle and Postfix flushed once it is back; every mail stored once.
 func TestPostfixSMTPTransport(t *testing.T) {
 	bin := buildBinary(t)
 	mainCf, transport, _, _, _ := postfixRecipes(t)
 	pdir := t.TempDir()
-	ddir := t.TempDir()
-	port := freePort(t)
-	cfg := filepath.Join(ddir, "deskmail.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(postfixServeConfig, filepath.Join(ddir, "deskmail.db"), port)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	d, _, httpAddr := startServe(t, bin, ddir, "--config", cfg, "--http-listen", "127.0.0.1:0")
+	cfg, port := frontServeConfig(t)
 	pf := startPostfix(t, pdir,
 		replaceAll(t, "main.cf lines", mainCf, "hash:/etc/postfix/transport", "hash:"+filepath.Join(pdir, "conf", "transport")), "",
 		replaceAll(t, "transport map", transport, "]:2525", fmt.Sprintf("]:%d", port)))
 
-	// One by one with swaks.
-	first := customerMail("Ann <ann@customer.example>", "support@example.com", "Printer on fire", "pf-1@customer.example", "")
-	swaks(t, pf.smtpd, "ann@customer.example", "support@example.com", first)
-	swaks(t, pf.smtpd, "bob@customer.example", "help@example.com",
-		customerMail("Bob <bob@customer.example>", "partner@other.example", "Quote via Bcc", "pf-2@customer.example", ""))
-	swaks(t, pf.smtpd, "cat@customer.example", "support@example.com,help@example.com",
-		customerMail("Cat <cat@customer.example>", "support@example.com, help@example.com", "Two addresses", "pf-3@customer.example", ""))
-	waitFor(t, "the three new mails", 60*time.Second, func() bool {
-		return metricSum(t, httpAddr, "deskmail_message_actions_total") >= 3
-	})
-	swaks(t, pf.smtpd, "ann@customer.example", "support@example.com",
-		customerMail("Ann <ann@customer.example>", "support@example.com", "Re: Printer on fire", "pf-4@customer.example", "pf-1@customer.example"))
-	waitFor(t, "the reply", 60*time.Second, func() bool {
-		return metricSum(t, httpAddr, "deskmail_message_actions_total", `action="appended"`) >= 1
-	})
-	// A reply to the confirmation's Reply-To (support+t1.…@): Postfix's
-	// recipient_delimiter finds the support@ transport entry.
-	var outbox []struct {
-		Raw string `json:"raw"`
-	}
-	if err := json.Unmarshal([]byte(deskmailCmd(t, bin, ddir, "outbox", "list", "--config", cfg, "--json")), &outbox); err != nil {
-		t.Fatal(err)
-	}
-	var replyTo string
-	for _, o := range outbox {
-		if m := regexp.MustCompile(`(?m)^Reply-To: .*<(support\+t[^>]+)>`).FindStringSubmatch(o.Raw); m != nil {
-			replyTo = m[1]
-		}
-	}
-	if replyTo == "" {
-		t.Fatalf("no confirmation with a support+… reply address in the outbox: %v", outbox)
-	}
-	swaks(t, pf.smtpd, "ann@customer.example", replyTo,
-		customerMail("Ann <ann@customer.example>", replyTo, "More about my printer", "pf-5@customer.example", ""))
-	waitFor(t, "the reply to the reply address", 60*time.Second, func() bool {
-		return metricSum(t, httpAddr, "deskmail_message_actions_total", `action="appended"`) >= 2
-	})
-	tickets := ticketSubjects(t, bin, cfg)
-	// Postfix sorts a mail's recipients: "Two addresses" reaches
-	// deskmail as RCPT TO:<help@…> then <support@…>, and the first
-	// recipient's channel is help.
-	for subject, channel := range map[string]string{"Printer on fire": "support", "Quote via Bcc": "help", "Two addresses": "help"} {
-		if ids := tickets[subject]; len(ids) != 1 {
-			t.Errorf("%q: tickets %v, want one", subject, ids)
-		} else if s := showTicket(t, bin, cfg, ids[0]); s.Channel != channel {
-			t.Errorf("%q landed in channel %q, want %q", subject, s.Channel, channel)
-		}
-	}
-	if len(tickets) != 3 {
-		t.Errorf("tickets after the swaks mails: %v, want 3", tickets)
-	}
-	if s := showTicket(t, bin, cfg, tickets["Printer on fire"][0]); len(s.Conversations) != 3 {
-		t.Errorf("the two replies: ticket has %d conversations, want 3", len(s.Conversations))
-	}
-
-	// 2,000 mails at full speed.
-	const bulk = 2000
-	mails := make([]mtaMail, bulk)
-	for i := range mails {
-		from := fmt.Sprintf("c%d@customer.example", i%500)
-		to := []string{"support@example.com", "help@example.com"}[i%2]
-		mails[i] = mtaMail{from, to, customerMail(from, to, fmt.Sprintf("Bulk %d", i), fmt.Sprintf("bulk-%d@customer.example", i), "")}
-	}
-	start := time.Now()
-	if err := sendAll(pf.smtpd, mails, 8, 0); err != nil {
-		t.Fatalf("sending into Postfix: %v", err)
-	}
-	accepted := time.Since(start)
-	waitFor(t, "deskmail to commit the 2,000 mails", 120*time.Second, func() bool {
-		return metricSum(t, httpAddr, "deskmail_message_actions_total", `action="created"`) >= 3+bulk
-	})
-	stored := time.Since(start)
-	t.Logf("2,000 mails through Postfix: Postfix accepted them in %v (%.0f msg/s), deskmail had committed all of them %v after the first was sent (%.0f msg/s)",
-		accepted.Round(time.Millisecond), bulk/accepted.Seconds(), stored.Round(time.Millisecond), bulk/stored.Seconds())
-	waitFor(t, "Postfix's queue to empty", 60*time.Second, pf.queueEmpty)
-	lg := parsePostfixLog(pf.log())
-	for _, dl := range lg.deliveries {
-		if dl.status != "sent" || dl.dsn != "2.0.0" {
-			t.Errorf("Postfix delivery %s to %s: %s (dsn %s) %s, want every mail sent at the first attempt", dl.qid, dl.rcpt, dl.status, dl.dsn, dl.text)
-		}
-	}
-	checkOnce(t, lg, "bulk-%d@customer.example", bulk)
-	if n := metricSum(t, httpAddr, "deskmail_smtp_rejections_total"); n != 0 {
-		t.Errorf("deskmail refused %v SMTP commands, want none", n)
-	}
-	if n := metricSum(t, httpAddr, "deskmail_message_actions_total", `action="duplicate"`); n != 0 {
-		t.Errorf("%v duplicates, want none", n)
-	}
-	tickets = ticketSubjects(t, bin, cfg)
-	for i := range bulk {
-		if ids := tickets[fmt.Sprintf("Bulk %d", i)]; len(ids) != 1 {
-			t.Fatalf("Bulk %d: tickets %v, want one", i, ids)
-		}
-	}
-
-	// deskmail stops while Postfix delivers 300 more: 100 replies, 200 new.
-	const replies, outage = 100, 200
-	var more []mtaMail
-	for i := range replies {
-		from := fmt.Sprintf("c%d@customer.example", i%500)
-		more = append(more, mtaMail{from, "support@example.com", customerMail(from, "support@example.com", fmt.Sprintf("Re: Bulk %d", i),
-			fmt.Sprintf("reply-%d@customer.example", i), fmt.Sprintf("bulk-%d@customer.example", i))})
-	}
-	for i := range outage {
-		from := fmt.Sprintf("o%d@customer.example", i)
-		more = append(more, mtaMail{from, "help@example.com", customerMail(from, "help@example.com", fmt.Sprintf("Outage %d", i), fmt.Sprintf("outage-%d@customer.example", i), "")})
-	}
-	sent := make(chan error, 1)
-	// One connection, paced, so that most of it is still to come
-	// when deskmail stops.
-	go func() { sent <- sendAll(pf.smtpd, more, 1, 20*time.Millisecond) }()
-	sentBefore := len(lg.deliveries)
-	waitFor(t, "Postfix to deliver some of the 300", 60*time.Second, func() bool {
-		return len(parsePostfixLog(pf.log()).deliveries) >= sentBefore+30
-	})
-	d.stop()
-	if err := <-sent; err != nil {
-		t.Fatalf("sending into Postfix while deskmail is down: %v", err)
-	}
-	waitFor(t, "Postfix to try every one of the 300", 60*time.Second, func() bool {
-		l := parsePostfixLog(pf.log())
-		tried := map[string]bool{}
-		for _, dl := range l.deliveries {
-			tried[dl.qid] = true
-		}
-		for _, m := range more {
-			if !tried[l.qid[messageID(m.data)]] {
-				return false
-			}
-		}
-		return true
-	})
-	deferred := 0
-	for _, dl := range parsePostfixLog(pf.log()).deliveries[sentBefore:] {
-		if dl.status == "deferred" {
-			deferred++
-		}
-	}
-	if deferred == 0 || pf.queueEmpty() {
-		t.Fatalf("deskmail stopped too late: Postfix deferred no mail")
-	}
-	d, _, httpAddr = startServe(t, bin, ddir, "--config", cfg, "--http-listen", "127.0.0.1:0")
-	pf.postfix("flush")
-	waitFor(t, "Postfix's queue to empty after the flush", 90*time.Second, pf.queueEmpty)
-	lg = parsePostfixLog(pf.log())
-	checkOnce(t, lg, "reply-%d@customer.example", replies)
-	checkOnce(t, lg, "outage-%d@customer.example", outage)
-	tickets = ticketSubjects(t, bin, cfg)
-	if len(tickets) != 3+bulk+outage {
-		t.Errorf("%d tickets, want %d", len(tickets), 3+bulk+outage)
-	}
-	for i := range outage {
-		if ids := tickets[fmt.Sprintf("Outage %d", i)]; len(ids) != 1 {
-			t.Errorf("Outage %d: tickets %v, want one", i, ids)
-		}
-	}
-	for i := range replies {
-		s := showTicket(t, bin, cfg, tickets[fmt.Sprintf("Bulk %d", i)][0])
-		if len(s.Conversations) != 2 || s.Conversations[1].MessageID != fmt.Sprintf("reply-%d@customer.example", i) {
-			t.Errorf("Bulk %d: conversations %+v, want the mail and its one reply", i, s.Conversations)
-		}
-	}
-	t.Logf("deskmail stopped mid-stream: Postfix deferred %d delivery attempts; after the restart and flush every mail is stored once (%v duplicates offered again)",
-		deferred, metricSum(t, httpAddr, "deskmail_message_actions_total", `action="duplicate"`))
-	d.stop()
-}
-
-// checkOnce requires that each mail whose Message-ID is idFormat
-// (with 0…n-1) went through Postfix (one queue id) and was delivered
-// to each of its recipients exactly once in the end: attempts deferred
-// or not, one "sent", last.
-func checkOnce(t *testing.T, lg pfLog, idFormat string, n int) {
-	t.Helper()
-	byQID := map[string]map[string][]string{}
-	for _, dl := range lg.deliveries {
-		if byQID[dl.qid] == nil {
-			byQID[dl.qid] = map[string][]string{}
-		}
-		byQID[dl.qid][dl.rcpt] = append(byQID[dl.qid][dl.rcpt], dl.status)
-	}
-	for i := range n {
-		id := fmt.Sprintf(idFormat, i)
-		qid, ok := lg.qid[id]
-		if !ok || len(byQID[qid]) == 0 {
-			t.Errorf("%s: no delivery in Postfix's log", id)
-			continue
-		}
-		for rcpt, st := range byQID[qid] {
-			sent := 0
-			for _, s := range st {
-				if s == "sent" {
-					sent++
-				}
-			}
-			if sent != 1 || st[len(st)-1] != "sent" {
-				t.Errorf("%s (queue id %s) to %s: delivery attempts %v, want exactly one sent, last", id, qid, rcpt, st)
-			}
-		}
-	}
-}
-
-// messageID returns the Message-ID header of a mail customerMail made.
-func messageID(data string) string {
-	_, rest, _ := strings.Cut(data, "Message-ID: <")
-	id, _, _ := strings.Cut(rest, ">")
-	return id
+	frontScenario(t, pf, bin, cfg)
 }
 
 // waitStatus waits until the maillog shows a delivery of the mail whose
 // Message-ID is id to rcpt with status, and returns that line.
-func (p *postfixInstance) waitStatus(id, rcpt, status string) pfDeliveryLine {
+func (p *postfixInstance) waitStatus(id, rcpt, status string) mtaAttempt {
 	p.t.Helper()
-	var found pfDeliveryLine
+	var found mtaAttempt
 	waitFor(p.t, fmt.Sprintf("Postfix: %s to %s %s", id, rcpt, status), 60*time.Second, func() bool {
 		l := parsePostfixLog(p.log())
 		for _, dl := range l.deliveries {
