@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -180,10 +181,33 @@ func (p *Pipeline) Addresses() *threading.Addresses { return p.addrs }
 // agents into the store and returns the statuses and pipelines as
 // stored. channels, when non-nil, receives each channel's ids. With
 // keep, rows already stored are left as they are.
+//
+// Most starts find everything already stored as configured (behind an
+// MTA, `deskmail ingest -` starts once per mail), so the rows are first
+// compared in a read transaction, and written — one write transaction,
+// synced to disk — only when something differs.
 func SyncConfig(ctx context.Context, st *store.Store, cfg *config.Config, channels map[string]channelInfo, keep bool) ([]store.Status, []store.Pipeline, error) {
 	var statuses []store.Status
 	var pipelines []store.Pipeline
-	err := st.Write(ctx, func(tx *store.Tx) error {
+	stored := map[string]channelInfo{}
+	same := false
+	err := st.Read(ctx, func(tx *store.Tx) error {
+		var err error
+		same, statuses, pipelines, err = configStored(tx, cfg, stored, keep)
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("sync configuration: %w", err)
+	}
+	if same {
+		for name, ci := range stored {
+			if channels != nil {
+				channels[name] = ci
+			}
+		}
+		return statuses, pipelines, nil
+	}
+	err = st.Write(ctx, func(tx *store.Tx) error {
 		haveStatus, havePipe, haveChan := map[int]bool{}, map[string]int64{}, map[string]store.Channel{}
 		if keep {
 			ss, err := tx.Statuses()
@@ -273,6 +297,109 @@ func SyncConfig(ctx context.Context, st *store.Store, cfg *config.Config, channe
 		return nil, nil, fmt.Errorf("sync configuration: %w", err)
 	}
 	return statuses, pipelines, nil
+}
+
+// configStored reports whether SyncConfig would leave every row as it
+// is (the same checks as its writes, with keep's meaning), and returns
+// the stored statuses and pipelines and, in channels, each configured
+// channel's ids.
+func configStored(tx *store.Tx, cfg *config.Config, channels map[string]channelInfo, keep bool) (bool, []store.Status, []store.Pipeline, error) {
+	statuses, err := tx.Statuses()
+	if err != nil {
+		return false, nil, nil, err
+	}
+	haveStatus := map[int]store.Status{}
+	for _, s := range statuses {
+		haveStatus[s.Code] = s
+	}
+	for _, s := range cfg.AllStatuses() {
+		h, ok := haveStatus[s.Code]
+		if !ok || !keep && (h.Name != s.Name || h.Category != s.Category) {
+			return false, nil, nil, nil
+		}
+	}
+	pipelines, err := tx.Pipelines()
+	if err != nil {
+		return false, nil, nil, err
+	}
+	havePipe := map[string]store.Pipeline{}
+	for _, p := range pipelines {
+		havePipe[p.Name] = p
+	}
+	pipeIDs := map[string]int64{}
+	for _, pc := range cfg.Pipelines {
+		h, ok := havePipe[pc.Name]
+		if !ok || !keep && !samePipeline(h, pc) {
+			return false, nil, nil, nil
+		}
+		pipeIDs[pc.Name] = h.ID
+	}
+	cs, err := tx.Channels()
+	if err != nil {
+		return false, nil, nil, err
+	}
+	haveChan := map[string]store.Channel{}
+	for _, c := range cs {
+		haveChan[c.Name] = c
+	}
+	for _, ch := range cfg.Channels {
+		c, ok := haveChan[ch.Name]
+		if !ok || c.PipelineID == nil {
+			return false, nil, nil, nil
+		}
+		if !keep {
+			addr := ""
+			if len(ch.Addresses) > 0 {
+				addr = ch.Addresses[0]
+			}
+			pid, ok := pipeIDs[ch.Pipeline]
+			if !ok || *c.PipelineID != pid || c.Address != addr || c.Language != ch.Language {
+				return false, nil, nil, nil
+			}
+		}
+		channels[ch.Name] = channelInfo{id: c.ID, pipeline: *c.PipelineID}
+	}
+	if len(cfg.Agents) > 0 {
+		agents, err := tx.Agents()
+		if err != nil {
+			return false, nil, nil, err
+		}
+		haveAgent := map[string]store.Agent{}
+		for _, a := range agents {
+			haveAgent[a.Email] = a
+		}
+		for _, a := range cfg.Agents {
+			role := a.Role
+			if role == "" {
+				role = "agent"
+			}
+			h, ok := haveAgent[strings.ToLower(a.Email)]
+			if !ok || h.Name != a.Name || h.Role != role || !h.Active {
+				return false, nil, nil, nil
+			}
+		}
+	}
+	return true, statuses, pipelines, nil
+}
+
+// samePipeline reports whether the stored pipeline h is what PutPipeline
+// would write for pc.
+func samePipeline(h store.Pipeline, pc config.PipelineConfig) bool {
+	var agent *int
+	if pc.AgentReplyStatus != "unchanged" {
+		code, err := strconv.Atoi(pc.AgentReplyStatus)
+		if err != nil {
+			return false // the write reports it
+		}
+		agent = &code
+	}
+	if (agent == nil) != (h.AgentReplyStatus == nil) || agent != nil && *agent != *h.AgentReplyStatus {
+		return false
+	}
+	return h.NewStatus == pc.NewStatus && h.CustomerReplyStatus == pc.CustomerReplyStatus &&
+		h.ClosedReply == pc.ClosedReply &&
+		h.ReopenWithin == pc.ReopenWithin.Duration/time.Second*time.Second &&
+		slices.Equal(h.Statuses, pc.Statuses)
 }
 
 // prepared is a message parsed outside the transaction.

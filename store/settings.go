@@ -36,7 +36,19 @@ func (t *Tx) PutSetting(key, value string) error {
 // same database when no secret is configured.
 func (s *Store) Secret(ctx context.Context) ([]byte, error) {
 	var secret string
-	err := s.Write(ctx, func(tx *Tx) error {
+	// Read first: only the very first start writes (and syncs) it.
+	err := s.Read(ctx, func(tx *Tx) error {
+		v, _, err := tx.Setting("token_secret")
+		secret = v
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if secret != "" {
+		return []byte(secret), nil
+	}
+	err = s.Write(ctx, func(tx *Tx) error {
 		v, ok, err := tx.Setting("token_secret")
 		if err != nil {
 			return err
