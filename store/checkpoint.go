@@ -110,6 +110,15 @@ func (s *Store) stopCheckpointer() error {
 	s.stopCkpt()
 	<-s.ckptDone
 	s.stopCkpt = nil
+	if s.shortLived {
+		// See Options.ShortLived: never wait for other processes.
+		var busy, frames, done int
+		err := s.writer.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done)
+		if err != nil {
+			err = fmt.Errorf("store: checkpoint: %w", err)
+		}
+		return errors.Join(err, s.ckpt.Close())
+	}
 	// Fold the WAL into the database so the file is complete on its own.
 	err := s.checkpoint(context.Background(), "TRUNCATE")
 	return errors.Join(err, s.ckpt.Close())

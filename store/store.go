@@ -49,6 +49,7 @@ type Store struct {
 	walRestart int
 	stopCkpt   context.CancelFunc
 	ckptDone   chan struct{}
+	shortLived bool
 }
 
 // Options tunes Open. The zero value is the durable default.
@@ -61,6 +62,15 @@ type Options struct {
 	// WALRestartFrames is the WAL length (4 KiB frames) past which the
 	// checkpointer makes the WAL start over (default 16384: 64 MiB).
 	WALRestartFrames int
+	// ShortLived is for commands that open the database, do their work
+	// and exit (`deskmail ingest -` behind an MTA runs once per mail,
+	// several at a time): Close then copies back what it can of the WAL
+	// without waiting for the other processes (a PASSIVE checkpoint on
+	// the writer connection) instead of folding all of it in and
+	// truncating it, which waits for every other reader and writer.
+	// SQLite itself folds the WAL in when the last connection to the
+	// database closes, so a lone command still leaves one complete file.
+	ShortLived bool
 }
 
 func dsn(path string, busy time.Duration, readOnly bool) string {
@@ -107,7 +117,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &Store{path: path, writer: w}
+	s := &Store{path: path, writer: w, shortLived: opts.ShortLived}
 	if err := s.migrate(ctx); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store: %s: %w", path, err)

@@ -269,3 +269,65 @@ func TestWALStartsOverUnderContinuousWrites(t *testing.T) {
 	}
 	t.Logf("wrote %d MiB, WAL peaked at %.1f MiB", written>>20, float64(maxWAL)/(1<<20))
 }
+
+// A ShortLived store's Close does not wait for another process's open
+// read transaction (a TRUNCATE checkpoint would, for the busy
+// timeout), and a lone ShortLived store still leaves one complete file.
+func TestShortLivedCloseDoesNotWait(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "s.db")
+	other, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, path, Options{ShortLived: true, BusyTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, func(tx *Tx) error {
+		_, err := tx.AddRaw(&RawMessage{Source: "pipe", Data: []byte("Subject: x\r\n\r\nbody\r\n")})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	reading, release, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- other.Read(ctx, func(tx *Tx) error {
+			if _, err := tx.CountRaw(""); err != nil {
+				return err
+			}
+			close(reading)
+			<-release
+			return nil
+		})
+	}()
+	<-reading
+	start := time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Close waited %v for the other reader", d)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = Open(ctx, path, Options{ShortLived: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := countRawForTest(s); err != nil || n != 1 {
+		t.Fatalf("raw messages after reopen: %d (%v)", n, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() > 0 {
+		t.Fatalf("a lone short-lived store left a WAL of %d bytes", fi.Size())
+	}
+}

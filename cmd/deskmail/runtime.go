@@ -44,7 +44,9 @@ func openRuntime(ctx context.Context, cfgPath, dbPath string, implicit bool, log
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	st, err := store.Open(ctx, cfg.Database, store.Options{})
+	// One-shot commands: several may run at once (an MTA's pipe runs
+	// one ingest per mail), and none waits for the others at exit.
+	st, err := store.Open(ctx, cfg.Database, store.Options{ShortLived: true})
 	if err != nil {
 		return nil, err
 	}
