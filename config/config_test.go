@@ -151,3 +151,25 @@ func TestCustomFieldProblems(t *testing.T) {
 		}
 	}
 }
+
+// A channel language needs templates: built in, or a folder of
+// outbound.templates_dir.
+func TestChannelLanguageNeedsTemplates(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "it"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "it", "confirmation.txt.tmpl"), []byte("Grazie"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := "outbound:\n  templates_dir: " + dir + "\nchannels:\n  - name: a\n    addresses: [a@acme.test]\n    language: "
+	for lang, ok := range map[string]bool{"de": true, "es": true, "it": true, "pt": false, "../it": false} {
+		_, err := Parse("c.yaml", []byte(base+lang+"\n"))
+		if (err == nil) != ok {
+			t.Errorf("language %q: err %v, want ok %v", lang, err, ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "channels[0].language") {
+			t.Errorf("language %q: %v", lang, err)
+		}
+	}
+}

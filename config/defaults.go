@@ -8,6 +8,7 @@ import (
 	"net/mail"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/deskmail/deskmail/internal/lazyregexp"
+	"github.com/deskmail/deskmail/locale"
 )
 
 var customFieldName = lazyregexp.New(`^[a-z][a-z0-9_]{0,63}$`)
@@ -427,8 +429,9 @@ func (c *Config) Validate() Problems {
 				add(al, "address %s is both a support address and an agent (line %d); agents' mail would loop", a, agents[key])
 			}
 		}
-		if ch.Language != "en" && ch.Language != "fr" {
-			add(c.at("channels", i, "language"), "%q has no built-in templates (use en or fr)", ch.Language)
+		if !locale.Has(ch.Language) && !c.templatesFor(ch.Language) {
+			add(c.at("channels", i, "language"), "%q has no templates: the built-in languages are %s; another needs a folder %s with its templates under outbound.templates_dir",
+				ch.Language, strings.Join(locale.Builtin, ", "), ch.Language)
 		}
 		if im := ch.IMAP; im != nil {
 			if im.Host == "" {
@@ -663,4 +666,14 @@ func checkPublicURL(s string) error {
 		return errors.New("must not have a query or fragment")
 	}
 	return nil
+}
+
+// templatesFor reports whether outbound.templates_dir has a folder of
+// templates for lang.
+func (c *Config) templatesFor(lang string) bool {
+	if c.Outbound.TemplatesDir == "" || lang == "" || strings.ContainsAny(lang, `/\.`) {
+		return false
+	}
+	files, err := filepath.Glob(filepath.Join(c.Outbound.TemplatesDir, lang, "*.tmpl"))
+	return err == nil && len(files) > 0
 }

@@ -516,11 +516,30 @@ func (p *Pipeline) incoming(r Raw, m *Message, channel string) *threading.Incomi
 			in.Forwarded = &who
 		}
 	}
+	if v := m.Headers["Content-Language"]; len(v) > 0 {
+		in.Language = contentLanguage(v[0])
+	}
 	if v := m.Headers["Thread-Index"]; len(v) > 0 {
 		in.ThreadConversation = threading.ThreadIndexConversation(v[0])
 	}
 	in.SenderProof = p.senderProof(r, m, channel)
 	return in
+}
+
+// contentLanguage is the first language tag of a Content-Language
+// field (RFC 3282), in lower case, or "" when it is not a plausible tag.
+func contentLanguage(v string) string {
+	tag, _, _ := strings.Cut(v, ",")
+	tag = strings.ToLower(strings.TrimSpace(tag))
+	if len(tag) < 2 || len(tag) > 35 {
+		return ""
+	}
+	for i, r := range tag {
+		if !(r >= 'a' && r <= 'z' || r == '-' && i > 0 || r >= '0' && r <= '9' && i > 1) {
+			return ""
+		}
+	}
+	return tag
 }
 
 // forwardedSender finds the original sender of a forward: an attached

@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-message/mail"
 
 	"github.com/deskmail/deskmail/internal/lazyregexp"
+	"github.com/deskmail/deskmail/locale"
 	"github.com/deskmail/deskmail/store"
 	"github.com/deskmail/deskmail/threading"
 )
@@ -130,7 +131,7 @@ func (o *Outbox) subjects(tk *store.Ticket, lang string) (title, subject, reply 
 	title = threading.BaseSubject(o.token.Strip(tk.Subject))
 	title = threading.BaseSubject(o.token.Strip(title))
 	if title == "" {
-		title = msg(lang, "no_subject")
+		title = locale.NoSubject(lang)
 	}
 	subject = o.token.Tag(title, tk.ID)
 	return title, subject, "Re: " + subject
@@ -247,7 +248,7 @@ func (o *Outbox) addressHeaders(h *mail.Header, d *draft, tk *store.Ticket) erro
 			who = agentName(d.ev.Agent)
 		}
 		if who != "" {
-			from.Name = fmt.Sprintf(msg(d.lang, "via"), who, ch.display)
+			from.Name = fmt.Sprintf("%s via %s", who, ch.display)
 		}
 	}
 	h.SetAddressList("From", []*mail.Address{from})
@@ -407,7 +408,8 @@ type TemplateData struct {
 	Kind string
 	// Event is what caused the mail (ticket_created, …).
 	Event string
-	// Lang is the language rendered: en or fr.
+	// Lang is the language rendered: en, fr, de, es or one that
+	// templates_dir adds.
 	Lang string
 	// TicketID and Token ("[#12]") identify the ticket.
 	TicketID int64
@@ -570,34 +572,11 @@ func textToHTML(text string) htmltemplate.HTML {
 
 var errNoTemplate = errors.New("no template")
 
-func supportedLang(l string) bool {
-	l = strings.ToLower(l)
-	return l == "en" || l == "fr"
-}
-
-// messages are the few words the code itself writes.
-var messages = map[string]map[string]string{
-	"en": {"no_subject": "(no subject)", "via": "%s via %s"},
-	"fr": {"no_subject": "(sans objet)", "via": "%s via %s"},
-}
-
-func msg(lang, key string) string {
-	if m, ok := messages[lang]; ok {
-		return m[key]
-	}
-	return messages["en"][key]
-}
-
-var statusNames = map[string]map[string]string{
-	"en": {"open": "Open", "pending": "Pending", "resolved": "Resolved", "closed": "Closed"},
-	"fr": {"open": "Ouvert", "pending": "En attente", "resolved": "Résolu", "closed": "Fermé"},
-}
-
 func statusName(lang string, tk *store.Ticket) string {
 	if tk.Status >= 6 && tk.StatusName != "" {
 		return tk.StatusName // custom statuses are named by the operator
 	}
-	if n := statusNames[lang][tk.Category]; n != "" {
+	if n := locale.StatusName(lang, tk.Category); n != "" {
 		return n
 	}
 	if tk.StatusName != "" {
@@ -606,33 +585,8 @@ func statusName(lang string, tk *store.Ticket) string {
 	return strconv.Itoa(tk.Status)
 }
 
-var priorityNames = map[string][]string{
-	"en": {"", "Low", "Medium", "High", "Urgent"},
-	"fr": {"", "Basse", "Moyenne", "Haute", "Urgente"},
-}
-
-func priorityName(lang string, p int) string {
-	names := priorityNames[lang]
-	if names == nil {
-		names = priorityNames["en"]
-	}
-	if p >= 1 && p < len(names) {
-		return names[p]
-	}
-	return strconv.Itoa(p)
-}
-
-var frMonths = []string{"janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre", "décembre"}
+func priorityName(lang string, p int) string { return locale.PriorityName(lang, p) }
 
 // formatDate writes a date in the mail's language, in UTC (deskmail
 // has no per-customer time zone yet).
-func formatDate(lang string, t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	t = t.UTC()
-	if lang == "fr" {
-		return fmt.Sprintf("%d %s %d à %02d:%02d UTC", t.Day(), frMonths[t.Month()-1], t.Year(), t.Hour(), t.Minute())
-	}
-	return t.Format("2 January 2006 at 15:04 UTC")
-}
+func formatDate(lang string, t time.Time) string { return locale.Date(lang, t) }

@@ -32,14 +32,14 @@ func (s seeded) Read(p []byte) (int, error) {
 // rendered mail that depends on the real clock.
 var agentToken = regexp.MustCompile(`\+a(\d+)\.\d+\.[a-z2-7]{10}@`)
 
-// TestGolden renders every kind of mail in both languages and compares
+// TestGolden renders every kind of mail in each built-in language and compares
 // it byte for byte with fixtures/outbound/<lang>/*.eml (run with
 // -update to rewrite them after a deliberate change).
 func TestGolden(t *testing.T) {
-	for _, lang := range []string{"en", "fr"} {
+	for _, lang := range []string{"en", "fr", "de", "es"} {
 		t.Run(lang, func(t *testing.T) {
 			e := newEnv(t, "", "")
-			channel := map[string]string{"en": "acme", "fr": "acmefr"}[lang]
+			channel := map[string]string{"en": "acme", "fr": "acmefr", "de": "acmede", "es": "acmees"}[lang]
 			for i := range e.cfg.Channels {
 				e.cfg.Channels[i].Send.ClosingMail = new(bool)
 				*e.cfg.Channels[i].Send.ClosingMail = true
@@ -54,12 +54,15 @@ func TestGolden(t *testing.T) {
 			e.o = o
 
 			at := time.Date(2026, 3, 2, 9, 12, 0, 0, time.UTC)
-			subject := map[string]string{"en": "Printer on floor 2 prints blank pages", "fr": "TR: L'imprimante du 2ᵉ étage imprime des pages blanches"}[lang]
+			subject := map[string]string{"en": "Printer on floor 2 prints blank pages", "fr": "TR: L'imprimante du 2ᵉ étage imprime des pages blanches",
+				"de": "AW: Drucker im 2. Stock druckt leere Seiten", "es": "RE: La impresora de la 2.ª planta imprime páginas en blanco"}[lang]
 			body := map[string]string{
 				"en": "Hello,\n\nSince this morning the printer on floor 2 only prints blank pages.\nCould you have a look? <Thanks>\n\nAnn",
 				"fr": "Bonjour,\n\nDepuis ce matin, l'imprimante du 2ᵉ étage n'imprime que des pages blanches.\nPourriez-vous regarder ? « Merci » & bonne journée\n\nÉloïse",
+				"de": "Hallo,\n\nseit heute Morgen druckt der Drucker im 2. Stock nur leere Seiten.\nKönnten Sie nachsehen? „Danke“ & schönen Tag\n\nJürgen",
+				"es": "Hola:\n\nDesde esta mañana la impresora de la 2.ª planta solo imprime páginas en blanco.\n¿Podrían revisarla? «Gracias» & buen día\n\nMaría José",
 			}[lang]
-			name := map[string]string{"en": "Ann Smith", "fr": "Éloïse Bérénice"}[lang]
+			name := map[string]string{"en": "Ann Smith", "fr": "Éloïse Bérénice", "de": "Jürgen Groß", "es": "María José Núñez"}[lang]
 			tk, conv := e.newTicket(incoming{channel: channel, from: "requester@customer.test", name: name, subject: subject,
 				msgID: "orig-1@customer.test", body: body, at: at})
 			e.enqueue(Event{Kind: TicketCreated, Ticket: tk, Conversation: conv, Channel: channel, InReplyTo: conv.MessageID})
@@ -67,6 +70,8 @@ func TestGolden(t *testing.T) {
 			reply := map[string]string{
 				"en": "Hello Ann,\n\nThe toner cartridge was empty; I have replaced it. The driver update is attached in case the problem comes back.\n\nBest regards,\nAlice",
 				"fr": "Bonjour Éloïse,\n\nLa cartouche de toner était vide : je l'ai remplacée. Vous trouverez ci-joint la mise à jour du pilote, au cas où le problème reviendrait.\n\nBien cordialement,\nAlice",
+				"de": "Hallo Herr Groß,\n\ndie Tonerkartusche war leer; ich habe sie ersetzt. Das Treiber-Update hängt an, falls das Problem wiederkommt.\n\nViele Grüße\nAlice",
+				"es": "Hola, María José:\n\nEl cartucho de tóner estaba vacío; lo he cambiado. Le adjunto la actualización del controlador por si el problema vuelve.\n\nUn saludo,\nAlice",
 			}[lang]
 			agent, answer := e.agentReply(tk, "alice@agents.test", reply,
 				[]store.Attachment{{Filename: "pilote-imprimante.pdf", ContentType: "application/pdf", Content: []byte("%PDF-1.4 fake")}}, at.Add(3*time.Hour))

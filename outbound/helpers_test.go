@@ -212,6 +212,14 @@ channels:
     addresses: [support@acme.fr]
     display_name: Support ACME France
     language: fr
+  - name: acmede
+    addresses: [support@acme.de]
+    display_name: ACME Kundendienst
+    language: de
+  - name: acmees
+    addresses: [soporte@acme.es]
+    display_name: Soporte ACME
+    language: es
 %s
 `
 

@@ -131,9 +131,6 @@ func New(cfg *config.Config, signer *threading.Signer) (*Outbox, error) {
 		if ch.display == "" {
 			ch.display = "Support"
 		}
-		if !supportedLang(ch.lang) {
-			ch.lang = "en"
-		}
 		o.channels[c.Name] = ch
 		if o.first == nil {
 			o.first = ch
@@ -152,6 +149,11 @@ func New(cfg *config.Config, signer *threading.Signer) (*Outbox, error) {
 	o.tmpl, err = loadTemplates(cfg.Outbound.TemplatesDir, names)
 	if err != nil {
 		return nil, fmt.Errorf("outbound: %w", err)
+	}
+	for _, ch := range o.channels {
+		if ch.lang = strings.ToLower(ch.lang); !o.tmpl.has(ch.lang) {
+			ch.lang = "en"
+		}
 	}
 	if o.dkim, err = loadDKIM(cfg.Outbound.DKIM); err != nil {
 		return nil, fmt.Errorf("outbound: %w", err)
@@ -363,12 +365,21 @@ func (o *Outbox) isAgent(addr string) bool {
 	return ok
 }
 
-// requesterLang is the requester's language when they have one we can
-// write, else the channel's.
+// requesterLang is the requester's language (set through the API or
+// learned from the Content-Language of their mail) when we can write
+// it, else the channel's.
 func (o *Outbox) requesterLang(tx *store.Tx, tk *store.Ticket, ch *channel) string {
 	if tk.RequesterID != 0 {
-		if c, err := tx.Contact(tk.RequesterID); err == nil && supportedLang(c.Language) {
-			return strings.ToLower(c.Language)
+		if c, err := tx.Contact(tk.RequesterID); err == nil && c.Language != "" {
+			// "de-at" is written in de-at when templates_dir has it,
+			// else in de.
+			lang := strings.ToLower(c.Language)
+			primary, _, _ := strings.Cut(lang, "-")
+			for _, l := range []string{lang, primary} {
+				if o.tmpl.has(l) {
+					return l
+				}
+			}
 		}
 	}
 	return ch.lang

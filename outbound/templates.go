@@ -14,6 +14,7 @@ import (
 	texttemplate "text/template"
 
 	"github.com/deskmail/deskmail/internal/lazyregexp"
+	"github.com/deskmail/deskmail/locale"
 )
 
 //go:embed templates
@@ -22,8 +23,6 @@ var builtinTemplates embed.FS
 // templateNames are the mails that have templates; a name is also the
 // mail kind.
 var templateNames = []string{KindConfirmation, KindAgentReply, KindNotification, KindClosing, KindCommandError}
-
-var languages = []string{"en", "fr"}
 
 // pair is the text and HTML template of one mail. Built-in templates
 // are compiled the first time a mail needs them (a `deskmail ingest`
@@ -55,10 +54,15 @@ func (p *pair) compiled() error {
 }
 
 // templates holds every compiled template, keyed by
-// "<channel>/<lang>/<name>" (channel "" for the shared ones).
+// "<channel>/<lang>/<name>" (channel "" for the shared ones), and the
+// languages they cover.
 type templates struct {
-	m map[string]*pair
+	m     map[string]*pair
+	langs map[string]bool
 }
+
+// has reports whether mail can be written in lang.
+func (t *templates) has(lang string) bool { return t.langs[strings.ToLower(lang)] }
 
 var textFuncs = texttemplate.FuncMap{
 	// quote prefixes every line with "> " (RFC 3676 quoting).
@@ -85,9 +89,11 @@ var htmlFuncs = htmltemplate.FuncMap{
 // loadTemplates compiles the built-in templates and the overrides
 // found in dir: <dir>/<lang>/<name>.txt.tmpl (and .html.tmpl) replace
 // the built-in ones, <dir>/<channel>/<lang>/<name>… apply to one
-// channel. Each file is overridden on its own.
+// channel. Each file is overridden on its own. A <dir>/<lang> folder
+// of a language that is not built in adds that language; a mail it
+// has no file for is written from the English one.
 func loadTemplates(dir string, channels []string) (*templates, error) {
-	t := &templates{m: map[string]*pair{}}
+	t := &templates{m: map[string]*pair{}, langs: map[string]bool{}}
 	read := func(fsys fs.FS, path string) (string, bool, error) {
 		b, err := fs.ReadFile(fsys, path)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -98,21 +104,32 @@ func loadTemplates(dir string, channels []string) (*templates, error) {
 		}
 		return string(b), true, nil
 	}
+	langs := append([]string{}, locale.Builtin...)
 	var over fs.FS
 	if dir != "" {
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 			return nil, fmt.Errorf("templates_dir %s is not a readable directory", dir)
 		}
 		over = os.DirFS(dir)
+		added, err := TemplateLanguages(dir, channels)
+		if err != nil {
+			return nil, err
+		}
+		langs = append(langs, added...)
 	}
-	for _, lang := range languages {
+	for _, lang := range langs {
+		t.langs[lang] = true
+		builtin := lang
+		if !locale.Has(lang) {
+			builtin = "en"
+		}
 		for _, name := range templateNames {
 			srcs := map[string]string{}
 			overridden := false
 			for _, ext := range []string{".txt.tmpl", ".html.tmpl"} {
-				src, ok, err := read(builtinTemplates, "templates/"+lang+"/"+name+ext)
+				src, ok, err := read(builtinTemplates, "templates/"+builtin+"/"+name+ext)
 				if err != nil || !ok {
-					return nil, fmt.Errorf("built-in template %s/%s%s missing: %v", lang, name, ext, err)
+					return nil, fmt.Errorf("built-in template %s/%s%s missing: %v", builtin, name, ext, err)
 				}
 				if over != nil {
 					o, ok, err := read(over, lang+"/"+name+ext)
@@ -162,6 +179,37 @@ func loadTemplates(dir string, channels []string) (*templates, error) {
 		}
 	}
 	return t, nil
+}
+
+// langTag is what a language folder of templates_dir is named: a BCP 47
+// tag in lower case ("it", "pt-br").
+var langTag = lazyregexp.New(`^[a-z]{2,3}(-[a-z0-9]{2,8})*$`)
+
+// TemplateLanguages lists the languages that templates_dir dir adds to
+// the built-in ones: its folders named like a language tag (channels'
+// folders excepted) that hold at least one template file.
+func TemplateLanguages(dir string, channels []string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("templates_dir %s: %w", dir, err)
+	}
+	isChannel := map[string]bool{}
+	for _, c := range channels {
+		isChannel[c] = true
+	}
+	var out []string
+	for _, e := range entries {
+		n := e.Name()
+		if !e.IsDir() || isChannel[n] || locale.Has(n) || !langTag.MatchString(n) {
+			continue
+		}
+		files, err := filepath.Glob(filepath.Join(dir, n, "*.tmpl"))
+		if err != nil || len(files) == 0 {
+			continue
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func compile(name, text, html string) (*texttemplate.Template, *htmltemplate.Template, error) {

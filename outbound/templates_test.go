@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/deskmail/deskmail/locale"
 )
 
 // Built-in templates compile on first use; every one must compile.
@@ -13,8 +15,8 @@ func TestBuiltinTemplatesCompile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tm.m) != len(languages)*len(templateNames) {
-		t.Fatalf("%d templates, want %d", len(tm.m), len(languages)*len(templateNames))
+	if len(tm.m) != len(locale.Builtin)*len(templateNames) {
+		t.Fatalf("%d templates, want %d", len(tm.m), len(locale.Builtin)*len(templateNames))
 	}
 	for key, p := range tm.m {
 		if err := p.compiled(); err != nil {

@@ -276,3 +276,12 @@ func (t *Tx) AgentByAPIKey(key string) (*Agent, error) {
 	}
 	return &a, nil
 }
+
+// SetContactLanguage sets the language mail to a contact is written in
+// (a BCP 47 tag in lower case, "" for the channel's).
+func (t *Tx) SetContactLanguage(id int64, lang string) error {
+	if _, err := t.exec(`UPDATE contacts SET language=?, updated_at=? WHERE id=?`, lang, ts(t.now()), id); err != nil {
+		return fmt.Errorf("store: contact %d language: %w", id, err)
+	}
+	return nil
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/deskmail/deskmail/command"
+	"github.com/deskmail/deskmail/locale"
 	"github.com/deskmail/deskmail/store"
 	"golang.org/x/text/unicode/norm"
 )
@@ -23,26 +24,12 @@ type CommandResult struct {
 	Errors []string
 }
 
-// statusAliases maps common status words in English, French, German and
-// Spanish to a category.
-var statusAliases = map[string]string{
-	"open": CategoryOpen, "opened": CategoryOpen, "reopen": CategoryOpen, "ouvert": CategoryOpen, "ouverte": CategoryOpen,
-	"rouvrir": CategoryOpen, "offen": CategoryOpen, "abierto": CategoryOpen,
-	"pending": CategoryPending, "waiting": CategoryPending, "on hold": CategoryPending, "en attente": CategoryPending,
-	"attente": CategoryPending, "wartend": CategoryPending, "pendiente": CategoryPending,
-	"resolved": CategoryResolved, "solved": CategoryResolved, "resolve": CategoryResolved, "résolu": CategoryResolved,
-	"résolue": CategoryResolved, "resolu": CategoryResolved, "resolue": CategoryResolved, "gelöst": CategoryResolved,
-	"geloest": CategoryResolved, "resuelto": CategoryResolved,
-	"closed": CategoryClosed, "close": CategoryClosed, "fermé": CategoryClosed, "fermée": CategoryClosed, "ferme": CategoryClosed,
-	"clos": CategoryClosed, "geschlossen": CategoryClosed, "cerrado": CategoryClosed,
-}
-
-var priorityNames = map[string]int{
-	"low": 1, "basse": 1, "bas": 1, "faible": 1, "niedrig": 1, "baja": 1,
-	"medium": 2, "normal": 2, "moyenne": 2, "moyen": 2, "normale": 2, "mittel": 2, "media": 2,
-	"high": 3, "haute": 3, "haut": 3, "élevée": 3, "elevee": 3, "hoch": 3, "alta": 3,
-	"urgent": 4, "urgente": 4, "dringend": 4,
-}
+// statusAliases maps the status words of every built-in language
+// (locale) to a category; priorityNames likewise for priorities.
+var (
+	statusAliases = locale.StatusWords()
+	priorityNames = locale.PriorityWords()
+)
 
 const acceptedCommands = "status, priority, assign (or agent), group, type, tags, cc, note, send-and-resolve"
 

@@ -59,6 +59,9 @@ type Incoming struct {
 	// Sent marks mail sent from the support mailbox itself (its Sent
 	// folder): threaded as an agent reply, never mailed again.
 	Sent bool
+	// Language is the mail's Content-Language (its first tag, lower
+	// case), or "".
+	Language string
 	// ThreadConversation is the Outlook conversation of its
 	// Thread-Index header (ThreadIndexConversation), or "".
 	ThreadConversation string
@@ -541,6 +544,17 @@ func (e *Engine) find(tx *store.Tx, in *Incoming, from string, isAgent bool) (ma
 	return m, nil
 }
 
+// learnLanguage gives a contact without a language the Content-Language
+// of a mail they wrote themselves (not one an agent forwarded or opened
+// for them), so that mail to them is written in it.
+func learnLanguage(tx *store.Tx, c *store.Contact, in *Incoming) error {
+	if c.Language != "" || in.Language == "" || !strings.EqualFold(c.Email, in.From.Email) {
+		return nil
+	}
+	c.Language = in.Language
+	return tx.SetContactLanguage(c.ID, in.Language)
+}
+
 // threadConversationTicket returns the live ticket an Outlook
 // conversation is on, or nil.
 func (e *Engine) threadConversationTicket(tx *store.Tx, conv string) (*store.Ticket, error) {
@@ -659,6 +673,9 @@ func (e *Engine) create(tx *store.Tx, in *Incoming, out *Outcome, req Person, pa
 	if err != nil {
 		return nil, err
 	}
+	if err := learnLanguage(tx, contact, in); err != nil {
+		return nil, err
+	}
 	subject := in.Subject
 	if e.Token != nil {
 		subject = e.Token.Strip(subject)
@@ -751,6 +768,9 @@ func (e *Engine) customerReply(tx *store.Tx, tk *store.Ticket, in *Incoming, out
 	}
 	contact, _, err := tx.EnsureContact(from, in.From.Name)
 	if err != nil {
+		return nil, err
+	}
+	if err := learnLanguage(tx, contact, in); err != nil {
 		return nil, err
 	}
 	conv, err := e.addConversation(tx, tk, in, "reply", true, false, &contact.ID, nil, now)
