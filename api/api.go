@@ -406,12 +406,18 @@ func (s *server) authenticate(ctx context.Context, key string) (*store.Agent, er
 }
 
 // fail answers an unexpected error: 404 for a missing row, 503 when
-// the client went away or the database is busy, else 500. The error is
+// the database cannot take writes (full, read-only, locked) or the
+// client went away, else 500. The error is
 // logged, never shown.
 func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		notFound(w)
+	case store.IsUnavailable(err):
+		s.log.Warn("api: the database cannot take writes", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "30")
+		writeCode(w, http.StatusServiceUnavailable, "service_unavailable",
+			"The database cannot take writes right now (disk full, read-only or locked). Retry after 30 seconds.")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		writeCode(w, http.StatusServiceUnavailable, "unavailable", "The request was cancelled or timed out.")
 	default:

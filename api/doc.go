@@ -64,7 +64,10 @@
 // Options.TrustedProxies the client address is the rightmost
 // X-Forwarded-For hop that is not a trusted proxy; from any other peer
 // X-Forwarded-For is ignored. JSON bodies are limited to MaxJSONBytes and multipart
-// bodies (attachments) to MaxMultipartBytes. Unknown fields are
+// bodies (attachments) to MaxMultipartBytes. While the database cannot
+// take writes (disk full, read-only, locked: store.IsUnavailable), a
+// request that writes gets 503 with Freshdesk's error body and
+// Retry-After, not 500. Unknown fields are
 // refused. Handlers never panic on input; a panic is recovered, logged
 // and answered with a JSON 500.
 package api

@@ -25,12 +25,3 @@ func (t *Tx) MessagesSince(since time.Time) (map[string]int, error) {
 	}
 	return out, rows.Err()
 }
-
-// WriteProbe checks that the database accepts a write (for readiness):
-// it writes and rolls back inside the caller's transaction.
-func (t *Tx) WriteProbe() error {
-	if err := t.PutSetting("ready_probe", ts(t.now())); err != nil {
-		return fmt.Errorf("store: write probe: %w", err)
-	}
-	return nil
-}

@@ -5,15 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/deskmail/deskmail/config"
 	"github.com/deskmail/deskmail/metrics"
 	"github.com/deskmail/deskmail/store"
 )
-
-// errProbe rolls back the readiness write probe.
-var errProbe = errors.New("probe")
 
 // readiness is the body of /readyz.
 type readiness struct {
@@ -38,8 +37,9 @@ func healthMux(cfg func() *config.Config, st *store.Store, m *metrics.Metrics, a
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
 	})
+	probe := &writeProbe{st: st, ttl: probeTTL, timeout: probeTimeout}
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		rep := checkReady(r.Context(), cfg(), st)
+		rep := checkReady(r.Context(), cfg(), st, probe)
 		w.Header().Set("Content-Type", "application/json")
 		if !rep.Ready {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -53,20 +53,47 @@ func healthMux(cfg func() *config.Config, st *store.Store, m *metrics.Metrics, a
 	return mux
 }
 
-func checkReady(ctx context.Context, cfg *config.Config, st *store.Store) readiness {
+// Readiness write probe: a result is reused for probeTTL, and a write
+// that has not committed after probeTimeout counts as failed.
+const (
+	probeTTL     = 2 * time.Second
+	probeTimeout = 3 * time.Second
+)
+
+// writeProbe runs store.ProbeWrite at most once per ttl; concurrent
+// callers share one probe.
+type writeProbe struct {
+	st           *store.Store
+	ttl, timeout time.Duration
+
+	mu  sync.Mutex
+	at  time.Time
+	err error
+}
+
+// check returns the last probe's result, probing again once it is
+// older than ttl.
+func (p *writeProbe) check(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.at.IsZero() && time.Since(p.at) < p.ttl {
+		return p.err
+	}
+	p.err = p.st.ProbeWrite(ctx, p.timeout)
+	p.at = time.Now()
+	return p.err
+}
+
+// checkReady reports whether the store takes writes (probe) and every
+// IMAP channel's last poll succeeded.
+func checkReady(ctx context.Context, cfg *config.Config, st *store.Store, probe *writeProbe) readiness {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	rep := readiness{Ready: true, Store: "ok", Channels: []channelHealth{}}
-	err := st.Write(ctx, func(tx *store.Tx) error {
-		if err := tx.WriteProbe(); err != nil {
-			return err
-		}
-		return errProbe
-	})
-	if !errors.Is(err, errProbe) {
-		rep.Ready, rep.Store = false, "not writable: "+errText(err)
+	if err := probe.check(ctx); err != nil {
+		rep.Ready, rep.Store = false, notWritable(err)
 	}
-	err = st.Read(ctx, func(tx *store.Tx) error {
+	err := st.Read(ctx, func(tx *store.Tx) error {
 		for _, ch := range cfg.Channels {
 			if ch.IMAP == nil {
 				continue
@@ -96,6 +123,11 @@ func checkReady(ctx context.Context, cfg *config.Config, st *store.Store) readin
 		rep.Ready, rep.Store = false, "not readable: "+errText(err)
 	}
 	return rep
+}
+
+// notWritable is the store field of a failed write probe.
+func notWritable(err error) string {
+	return "not writable: " + strings.TrimPrefix(errText(err), store.ErrUnavailable.Error()+": ")
 }
 
 func errText(err error) string {

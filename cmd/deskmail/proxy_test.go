@@ -28,9 +28,16 @@ type apiDaemon struct {
 
 func startAPIDaemon(t *testing.T, extra string) *apiDaemon {
 	t.Helper()
-	d := &apiDaemon{t: t, bin: buildBinary(t), dir: t.TempDir()}
+	return startAPIDaemonIn(t, buildBinary(t), t.TempDir(), "deskmail.db", extra)
+}
+
+// startAPIDaemonIn is startAPIDaemon with the binary, working
+// directory and database path given.
+func startAPIDaemonIn(t *testing.T, bin, dir, db, extra string) *apiDaemon {
+	t.Helper()
+	d := &apiDaemon{t: t, bin: bin, dir: dir}
 	d.cfg = filepath.Join(d.dir, "deskmail.yaml")
-	conf := "database: deskmail.db\nagents:\n  - {email: alice@acme.test, name: Alice Agent, role: admin}\n" +
+	conf := "database: " + db + "\nagents:\n  - {email: alice@acme.test, name: Alice Agent, role: admin}\n" +
 		"channels:\n  - name: support\n    addresses: [support@acme.test]\n" + extra
 	if err := os.WriteFile(d.cfg, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)

@@ -27,7 +27,10 @@ type channelStatus struct {
 }
 
 type statusReport struct {
-	Database string          `json:"database"`
+	Database string `json:"database"`
+	// Store is "ok" when a write probe committed, else "not writable:
+	// …" — the same probe and text as /readyz.
+	Store    string          `json:"store"`
 	Channels []channelStatus `json:"channels"`
 	Outbox   struct {
 		Queued       int        `json:"queued"`
@@ -44,7 +47,9 @@ type statusReport struct {
 }
 
 // runStatus prints each channel's health, the outbox and mail kept raw
-// because it failed, so an operator sees a broken mailbox at a glance.
+// because it failed, so an operator sees a broken mailbox at a glance;
+// first, when the database cannot take writes, a line saying so (the
+// write probe of /readyz).
 func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("status", "[--config FILE] [--db PATH] [--json]",
 		"Shows each channel's health, the outbox and mail kept raw after a failure.")
@@ -72,7 +77,10 @@ func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return err
 	}
 	defer st.Close()
-	rep := statusReport{Database: cfg.Database, Channels: []channelStatus{}}
+	rep := statusReport{Database: cfg.Database, Store: "ok", Channels: []channelStatus{}}
+	if err := st.ProbeWrite(ctx, probeTimeout); err != nil {
+		rep.Store = notWritable(err)
+	}
 	now := time.Now()
 	midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, now.Location())
 	err = st.Read(ctx, func(tx *store.Tx) error {
@@ -110,6 +118,9 @@ func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 	if *asJSON {
 		return writeJSON(stdout, rep)
+	}
+	if rep.Store != "ok" {
+		fmt.Fprintf(stdout, "database %s: %s\n\n", rep.Database, rep.Store)
 	}
 	w := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "CHANNEL\tKIND\tHEALTH\tTODAY\tLAST POLL\tLAST ERROR")
