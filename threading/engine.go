@@ -544,6 +544,89 @@ func (e *Engine) find(tx *store.Tx, in *Incoming, from string, isAgent bool) (ma
 	return m, nil
 }
 
+// sentNew opens a ticket for mail the team sent from the shared
+// mailbox (its Sent folder) that answers nothing deskmail knows: the
+// first recipient in To, then Cc, that is neither a support address
+// nor an agent is the requester, the other such recipients are CCs
+// (the team put them there), the team's mail is the first, outgoing
+// conversation, and the pipeline's agent-reply status applies, as
+// after any agent reply. Nothing is mailed: the customer already has
+// it. Mail to no customer (only colleagues) is ignored (kept raw).
+func (e *Engine) sentNew(tx *store.Tx, in *Incoming, from string, now time.Time) (*Outcome, error) {
+	var people []Person
+	for _, p := range append(append([]Person{}, in.To...), in.Cc...) {
+		email := lower(p.Email)
+		if email == "" || e.isSupport(in, email) || e.isNoReply(email) {
+			continue
+		}
+		if _, err := tx.AgentByEmail(email); err == nil {
+			continue
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		if !slices.ContainsFunc(people, func(q Person) bool { return lower(q.Email) == email }) {
+			people = append(people, Person{Email: email, Name: p.Name})
+		}
+	}
+	if len(people) == 0 {
+		return &Outcome{Action: "ignored", Suppress: "sent mail to no customer"}, nil
+	}
+	req := people[0]
+	contact, _, err := tx.EnsureContact(req.Email, req.Name)
+	if err != nil {
+		return nil, err
+	}
+	subject := in.Subject
+	if e.Token != nil {
+		subject = e.Token.Strip(subject)
+	}
+	if strings.TrimSpace(subject) == "" {
+		subject = "(no subject)"
+	}
+	pipe := e.Life.Pipeline(in.PipelineID)
+	tk := &store.Ticket{Subject: subject, Status: pipe.NewStatus, Priority: 1, RequesterID: contact.ID,
+		ChannelID: in.ChannelID, PipelineID: in.PipelineID, Source: 1, CreatedAt: now}
+	if err := tx.CreateTicket(tk); err != nil {
+		return nil, err
+	}
+	for _, cc := range people[1:] {
+		if _, _, err := tx.EnsureContact(cc.Email, cc.Name); err != nil {
+			return nil, err
+		}
+		if _, err := tx.AddCC(tk.ID, cc.Email); err != nil {
+			return nil, err
+		}
+	}
+	var agentID *int64
+	actor := Actor{Type: "mail", Name: from}
+	agent, err := tx.AgentByEmail(from)
+	switch {
+	case err == nil:
+		agentID = &agent.ID
+		actor = Actor{Type: "agent", Name: agent.Email}
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, err
+	}
+	conv, err := e.addConversation(tx, tk, in, "reply", false, false, nil, agentID, now)
+	if err != nil {
+		return nil, err
+	}
+	actor.ConversationID = &conv.ID
+	if err := Record(tx, tk.ID, actor, "created", "", "", "", "ticket opened by mail sent from the support mailbox to "+req.Email+" (found in its Sent folder)", now); err != nil {
+		return nil, err
+	}
+	if err := e.AgentResponded(tx, tk, actor, now); err != nil {
+		return nil, err
+	}
+	if err := tx.UpdateTicket(tk); err != nil {
+		return nil, err
+	}
+	if tk, err = tx.Ticket(tk.ID); err != nil {
+		return nil, err
+	}
+	return e.finish(tx, in, &Outcome{Action: "created", Ticket: tk, Conversation: conv})
+}
+
 // learnLanguage gives a contact without a language the Content-Language
 // of a mail they wrote themselves (not one an agent forwarded or opened
 // for them), so that mail to them is written in it.
@@ -941,7 +1024,7 @@ func (e *Engine) finish(tx *store.Tx, in *Incoming, out *Outcome) (*Outcome, err
 // sentReply threads mail the team sent from the shared mailbox (its
 // Sent folder) onto its ticket as an outgoing agent reply. Nothing is
 // mailed: the customer already has it. Mail that belongs to no ticket
-// is ignored (kept raw).
+// opens one (sentNew).
 func (e *Engine) sentReply(tx *store.Tx, in *Incoming, from string, now time.Time) (*Outcome, error) {
 	// The mailbox is ours and authenticated, so the subject token needs
 	// no participant check: pass isAgent.
@@ -951,7 +1034,7 @@ func (e *Engine) sentReply(tx *store.Tx, in *Incoming, from string, now time.Tim
 	}
 	tk := m.tk
 	if tk == nil {
-		return &Outcome{Action: "ignored", Suppress: "sent mail that belongs to no ticket"}, nil
+		return e.sentNew(tx, in, from, now)
 	}
 	var agentID *int64
 	actor := Actor{Type: "mail", Name: from}

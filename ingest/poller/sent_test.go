@@ -82,3 +82,65 @@ func TestPollMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestSentMailStartsConversation: a mail the team sends from the shared
+// mailbox to a customer, about no ticket, opens a ticket for that
+// customer (requester = the recipient, the mail its first outgoing
+// conversation, the agent-reply status), mails nobody, and the
+// customer's answer threads onto it. Mail to colleagues only opens
+// nothing.
+func TestSentMailStartsConversation(t *testing.T) {
+	b := memServer(t, memOptions{})
+	if err := b.mem.Create("Sent", nil); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, b, "sent_folder: Sent")
+	h.start()
+	eventually(t, 10*time.Second, "first poll", func() bool { hl := h.health(); return hl != nil && hl.LastOKAt != nil })
+
+	internal := []byte("From: Support <support@example.com>\r\nTo: support@example.com\r\nSubject: Rota for next week\r\n" +
+		"Message-ID: <s0@example.com>\r\n\r\nSee the attached rota.\r\n")
+	b.appendMsg(t, "Sent", internal, time.Now())
+	first := []byte("From: Support <support@example.com>\r\nTo: Bob Stone <bob@example.org>\r\nCc: carol@example.org\r\nSubject: Your renewal\r\n" +
+		"Message-ID: <s1@example.com>\r\n\r\nYour licence expires on 31 March; shall we renew it?\r\n")
+	b.appendMsg(t, "Sent", first, time.Now())
+	eventually(t, 5*time.Second, "a ticket for bob", func() bool { return len(h.tickets()) == 1 })
+	tk := h.tickets()[0]
+	var convs []store.Conversation
+	var cc []string
+	h.st.Read(context.Background(), func(tx *store.Tx) error {
+		c, err := tx.Contact(tk.RequesterID)
+		if err != nil || c.Email != "bob@example.org" {
+			t.Errorf("requester %+v %v, want bob@example.org", c, err)
+		}
+		convs, _ = tx.Conversations(tk.ID)
+		full, _ := tx.Ticket(tk.ID)
+		cc = full.CcEmails
+		return nil
+	})
+	if len(convs) != 1 || convs[0].Incoming || convs[0].Private || tk.Subject != "Your renewal" || tk.Status != 3 {
+		t.Fatalf("ticket %+v conversations %+v", tk, convs)
+	}
+	if len(cc) != 1 || cc[0] != "carol@example.org" {
+		t.Errorf("cc %v, want carol", cc)
+	}
+	h.mu.Lock()
+	if len(h.notices) != 0 {
+		t.Errorf("mail from the Sent folder was mailed: %+v", h.notices)
+	}
+	h.mu.Unlock()
+
+	answer := []byte("From: Bob Stone <bob@example.org>\r\nTo: support@example.com\r\nSubject: Re: Your renewal\r\n" +
+		"Message-ID: <b1@example.org>\r\nIn-Reply-To: <s1@example.com>\r\n\r\nYes please, renew it.\r\n")
+	b.appendMsg(t, "INBOX", answer, time.Now())
+	eventually(t, 5*time.Second, "bob's answer on the ticket", func() bool {
+		h.st.Read(context.Background(), func(tx *store.Tx) error {
+			convs, _ = tx.Conversations(tk.ID)
+			return nil
+		})
+		return len(convs) == 2
+	})
+	if n := len(h.tickets()); n != 1 {
+		t.Errorf("%d tickets, want 1 (the internal mail opens none, the answer threads)", n)
+	}
+}
