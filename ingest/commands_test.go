@@ -397,11 +397,13 @@ func TestSentFolderMailIsAnAgentReplyNeverMailed(t *testing.T) {
 			t.Fatal("a reply found in the Sent folder must never be mailed again")
 		}
 	}
-	// Sent mail unrelated to any ticket is kept raw and ignored.
-	other := "From: support@acme.test\nTo: someone@else.test\nSubject: Lunch?\nMessage-ID: <sent2@acme.test>\n\nNoon?\n"
+	// Sent mail among colleagues, about no ticket, is kept raw and
+	// ignored (sent mail to a customer opens a ticket: poller's
+	// TestSentMailStartsConversation).
+	other := "From: support@acme.test\nTo: bob@acme.test\nSubject: Lunch?\nMessage-ID: <sent2@acme.test>\n\nNoon?\n"
 	res, _ = e.p.Ingest(context.Background(), []Raw{{Data: []byte(other), Source: SourceIMAP, Sent: true}})
 	if res[0].Action != ActionIgnored || res[0].TicketID != nil {
-		t.Fatalf("unrelated sent mail: %+v", res[0])
+		t.Fatalf("sent mail to a colleague: %+v", res[0])
 	}
 }
 
