@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -53,5 +55,49 @@ func TestProbeWriteLocked(t *testing.T) {
 			t.Fatalf("probe after the lock was released: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestIsUnavailable: SQLite's read-only and full errors, as a write
+// gets them, count as "cannot take writes"; a constraint error does not.
+func TestIsUnavailable(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "u.db")
+	st, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	ro, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	_, err = ro.ExecContext(ctx, `INSERT INTO settings(key, value) VALUES ('k', 'v')`)
+	if err == nil || !IsUnavailable(err) {
+		t.Errorf("write to a read-only database: %v, want unavailable", err)
+	}
+	full, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	full.SetMaxOpenConns(1)
+	for range 2 {
+		_, err = full.ExecContext(ctx, `INSERT INTO settings(key, value) VALUES ('dup', 'v')`)
+	}
+	if err == nil || IsUnavailable(err) {
+		t.Errorf("a UNIQUE violation: %v, want an error that is not unavailable", err)
+	}
+	var pages int
+	if err := full.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := full.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = full.ExecContext(ctx, `INSERT INTO settings(key, value) VALUES ('big', ?)`, strings.Repeat("x", 1<<20))
+	if err == nil || !IsUnavailable(err) {
+		t.Errorf("write past max_page_count: %v, want unavailable (SQLITE_FULL)", err)
 	}
 }
