@@ -682,7 +682,7 @@ func (p *Pipeline) one(tx *store.Tx, pr *prepared) (Result, error) {
 	}
 	res.RawID = rawID
 	if pr.err != nil {
-		res.Action = ActionIgnored
+		res.Action, res.Reason = ActionIgnored, pr.err.Error()
 		if errors.Is(pr.err, ErrEmpty) {
 			p.env.Metrics.Failed("empty")
 			p.log.Warn("message kept raw: empty", "name", pr.raw.Name, "message_id", res.MessageID, "raw_id", rawID)
@@ -711,7 +711,7 @@ func (p *Pipeline) one(tx *store.Tx, pr *prepared) (Result, error) {
 		if serr := tx.SetRawState(rawID, "failed", err.Error()); serr != nil {
 			return res, serr
 		}
-		res.Action = ActionIgnored
+		res.Action, res.Reason = ActionIgnored, "threading failed: "+err.Error()
 		return res, nil
 	}
 	res.Action = Action(out.Action)
@@ -721,6 +721,7 @@ func (p *Pipeline) one(tx *store.Tx, pr *prepared) (Result, error) {
 			return res, err
 		}
 	case ActionIgnored:
+		res.Reason = out.Suppress
 		if err := tx.SetRawState(rawID, "ignored", out.Suppress); err != nil {
 			return res, err
 		}

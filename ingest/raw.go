@@ -11,6 +11,8 @@ const (
 	SourceIMAP Source = "imap"
 	SourcePipe Source = "pipe"
 	SourceAPI  Source = "api"
+	// SourceImport is `deskmail import` of an existing archive.
+	SourceImport Source = "import"
 )
 
 // Envelope is what the transport knew about a message besides its
@@ -78,5 +80,8 @@ type Result struct {
 	ParentTicketID *int64 `json:"parent_ticket_id"`
 	// RawID is the stored raw message row.
 	RawID int64 `json:"-"`
-	Err   error `json:"-"`
+	// Reason says why a message was ignored (kept raw only): it could
+	// not be parsed, or what suppressed it.
+	Reason string `json:"-"`
+	Err    error  `json:"-"`
 }

@@ -448,3 +448,21 @@ func (t *Tx) SetCustomField(ticketID int64, name, value string) error {
 	}
 	return nil
 }
+
+// CountTickets returns how many tickets exist (deleted ones included).
+func (t *Tx) CountTickets() (int, error) {
+	var n int
+	if err := t.row(`SELECT COUNT(*) FROM tickets`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count tickets: %w", err)
+	}
+	return n, nil
+}
+
+// CountConversations returns how many conversations all tickets hold.
+func (t *Tx) CountConversations() (int, error) {
+	var n int
+	if err := t.row(`SELECT COUNT(*) FROM conversations`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count conversations: %w", err)
+	}
+	return n, nil
+}

@@ -612,7 +612,7 @@ func (e *Engine) sentNew(tx *store.Tx, in *Incoming, from string, now time.Time)
 		return nil, err
 	}
 	actor.ConversationID = &conv.ID
-	if err := Record(tx, tk.ID, actor, "created", "", "", "", "ticket opened by mail sent from the support mailbox to "+req.Email+" (found in its Sent folder)", now); err != nil {
+	if err := Record(tx, tk.ID, actor, "created", "", "", "", "ticket opened by the team's own mail to "+req.Email+" (sent from the support mailbox)", now); err != nil {
 		return nil, err
 	}
 	if err := e.AgentResponded(tx, tk, actor, now); err != nil {

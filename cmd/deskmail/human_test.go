@@ -89,7 +89,7 @@ func TestHumanOutput(t *testing.T) {
 }
 
 // TestProgressLine checks what a terminal shows for a long ingest: the
-// count, the total, the share done and the rate, at most five times a
+// count, the total, the share done, the rate and the time left, at most five times a
 // second, and a cleared line at the end.
 func TestProgressLine(t *testing.T) {
 	var b bytes.Buffer
@@ -103,7 +103,7 @@ func TestProgressLine(t *testing.T) {
 	now = now.Add(900 * time.Millisecond)
 	p.add(100)
 	p.done()
-	want := "\r\033[K100 of 400 messages (25%), 100/s" + "\r\033[K300 of 400 messages (75%), 150/s" + "\r\033[K"
+	want := "\r\033[K100 of 400 messages (25%), 100/s, 3s left" + "\r\033[K300 of 400 messages (75%), 150/s, 1s left" + "\r\033[K"
 	if b.String() != want {
 		t.Errorf("progress wrote %q, want %q", b.String(), want)
 	}

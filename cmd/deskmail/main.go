@@ -32,6 +32,7 @@ func commands() []command {
 	return []command{
 		{"parse", "parse FILE|-   print one parsed message as JSON", runParse},
 		{"ingest", "ingest --db PATH [--config FILE] [FILE...|-]   ingest mail into tickets", runIngest},
+		{"import", "import --config FILE|--db PATH [--channel NAME] [--json] SOURCE...   import a history (mbox, Maildir, .eml files) without mailing anyone", runImport},
 		{"tickets", "tickets list|show|update ...   read and change tickets", runTickets},
 		{"outbox", "outbox list|retry ...   queued and sent outbound mail", runOutbox},
 		{"agents", "agents list|add|key ...   agents and their API keys", runAgents},
@@ -203,6 +204,7 @@ var errReported = errors.New("reported")
 // Exit statuses from sysexits.h, for MTAs that deliver through
 // `deskmail ingest` (Postfix pipe, aliases): 75 makes them retry later.
 const (
+	exDataErr  = 65 // some input could not be used (deskmail import: failed messages)
 	exNoInput  = 66 // an input file cannot be read
 	exNoUser   = 67 // an envelope recipient is no support address: the MTA bounces
 	exTempFail = 75 // the store or the configuration is unusable: try again later

@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// progress shows how far a long command is — count, total and rate —
+// progress shows how far a long command is — count, total, rate and
+// time left —
 // on one line of a terminal, rewritten in place at most five times a
 // second. When w is not a terminal (a pipe, a file, the journal, a
 // test) it prints nothing, so scripts and logs see only the command's
@@ -70,11 +71,17 @@ func (p *progress) done() {
 
 func (p *progress) line(now time.Time) string {
 	rate := ""
-	if secs := now.Sub(p.start).Seconds(); secs > 0 {
+	secs := now.Sub(p.start).Seconds()
+	if secs > 0 {
 		rate = fmt.Sprintf(", %.0f/s", float64(p.n)/secs)
 	}
 	if p.total > 0 {
-		return fmt.Sprintf("%d of %d %s (%d%%)%s", p.n, p.total, p.what, p.n*100/p.total, rate)
+		left := ""
+		if p.n > 0 && p.n < p.total && secs > 0 {
+			eta := time.Duration(secs * float64(p.total-p.n) / float64(p.n) * float64(time.Second))
+			left = fmt.Sprintf(", %s left", eta.Round(time.Second))
+		}
+		return fmt.Sprintf("%d of %d %s (%d%%)%s%s", p.n, p.total, p.what, p.n*100/p.total, rate, left)
 	}
 	return fmt.Sprintf("%d %s%s", p.n, p.what, rate)
 }

@@ -34,7 +34,7 @@ func TestReadOnlyCommandsNeedDatabase(t *testing.T) {
 	}
 	// Every command that opens a database must be in the table above
 	// or be one of those that create it or open none.
-	noDatabase := map[string]bool{"parse": true, "check-config": true, "version": true, "serve": true, "ingest": true,
+	noDatabase := map[string]bool{"parse": true, "check-config": true, "version": true, "serve": true, "ingest": true, "import": true,
 		"agents add": true, "channels test": true}
 	for _, leaf := range leafCommands(t, bin) {
 		name := strings.Join(leaf, " ")

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deskmail/deskmail/store"
+)
+
+// writeHistoryMbox writes an mbox of n messages in threads of three
+// (customer question, agent answer, customer reply by In-Reply-To),
+// oldest first, threads interleaved as real traffic is.
+func writeHistoryMbox(t *testing.T, path string, threads int) {
+	t.Helper()
+	var b strings.Builder
+	at := time.Date(2025, 1, 6, 8, 0, 0, 0, time.UTC)
+	add := func(from, to, subject, id, reply, body string) {
+		at = at.Add(7 * time.Minute)
+		b.WriteString("From " + from + " " + at.Format("Mon Jan _2 15:04:05 2006") + "\n")
+		fmt.Fprintf(&b, "From: %s\nTo: %s\nSubject: %s\nDate: %s\nMessage-ID: <%s>\n", from, to, subject, at.Format(time.RFC1123Z), id)
+		if reply != "" {
+			fmt.Fprintf(&b, "In-Reply-To: <%s>\nReferences: <%s>\n", reply, reply)
+		}
+		b.WriteString("\n" + body + "\n>From the archive, a quoted From line.\n\n")
+	}
+	for i := 0; i < threads; i += 2 {
+		for k := i; k < i+2 && k < threads; k++ {
+			add(fmt.Sprintf("c%d@customer.example", k), "support@acme.example", fmt.Sprintf("Order %d is late", k), fmt.Sprintf("q%d@customer.example", k), "", "Where is my order?")
+		}
+		for k := i; k < i+2 && k < threads; k++ {
+			add("alice@acme.example", fmt.Sprintf("c%d@customer.example", k), fmt.Sprintf("RE: Order %d is late", k), fmt.Sprintf("a%d@acme.example", k), fmt.Sprintf("q%d@customer.example", k), "It ships today.")
+		}
+		for k := i; k < i+2 && k < threads; k++ {
+			add(fmt.Sprintf("c%d@customer.example", k), "support@acme.example", fmt.Sprintf("Re: Order %d is late", k), fmt.Sprintf("r%d@customer.example", k), fmt.Sprintf("a%d@acme.example", k), "Thanks!")
+		}
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestImportHistory: `deskmail import` of a 1,002-message mbox and a
+// Maildir, killed midway and run again, stores every message exactly
+// once, threads replies (agent mail as agent replies), queues no mail
+// at all, and a third run finds nothing new.
+func TestImportHistory(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "deskmail.yaml")
+	if err := os.WriteFile(cfg, []byte(`database: deskmail.db
+agents:
+  - {email: alice@acme.example, name: Alice Martin}
+channels:
+  - name: support
+    addresses: [support@acme.example]
+    send: {closing_mail: true}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const threads = 334 // 1,002 messages
+	mbox := filepath.Join(dir, "history.mbox")
+	writeHistoryMbox(t, mbox, threads)
+	maildir, _ := filepath.Abs(filepath.Join("..", "..", "fixtures", "import", "maildir"))
+	fixture, _ := filepath.Abs(filepath.Join("..", "..", "fixtures", "import", "history.mbox"))
+
+	// First run, killed once some tickets are stored.
+	cmd := exec.Command(bin, "import", "--config", cfg, mbox, maildir, fixture)
+	cmd.Dir = dir
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	killed := false
+	deadline := time.Now().Add(60 * time.Second)
+poll:
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			break poll
+		case <-time.After(20 * time.Millisecond):
+		}
+		if n := countTickets(t, filepath.Join(dir, "deskmail.db")); n >= 20 {
+			cmd.Process.Kill()
+			<-exited
+			killed = true
+			break
+		}
+	}
+	if !killed {
+		t.Log("the first run finished before it could be killed; the rerun still must add nothing twice")
+	}
+	before := countTickets(t, filepath.Join(dir, "deskmail.db"))
+
+	run := func() importSummary {
+		t.Helper()
+		c := exec.Command(bin, "import", "--config", cfg, "--json", mbox, maildir, fixture)
+		c.Dir = dir
+		out, err := c.Output()
+		if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() != exDataErr) {
+			t.Fatalf("import: %v\n%s", err, out)
+		}
+		var s importSummary
+		if err := json.Unmarshal(out, &s); err != nil {
+			t.Fatalf("summary %q: %v", out, err)
+		}
+		return s
+	}
+	second := run()
+	wantMsgs := 3*threads + 2 + 5
+	if second.Messages != wantMsgs || second.Failed != 1 || second.Reasons == nil {
+		t.Errorf("second run: %+v, want %d messages and the one broken message failed", second, wantMsgs)
+	}
+	if killed && second.Duplicates == 0 {
+		t.Errorf("second run after a kill with %d tickets stored found no duplicates: %+v", before, second)
+	}
+
+	// State through the CLI: one ticket per thread (+3 from the
+	// fixtures), every message once, agent answers as agent replies.
+	var list []shown
+	if err := json.Unmarshal([]byte(deskmailCmd(t, bin, dir, "tickets", "list", "--config", cfg, "--json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != threads+3 {
+		t.Fatalf("%d tickets, want %d", len(list), threads+3)
+	}
+	total := 0
+	for _, id := range []int64{list[0].ID, list[len(list)/2].ID, list[len(list)-1].ID} {
+		tk := deskmailTicket(t, bin, dir, cfg, id)
+		seen := map[string]bool{}
+		for _, c := range tk.Conversations {
+			if seen[c.MessageID] {
+				t.Errorf("ticket %d: message %s stored twice", id, c.MessageID)
+			}
+			seen[c.MessageID] = true
+			if c.FromEmail == "alice@acme.example" && c.Private {
+				t.Errorf("ticket %d: the agent's answer became a private note", id)
+			}
+		}
+		total += len(tk.Conversations)
+	}
+	if total < 7 {
+		t.Errorf("sampled tickets hold %d conversations", total)
+	}
+	if n := countConversations(t, filepath.Join(dir, "deskmail.db")); n != wantMsgs-1 {
+		t.Errorf("%d conversations, want %d (every message but the broken one, once)", n, wantMsgs-1)
+	}
+	// Nothing was mailed: nothing is even queued.
+	if out := deskmailCmd(t, bin, dir, "outbox", "list", "--config", cfg, "--json"); strings.TrimSpace(out) != "[]" && strings.TrimSpace(out) != "" && strings.TrimSpace(out) != "null" {
+		t.Errorf("the import queued mail: %s", out)
+	}
+
+	third := run()
+	if third.Created != 0 || third.Threaded != 0 || third.Duplicates != wantMsgs-1 {
+		t.Errorf("third run: %+v, want nothing new", third)
+	}
+}
+
+func deskmailTicket(t *testing.T, bin, dir, cfg string, id int64) shown {
+	t.Helper()
+	var s shown
+	out := deskmailCmd(t, bin, dir, "tickets", "show", fmt.Sprint(id), "--config", cfg, "--json")
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("tickets show %d: %v\n%s", id, err, out)
+	}
+	return s
+}
+
+// countTickets and countConversations read the database the import
+// writes, while it runs (WAL readers do not block the writer).
+func countTickets(t *testing.T, db string) int {
+	return countRows(t, db, func(tx *store.Tx) (int, error) {
+		n, err := tx.CountTickets()
+		return n, err
+	})
+}
+
+func countConversations(t *testing.T, db string) int {
+	return countRows(t, db, func(tx *store.Tx) (int, error) { return tx.CountConversations() })
+}
+
+func countRows(t *testing.T, db string, f func(tx *store.Tx) (int, error)) int {
+	t.Helper()
+	if _, err := os.Stat(db); err != nil {
+		return 0
+	}
+	st, err := store.Open(context.Background(), db, store.Options{ShortLived: true})
+	if err != nil {
+		return 0
+	}
+	defer st.Close()
+	n := 0
+	_ = st.Read(context.Background(), func(tx *store.Tx) error {
+		var err error
+		n, err = f(tx)
+		return err
+	})
+	return n
+}
