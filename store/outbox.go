@@ -318,17 +318,19 @@ func (t *Tx) OutboxStats() (OutboxStats, error) {
 	return s, nil
 }
 
-// countOutboxToSQL reads the outbox_kind_created index (migration 5):
-// only the kind's mail since the given time is examined.
-const countOutboxToSQL = `SELECT COUNT(*) FROM outbox o WHERE o.kind=? AND o.state<>'suppressed' AND o.created_at>=?
-	AND EXISTS (SELECT 1 FROM json_each(o.rcpt_to) j WHERE j.value=? COLLATE NOCASE)`
+// countOutboxToSQL reads the outbox_rcpt index (migration 10): only
+// the mail ever sent to that address is examined, however much other
+// mail the hour saw (CROSS JOIN keeps SQLite from starting with the
+// hour's mail instead). DISTINCT: an address may be listed twice.
+const countOutboxToSQL = `SELECT COUNT(DISTINCT o.id) FROM outbox_rcpt r CROSS JOIN outbox o ON o.id = r.outbox_id
+	WHERE r.address=? AND o.kind=? AND o.state<>'suppressed' AND o.created_at>=?`
 
 // CountOutboxTo counts mail of a kind addressed to rcpt (compared
 // case-insensitively) created at or after since, in any state but
 // suppressed: how confirmations are rate-limited per sender.
 func (t *Tx) CountOutboxTo(kind, rcpt string, since time.Time) (int, error) {
 	var n int
-	err := t.row(countOutboxToSQL, kind, ts(since), rcpt).Scan(&n)
+	err := t.row(countOutboxToSQL, rcpt, kind, ts(since)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("store: count outbox to %s: %w", rcpt, err)
 	}
