@@ -158,6 +158,7 @@ func routes() []route {
 		{"DELETE", "/api/v2/tickets/{id}", true, (*server).deleteTicket},
 		{"PUT", "/api/v2/tickets/{id}/restore", true, (*server).restoreTicket},
 		{"GET", "/api/v2/tickets/{id}/conversations", false, (*server).listConversations},
+		{"GET", "/api/v2/tickets/{id}/activities", false, (*server).listActivities},
 		{"POST", "/api/v2/tickets/{id}/reply", false, (*server).reply},
 		{"POST", "/api/v2/tickets/{id}/notes", false, (*server).addNote},
 		{"PUT", "/api/v2/conversations/{id}", false, (*server).editConversation},

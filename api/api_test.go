@@ -467,6 +467,8 @@ func TestChannelScopes(t *testing.T) {
 	want(t, h.do(carol, "GET", fmt.Sprintf("/api/v2/tickets/%d", bill), nil), http.StatusForbidden)
 	want(t, h.do(carol, "PUT", fmt.Sprintf("/api/v2/tickets/%d", bill), map[string]any{"status": 4}), http.StatusForbidden)
 	want(t, h.do(carol, "POST", fmt.Sprintf("/api/v2/tickets/%d/reply", bill), map[string]any{"body": "x"}), http.StatusForbidden)
+	want(t, h.do(carol, "GET", fmt.Sprintf("/api/v2/tickets/%d/activities", bill), nil), http.StatusForbidden)
+	want(t, h.do(carol, "GET", fmt.Sprintf("/api/v2/tickets/%d/activities", sale), nil), http.StatusOK)
 	want(t, h.do(carol, "GET", "/api/v2/tickets?channel=billing", nil), http.StatusForbidden)
 	r := h.do(carol, "GET", "/api/v2/tickets?per_page=1", nil)
 	if l := r.list(t); len(l) != 1 || int64(l[0]["id"].(float64)) != sale || r.hdr.Get("Link") == "" {

@@ -43,7 +43,9 @@
 // notify_emails must name agents; bcc_emails is not supported and must
 // be empty. custom_fields are the ones declared in the configuration
 // (custom_fields:), listed by ticket_fields; a null value clears one.
-// Contacts are not scoped by channel.
+// Contacts are not scoped by channel. GET /api/v2/tickets/{id}/activities
+// (an extension) serves the ticket's history, which Freshdesk exposes
+// only as a daily activities export.
 //
 // # Limits
 //

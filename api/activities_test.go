@@ -1,0 +1,45 @@
+package api_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestTicketActivities: a ticket's history comes through the API,
+// oldest first, paginated, for agents who may see the ticket.
+func TestTicketActivities(t *testing.T) {
+	h := newHarness(t, hopts{})
+	id := h.mail("jane@customers.test", "support@acme.test", "Printer on fire", "act1@customers.test", "It burns.")
+	want(t, h.do(alice, "POST", fmt.Sprintf("/api/v2/tickets/%d/reply", id), map[string]any{"body": "<p>Use water.</p>"}), http.StatusCreated)
+	want(t, h.do(alice, "PUT", fmt.Sprintf("/api/v2/tickets/%d", id), map[string]any{"status": 4}), http.StatusOK)
+
+	r := h.do(alice, "GET", fmt.Sprintf("/api/v2/tickets/%d/activities", id), nil)
+	want(t, r, http.StatusOK)
+	list := r.list(t)
+	if len(list) < 3 || list[0]["action"] != "created" {
+		t.Fatalf("activities: %s", r.body)
+	}
+	var sawResolve bool
+	for _, a := range list {
+		for _, k := range []string{"id", "ticket_id", "created_at", "actor_type", "actor", "conversation_id", "action", "field", "old_value", "new_value", "note"} {
+			if _, ok := a[k]; !ok {
+				t.Errorf("activity without %s: %v", k, a)
+			}
+		}
+		if a["field"] == "status" && a["new_value"] == "4" {
+			sawResolve = true
+		}
+	}
+	if !sawResolve {
+		t.Errorf("no status change to 4 in %s", r.body)
+	}
+	r = h.do(alice, "GET", fmt.Sprintf("/api/v2/tickets/%d/activities?per_page=1&page=2", id), nil)
+	want(t, r, http.StatusOK)
+	if got := r.list(t); len(got) != 1 || got[0]["id"] != list[1]["id"] || !strings.Contains(r.hdr.Get("Link"), "page=3") {
+		t.Errorf("page 2 of 1: %s (Link %q)", r.body, r.hdr.Get("Link"))
+	}
+	want(t, h.do(alice, "GET", "/api/v2/tickets/999999/activities", nil), http.StatusNotFound)
+	want(t, h.do(alice, "GET", fmt.Sprintf("/api/v2/tickets/%d/activities?page=x", id), nil), http.StatusBadRequest)
+}
