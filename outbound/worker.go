@@ -317,7 +317,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			// otherwise sleep until the next mail is due.
 			if len(claimed) < free && len(pending) == 0 {
 				if next, ok, err := w.nextDue(ctx); err != nil {
-					w.log.Error("reading the outbox schedule failed", "err", err)
+					if ctx.Err() == nil { // not a shutdown
+						w.log.Error("reading the outbox schedule failed", "err", err)
+					}
 					wait = time.Second
 				} else if ok {
 					wait = min(wait, max(next.Sub(w.now()), 0))
