@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -87,6 +88,76 @@ func freePort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// mtaProc is an MTA's daemon process, a child of the test.
+type mtaProc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when it has exited
+	err  error         // its exit, set before done is closed
+}
+
+// startMTA starts cmd with its output in the file out, and a watchdog
+// (its own session, so it outlives a killed test binary) that runs
+// stop(pid of cmd) once the test process is gone: an MTA's daemons
+// detach from the test, and a test killed before its cleanup must not
+// leave them running. The watchdog itself ends with the test process.
+func startMTA(t *testing.T, cmd *exec.Cmd, out string, stop func(pid int) []string) *mtaProc {
+	t.Helper()
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &mtaProc{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	dog := exec.Command("sh", append([]string{"-c", `while kill -0 "$0" 2>/dev/null; do sleep 1; done; exec "$@" >/dev/null 2>&1`,
+		strconv.Itoa(os.Getpid())}, stop(cmd.Process.Pid)...)...)
+	dog.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := dog.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go dog.Wait()
+	return p
+}
+
+// exited tells whether the process has exited.
+func (p *mtaProc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitListening waits until addr accepts connections, failing the test
+// with the output file out and logs() if the process exits or 30
+// seconds pass first.
+func (p *mtaProc) waitListening(t *testing.T, addr, out string, logs func() string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+		if p.exited() {
+			b, _ := os.ReadFile(out)
+			t.Fatalf("%s exited: %v\n%s\n%s", strings.Join(p.cmd.Args, " "), p.err, b, logs())
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not answer on %s\n%s", strings.Join(p.cmd.Args, " "), addr, logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // mustRoot fails the test unless it runs as root: the MTAs start as
@@ -300,12 +371,12 @@ func frontServeConfig(t *testing.T) (cfg string, port int) {
 // the MTA m delivers to) and sends mail into m: with swaks a new mail,
 // a reply, a reply to the confirmation's support+token@ address, a Bcc
 // to the second channel's address and a mail to both addresses; then
-// 2,000 mails at full speed over 8 connections, all of which deskmail
+// bulk mails at full speed over 8 connections, all of which deskmail
 // accepts without one 4xx; then 300 more (100 replies, 200 new) during
 // which deskmail is stopped: the MTA queues what it cannot deliver and,
 // once deskmail is started again and the MTA flushed, delivers it.
 // Every mail is one ticket or one reply, exactly once.
-func frontScenario(t *testing.T, m frontMTA, bin, cfg string) {
+func frontScenario(t *testing.T, m frontMTA, bin, cfg string, bulk int) {
 	t.Helper()
 	ddir := filepath.Dir(cfg)
 	d, _, httpAddr := startServe(t, bin, ddir, "--config", cfg, "--http-listen", "127.0.0.1:0")
@@ -327,19 +398,21 @@ func frontScenario(t *testing.T, m frontMTA, bin, cfg string) {
 	// A reply to the confirmation's Reply-To (support+t1.…@): the MTA
 	// must route it as support@.
 	var outbox []struct {
-		Raw string `json:"raw"`
+		TicketID int64  `json:"ticket_id"`
+		Raw      string `json:"raw"`
 	}
 	if err := json.Unmarshal([]byte(deskmailCmd(t, bin, ddir, "outbox", "list", "--config", cfg, "--json")), &outbox); err != nil {
 		t.Fatal(err)
 	}
+	printer := ticketSubjects(t, bin, cfg)["Printer on fire"]
 	var replyTo string
 	for _, o := range outbox {
-		if m := regexp.MustCompile(`(?m)^Reply-To: .*<(support\+t[^>]+)>`).FindStringSubmatch(o.Raw); m != nil {
+		if m := regexp.MustCompile(`(?m)^Reply-To: .*<(support\+t[^>]+)>`).FindStringSubmatch(o.Raw); m != nil && len(printer) == 1 && o.TicketID == printer[0] {
 			replyTo = m[1]
 		}
 	}
 	if replyTo == "" {
-		t.Fatalf("no confirmation with a support+… reply address in the outbox: %v", outbox)
+		t.Fatalf("no confirmation of %v with a support+… reply address in the outbox: %v", printer, outbox)
 	}
 	swaks(t, m.addr(), "ann@customer.example", replyTo,
 		customerMail("Ann <ann@customer.example>", replyTo, "More about my printer", "pf-5@customer.example", ""))
@@ -363,8 +436,7 @@ func frontScenario(t *testing.T, m frontMTA, bin, cfg string) {
 		t.Errorf("the two replies: ticket has %d conversations, want 3", len(s.Conversations))
 	}
 
-	// 2,000 mails at full speed.
-	const bulk = 2000
+	// bulk mails at full speed.
 	mails := make([]mtaMail, bulk)
 	for i := range mails {
 		from := fmt.Sprintf("c%d@customer.example", i%500)
@@ -376,12 +448,12 @@ func frontScenario(t *testing.T, m frontMTA, bin, cfg string) {
 		t.Fatalf("sending into %s: %v", m.name(), err)
 	}
 	accepted := time.Since(start)
-	waitFor(t, "deskmail to commit the 2,000 mails", 120*time.Second, func() bool {
-		return metricSum(t, httpAddr, "deskmail_message_actions_total", `action="created"`) >= 3+bulk
+	waitFor(t, fmt.Sprintf("deskmail to commit the %d mails", bulk), 120*time.Second, func() bool {
+		return metricSum(t, httpAddr, "deskmail_message_actions_total", `action="created"`) >= float64(3+bulk)
 	})
 	stored := time.Since(start)
-	t.Logf("2,000 mails through %s: it accepted them in %v (%.0f msg/s), deskmail had committed all of them %v after the first was sent (%.0f msg/s)", m.name(),
-		accepted.Round(time.Millisecond), bulk/accepted.Seconds(), stored.Round(time.Millisecond), bulk/stored.Seconds())
+	t.Logf("%d mails through %s: it accepted them in %v (%.0f msg/s), deskmail had committed all of them %v after the first was sent (%.0f msg/s)", bulk, m.name(),
+		accepted.Round(time.Millisecond), float64(bulk)/accepted.Seconds(), stored.Round(time.Millisecond), float64(bulk)/stored.Seconds())
 	waitFor(t, m.name()+"'s queue to empty", 60*time.Second, m.queueEmpty)
 	lg := m.attempts()
 	for _, dl := range lg.deliveries {

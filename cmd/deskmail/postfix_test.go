@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,9 +47,7 @@ type postfixInstance struct {
 	dir     string // config_directory
 	smtpd   string // host:port of its smtpd
 	maillog string
-	cmd     *exec.Cmd
-	done    chan struct{} // closed when start-fg has exited
-	err     error         // start-fg's exit, set before done is closed
+	proc    *mtaProc // postfix start-fg, whose child is the master
 }
 
 // startPostfix writes into dir (empty) main.cf (the instance's own settings, then
@@ -61,7 +58,7 @@ func startPostfix(t *testing.T, dir, mainExtra, masterExtra, transport string) *
 	t.Helper()
 	mustRoot(t, "Postfix")
 	conf := filepath.Join(dir, "conf")
-	p := &postfixInstance{t: t, dir: conf, maillog: filepath.Join(dir, "maillog"), done: make(chan struct{})}
+	p := &postfixInstance{t: t, dir: conf, maillog: filepath.Join(dir, "maillog")}
 	p.smtpd = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	// Postfix's processes reach their directories as the postfix user.
 	openUp(t, dir)
@@ -113,38 +110,12 @@ default_transport = error:this test delivers no outside mail
 	}
 	p.setTransport(transport)
 
-	p.cmd = exec.Command("postfix", "-c", conf, "start-fg")
-	out, err := os.Create(filepath.Join(dir, "start-fg.out"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	p.cmd.Stdout, p.cmd.Stderr = out, out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
+	out := filepath.Join(dir, "start-fg.out")
+	p.proc = startMTA(t, exec.Command("postfix", "-c", conf, "start-fg"), out,
+		func(int) []string { return []string{"postfix", "-c", conf, "stop"} })
 	t.Cleanup(p.stop)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if c, err := net.Dial("tcp", p.smtpd); err == nil {
-			c.Close()
-			return p
-		}
-		select {
-		case <-p.done:
-			b, _ := os.ReadFile(out.Name())
-			t.Fatalf("postfix start-fg exited: %v\n%s\n%s", p.err, b, p.log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Postfix's smtpd does not answer on %s\n%s", p.smtpd, p.log())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	p.proc.waitListening(t, p.smtpd, out, p.log)
+	return p
 }
 
 // postfix runs `postfix -c DIR ARGS…`.
@@ -171,14 +142,12 @@ func (p *postfixInstance) setTransport(text string) {
 // stop stops the instance (postfix stop), killing its process group if
 // it does not go.
 func (p *postfixInstance) stop() {
-	select {
-	case <-p.done: // start-fg exited already
+	if p.proc.exited() {
 		return
-	default:
 	}
 	exec.Command("postfix", "-c", p.dir, "stop").Run()
 	select {
-	case <-p.done:
+	case <-p.proc.done:
 		return
 	case <-time.After(20 * time.Second):
 	}
@@ -188,8 +157,8 @@ func (p *postfixInstance) stop() {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-	p.cmd.Process.Kill()
-	<-p.done
+	p.proc.cmd.Process.Kill()
+	<-p.proc.done
 	p.t.Errorf("Postfix did not stop with postfix stop")
 }
 
@@ -259,7 +228,7 @@ func TestPostfixSMTPTransport(t *testing.T) {
 		replaceAll(t, "main.cf lines", mainCf, "hash:/etc/postfix/transport", "hash:"+filepath.Join(pdir, "conf", "transport")), "",
 		replaceAll(t, "transport map", transport, "]:2525", fmt.Sprintf("]:%d", port)))
 
-	frontScenario(t, pf, bin, cfg)
+	frontScenario(t, pf, bin, cfg, 2000)
 }
 
 // waitStatus waits until the maillog shows a delivery of the mail whose
