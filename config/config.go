@@ -424,6 +424,12 @@ type IMAPConfig struct {
 	// sent) or "skip" (only mail arriving from now on).
 	Existing  string `yaml:"existing"`
 	BatchSize int    `yaml:"batch_size"`
+	// SetAsideAttempts and SetAsideAfter: a message whose fetch keeps
+	// failing (NO/BAD, a dropped connection, a literal cut short) is
+	// set aside once it has failed this many times (default 3), over at
+	// least this long (default 5m), and the folder carries on.
+	SetAsideAttempts int      `yaml:"set_aside_attempts"`
+	SetAsideAfter    Duration `yaml:"set_aside_after"`
 }
 
 // OAuthConfig configures XOAUTH2/OAUTHBEARER.

@@ -228,6 +228,12 @@ func (c *Config) applyDefaults() {
 			if im.BatchSize == 0 {
 				im.BatchSize = 100
 			}
+			if im.SetAsideAttempts == 0 {
+				im.SetAsideAttempts = 3
+			}
+			if im.SetAsideAfter.Duration == 0 {
+				im.SetAsideAfter.Duration = 5 * time.Minute
+			}
 		}
 	}
 	for i := range c.CustomFields {
@@ -456,6 +462,12 @@ func (c *Config) Validate() Problems {
 			}
 			if im.Existing != "import" && im.Existing != "skip" {
 				add(c.at("channels", i, "imap", "existing"), "%q must be import or skip", im.Existing)
+			}
+			if im.SetAsideAttempts < 1 {
+				add(c.at("channels", i, "imap", "set_aside_attempts"), "%d must be at least 1", im.SetAsideAttempts)
+			}
+			if im.SetAsideAfter.Duration < 0 {
+				add(c.at("channels", i, "imap", "set_aside_after"), "%s must not be negative", im.SetAsideAfter.Duration)
 			}
 		}
 	}

@@ -24,7 +24,11 @@ type IMAPState struct {
 	// after a UIDVALIDITY change the old UIDs mean nothing, and mail
 	// that arrived before the channel's first poll is history.
 	HistoryBefore *time.Time
-	UpdatedAt     time.Time
+	// FetchingThrough is the highest UID whose fetch was started
+	// (MarkIMAPFetching). Messages above LastUID and up to it were
+	// being fetched when the last session ended.
+	FetchingThrough uint32
+	UpdatedAt       time.Time
 }
 
 // IMAPState returns the checkpoint of a folder, or ErrNotFound when the
@@ -33,16 +37,16 @@ func (t *Tx) IMAPState(channel, mailbox string) (*IMAPState, error) {
 	s := &IMAPState{Channel: channel, Mailbox: mailbox}
 	var started, before sql.NullString
 	var updated string
-	var validity, last, hist int64
-	err := t.row(`SELECT uid_validity, last_uid, started_at, history_uid, history_before, updated_at
-		FROM imap_state WHERE channel=? AND mailbox=?`, channel, mailbox).Scan(&validity, &last, &started, &hist, &before, &updated)
+	var validity, last, hist, fetching int64
+	err := t.row(`SELECT uid_validity, last_uid, started_at, history_uid, history_before, fetching_through, updated_at
+		FROM imap_state WHERE channel=? AND mailbox=?`, channel, mailbox).Scan(&validity, &last, &started, &hist, &before, &fetching, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: imap state %s/%s: %w", channel, mailbox, err)
 	}
-	s.UIDValidity, s.LastUID, s.HistoryUID = uint32(validity), uint32(last), uint32(hist)
+	s.UIDValidity, s.LastUID, s.HistoryUID, s.FetchingThrough = uint32(validity), uint32(last), uint32(hist), uint32(fetching)
 	if p := pnts(started); p != nil {
 		s.StartedAt = *p
 	}
@@ -57,12 +61,14 @@ func (t *Tx) PutIMAPState(s IMAPState) error {
 	if s.StartedAt.IsZero() {
 		s.StartedAt = now
 	}
-	_, err := t.exec(`INSERT INTO imap_state(channel, mailbox, uid_validity, last_uid, started_at, history_uid, history_before, updated_at)
-		VALUES (?,?,?,?,?,?,?,?)
+	_, err := t.exec(`INSERT INTO imap_state(channel, mailbox, uid_validity, last_uid, started_at, history_uid, history_before,
+			fetching_through, updated_at)
+		VALUES (?,?,?,?,?,?,?,?,?)
 		ON CONFLICT(channel, mailbox) DO UPDATE SET uid_validity=excluded.uid_validity, last_uid=excluded.last_uid,
 			started_at=excluded.started_at, history_uid=excluded.history_uid, history_before=excluded.history_before,
-			updated_at=excluded.updated_at`,
-		s.Channel, s.Mailbox, int64(s.UIDValidity), int64(s.LastUID), ts(s.StartedAt), int64(s.HistoryUID), nts(s.HistoryBefore), ts(now))
+			fetching_through=excluded.fetching_through, updated_at=excluded.updated_at`,
+		s.Channel, s.Mailbox, int64(s.UIDValidity), int64(s.LastUID), ts(s.StartedAt), int64(s.HistoryUID), nts(s.HistoryBefore),
+		int64(s.FetchingThrough), ts(now))
 	if err != nil {
 		return fmt.Errorf("store: imap state %s/%s: %w", s.Channel, s.Mailbox, err)
 	}
@@ -80,6 +86,18 @@ func (t *Tx) AdvanceIMAPState(channel, mailbox string, uidValidity, lastUID uint
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("store: imap state %s/%s uidvalidity %d: %w", channel, mailbox, uidValidity, ErrNotFound)
+	}
+	return nil
+}
+
+// MarkIMAPFetching records, before a poller fetches messages up to
+// throughUID, that their fetch has started (IMAPState.FetchingThrough
+// only grows). A stale UIDVALIDITY changes nothing.
+func (t *Tx) MarkIMAPFetching(channel, mailbox string, uidValidity, throughUID uint32) error {
+	_, err := t.exec(`UPDATE imap_state SET fetching_through=max(fetching_through, ?)
+		WHERE channel=? AND mailbox=? AND uid_validity=?`, int64(throughUID), channel, mailbox, int64(uidValidity))
+	if err != nil {
+		return fmt.Errorf("store: imap state %s/%s: %w", channel, mailbox, err)
 	}
 	return nil
 }
@@ -229,7 +247,9 @@ func (t *Tx) PutOAuthToken(channel, token, configuredSHA256 string) error {
 }
 
 // IMAPUnfetchable is a message an IMAP server would not deliver: every
-// FETCH of its body was answered NO or BAD. After enough attempts the
+// FETCH of its body was answered NO or BAD, or the connection broke (or
+// the process died) while it was being fetched. Attempts counts the
+// failed fetches, across sessions and restarts. After enough attempts the
 // poller sets it aside (SetAsideAt) and its folder's checkpoint moves
 // past it; the message stays on the server, in MovedTo when the server
 // let the poller move it to the channel's failed folder.
@@ -240,7 +260,7 @@ type IMAPUnfetchable struct {
 	UID         uint32
 	Attempts    int
 	// ServerAnswer is the server's last answer, e.g. "NO [SERVERBUG]
-	// Internal error".
+	// Internal error", or how the last attempt broke off.
 	ServerAnswer  string
 	FirstFailedAt time.Time
 	LastFailedAt  time.Time
@@ -260,6 +280,45 @@ func (t *Tx) RecordIMAPFetchFailure(channel, mailbox string, uidValidity, uid ui
 		return nil, fmt.Errorf("store: imap fetch failure %s/%s uid %d: %w", channel, mailbox, uid, err)
 	}
 	return t.IMAPUnfetchable(channel, mailbox, uidValidity, uid)
+}
+
+// NoteIMAPFetchFailure replaces the recorded answer of a message's
+// current failed attempt (without counting another one), e.g. with the
+// server's NO or the connection error once it is known.
+func (t *Tx) NoteIMAPFetchFailure(channel, mailbox string, uidValidity, uid uint32, answer string) error {
+	_, err := t.exec(`UPDATE imap_unfetchable SET server_answer=? WHERE channel=? AND mailbox=? AND uid_validity=? AND uid=?`,
+		answer, channel, mailbox, int64(uidValidity), int64(uid))
+	if err != nil {
+		return fmt.Errorf("store: imap fetch failure %s/%s uid %d: %w", channel, mailbox, uid, err)
+	}
+	return nil
+}
+
+// ForgetIMAPFetchFailures forgets the failed attempts of one message
+// that was not set aside (it was fetched after all).
+func (t *Tx) ForgetIMAPFetchFailures(channel, mailbox string, uidValidity, uid uint32) error {
+	_, err := t.exec(`DELETE FROM imap_unfetchable WHERE channel=? AND mailbox=? AND uid_validity=? AND uid=? AND set_aside_at IS NULL`,
+		channel, mailbox, int64(uidValidity), int64(uid))
+	if err != nil {
+		return fmt.Errorf("store: imap fetch failures %s/%s uid %d: %w", channel, mailbox, uid, err)
+	}
+	return nil
+}
+
+// UncountIMAPFetchFailure takes back one counted attempt of a message
+// not set aside (an attempt our own shutdown interrupted: not the
+// message's fault) and puts back the answer of the attempt before it;
+// the record goes when no attempt is left.
+func (t *Tx) UncountIMAPFetchFailure(channel, mailbox string, uidValidity, uid uint32, previousAnswer string) error {
+	where := ` WHERE channel=? AND mailbox=? AND uid_validity=? AND uid=? AND set_aside_at IS NULL`
+	args := []any{channel, mailbox, int64(uidValidity), int64(uid)}
+	if _, err := t.exec(`UPDATE imap_unfetchable SET attempts=attempts-1, server_answer=?`+where, append([]any{previousAnswer}, args...)...); err != nil {
+		return fmt.Errorf("store: imap fetch failure %s/%s uid %d: %w", channel, mailbox, uid, err)
+	}
+	if _, err := t.exec(`DELETE FROM imap_unfetchable`+where+` AND attempts<=0`, args...); err != nil {
+		return fmt.Errorf("store: imap fetch failure %s/%s uid %d: %w", channel, mailbox, uid, err)
+	}
+	return nil
 }
 
 // SetIMAPMessageAside marks a message the server would not deliver as

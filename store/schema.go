@@ -373,4 +373,11 @@ CREATE TRIGGER outbox_rcpt_update AFTER UPDATE OF rcpt_to ON outbox BEGIN
 		SELECT NEW.id, value FROM json_each(NEW.rcpt_to) WHERE type = 'text';
 END;
 `,
+	// 11: the highest UID of a folder whose fetch a poller started, so
+	// that after a session (or the process) died mid-fetch the next
+	// one fetches the messages above the checkpoint one by one,
+	// counting an attempt for each before its fetch.
+	`
+ALTER TABLE imap_state ADD COLUMN fetching_through INTEGER NOT NULL DEFAULT 0;
+`,
 }

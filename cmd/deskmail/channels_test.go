@@ -29,7 +29,6 @@ func (l literal) Size() int64 { return l.Reader.Size() }
 // INBOX holding two messages, one of them seen, and an Archive folder.
 func memIMAP(t *testing.T) int {
 	t.Helper()
-	mem := imapmemserver.New()
 	u := imapmemserver.NewUser("support", "secret")
 	for _, f := range []string{"INBOX", "Archive"} {
 		if err := u.Create(f, nil); err != nil {
@@ -42,6 +41,14 @@ func memIMAP(t *testing.T) int {
 			t.Fatal(err)
 		}
 	}
+	return serveMemIMAP(t, u)
+}
+
+// serveMemIMAP serves one imapmemserver user on 127.0.0.1:0 and
+// returns the port.
+func serveMemIMAP(t *testing.T, u *imapmemserver.User) int {
+	t.Helper()
+	mem := imapmemserver.New()
 	mem.AddUser(u)
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {

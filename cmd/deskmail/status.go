@@ -44,6 +44,23 @@ type statusReport struct {
 	// IMAPSetAside counts mailbox messages the server refused to hand
 	// over, set aside after repeated failures (see the failed folder).
 	IMAPSetAside int `json:"imap_set_aside"`
+	// IMAPSetAsideMessages lists them, newest first.
+	IMAPSetAsideMessages []setAsideStatus `json:"imap_set_aside_messages"`
+}
+
+// setAsideStatus is one mailbox message set aside because its fetch
+// kept failing.
+type setAsideStatus struct {
+	Channel     string     `json:"channel"`
+	Folder      string     `json:"folder"`
+	UIDValidity uint32     `json:"uid_validity"`
+	UID         uint32     `json:"uid"`
+	Attempts    int        `json:"attempts"`
+	LastError   string     `json:"last_error"`
+	SetAsideAt  *time.Time `json:"set_aside_at"`
+	// MovedTo is the failed folder it was moved to, "" when the
+	// server would not let it move (it stays in Folder).
+	MovedTo string `json:"moved_to"`
 }
 
 // runStatus prints each channel's health, the outbox and mail kept raw
@@ -110,8 +127,17 @@ func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		if rep.FailedMessages, err = tx.CountRaw("failed"); err != nil {
 			return err
 		}
-		rep.IMAPSetAside, err = tx.CountIMAPSetAside()
-		return err
+		aside, err := tx.IMAPSetAside("")
+		if err != nil {
+			return err
+		}
+		rep.IMAPSetAside = len(aside)
+		rep.IMAPSetAsideMessages = make([]setAsideStatus, len(aside))
+		for i, u := range aside {
+			rep.IMAPSetAsideMessages[i] = setAsideStatus{Channel: u.Channel, Folder: u.Mailbox, UIDValidity: u.UIDValidity, UID: u.UID,
+				Attempts: u.Attempts, LastError: u.ServerAnswer, SetAsideAt: u.SetAsideAt, MovedTo: u.MovedTo}
+		}
+		return nil
 	})
 	if err != nil {
 		return err
@@ -142,6 +168,16 @@ func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	fmt.Fprintf(stdout, "\nmessages kept raw after a failure: %d\n", rep.FailedMessages)
 	if rep.IMAPSetAside > 0 {
 		fmt.Fprintf(stdout, "mailbox messages the server would not deliver, set aside: %d (see the channel's failed folder)\n", rep.IMAPSetAside)
+		w := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "  CHANNEL\tFOLDER\tUID\tATTEMPTS\tSET ASIDE\tNOW IN\tLAST ERROR")
+		for _, m := range rep.IMAPSetAsideMessages {
+			in := m.MovedTo
+			if in == "" {
+				in = m.Folder + " (not moved)"
+			}
+			fmt.Fprintf(w, "  %s\t%s\t%d\t%d\t%s\t%s\t%s\n", m.Channel, m.Folder, m.UID, m.Attempts, fmtTime(m.SetAsideAt), in, oneLine(m.LastError, 60))
+		}
+		w.Flush()
 	}
 	return nil
 }

@@ -44,22 +44,15 @@ func (s *session) drain(ctx context.Context) error {
 		return nil
 	}
 	s.p.log.Debug("imap new mail", "messages", len(uids), "after_uid", s.state.LastUID)
-	batch := s.p.im.BatchSize
-	if batch <= 0 {
-		batch = 100
+	perChunk := s.p.im.BatchSize
+	if perChunk <= 0 {
+		perChunk = 100
 	}
 	// While the pipeline commits one batch, the next one is fetched;
 	// acknowledgements and checkpoints stay in UID order.
 	var fl *flight
 	defer func() { fl.abandon() }()
-	step := func(part []meta) error {
-		if len(part) == 0 {
-			return nil
-		}
-		b, err := s.fetchPart(ctx, part)
-		if err != nil {
-			return err
-		}
+	send := func(b batch) error {
 		if err := s.land(ctx, fl); err != nil {
 			fl = nil
 			return err
@@ -78,11 +71,52 @@ func (s *session) drain(ctx context.Context) error {
 		}
 		return nil
 	}
-	for start := 0; start < len(uids); start += batch {
+	step := func(part []meta) error {
+		if len(part) == 0 {
+			return nil
+		}
+		b, err := s.fetchPart(ctx, part)
+		if err != nil {
+			return err
+		}
+		return send(b)
+	}
+	// Messages a previous session had started to fetch when it ended
+	// (a dropped connection, a broken literal, a crash) are fetched
+	// one by one, each attempt counted before it starts, so the one
+	// that breaks the fetch is found and finally set aside.
+	suspect := s.state.FetchingThrough
+	for start := 0; start < len(uids); start += perChunk {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		chunk := uids[start:min(start+batch, len(uids))]
+		chunk := uids[start:min(start+perChunk, len(uids))]
+		for len(chunk) > 0 && uint32(chunk[0]) <= suspect {
+			// What came before is acknowledged before the next suspect
+			// is touched (no fetch overlaps a commit here).
+			err := s.land(ctx, fl)
+			fl = nil
+			if err != nil {
+				return err
+			}
+			b, err := s.fetchSuspect(ctx, chunk[0])
+			if err != nil {
+				return err
+			}
+			if err := send(b); err != nil {
+				return err
+			}
+			chunk = chunk[1:]
+		}
+		if len(chunk) == 0 {
+			continue
+		}
+		last := uint32(chunk[len(chunk)-1])
+		if err := s.write(ctx, func(tx *store.Tx) error {
+			return tx.MarkIMAPFetching(s.p.channel, s.p.folder, s.state.UIDValidity, last)
+		}); err != nil {
+			return s.errorf("mark fetching through uid %d: %w", last, err)
+		}
 		metas, err := s.fetchMeta(chunk)
 		if err != nil {
 			return err
@@ -249,61 +283,191 @@ func answer(ie *imap.Error) string {
 	return a
 }
 
-// fetchOneByOne fetches a refused batch's messages one at a time, in
-// UID order. A message refused again counts one failed attempt in the
-// store (imap_unfetchable); once it has failed setAsideAttempts times,
-// in as many sessions spread over at least setAsideAfter, it is set
-// aside: recorded, logged at error level and in channel health, moved
-// to the failed folder by land when the server lets us, and passed by
-// the checkpoint. Before that, the batch is cut short at the message
-// and stop ends the session, so the next session tries it again.
+// fetchOneByOne fetches a refused batch's messages one at a time
+// (fetchAlone), in UID order. A message set aside is passed by the
+// checkpoint once land has moved it to the failed folder; a message
+// refused but not set aside yet cuts the batch short before it, and
+// stop ends the session, so the next session tries it again.
 func (s *session) fetchOneByOne(ctx context.Context, b batch, fetch []imap.UID, byUID map[imap.UID]meta) (batch, error) {
 	for _, uid := range fetch {
-		raws, err := s.fetchBodies([]imap.UID{uid}, byUID)
-		ie := refused(err)
-		if err != nil && ie == nil {
+		a, err := s.fetchAlone(ctx, uid, func() ([]ingest.Raw, error) { return s.fetchBodies([]imap.UID{uid}, byUID) })
+		if err != nil {
 			return b, err
 		}
-		if ie == nil {
-			// Delivered (or expunged meanwhile); a failure count it
-			// had is cleared when the checkpoint passes it.
-			b.raws = append(b.raws, raws...)
-			continue
-		}
-		said := answer(ie)
-		now := s.p.opts.Now()
-		var rec *store.IMAPUnfetchable
-		if err := s.write(ctx, func(tx *store.Tx) (err error) {
-			rec, err = tx.RecordIMAPFetchFailure(s.p.channel, s.p.folder, s.state.UIDValidity, uint32(uid), said, now)
-			return err
-		}); err != nil {
-			return b, s.errorf("uid %d: %w", uid, err)
-		}
-		if rec.Attempts < s.p.opts.setAsideAttempts || now.Sub(rec.FirstFailedAt) < s.p.opts.setAsideAfter {
-			s.p.log.Warn("imap server refused a message; will retry it", "uid", uid, "uidvalidity", s.state.UIDValidity,
-				"server_answer", said, "attempt", rec.Attempts, "set_aside_after", s.p.opts.setAsideAttempts)
+		switch {
+		case a.stop != nil:
 			i := slices.IndexFunc(b.part, func(m meta) bool { return m.uid >= uid })
 			b.part = b.part[:i]
-			b.stop = s.errorf("fetch uid %d: the server answered %s (attempt %d; the message is set aside after %d over %s)",
-				uid, said, rec.Attempts, s.p.opts.setAsideAttempts, s.p.opts.setAsideAfter)
+			b.stop = a.stop
 			return b, nil
+		case a.aside:
+			b.aside = append(b.aside, uid)
+		default:
+			// Delivered (or expunged meanwhile).
+			b.raws = append(b.raws, a.raws...)
 		}
-		msg := s.errorf("uid %d (uidvalidity %d) set aside after %d failed fetches: the server answered %s",
-			uid, s.state.UIDValidity, rec.Attempts, said).Error()
-		s.p.log.Error("imap message the server will not deliver is set aside; the folder carries on without it", "uid", uid,
-			"uidvalidity", s.state.UIDValidity, "server_answer", said, "attempts", rec.Attempts, "failed_folder", s.p.im.FailedFolder)
-		s.p.opts.Metrics.IMAPError(s.p.channel, "set_aside")
-		if err := s.write(ctx, func(tx *store.Tx) error {
-			if err := tx.SetIMAPMessageAside(s.p.channel, s.p.folder, s.state.UIDValidity, uint32(uid), now); err != nil {
-				return err
-			}
-			return tx.RecordChannelError(s.p.channel, now, msg)
-		}); err != nil {
-			return b, s.errorf("uid %d: %w", uid, err)
-		}
-		b.aside = append(b.aside, uid)
 	}
 	return b, nil
+}
+
+// fetchSuspect fetches one message that a previous session was
+// fetching when it ended: its size and date, then its body, as one
+// counted attempt (fetchAlone).
+func (s *session) fetchSuspect(ctx context.Context, uid imap.UID) (batch, error) {
+	var part []meta
+	a, err := s.fetchAlone(ctx, uid, func() ([]ingest.Raw, error) {
+		metas, err := s.fetchMeta([]imap.UID{uid})
+		if err != nil {
+			return nil, err
+		}
+		part = metas
+		byUID := map[imap.UID]meta{}
+		var fetch []imap.UID
+		for _, m := range metas {
+			if m.size < 0 || (m.history && s.p.im.Existing != "import") {
+				continue
+			}
+			fetch = append(fetch, m.uid)
+			byUID[m.uid] = m
+		}
+		if len(fetch) == 0 {
+			return nil, nil
+		}
+		return s.fetchBodies(fetch, byUID)
+	})
+	switch {
+	case err != nil:
+		return batch{}, err
+	case a.stop != nil:
+		return batch{stop: a.stop}, nil
+	case a.aside:
+		if len(part) == 0 {
+			part = []meta{{uid: uid, size: -1}} // not fetched again
+		}
+		return batch{part: part, aside: []imap.UID{uid}}, nil
+	}
+	return batch{part: part, raws: a.raws}, nil
+}
+
+// alone is the outcome of fetchAlone.
+type alone struct {
+	raws []ingest.Raw
+	// aside: the message is set aside; the checkpoint may pass it.
+	aside bool
+	// stop: the server refused the message, which is not set aside
+	// yet; the session ends before it and the next one retries it.
+	stop error
+}
+
+// lostAnswer is recorded for an attempt until it ends: what stays when
+// the process dies during the fetch.
+const lostAnswer = "the fetch did not finish (the connection or the process ended during it)"
+
+// fetchAlone fetches one message on its own as a counted attempt. The
+// attempt is written to the store (imap_unfetchable) before the fetch
+// starts, so a connection that breaks, a literal cut short, a server
+// that falls silent or a process that dies while the message is read
+// counts against that message, across reconnects and restarts; a
+// fetch that succeeds forgets the count at once, and so does one
+// interrupted by our own shutdown. Once a message has failed
+// setAsideAttempts times, over at least setAsideAfter, it is set aside
+// (see setAside) — without fetching it again when the previous
+// attempts already reached that.
+func (s *session) fetchAlone(ctx context.Context, uid imap.UID, fetch func() ([]ingest.Raw, error)) (alone, error) {
+	now := s.p.opts.Now()
+	var rec *store.IMAPUnfetchable
+	exhausted, prevAnswer := false, ""
+	if err := s.write(ctx, func(tx *store.Tx) error {
+		prev, err := tx.IMAPUnfetchable(s.p.channel, s.p.folder, s.state.UIDValidity, uint32(uid))
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if prev != nil {
+			prevAnswer = prev.ServerAnswer
+		}
+		if prev != nil && s.exhausted(prev, now) {
+			rec, exhausted = prev, true
+			return nil
+		}
+		rec, err = tx.RecordIMAPFetchFailure(s.p.channel, s.p.folder, s.state.UIDValidity, uint32(uid), lostAnswer, now)
+		return err
+	}); err != nil {
+		return alone{}, s.errorf("uid %d: %w", uid, err)
+	}
+	if exhausted {
+		return s.setAside(ctx, uid, rec, now)
+	}
+	raws, err := fetch()
+	ie := refused(err)
+	switch {
+	case err == nil:
+		if err := s.write(ctx, func(tx *store.Tx) error {
+			return tx.ForgetIMAPFetchFailures(s.p.channel, s.p.folder, s.state.UIDValidity, uint32(uid))
+		}); err != nil {
+			return alone{}, s.errorf("uid %d: %w", uid, err)
+		}
+		return alone{raws: raws}, nil
+	case ie == nil && ctx.Err() != nil:
+		// Our own shutdown broke the fetch off: not the message's fault.
+		if uerr := s.write(ctx, func(tx *store.Tx) error {
+			return tx.UncountIMAPFetchFailure(s.p.channel, s.p.folder, s.state.UIDValidity, uint32(uid), prevAnswer)
+		}); uerr != nil {
+			s.p.log.Error("imap fetch attempt interrupted by shutdown still counted", "uid", uid, "err", uerr)
+		}
+		return alone{}, err
+	case ie == nil:
+		s.p.log.Warn("imap fetch of a message broke off; it is retried, then set aside", "uid", uid,
+			"uidvalidity", s.state.UIDValidity, "err", err, "attempt", rec.Attempts, "set_aside_after", s.p.opts.setAsideAttempts)
+		if nerr := s.write(ctx, func(tx *store.Tx) error {
+			return tx.NoteIMAPFetchFailure(s.p.channel, s.p.folder, s.state.UIDValidity, uint32(uid), err.Error())
+		}); nerr != nil {
+			s.p.log.Error("imap fetch failure not noted", "uid", uid, "err", nerr)
+		}
+		return alone{}, fmt.Errorf("%w (uid %d, attempt %d; set aside after %d over %s)", err, uid, rec.Attempts,
+			s.p.opts.setAsideAttempts, s.p.opts.setAsideAfter)
+	}
+	said := answer(ie)
+	rec.ServerAnswer = said
+	if err := s.write(ctx, func(tx *store.Tx) error {
+		return tx.NoteIMAPFetchFailure(s.p.channel, s.p.folder, s.state.UIDValidity, uint32(uid), said)
+	}); err != nil {
+		return alone{}, s.errorf("uid %d: %w", uid, err)
+	}
+	if !s.exhausted(rec, now) {
+		s.p.log.Warn("imap server refused a message; will retry it", "uid", uid, "uidvalidity", s.state.UIDValidity,
+			"server_answer", said, "attempt", rec.Attempts, "set_aside_after", s.p.opts.setAsideAttempts)
+		return alone{stop: s.errorf("fetch uid %d: the server answered %s (attempt %d; the message is set aside after %d over %s)",
+			uid, said, rec.Attempts, s.p.opts.setAsideAttempts, s.p.opts.setAsideAfter)}, nil
+	}
+	return s.setAside(ctx, uid, rec, now)
+}
+
+// exhausted reports whether a message has failed often enough, for
+// long enough, to be set aside.
+func (s *session) exhausted(rec *store.IMAPUnfetchable, now time.Time) bool {
+	return rec.Attempts >= s.p.opts.setAsideAttempts && now.Sub(rec.FirstFailedAt) >= s.p.opts.setAsideAfter
+}
+
+// setAside gives up on a message: recorded (imap_unfetchable, which
+// `deskmail status` lists), logged at error level with its UID and in
+// channel health; land then moves it to the failed folder when the
+// server lets us, and the checkpoint passes it. It is never dropped:
+// it stays on the server and in the record.
+func (s *session) setAside(ctx context.Context, uid imap.UID, rec *store.IMAPUnfetchable, now time.Time) (alone, error) {
+	msg := s.errorf("uid %d (uidvalidity %d) set aside after %d failed fetches: %s",
+		uid, s.state.UIDValidity, rec.Attempts, rec.ServerAnswer).Error()
+	s.p.log.Error("imap message the server will not deliver is set aside; the folder carries on without it", "uid", uid,
+		"uidvalidity", s.state.UIDValidity, "server_answer", rec.ServerAnswer, "attempts", rec.Attempts, "failed_folder", s.p.im.FailedFolder)
+	s.p.opts.Metrics.IMAPError(s.p.channel, "set_aside")
+	if err := s.write(ctx, func(tx *store.Tx) error {
+		if err := tx.SetIMAPMessageAside(s.p.channel, s.p.folder, s.state.UIDValidity, uint32(uid), now); err != nil {
+			return err
+		}
+		return tx.RecordChannelError(s.p.channel, now, msg)
+	}); err != nil {
+		return alone{}, s.errorf("uid %d: %w", uid, err)
+	}
+	return alone{aside: true}, nil
 }
 
 // write runs a bookkeeping transaction that must land even while ctx

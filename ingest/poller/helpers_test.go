@@ -78,6 +78,13 @@ type memOptions struct {
 	// refuseMove, when set and true for a UID, makes MOVE of a set
 	// holding it answer NO.
 	refuseMove func(uid imap.UID) bool
+	// dropOn, when set, is asked about each message a UID FETCH of
+	// bodies names, in UID order; true cuts the connection there,
+	// after the messages before it in the set were sent, as a server
+	// that dies reading that message does. With brokenLiteral the
+	// connection is cut in the middle of that message's literal.
+	dropOn        func(uid imap.UID) bool
+	brokenLiteral bool
 	// stallBodies, when set and on, makes a FETCH of bodies say
 	// nothing at all until the test ends.
 	stallBodies *atomic.Bool
@@ -102,7 +109,7 @@ func memServer(t testing.TB, o memOptions) *backend {
 	}
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(conn *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			sess := &testSession{Session: mem.NewSession(), o: o}
+			sess := &testSession{Session: mem.NewSession(), o: o, conn: conn}
 			if o.tokens != nil {
 				return &oauthSession{testSession: sess, tokens: o.tokens}, nil, nil
 			}
@@ -132,11 +139,34 @@ func memServer(t testing.TB, o memOptions) *backend {
 // change), so that tests are deterministic.
 type testSession struct {
 	imapserver.Session
-	o memOptions
+	o    memOptions
+	conn *imapserver.Conn
 }
 
-// Fetch refuses the messages memOptions.refuse names.
+// Fetch refuses the messages memOptions.refuse names and drops the
+// connection at those memOptions.dropOn names.
 func (s *testSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	if set, ok := numSet.(imap.UIDSet); ok && s.o.dropOn != nil && len(options.BodySection) > 0 {
+		var before imap.UIDSet
+		for _, r := range set {
+			for u := r.Start; u <= r.Stop && r.Stop != 0 && r.Stop-r.Start <= 100000; u++ {
+				if !s.o.dropOn(u) {
+					before.AddNum(u)
+					continue
+				}
+				if len(before) > 0 {
+					if err := s.Session.Fetch(w, before, options); err != nil {
+						return err
+					}
+				}
+				if s.o.brokenLiteral {
+					s.writeHalfLiteral(w, u, options.BodySection[0])
+				}
+				s.conn.NetConn().Close()
+				return &imap.Error{Type: imap.StatusResponseTypeBye, Text: "dropped by the test"}
+			}
+		}
+	}
 	if s.o.stallBodies != nil && s.o.stallBodies.Load() && len(options.BodySection) > 0 {
 		<-s.o.stalled
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Text: "test over"}
@@ -168,6 +198,25 @@ func (s *testSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, optio
 		}
 	}
 	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Internal error occurred. Refer to server log for more information."}
+}
+
+// writeHalfLiteral starts the FETCH response of uid with a body
+// literal of 64 KiB and sends only half of it (more than the server's
+// write buffer, so the client gets it before the connection drops).
+func (s *testSession) writeHalfLiteral(w *imapserver.FetchWriter, uid imap.UID, section *imap.FetchItemBodySection) {
+	data, err := s.Session.Search(imapserver.NumKindSeq, &imap.SearchCriteria{UID: []imap.UIDSet{imap.UIDSetNum(uid)}}, nil)
+	if err != nil {
+		return
+	}
+	all, _ := data.All.(imap.SeqSet)
+	seqs, _ := all.Nums()
+	if len(seqs) != 1 {
+		return
+	}
+	mw := w.CreateMessage(seqs[0])
+	mw.WriteUID(uid)
+	lw := mw.WriteBodySection(section, 64<<10)
+	lw.Write(bytes.Repeat([]byte("x"), 32<<10))
 }
 
 func (s *testSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {

@@ -37,12 +37,19 @@
 //
 // # Messages a server will not deliver
 //
-// When the server answers a batch's FETCH with NO or BAD (not a broken
-// connection), the batch is fetched one message at a time. A message
-// refused again counts a failed attempt in imap_unfetchable and the
-// session ends after storing the mail before it, so the next session
-// retries it. Once it has failed in 3 sessions over at least 5
-// minutes, it is set aside: logged at error level, written to
+// Before a chunk of messages is fetched, the store records the highest
+// UID whose fetch started (imap_state.fetching_through). When the
+// server answers a batch's FETCH with NO or BAD, that batch, and when a
+// session ended (a dropped connection, a literal cut short, a server
+// gone silent, a crash) with messages above the checkpoint whose fetch
+// had started, those messages, are fetched one at a time, each attempt
+// counted in imap_unfetchable before it starts and forgotten once the
+// message arrives. A message refused again, or whose fetch breaks off,
+// keeps its count and the session ends after storing the mail before
+// it, so the next session (after a reconnect or a restart) retries it.
+// Once it has failed in 3 sessions over at least 5 minutes
+// (imap.set_aside_attempts, imap.set_aside_after), it is set aside,
+// without being fetched again: logged at error level, written to
 // channel_health's last error, marked in imap_unfetchable (which
 // store.Tx.IMAPSetAside lists for the status views), moved to the
 // failed folder when the server allows it, and passed by the
@@ -66,6 +73,7 @@
 package poller
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -112,9 +120,11 @@ type Options struct {
 	backoffMin, backoffMax time.Duration
 	reIdle                 time.Duration
 	maxBatchBytes          int64
-	// setAsideAttempts and setAsideAfter: a message the server
-	// refuses is set aside once it has failed this many times (one
-	// per session) over at least this long.
+	// setAsideAttempts and setAsideAfter, when set, override the
+	// channel's imap.set_aside_attempts and imap.set_aside_after: a
+	// message whose fetch keeps failing is set aside once it has
+	// failed this many times (one per session) over at least this
+	// long.
 	setAsideAttempts int
 	setAsideAfter    time.Duration
 	// commandTimeout: how long the server may stay silent while an
@@ -133,8 +143,9 @@ const (
 	// which RFC 2177 lets a server drop an idle client.
 	defaultReIdle        = 25 * time.Minute
 	defaultMaxBatchBytes = 32 << 20
-	// A message the server refuses to deliver is retried in 3
-	// sessions over at least 5 minutes before it is set aside: long
+	// A message the server will not deliver is retried in 3 sessions
+	// over at least 5 minutes before it is set aside (the defaults of
+	// imap.set_aside_attempts and imap.set_aside_after): long
 	// enough to ride out a server's passing trouble (throttling, a
 	// mailbox being moved), short enough that later mail is not held
 	// up for long.
@@ -168,12 +179,6 @@ func (o *Options) fill() {
 	}
 	if o.maxBatchBytes <= 0 {
 		o.maxBatchBytes = defaultMaxBatchBytes
-	}
-	if o.setAsideAttempts <= 0 {
-		o.setAsideAttempts = defaultSetAsideAttempts
-	}
-	if o.setAsideAfter <= 0 {
-		o.setAsideAfter = defaultSetAsideAfter
 	}
 	if o.commandTimeout <= 0 {
 		o.commandTimeout = defaultCommandTimeout
@@ -214,6 +219,13 @@ func StartPollers(ctx context.Context, cfg *config.Config, st *store.Store, pl I
 		}
 		if im.Host == "" {
 			return nil, fmt.Errorf("imap %s: no host configured", ch.Name)
+		}
+		opts := opts
+		if opts.setAsideAttempts <= 0 {
+			opts.setAsideAttempts = cmp.Or(max(im.SetAsideAttempts, 0), defaultSetAsideAttempts)
+		}
+		if opts.setAsideAfter <= 0 {
+			opts.setAsideAfter = cmp.Or(max(im.SetAsideAfter.Duration, 0), defaultSetAsideAfter)
 		}
 		auth := newAuthenticator(ctx, ch.Name, im, st, opts)
 		seen := map[string]bool{}

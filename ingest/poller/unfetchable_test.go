@@ -3,6 +3,7 @@ package poller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -150,4 +151,97 @@ func TestRefusedMessageDeliveredLater(t *testing.T) {
 	eventually(t, 10*time.Second, "three tickets", func() bool { return len(h.tickets()) == 3 })
 	eventually(t, 10*time.Second, "the record cleared", func() bool { return h.unfetchable(2) == nil })
 	h.stop()
+}
+
+// A message whose fetch makes the server drop the connection (or cut
+// its literal short) is found by fetching one by one, counted per UID
+// across reconnects and a restart of the pollers, set aside after three
+// counted attempts and moved to the failed folder; every other message
+// becomes a ticket (issue 13.6).
+func TestDroppedFetchSetAside(t *testing.T) {
+	for _, broken := range []bool{false, true} {
+		t.Run(fmt.Sprintf("broken-literal=%v", broken), func(t *testing.T) {
+			var calls atomic.Int32
+			release := make(chan struct{})
+			t.Cleanup(func() {
+				select {
+				case <-release:
+				default:
+					close(release)
+				}
+			})
+			o := memOptions{brokenLiteral: broken, dropOn: func(uid imap.UID) bool {
+				if uid != 2 {
+					return false
+				}
+				// The third fetch of uid 2 hangs until the pollers are
+				// stopped: a shutdown in the middle of a fetch.
+				if calls.Add(1) == 3 {
+					<-release
+				}
+				return true
+			}}
+			b := memServer(t, o)
+			c := b.client(t)
+			for i := 1; i <= 4; i++ {
+				b.appendWith(t, c, "INBOX", message(fmt.Sprintf("drop-%d@example.net", i), "kim@example.net", fmt.Sprintf("Order %d", i)), time.Now())
+			}
+			h := newHarness(t, b, "existing: import", "failed_folder: Deskmail/Failed")
+			h.opts.setAsideAfter = time.Nanosecond
+			h.start()
+			// 1: the batch breaks (nobody to blame yet); 2: uid 2 alone,
+			// counted; 3: uid 2 again, hanging.
+			eventually(t, 10*time.Second, "the third fetch of uid 2", func() bool { return calls.Load() >= 3 })
+			if u := h.unfetchable(2); u == nil || u.Attempts != 2 {
+				t.Fatalf("record during the third fetch: %+v, want 2 attempts counted", u)
+			}
+			h.stop()
+			close(release)
+			u := h.unfetchable(2)
+			if u == nil || u.Attempts != 1 || u.SetAsideAt != nil {
+				t.Fatalf("record after the restart: %+v, want 1 attempt (the one the shutdown broke is not counted)", u)
+			}
+			t.Logf("recorded answer: %q", u.ServerAnswer)
+			if !strings.Contains(u.ServerAnswer, "EOF") || !strings.Contains(u.ServerAnswer, "fetch") {
+				t.Errorf("answer %q does not say how the fetch broke off", u.ServerAnswer)
+			}
+			if n := len(h.tickets()); n != 1 {
+				t.Errorf("%d tickets before uid 2 is set aside, want 1 (uid 1)", n)
+			}
+
+			h.start() // the pollers restart: the count goes on from 1
+			eventually(t, 10*time.Second, "the checkpoint past all four", func() bool {
+				cp := h.checkpoint("INBOX")
+				return cp != nil && cp.LastUID >= 4
+			})
+			h.stop()
+			if n := calls.Load(); n != 5 {
+				t.Errorf("uid 2 fetched %d times, want 5 (a batch, then 3 counted attempts, one interrupted)", n)
+			}
+			var subjects []string
+			for _, tk := range h.tickets() {
+				subjects = append(subjects, tk.Subject)
+			}
+			slices.Sort(subjects)
+			if strings.Join(subjects, ",") != "Order 1,Order 3,Order 4" {
+				t.Errorf("tickets %q, want Order 1, 3 and 4", subjects)
+			}
+			u = h.unfetchable(2)
+			if u == nil || u.Attempts != 3 || u.SetAsideAt == nil || u.MovedTo != "Deskmail/Failed" {
+				t.Fatalf("record = %+v, want set aside after 3 attempts and moved", u)
+			}
+			if hl := h.health(); !strings.Contains(hl.LastError, "uid 2") || !strings.Contains(hl.LastError, "set aside") {
+				t.Errorf("health %q does not name the set-aside message", hl.LastError)
+			}
+			inbox, failed := b.flags(t, "INBOX"), b.flags(t, "Deskmail/Failed")
+			if _, ok := inbox[2]; ok || len(failed) != 1 {
+				t.Errorf("INBOX %v, failed folder %v: want uid 2 in the failed folder", inbox, failed)
+			}
+			for uid, f := range inbox {
+				if !hasFlag(f, imap.FlagSeen) {
+					t.Errorf("uid %d not seen", uid)
+				}
+			}
+		})
+	}
 }
