@@ -9,6 +9,7 @@ import (
 	"fmt"
 	htmltemplate "html/template"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -60,27 +61,31 @@ func (o *Outbox) newMessageID(ticketID int64) (string, error) {
 // references returns In-Reply-To and References for a mail on a
 // ticket: the chain of the ticket's recorded Message-IDs (oldest
 // first), ending with the message answered, bounded to maxReferences
-// with the first kept. Customer-facing mail leaves out mail that only
-// agents received.
-func (o *Outbox) references(tx *store.Tx, ticketID int64, inReplyTo string, customer bool) (string, []string, error) {
-	ids, err := tx.TicketMessageIDs(ticketID)
+// with the first kept.
+//
+// Customer-facing mail carries only the customer's thread: the mail
+// the customer side wrote and the mail we sent them — never what only
+// agents received (notifications, command errors, an agent's own mail
+// to us, private notes), so an agent's Message-ID and their machine's
+// host name never reach the customer. When the message answered is not
+// part of that thread (an agent's reply by mail answers our
+// notification), the mail answers the latest message the customer
+// saw: their last mail or our last mail to them.
+func (o *Outbox) references(tx *store.Tx, tk *store.Ticket, inReplyTo string, customer bool) (string, []string, error) {
+	thread, err := tx.TicketThread(tk.ID)
 	if err != nil {
 		return "", nil, err
 	}
-	if customer {
-		kinds, err := tx.TicketOutboxKinds(ticketID)
-		if err != nil {
-			return "", nil, err
+	ids := make([]string, 0, len(thread))
+	for _, m := range thread {
+		if !customer || customerSaw(m, tk.Requester.Email) {
+			ids = append(ids, m.MessageID)
 		}
-		kept := ids[:0]
-		for _, id := range ids {
-			if k := kinds[id]; k != KindNotification && k != KindCommandError {
-				kept = append(kept, id)
-			}
-		}
-		ids = kept
 	}
 	inReplyTo = strings.Trim(strings.TrimSpace(inReplyTo), "<>")
+	if customer && inReplyTo != "" && !slices.Contains(ids, inReplyTo) {
+		inReplyTo = ""
+	}
 	var chain []string
 	seen := map[string]bool{}
 	for _, id := range ids {
@@ -107,6 +112,24 @@ func (o *Outbox) references(tx *store.Tx, ticketID int64, inReplyTo string, cust
 		chain = append(chain[:1:1], chain[len(chain)-(maxReferences-1):]...)
 	}
 	return inReplyTo, chain, nil
+}
+
+// customerSaw reports whether the customer side of a ticket received
+// the message m: our confirmations, agent replies and closing mail;
+// mail the requester and cc's wrote; mail the team sent from the
+// shared mailbox (its Sent folder). Not: notifications and command
+// errors (agents only), private notes and auto-replies, and an agent's
+// own mail to us — a reply by mail is sent on under our Message-ID
+// (the conversation records that one, not the agent's), a forward by
+// an agent opened the ticket without the customer seeing it.
+func customerSaw(m store.ThreadMessage, requester string) bool {
+	if m.Direction == "out" {
+		return m.OutboxKind != KindNotification && m.OutboxKind != KindCommandError
+	}
+	if !m.HasConversation || m.Private || m.ConversationMessageID != m.MessageID {
+		return false
+	}
+	return !m.Incoming || !m.FromAgent || strings.EqualFold(m.FromEmail, requester)
 }
 
 // validMsgID rejects ids that would break the header (spaces, <>,
@@ -160,7 +183,18 @@ func (o *Outbox) write(tx *store.Tx, d *draft) error {
 	if err != nil {
 		return err
 	}
-	inReplyTo, refs, err := o.references(tx, tk.ID, d.ev.InReplyTo, d.customer)
+	if c := d.ev.Conversation; d.kind == KindAgentReply && c != nil && c.ID != 0 && !c.Incoming {
+		// The reply the customer gets is ours, under our Message-ID: the
+		// conversation records it, so the agent's own id (which still
+		// maps to the ticket in the Message-ID index: replies to either
+		// thread) is no part of the customer's thread, this mail's
+		// References included.
+		if err := tx.SetConversationMessageID(c.ID, msgID); err != nil {
+			return err
+		}
+		c.MessageID = msgID
+	}
+	inReplyTo, refs, err := o.references(tx, tk, d.ev.InReplyTo, d.customer)
 	if err != nil {
 		return err
 	}
@@ -171,6 +205,9 @@ func (o *Outbox) write(tx *store.Tx, d *draft) error {
 	subj, text, html, err := o.tmpl.render(d.ch.name, d.lang, d.kind, data)
 	if err != nil {
 		return err
+	}
+	if d.kind == KindAgentReply {
+		html = o.ownContentIDs(files, html)
 	}
 	subject := o.finalSubject(subj, data.ReplySubject, tk.ID)
 
@@ -288,6 +325,26 @@ func (o *Outbox) addressHeaders(h *mail.Header, d *draft, tk *store.Ticket) erro
 	}
 	h.SetAddressList("Reply-To", []*mail.Address{{Name: ch.display, Address: threading.ReplyAddress(ch.address, token)}})
 	return nil
+}
+
+// ownContentIDs gives the inline parts of an agent's reply Content-IDs
+// of our own and points the HTML's cid: links at them: the ids the
+// agent's mail client made name the agent's machine
+// (part1.…@agent-laptop.local), and the customer must not see it.
+// The new id derives from the old one, so the same mail is built the
+// same way twice.
+func (o *Outbox) ownContentIDs(files []file, html string) string {
+	for i := range files {
+		old := strings.Trim(strings.TrimSpace(files[i].contentID), "<>")
+		if old == "" {
+			continue
+		}
+		sum := sha256.Sum256([]byte(old))
+		id := "part" + strconv.Itoa(i+1) + "." + hex.EncodeToString(sum[:8]) + "@" + o.hostname
+		html = strings.ReplaceAll(html, "cid:"+old, "cid:"+id)
+		files[i].contentID = id
+	}
+	return html
 }
 
 func agentName(a *store.Agent) string {

@@ -311,7 +311,7 @@ func TestSubjectsAndReferencesBounds(t *testing.T) {
 				return err
 			}
 		}
-		irt, refs, err := e.o.references(tx, tk.ID, "<m29@customer.test>", true)
+		irt, refs, err := e.o.references(tx, tk, "<m29@customer.test>", true)
 		if err != nil {
 			return err
 		}

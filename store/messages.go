@@ -156,6 +156,69 @@ func (t *Tx) TicketMessageIDs(ticketID int64) ([]string, error) {
 	return ids, nil
 }
 
+// ThreadMessage is one Message-ID recorded on a ticket with the facts
+// that tell who received it: outbound mail by its kind, received mail
+// by the conversation it became.
+type ThreadMessage struct {
+	MessageID string
+	// Direction is "in" (received) or "out" (sent by deskmail).
+	Direction string
+	// OutboxKind is the kind of our outbound mail with this id
+	// (confirmation, agent_reply, notification…); "" when none.
+	OutboxKind string
+	// HasConversation is set when the id belongs to a conversation; the
+	// fields below describe it.
+	HasConversation bool
+	Incoming        bool
+	Private         bool
+	// ConversationMessageID is the Message-ID the conversation records:
+	// for an agent's reply by mail, the id of the mail deskmail sent on,
+	// not the agent's own.
+	ConversationMessageID string
+	FromEmail             string
+	// FromAgent is set when the conversation's sender is an agent.
+	FromAgent bool
+}
+
+// TicketThread returns the Message-IDs recorded on a ticket, oldest
+// first, with what outbound mail needs to build a References header
+// for one audience (the customer's thread leaves out what only agents
+// received).
+func (t *Tx) TicketThread(ticketID int64) ([]ThreadMessage, error) {
+	rows, err := t.query(`SELECT m.message_id, m.direction,
+		COALESCE((SELECT o.kind FROM outbox o WHERE o.ticket_id=m.ticket_id AND o.message_id=m.message_id LIMIT 1), ''),
+		c.id IS NOT NULL, COALESCE(c.incoming, 0), COALESCE(c.private, 0), COALESCE(c.message_id, ''), COALESCE(c.from_email, ''),
+		EXISTS (SELECT 1 FROM agents a WHERE a.email=c.from_email)
+		FROM message_ids m LEFT JOIN conversations c ON c.id=m.conversation_id
+		WHERE m.ticket_id=? ORDER BY m.created_at, m.rowid`, ticketID)
+	if err != nil {
+		return nil, fmt.Errorf("store: ticket %d thread: %w", ticketID, err)
+	}
+	defer rows.Close()
+	var out []ThreadMessage
+	for rows.Next() {
+		var m ThreadMessage
+		if err := rows.Scan(&m.MessageID, &m.Direction, &m.OutboxKind, &m.HasConversation, &m.Incoming, &m.Private,
+			&m.ConversationMessageID, &m.FromEmail, &m.FromAgent); err != nil {
+			return nil, fmt.Errorf("store: ticket %d thread: %w", ticketID, err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: ticket %d thread: %w", ticketID, err)
+	}
+	return out, nil
+}
+
+// SetConversationMessageID records the Message-ID a conversation went
+// out with (an agent's reply by mail is sent on under our own id).
+func (t *Tx) SetConversationMessageID(id int64, messageID string) error {
+	if _, err := t.exec(`UPDATE conversations SET message_id=? WHERE id=?`, messageID, id); err != nil {
+		return fmt.Errorf("store: conversation %d message-id: %w", id, err)
+	}
+	return nil
+}
+
 // Conversation is one message of a ticket.
 type Conversation struct {
 	ID        int64        `json:"id"`
