@@ -72,12 +72,20 @@ type LogConfig struct {
 
 // SMTPConfig configures the SMTP receiver.
 type SMTPConfig struct {
-	Listen              string   `yaml:"listen"`
-	TLSListen           string   `yaml:"tls_listen"`
-	Hostname            string   `yaml:"hostname"`
-	CertFile            string   `yaml:"cert_file"`
-	KeyFile             string   `yaml:"key_file"`
-	MaxMessageBytes     int64    `yaml:"max_message_bytes"`
+	Listen          string `yaml:"listen"`
+	TLSListen       string `yaml:"tls_listen"`
+	Hostname        string `yaml:"hostname"`
+	CertFile        string `yaml:"cert_file"`
+	KeyFile         string `yaml:"key_file"`
+	MaxMessageBytes int64  `yaml:"max_message_bytes"`
+	// MaxMemory bounds the memory the messages being received and
+	// stored take together, counted as six times their raw size
+	// (default 384 MiB; the receiver raises it to six times
+	// MaxMessageBytes if it is less, so that one maximal message
+	// fits). Mail beyond it waits (with SIZE), or gets 452 4.3.1 and
+	// is retried by its sender. deskmail serve's peak RSS stays under
+	// MaxMemory + 128 MiB.
+	MaxMemory           int64    `yaml:"max_memory"`
 	MaxRecipients       int      `yaml:"max_recipients"`
 	MaxConnections      int      `yaml:"max_connections"`
 	MaxConnectionsPerIP int      `yaml:"max_connections_per_ip"`

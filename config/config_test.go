@@ -30,6 +30,9 @@ func TestExampleIsValid(t *testing.T) {
 	}
 	// The example states the size defaults exactly.
 	d := Default()
+	if c.SMTP.MaxMemory != d.SMTP.MaxMemory {
+		t.Errorf("example max_memory %d, default %d", c.SMTP.MaxMemory, d.SMTP.MaxMemory)
+	}
 	if c.SMTP.MaxMessageBytes != d.SMTP.MaxMessageBytes || c.MaxAttachmentBytes != d.MaxAttachmentBytes {
 		t.Errorf("example max_message_bytes %d, max_attachment_bytes %d; defaults %d, %d",
 			c.SMTP.MaxMessageBytes, c.MaxAttachmentBytes, d.SMTP.MaxMessageBytes, d.MaxAttachmentBytes)

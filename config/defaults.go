@@ -37,6 +37,11 @@ const DefaultAddress = "support@localhost"
 // room for a 20 MB attachment, which base64 makes ~27.4 MB.
 const DefaultMaxMessageBytes = 36 << 20
 
+// DefaultMaxMemory is smtp.max_memory when unset (384 MiB): with it,
+// deskmail serve peaks under 512 MiB of RSS however much large mail
+// arrives at once (README, "Memory").
+const DefaultMaxMemory = 384 << 20
+
 // DefaultMaxAttachmentBytes is max_attachment_bytes when unset (20 MiB).
 const DefaultMaxAttachmentBytes = 20 << 20
 
@@ -66,6 +71,9 @@ func (c *Config) applyDefaults() {
 	if s.MaxMessageBytes == 0 {
 		// A 20 MB attachment is ~27.4 MB in base64 with line breaks.
 		s.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if s.MaxMemory == 0 {
+		s.MaxMemory = DefaultMaxMemory
 	}
 	if s.MaxRecipients == 0 {
 		s.MaxRecipients = 50
@@ -272,6 +280,9 @@ func (c *Config) Validate() Problems {
 	var ps Problems
 	add := func(at loc, format string, args ...any) {
 		ps = append(ps, Problem{File: c.fileName(), Line: at.line, Path: at.path, Msg: fmt.Sprintf(format, args...)})
+	}
+	if c.SMTP.MaxMemory < 0 {
+		add(c.at("smtp", "max_memory"), "must be a number of bytes above 0 (default %d, 384 MiB)", DefaultMaxMemory)
 	}
 	if c.SMTP.AuthLockoutAfter < 0 {
 		add(c.at("smtp", "auth_lockout_after"), "must be a number of failed attempts above 0 (default 10)")

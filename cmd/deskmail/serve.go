@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,11 @@ import (
 // acknowledged; the outbox worker stops last. Exit status 0 after a
 // clean shutdown; a source that cannot start (a port in use) stops the
 // whole daemon with status 1.
+// heapHeadroom is what the Go heap may hold beyond smtp.max_memory
+// before the collector works harder: the database's caches, the API,
+// the IMAP pollers and the outbox.
+const heapHeadroom = 96 << 20
+
 func runServe(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", "[--config FILE] [--smtp-listen ADDR] [--http-listen ADDR]",
 		"Runs the daemon: SMTP receiver, IMAP pollers, outbox worker, HTTP API, /healthz, /readyz and /metrics. SIGHUP reloads the configuration; SIGTERM stops cleanly.")
@@ -82,6 +88,14 @@ func runServe(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err != nil {
 		return err
 	}
+	// The Go heap's soft limit follows smtp.max_memory (README,
+	// "Memory"): as large mail fills the receiver's budget the
+	// collector works harder, instead of letting garbage double the
+	// heap. GOMEMLIMIT, when set, wins.
+	if os.Getenv("GOMEMLIMIT") == "" && !cfg.SMTP.Disabled {
+		debug.SetMemoryLimit(cfg.SMTP.MaxMemory + heapHeadroom)
+	}
+	tuneMalloc()
 
 	// Catch SIGHUP before anything starts, so an early reload request
 	// is not taken for the default action (which ends the process).
@@ -372,12 +386,13 @@ func (d *daemon) run(ctx context.Context, stdout io.Writer, hup <-chan os.Signal
 		d.announce(stdout, "SMTP receiver disabled", "SMTP receiver disabled")
 	} else {
 		srv, err := receiver.New(receiver.Options{
-			Config:    cfg.SMTP,
-			Agents:    cfg.Agents,
-			Addresses: d.gen.Load().pipeline.Addresses(),
-			Submitter: d,
-			Logger:    logger,
-			Metrics:   d.metrics,
+			Config:           cfg.SMTP,
+			Agents:           cfg.Agents,
+			Addresses:        d.gen.Load().pipeline.Addresses(),
+			Submitter:        d,
+			Logger:           logger,
+			Metrics:          d.metrics,
+			MaxBufferedBytes: cfg.SMTP.MaxMemory,
 			OnListen: func(a net.Addr, implicitTLS bool) {
 				kind := "SMTP"
 				if implicitTLS {

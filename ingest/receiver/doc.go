@@ -43,8 +43,9 @@
 //	              from a trusted relay, the sender exceeded
 //	              smtp.relay_sender_rate_per_minute
 //	451 4.3.0     after DATA: the message could not be stored (retry)
-//	452 4.3.1     DATA: the messages being received together already
-//	              hold Options.MaxBufferedBytes of memory (retry)
+//	452 4.3.1     DATA: the messages in flight already cost
+//	              Options.MaxBufferedBytes of memory (smtp.max_memory):
+//	              at once without SIZE, after MemoryWait with it (retry)
 //	452 4.5.3     RCPT TO: more than smtp.max_recipients recipients
 //	454 4.7.0     AUTH: the user name or the client address is locked
 //	              after smtp.auth_lockout_after failures (for
@@ -67,9 +68,16 @@
 // # Limits and hostile clients
 //
 // Memory is bounded: a message is never buffered beyond
-// smtp.max_message_bytes (the SIZE announced by the client is only a
-// hint, never an allocation), and all sessions together hold at most
-// Options.MaxBufferedBytes.
+// smtp.max_message_bytes, and the messages in flight together cost at
+// most Options.MaxBufferedBytes (smtp.max_memory), each counted as
+// memoryCost (6) times its raw size — what receiving, parsing and
+// storing it really take — until its Submit returns. A message whose
+// client announced SIZE waits, holding nothing, until its whole cost
+// fits (then its buffer is allocated at once); one without SIZE takes
+// its cost as its bytes arrive and gets 452 4.3.1 when they do not
+// fit. Waiting sessions hold no part of the budget, so they cannot
+// deadlock; a client that announces a SIZE and then stalls is ended by
+// the data-rate floor.
 //
 // Connections are counted overall and per client address (IPv6
 // clients per /64) when they are accepted; beyond the limits the

@@ -47,11 +47,20 @@ type Options struct {
 	// TLSConfig, when set, is used instead of loading
 	// Config.CertFile/KeyFile.
 	TLSConfig *tls.Config
-	// MaxBufferedBytes bounds the message bytes held in memory by all
-	// sessions together (default 512 MB, at least one maximal
-	// message). A message that would go beyond it is refused with
-	// 452 4.3.1 and retried later by its sender.
+	// MaxBufferedBytes bounds the memory that the messages being
+	// received and stored take together (smtp.max_memory; default
+	// 384 MiB, at least memoryCost times smtp.max_message_bytes so
+	// that one maximal message fits). A message costs memoryCost (6)
+	// times its raw size from its first byte until its Submit
+	// returns: the raw bytes, the decoded parts and the store's
+	// copies. A message of announced SIZE waits (up to MemoryWait)
+	// until its whole cost fits; one without SIZE is refused with
+	// 452 4.3.1 as soon as its next bytes do not fit. Either way the
+	// sender retries later.
 	MaxBufferedBytes int64
+	// MemoryWait bounds how long a message of announced SIZE waits for
+	// room in MaxBufferedBytes before 452 4.3.1 (default 60 seconds).
+	MemoryWait time.Duration
 	// SubmitTimeout bounds one Submit (default 2 minutes); when it
 	// expires the client gets 451 and retries.
 	SubmitTimeout time.Duration
@@ -92,8 +101,8 @@ type Server struct {
 	// authGuard counts failed AUTH per user name and client address.
 	authGuard *authGuard
 	now       func() time.Time
-	// buffered is the number of message bytes sessions hold.
-	buffered atomic.Int64
+	// buffered is the memory the messages in flight cost.
+	buffered *budget
 	// addrs is the current support address map (SetAddresses).
 	addrs atomic.Pointer[threading.Addresses]
 }
@@ -121,10 +130,13 @@ func New(opts Options) (*Server, error) {
 		opts.SubmitTimeout = 2 * time.Minute
 	}
 	if opts.MaxBufferedBytes <= 0 {
-		opts.MaxBufferedBytes = 512 << 20
+		opts.MaxBufferedBytes = config.DefaultMaxMemory
 	}
-	if opts.MaxBufferedBytes < opts.Config.MaxMessageBytes {
-		opts.MaxBufferedBytes = opts.Config.MaxMessageBytes
+	if floor := memoryCost * (opts.Config.MaxMessageBytes + 4096); opts.MaxBufferedBytes < floor {
+		opts.MaxBufferedBytes = floor
+	}
+	if opts.MemoryWait <= 0 {
+		opts.MemoryWait = time.Minute
 	}
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = 30 * time.Second
@@ -191,6 +203,7 @@ func New(opts Options) (*Server, error) {
 		}
 	}
 	s.addrs.Store(opts.Addresses)
+	s.buffered = newBudget(opts.MaxBufferedBytes)
 	s.dummy = sha256.Sum256([]byte("deskmail: no such user"))
 	s.conns = newTracker(cfg.MaxConnections, cfg.MaxConnectionsPerIP)
 	if cfg.RatePerMinute > 0 {

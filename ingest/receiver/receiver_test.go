@@ -714,10 +714,14 @@ func TestClientKey(t *testing.T) {
 	}
 }
 
+// TestBufferedBytesBudget: a message costs memoryCost times its size
+// against Options.MaxBufferedBytes; one without SIZE that does not fit
+// gets 452 4.3.1, one with SIZE waits until it fits and is accepted.
 func TestBufferedBytesBudget(t *testing.T) {
 	h := newHarness(t, harnessOpt{
-		smtp:    func(s *config.SMTPConfig) { s.MaxMessageBytes = 20000 },
-		options: func(o *Options) { o.MaxBufferedBytes = 20000 },
+		smtp: func(s *config.SMTPConfig) { s.MaxMessageBytes = 20000 },
+		// Raised to one maximal message's cost: 6 × (20000+4096).
+		options: func(o *Options) { o.MaxBufferedBytes = 1; o.MemoryWait = 20 * time.Second },
 	})
 	// One session holds 17,000 bytes in the middle of its DATA.
 	tp, nc := h.raw()
@@ -732,19 +736,55 @@ func TestBufferedBytesBudget(t *testing.T) {
 	if _, err := io.WriteString(nc, msg[:17000]); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return h.srv.buffered.Load() >= 16000 })
-	// Another message does not fit: temporary refusal.
-	err := h.send("b@customer.example", []string{"support@example.com"}, message("b@customer.example", "support@example.com", "x", "budget-2@customer.example", strings.Repeat(strings.Repeat("z", 98)+"\r\n", 40)))
+	waitFor(t, func() bool { return h.srv.buffered.inUse() >= 16000*memoryCost })
+	// Another message without SIZE does not fit: temporary refusal.
+	second := message("b@customer.example", "support@example.com", "x", "budget-2@customer.example", strings.Repeat(strings.Repeat("z", 98)+"\r\n", 80))
+	err := h.send("b@customer.example", []string{"support@example.com"}, second)
 	if code, enh := smtpCode(err); code != 452 || enh != (smtp.EnhancedCode{4, 3, 1}) {
 		t.Errorf("over the memory budget: %v, want 452 4.3.1", err)
+	}
+	// With SIZE it waits for room, holding nothing, and gets in once
+	// the first message is done.
+	third := strings.Replace(second, "budget-2@", "budget-3@", 1)
+	done := make(chan error, 1)
+	go func() {
+		c, err := smtp.Dial(h.addr)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		if err := c.Mail("c@customer.example", &smtp.MailOptions{Size: int64(len(third))}); err != nil {
+			done <- err
+			return
+		}
+		if err := c.Rcpt("support@example.com", nil); err != nil {
+			done <- err
+			return
+		}
+		w, err := c.Data()
+		if err == nil {
+			io.WriteString(w, third)
+			err = w.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("message with SIZE answered while the budget was full: %v", err)
+	case <-time.After(500 * time.Millisecond):
 	}
 	io.WriteString(nc, msg[17000:]+".\r\n")
 	if code, _, err := tp.ReadResponse(250); err != nil {
 		t.Fatalf("first message: %d %v", code, err)
 	}
-	if n := h.srv.buffered.Load(); n != 0 {
-		t.Errorf("%d bytes still counted after the messages ended", n)
+	if err := <-done; err != nil {
+		t.Errorf("message with SIZE after the wait: %v", err)
 	}
+	if _, ok := h.rawByMessageID("budget-3@customer.example"); !ok {
+		t.Error("message with SIZE not stored")
+	}
+	waitFor(t, func() bool { return h.srv.buffered.inUse() == 0 })
 }
 
 func TestCertificateReload(t *testing.T) {

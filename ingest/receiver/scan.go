@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"sync/atomic"
 )
 
 var (
@@ -29,17 +28,19 @@ type contentScanner struct {
 	lineCR  bool // the current line so far is exactly "\r"
 	err     error
 
-	// budget counts the bytes all sessions hold; this scanner adds
-	// what it passes through and release gives it back.
-	budget    *atomic.Int64
-	budgetMax int64
-	held      int64
+	// budget counts the memory all sessions' messages cost; this
+	// scanner takes memoryCost per byte it passes through (beyond
+	// what the session reserved for an announced SIZE, held from the
+	// start), and release gives it all back.
+	budget *budget
+	held   int64 // cost taken from budget
+	cost   int64 // cost of the bytes passed so far
 }
 
 // release returns the bytes this scanner counted against the budget.
 func (s *contentScanner) release() {
 	if s.budget != nil && s.held > 0 {
-		s.budget.Add(-s.held)
+		s.budget.release(s.held)
 		s.held = 0
 	}
 }
@@ -56,10 +57,13 @@ func (s *contentScanner) Read(p []byte) (int, error) {
 	}
 	n, err := s.r.Read(p)
 	if s.budget != nil && n > 0 {
-		s.held += int64(n)
-		if s.budget.Add(int64(n)) > s.budgetMax {
-			s.err = errContentBudget
-			return 0, s.err
+		s.cost += int64(n) * memoryCost
+		if need := s.cost - s.held; need > 0 {
+			if !s.budget.take(need) {
+				s.err = errContentBudget
+				return 0, s.err
+			}
+			s.held += need
 		}
 	}
 	buf := p[:n]

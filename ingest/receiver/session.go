@@ -154,17 +154,27 @@ func (se *session) Data(r io.Reader) (err error) {
 	hdr := se.receivedHeader(tx, qid, received)
 
 	var buf bytes.Buffer
-	// The SIZE the client announced is a hint only: trusting it for
-	// the allocation would let idle clients reserve memory.
+	sc := &contentScanner{r: r, maxLine: se.s.cfg.MaxLineLength, maxHeaders: se.s.cfg.MaxHeaders, budget: se.s.buffered}
+	defer sc.release()
 	grow := 16 << 10
-	if tx.size > 0 {
-		grow = int(min(tx.size, 1<<20))
+	if tx.size > 0 && tx.size <= se.s.cfg.MaxMessageBytes {
+		// An announced SIZE: wait, holding nothing, until the whole
+		// message's cost fits, then take it at once — so concurrent
+		// large mail queues here instead of raising memory. (The
+		// data-rate floor bounds how long a client that lied about
+		// its SIZE can hold the reservation.)
+		want := (int64(len(hdr)) + tx.size + 512) * memoryCost
+		if !se.s.buffered.reserve(want, se.s.opts.MemoryWait, nil) {
+			se.s.log.Warn("smtp: no memory for the message within the wait; answered 452", "id", qid, "client", se.tc.ip,
+				"size", tx.size, "limit", se.s.opts.MaxBufferedBytes, "wait", se.s.opts.MemoryWait.String())
+			se.s.opts.Metrics.SMTPRejection("memory")
+			return errNoMemory
+		}
+		sc.held = want
+		grow = int(tx.size)
 	}
 	buf.Grow(len(hdr) + grow + 512)
 	buf.WriteString(hdr)
-	sc := &contentScanner{r: r, maxLine: se.s.cfg.MaxLineLength, maxHeaders: se.s.cfg.MaxHeaders,
-		budget: &se.s.buffered, budgetMax: se.s.opts.MaxBufferedBytes}
-	defer sc.release()
 	if _, err := buf.ReadFrom(sc); err != nil {
 		return se.readError(err, qid)
 	}

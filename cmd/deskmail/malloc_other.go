@@ -1,0 +1,6 @@
+//go:build !linux || !cgo
+
+package main
+
+// tuneMalloc does nothing where the C library is not glibc.
+func tuneMalloc() {}
