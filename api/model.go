@@ -205,6 +205,7 @@ func (s *server) ticketJSON(tk *store.Ticket, descr *store.Conversation, base st
 		CreatedAt: fmtTime(tk.CreatedAt), UpdatedAt: fmtTime(tk.UpdatedAt), Deleted: tk.Deleted,
 		StatusName: tk.StatusName, StatusCategory: tk.Category, GroupName: tk.Group, Channel: tk.Channel,
 		PipelineID: tk.PipelineID, ParentTicketID: tk.ParentID,
+		DueBy: fmtPtr(tk.DueBy), FrDueBy: fmtPtr(tk.FrDueBy), FrEscalated: tk.FrEscalated, IsEscalated: tk.IsEscalated,
 	}
 	if descr != nil {
 		c := conversationJSON(descr, base)

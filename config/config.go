@@ -57,6 +57,10 @@ type Config struct {
 	Pipelines    []PipelineConfig    `yaml:"pipelines"`
 	Agents       []AgentConfig       `yaml:"agents"`
 	Channels     []ChannelConfig     `yaml:"channels"`
+	// SLA sets first-response and resolution targets (see sla.go).
+	SLA SLAConfig `yaml:"sla"`
+	// Webhooks are HTTP endpoints told about ticket events.
+	Webhooks []WebhookConfig `yaml:"webhooks"`
 
 	// File is the path the configuration was read from ("" for
 	// defaults).
@@ -361,6 +365,9 @@ type PipelineConfig struct {
 	AgentReplyStatus string   `yaml:"agent_reply_status"`
 	ClosedReply      string   `yaml:"closed_reply"`
 	ReopenWithin     Duration `yaml:"reopen_within"`
+	// CloseResolvedAfter closes a ticket that stayed in a resolved
+	// status this long (no customer reply took it back); 0 never does.
+	CloseResolvedAfter Duration `yaml:"close_resolved_after"`
 }
 
 // AgentConfig declares an agent.

@@ -371,6 +371,9 @@ func (c *Config) Validate() Problems {
 		default:
 			add(c.at("pipelines", i, "closed_reply"), "%q must be new_ticket, reopen or reopen_within", p.ClosedReply)
 		}
+		if p.CloseResolvedAfter.Duration < 0 {
+			add(c.at("pipelines", i, "close_resolved_after"), "must not be negative (write 72h, or 0 to keep resolved tickets open to replies)")
+		}
 	}
 	fields := map[string]bool{}
 	reserved := map[string]bool{"status": true, "priority": true, "type": true, "group": true, "agent": true, "assign": true,
@@ -517,6 +520,8 @@ func (c *Config) Validate() Problems {
 	}
 	c.checkSecrets(add)
 	c.validateOutbound(add)
+	c.validateSLA(add)
+	c.validateWebhooks(add)
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		add(c.at("log", "format"), "%q must be text or json", c.Log.Format)
 	}

@@ -81,6 +81,16 @@ func (o *Outbox) references(tx *store.Tx, tk *store.Ticket, inReplyTo string, cu
 		if !customer || customerSaw(m, tk.Requester.Email) {
 			ids = append(ids, m.MessageID)
 		}
+<<<<<<< HEAD
+=======
+		kept := ids[:0]
+		for _, id := range ids {
+			if k := kinds[id]; k != KindNotification && k != KindCommandError && k != KindEscalation {
+				kept = append(kept, id)
+			}
+		}
+		ids = kept
+>>>>>>> ceaa0f1 (sla: SLA clocks — policies by priority/channel with business-hours calendars (calendar package), fr_due_by/due_by computed on every ticket write through a store ticket hook, paused in pending-category statuses (time paused recorded), stopped when resolved; migration 9 (ticket_sla with next_at timer index, webhook_deliveries); config sla:, pipelines[].close_resolved_after, webhooks: validated by check-config; due dates in tickets JSON and the API; outbound escalation mail kind (en/fr))
 	}
 	inReplyTo = strings.Trim(strings.TrimSpace(inReplyTo), "<>")
 	if customer && inReplyTo != "" && !slices.Contains(ids, inReplyTo) {
@@ -494,6 +504,17 @@ type TemplateData struct {
 	History []Message
 	// ErrorText is what was wrong with an agent's commands.
 	ErrorText string
+	// Breach is, for an escalation, the missed target
+	// (first_response or resolution), its policy and localized due
+	// time.
+	Breach *BreachInfo
+}
+
+// BreachInfo is a missed SLA target as templates show it.
+type BreachInfo struct {
+	Target string
+	Policy string
+	DueAt  string
 }
 
 // Person is a name and address; Name falls back to "" (templates
@@ -541,6 +562,9 @@ func (o *Outbox) templateData(tx *store.Tx, d *draft) (*TemplateData, []file, er
 	}
 	if d.to != nil {
 		data.Recipient = &Person{Name: agentName(d.to), Email: d.to.Email}
+	}
+	if b := d.ev.Breach; b != nil {
+		data.Breach = &BreachInfo{Target: b.Target, Policy: b.Policy, DueAt: formatDate(d.lang, b.DueAt)}
 	}
 	if c := d.ev.Conversation; c != nil {
 		m := templateMessage(c, d.lang)

@@ -28,6 +28,8 @@ const (
 	TicketClosed    EventKind = "ticket_closed"
 	CommandError    EventKind = "command_error"
 	NoteAdded       EventKind = "note_added"
+	// SLABreached: a ticket missed an SLA target (Event.Breach).
+	SLABreached EventKind = "sla_breached"
 )
 
 // Mail kinds, as stored in the outbox's kind column.
@@ -37,6 +39,7 @@ const (
 	KindNotification = "notification"
 	KindClosing      = "closing"
 	KindCommandError = "command_error"
+	KindEscalation   = "escalation"
 )
 
 // Event is one change handed to Enqueue.
@@ -67,6 +70,16 @@ type Event struct {
 	// auto-reply, bounce, list mail or loop, means nothing is sent to
 	// the requester (agents are still notified).
 	SuppressReason string
+	// Breach is, for sla_breached, the missed target.
+	Breach *Breach
+}
+
+// Breach is a missed SLA target, as an escalation mail tells it.
+type Breach struct {
+	// Target is first_response or resolution.
+	Target string
+	Policy string
+	DueAt  time.Time
 }
 
 // Outbox is the outbound side: it turns events into outbox rows and
@@ -212,6 +225,11 @@ func (o *Outbox) Enqueue(tx *store.Tx, ev Event) error {
 		}
 	case CommandError:
 		err = o.commandError(tx, ev, ch)
+	case SLABreached:
+		if ev.Breach == nil {
+			return fmt.Errorf("outbound: sla_breached on ticket %d without the breach", ev.Ticket.ID)
+		}
+		err = o.escalate(tx, ev, ch)
 	default:
 		return fmt.Errorf("outbound: unknown event %q on ticket %d", ev.Kind, ev.Ticket.ID)
 	}
@@ -474,4 +492,51 @@ func (o *Outbox) commandError(tx *store.Tx, ev Event, ch *channel) error {
 		m.state, m.reason = store.OutboxSuppressed, rcpt+": "+why
 	}
 	return o.write(tx, m)
+}
+
+// escalate mails a missed SLA target to the ticket's assigned agent,
+// else the agents of the channel's group, else the admins (each with
+// a reply address that proves them, like a notification).
+func (o *Outbox) escalate(tx *store.Tx, ev Event, ch *channel) error {
+	agents, err := tx.Agents()
+	if err != nil {
+		return err
+	}
+	var to []store.Agent
+	if r := ev.Ticket.Responder; r != nil {
+		for _, a := range agents {
+			if a.Active && strings.EqualFold(a.Email, *r) {
+				to = append(to, a)
+			}
+		}
+	}
+	if len(to) == 0 && ch.group != "" {
+		for _, a := range agents {
+			if a.Active && o.groups[strings.ToLower(a.Email)] == ch.group {
+				to = append(to, a)
+			}
+		}
+	}
+	if len(to) == 0 {
+		for _, a := range agents {
+			if a.Active && a.Role == "admin" {
+				to = append(to, a)
+			}
+		}
+	}
+	for _, a := range to {
+		why, err := o.blocked(tx, a.Email)
+		if err != nil {
+			return err
+		}
+		agent := a
+		m := &draft{kind: KindEscalation, ev: ev, ch: ch, lang: ch.lang, rcpt: []string{a.Email}, to: &agent}
+		if why != "" {
+			m.state, m.reason = store.OutboxSuppressed, a.Email+": "+why
+		}
+		if err := o.write(tx, m); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -22,7 +22,7 @@ var builtinTemplates embed.FS
 
 // templateNames are the mails that have templates; a name is also the
 // mail kind.
-var templateNames = []string{KindConfirmation, KindAgentReply, KindNotification, KindClosing, KindCommandError}
+var templateNames = []string{KindConfirmation, KindAgentReply, KindNotification, KindClosing, KindCommandError, KindEscalation}
 
 // pair is the text and HTML template of one mail. Built-in templates
 // are compiled the first time a mail needs them (a `deskmail ingest`

@@ -380,4 +380,47 @@ END;
 	`
 ALTER TABLE imap_state ADD COLUMN fetching_through INTEGER NOT NULL DEFAULT 0;
 `,
+	// 12: SLA clocks and time-based rules. One row per ticket under an
+	// SLA policy or an auto-close rule: its due times, the business
+	// time its clock has counted, the time paused in pending-category
+	// statuses, whether each target was escalated, and next_at — the
+	// earliest timer still to fire, which the one scheduler reads from
+	// the partial index. Webhook deliveries are a durable queue like the
+	// outbox, written in the transaction of the event they report.
+	`
+CREATE TABLE ticket_sla (
+	ticket_id INTEGER PRIMARY KEY REFERENCES tickets(id) ON DELETE CASCADE,
+	policy TEXT NOT NULL DEFAULT '',
+	priority INTEGER NOT NULL DEFAULT 1,
+	category TEXT NOT NULL DEFAULT 'open',
+	running_since TEXT,                         -- NULL while the clock is stopped
+	consumed_seconds REAL NOT NULL DEFAULT 0,   -- business time counted before running_since
+	paused_at TEXT,                             -- start of the current pending spell
+	paused_seconds REAL NOT NULL DEFAULT 0,     -- wall time spent pending, spells before paused_at
+	fr_due_at TEXT,
+	due_at TEXT,
+	fr_escalated_at TEXT,
+	escalated_at TEXT,
+	close_at TEXT,                              -- auto-close of a resolved ticket
+	next_at TEXT,                               -- earliest timer still to fire
+	updated_at TEXT NOT NULL
+);
+CREATE INDEX ticket_sla_next ON ticket_sla(next_at) WHERE next_at IS NOT NULL;
+
+CREATE TABLE webhook_deliveries (
+	id INTEGER PRIMARY KEY,
+	webhook TEXT NOT NULL,
+	url TEXT NOT NULL,
+	event TEXT NOT NULL,
+	ticket_id INTEGER REFERENCES tickets(id) ON DELETE SET NULL,
+	payload BLOB NOT NULL,
+	state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued','sent','failed')),
+	attempts INTEGER NOT NULL DEFAULT 0,
+	next_attempt_at TEXT NOT NULL,
+	last_error TEXT NOT NULL DEFAULT '',
+	created_at TEXT NOT NULL,
+	sent_at TEXT
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state, next_attempt_at);
+`,
 }

@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
@@ -50,6 +51,8 @@ type Store struct {
 	stopCkpt   context.CancelFunc
 	ckptDone   chan struct{}
 	shortLived bool
+	// hook runs after every ticket write (see SetTicketHook).
+	hook atomic.Pointer[TicketHook]
 }
 
 // Options tunes Open. The zero value is the durable default.
@@ -192,6 +195,7 @@ type Tx struct {
 	sp   int
 	now  func() time.Time
 	read bool
+	hook TicketHook
 }
 
 // Write runs fn in one write transaction and commits it when fn
@@ -203,6 +207,9 @@ func (s *Store) Write(ctx context.Context, fn func(*Tx) error) (err error) {
 		return fmt.Errorf("store: begin: %w", err)
 	}
 	t := &Tx{ctx: ctx, tx: tx, now: time.Now}
+	if h := s.hook.Load(); h != nil {
+		t.hook = *h
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			tx.Rollback()
@@ -277,6 +284,10 @@ func (t *Tx) SetNow(at time.Time) {
 	}
 	t.now = func() time.Time { return at }
 }
+
+// Now is the time the transaction stamps rows with (SetNow's, else
+// the wall clock).
+func (t *Tx) Now() time.Time { return t.now() }
 
 // Context returns the context the transaction runs under.
 func (t *Tx) Context() context.Context { return t.ctx }

@@ -42,6 +42,17 @@ type Ticket struct {
 	StatusUpdatedAt      *time.Time `json:"status_updated_at"`
 	ResolvedAt           *time.Time `json:"resolved_at"`
 	ClosedAt             *time.Time `json:"closed_at"`
+
+	// The SLA clock (see the sla package): the first-response and
+	// resolution due times, whether each was missed and escalated, the
+	// policy that set them, and the time the ticket spent in
+	// pending-category statuses (the clock paused), in seconds.
+	FrDueBy          *time.Time `json:"fr_due_by"`
+	DueBy            *time.Time `json:"due_by"`
+	FrEscalated      bool       `json:"fr_escalated"`
+	IsEscalated      bool       `json:"is_escalated"`
+	SLAPolicy        *string    `json:"sla_policy"`
+	SLAPausedSeconds float64    `json:"sla_paused_seconds"`
 }
 
 // Person is a name and address, as shown on a ticket.
@@ -53,13 +64,16 @@ type Person struct {
 const ticketCols = `t.id, t.subject, t.status, COALESCE(s.name,''), COALESCE(s.category,''), t.priority, t.type, t.group_name,
 	t.responder_id, a.email, t.requester_id, COALESCE(c.name,''), COALESCE(c.email,''), t.channel_id, ch.name, t.pipeline_id, t.parent_id, t.source, t.deleted,
 	t.created_at, t.updated_at, t.first_responded_at, t.agent_responded_at, t.requester_responded_at,
-	t.status_updated_at, t.resolved_at, t.closed_at`
+	t.status_updated_at, t.resolved_at, t.closed_at,
+	sl.fr_due_at, sl.due_at, sl.fr_escalated_at IS NOT NULL, sl.escalated_at IS NOT NULL, NULLIF(sl.policy,''),
+	COALESCE(sl.paused_seconds,0), sl.paused_at`
 
 const ticketFrom = ` FROM tickets t
 	LEFT JOIN statuses s ON s.code=t.status
 	LEFT JOIN agents a ON a.id=t.responder_id
 	LEFT JOIN contacts c ON c.id=t.requester_id
-	LEFT JOIN channels ch ON ch.id=t.channel_id`
+	LEFT JOIN channels ch ON ch.id=t.channel_id
+	LEFT JOIN ticket_sla sl ON sl.ticket_id=t.id`
 
 func scanTicket(sc interface{ Scan(...any) error }) (*Ticket, error) {
 	var tk Ticket
@@ -67,11 +81,18 @@ func scanTicket(sc interface{ Scan(...any) error }) (*Ticket, error) {
 	var responderID, channelID, pipelineID, parentID sql.NullInt64
 	var created, updated string
 	var first, agentR, reqR, statusU, resolved, closed sql.NullString
+	var frDue, due, policy, pausedAt sql.NullString
 	err := sc.Scan(&tk.ID, &tk.Subject, &tk.Status, &tk.StatusName, &tk.Category, &tk.Priority, &typ, &group,
 		&responderID, &responder, &tk.RequesterID, &tk.Requester.Name, &tk.Requester.Email, &channelID, &channel, &pipelineID, &parentID, &tk.Source, &tk.Deleted,
-		&created, &updated, &first, &agentR, &reqR, &statusU, &resolved, &closed)
+		&created, &updated, &first, &agentR, &reqR, &statusU, &resolved, &closed,
+		&frDue, &due, &tk.FrEscalated, &tk.IsEscalated, &policy, &tk.SLAPausedSeconds, &pausedAt)
 	if err != nil {
 		return nil, err
+	}
+	tk.FrDueBy, tk.DueBy, tk.SLAPolicy = pnts(frDue), pnts(due), nstr(policy)
+	if p := pnts(pausedAt); p != nil {
+		// The current pending spell counts too, up to now.
+		tk.SLAPausedSeconds += max(0, time.Since(*p).Seconds())
 	}
 	tk.Type, tk.Group, tk.Responder, tk.Channel = nstr(typ), nstr(group), nstr(responder), nstr(channel)
 	tk.ResponderID, tk.ChannelID, tk.PipelineID, tk.ParentID = nint(responderID), nint(channelID), nint(pipelineID), nint(parentID)
@@ -263,7 +284,7 @@ func (t *Tx) CreateTicket(tk *Ticket) error {
 			return err
 		}
 	}
-	return nil
+	return t.ticketWritten(tk)
 }
 
 // UpdateTicket writes every mutable field of tk (not tags or cc) and
@@ -279,7 +300,7 @@ func (t *Tx) UpdateTicket(tk *Ticket) error {
 	if err != nil {
 		return fmt.Errorf("store: update ticket %d: %w", tk.ID, err)
 	}
-	return nil
+	return t.ticketWritten(tk)
 }
 
 // DeleteTicket removes a ticket and everything that belongs to it.

@@ -11,6 +11,7 @@ import (
 	"github.com/deskmail/deskmail/config"
 	"github.com/deskmail/deskmail/ingest"
 	"github.com/deskmail/deskmail/outbound"
+	"github.com/deskmail/deskmail/sla"
 	"github.com/deskmail/deskmail/store"
 	"github.com/deskmail/deskmail/threading"
 )
@@ -23,6 +24,7 @@ type runtime struct {
 	signer   *threading.Signer
 	pipeline *ingest.Pipeline
 	outbox   *outbound.Outbox
+	tracker  *sla.Tracker
 	logger   *slog.Logger
 }
 
@@ -76,6 +78,11 @@ func buildRuntime(ctx context.Context, cfg *config.Config, st *store.Store, env 
 		return nil, err
 	}
 	if rt.pipeline, err = ingest.NewPipeline(ctx, st, env); err != nil {
+		return nil, err
+	}
+	// After the pipeline: it syncs the pipelines and channels the SLA
+	// policies refer to.
+	if err := wireSLA(ctx, rt, env.KeepStored); err != nil {
 		return nil, err
 	}
 	return rt, nil
