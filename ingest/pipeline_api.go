@@ -7,6 +7,7 @@ import (
 	"html"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/deskmail/deskmail/store"
 	"github.com/deskmail/deskmail/threading"
@@ -497,4 +498,35 @@ func lowerAll(in []string) []string {
 		}
 	}
 	return out
+}
+
+// ApplyIn applies changes to a ticket inside the caller's transaction
+// with the lifecycle's rules, history and mail (the closing mail rule:
+// closing a resolved ticket sends none) — what the SLA scheduler's
+// automatic close uses. The caller commits.
+func (p *Pipeline) ApplyIn(tx *store.Tx, tk *store.Ticket, c threading.Changes, by threading.Actor, now time.Time) error {
+	events, err := p.engine.Apply(tx, tk, c, by, now)
+	if err != nil {
+		return err
+	}
+	if tk, err = tx.Ticket(tk.ID); err != nil {
+		return err
+	}
+	for _, ev := range events {
+		if err := p.emit(tx, Notice{Event: ev, Ticket: tk, Channel: channelName(tk)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ClosedStatus returns the status an automatic close moves a ticket
+// to: the first closed-category status of its pipeline (5 by default).
+func (p *Pipeline) ClosedStatus(tk *store.Ticket) int {
+	for _, code := range p.engine.Life.Pipeline(tk.PipelineID).Statuses {
+		if p.engine.Life.Category(code) == threading.CategoryClosed {
+			return code
+		}
+	}
+	return 5
 }

@@ -68,6 +68,9 @@ type Scheduler struct {
 	// Batch is how many due tickets one transaction handles (default
 	// 100).
 	Batch int
+	// AfterCommit, when set, is called after a transaction that fired
+	// timers commits (the daemon kicks the outbox worker with it).
+	AfterCommit func()
 }
 
 // Run fires timers until ctx ends. It owns no goroutine besides the
@@ -160,6 +163,9 @@ func (s *Scheduler) RunDue(ctx context.Context) (next *time.Time, err error) {
 		})
 		if err != nil {
 			return nil, err
+		}
+		if n > 0 && s.AfterCommit != nil {
+			s.AfterCommit()
 		}
 		if n < s.Batch {
 			return s.nextTimer(ctx)

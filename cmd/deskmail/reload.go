@@ -87,6 +87,9 @@ func (d *daemon) reload(ctx context.Context) error {
 		restart = append(restart, "smtp.disabled")
 	}
 	d.retire(old)
+	// The scheduler recomputes clocks with the new policies.
+	d.stopScheduler()
+	d.startScheduler(g)
 
 	if err := d.level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
 		d.log.Error("reload: log.level not changed", "level", cfg.Log.Level, "err", err)

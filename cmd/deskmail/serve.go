@@ -24,6 +24,7 @@ import (
 	"github.com/deskmail/deskmail/ingest/receiver"
 	"github.com/deskmail/deskmail/metrics"
 	"github.com/deskmail/deskmail/outbound"
+	"github.com/deskmail/deskmail/sla"
 	"github.com/deskmail/deskmail/store"
 )
 
@@ -198,6 +199,9 @@ type daemon struct {
 	workerCtx  context.Context
 	workerStop context.CancelFunc
 	workerDone chan struct{}
+	// schedStop and schedDone stop and wait for the SLA scheduler.
+	schedStop context.CancelFunc
+	schedDone chan struct{}
 
 	// reloadMu serialises reloads.
 	reloadMu sync.Mutex
@@ -210,6 +214,7 @@ type generation struct {
 	cfg      *config.Config
 	outbox   *outbound.Outbox
 	pipeline *ingest.Pipeline
+	tracker  *sla.Tracker
 	api      http.Handler
 
 	// inflight is held for reading by every Submit to this
@@ -259,7 +264,7 @@ func (d *daemon) newGeneration(ctx context.Context, cfg *config.Config) (*genera
 	if err != nil {
 		return nil, fmt.Errorf("http api: %w", err)
 	}
-	return &generation{cfg: cfg, outbox: rt.outbox, pipeline: p, api: h}, nil
+	return &generation{cfg: cfg, outbox: rt.outbox, pipeline: p, tracker: rt.tracker, api: h}, nil
 }
 
 // start runs g's group committer until g is retired.
@@ -356,6 +361,7 @@ func (d *daemon) run(ctx context.Context, stdout io.Writer, hup <-chan os.Signal
 	d.workerCtx = wctx
 	d.start(d.gen.Load())
 	d.startWorker(d.gen.Load())
+	d.startScheduler(d.gen.Load())
 
 	// Sources: everything that submits to the pipeline.
 	var (
@@ -445,6 +451,7 @@ wait:
 	d.retire(d.gen.Load())
 	stopPipelines()
 	d.pipeWG.Wait()
+	d.stopScheduler()
 	d.stopWorker()
 	if len(srcErrs) > 0 {
 		return errors.Join(srcErrs...)
