@@ -81,16 +81,6 @@ func (o *Outbox) references(tx *store.Tx, tk *store.Ticket, inReplyTo string, cu
 		if !customer || customerSaw(m, tk.Requester.Email) {
 			ids = append(ids, m.MessageID)
 		}
-<<<<<<< HEAD
-=======
-		kept := ids[:0]
-		for _, id := range ids {
-			if k := kinds[id]; k != KindNotification && k != KindCommandError && k != KindEscalation {
-				kept = append(kept, id)
-			}
-		}
-		ids = kept
->>>>>>> ceaa0f1 (sla: SLA clocks — policies by priority/channel with business-hours calendars (calendar package), fr_due_by/due_by computed on every ticket write through a store ticket hook, paused in pending-category statuses (time paused recorded), stopped when resolved; migration 9 (ticket_sla with next_at timer index, webhook_deliveries); config sla:, pipelines[].close_resolved_after, webhooks: validated by check-config; due dates in tickets JSON and the API; outbound escalation mail kind (en/fr))
 	}
 	inReplyTo = strings.Trim(strings.TrimSpace(inReplyTo), "<>")
 	if customer && inReplyTo != "" && !slices.Contains(ids, inReplyTo) {
@@ -134,7 +124,7 @@ func (o *Outbox) references(tx *store.Tx, tk *store.Ticket, inReplyTo string, cu
 // an agent opened the ticket without the customer seeing it.
 func customerSaw(m store.ThreadMessage, requester string) bool {
 	if m.Direction == "out" {
-		return m.OutboxKind != KindNotification && m.OutboxKind != KindCommandError
+		return m.OutboxKind != KindNotification && m.OutboxKind != KindCommandError && m.OutboxKind != KindEscalation
 	}
 	if !m.HasConversation || m.Private || m.ConversationMessageID != m.MessageID {
 		return false

@@ -90,6 +90,8 @@ func (d *daemon) reload(ctx context.Context) error {
 	// The scheduler recomputes clocks with the new policies.
 	d.stopScheduler()
 	d.startScheduler(g)
+	d.stopWebhooks()
+	d.startWebhooks(g)
 
 	if err := d.level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
 		d.log.Error("reload: log.level not changed", "level", cfg.Log.Level, "err", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/deskmail/deskmail/sla"
 	"github.com/deskmail/deskmail/store"
 	"github.com/deskmail/deskmail/threading"
+	"github.com/deskmail/deskmail/webhook"
 )
 
 // runtime is what most subcommands share: the configuration, the open
@@ -25,6 +26,7 @@ type runtime struct {
 	pipeline *ingest.Pipeline
 	outbox   *outbound.Outbox
 	tracker  *sla.Tracker
+	hooks    *webhook.Hooks
 	logger   *slog.Logger
 }
 
@@ -74,6 +76,9 @@ func buildRuntime(ctx context.Context, cfg *config.Config, st *store.Store, env 
 	}
 	rt.signer = threading.NewSigner(secret, cfg.Threading.TokenTTL.Duration)
 	env.Config, env.Signer = cfg, rt.signer
+	if rt.hooks, err = webhookHooks(cfg); err != nil {
+		return nil, err
+	}
 	if err := wireOutbound(rt, &env); err != nil {
 		return nil, err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/deskmail/deskmail/metrics"
 	"github.com/deskmail/deskmail/outbound"
 	"github.com/deskmail/deskmail/sla"
+	"github.com/deskmail/deskmail/webhook"
 	"github.com/deskmail/deskmail/store"
 )
 
@@ -202,6 +203,10 @@ type daemon struct {
 	// schedStop and schedDone stop and wait for the SLA scheduler.
 	schedStop context.CancelFunc
 	schedDone chan struct{}
+	// hookWorker delivers webhooks (kick wakes it too).
+	hookWorker atomic.Pointer[webhook.Worker]
+	hookStop   context.CancelFunc
+	hookDone   chan struct{}
 
 	// reloadMu serialises reloads.
 	reloadMu sync.Mutex
@@ -215,6 +220,7 @@ type generation struct {
 	outbox   *outbound.Outbox
 	pipeline *ingest.Pipeline
 	tracker  *sla.Tracker
+	hooks    *webhook.Hooks
 	api      http.Handler
 
 	// inflight is held for reading by every Submit to this
@@ -264,7 +270,7 @@ func (d *daemon) newGeneration(ctx context.Context, cfg *config.Config) (*genera
 	if err != nil {
 		return nil, fmt.Errorf("http api: %w", err)
 	}
-	return &generation{cfg: cfg, outbox: rt.outbox, pipeline: p, tracker: rt.tracker, api: h}, nil
+	return &generation{cfg: cfg, outbox: rt.outbox, pipeline: p, tracker: rt.tracker, hooks: rt.hooks, api: h}, nil
 }
 
 // start runs g's group committer until g is retired.
@@ -318,6 +324,9 @@ func (d *daemon) kick() {
 	if w := d.worker.Load(); w != nil {
 		w.Kick()
 	}
+	if w := d.hookWorker.Load(); w != nil {
+		w.Kick()
+	}
 }
 
 // startWorker runs an outbox worker built from g until the next
@@ -362,6 +371,7 @@ func (d *daemon) run(ctx context.Context, stdout io.Writer, hup <-chan os.Signal
 	d.start(d.gen.Load())
 	d.startWorker(d.gen.Load())
 	d.startScheduler(d.gen.Load())
+	d.startWebhooks(d.gen.Load())
 
 	// Sources: everything that submits to the pipeline.
 	var (
@@ -452,6 +462,7 @@ wait:
 	stopPipelines()
 	d.pipeWG.Wait()
 	d.stopScheduler()
+	d.stopWebhooks()
 	d.stopWorker()
 	if len(srcErrs) > 0 {
 		return errors.Join(srcErrs...)

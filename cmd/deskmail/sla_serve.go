@@ -9,6 +9,7 @@ import (
 	"github.com/deskmail/deskmail/sla"
 	"github.com/deskmail/deskmail/store"
 	"github.com/deskmail/deskmail/threading"
+	"github.com/deskmail/deskmail/webhook"
 )
 
 // slaActions is what the SLA scheduler does, with the current
@@ -27,7 +28,7 @@ func (a slaActions) Escalate(tx *store.Tx, tk *store.Ticket, b sla.Breach) error
 	if err != nil {
 		return err
 	}
-	return a.d.afterEvent(tx, "sla_breached", tk)
+	return g.hooks.Enqueue(tx, "sla_breached", tk, webhookBreach(string(b.Target), b.Policy, b.DueAt))
 }
 
 // Close closes a ticket that stayed resolved: a lifecycle change like
@@ -44,11 +45,42 @@ func (a slaActions) Close(tx *store.Tx, tk *store.Ticket, at time.Time) error {
 	if err := threading.Record(tx, tk.ID, by, "auto_closed", "", "", "", "closed automatically: resolved"+since+" without a customer reply (pipelines[].close_resolved_after)", at); err != nil {
 		return err
 	}
-	return g.pipeline.ApplyIn(tx, tk, threading.Changes{Status: &code}, by, at)
+	if err := g.pipeline.ApplyIn(tx, tk, threading.Changes{Status: &code}, by, at); err != nil {
+		return err
+	}
+	// The lifecycle sends no second closing mail for a resolved ticket,
+	// so it reports no event: webhooks still hear of the close.
+	closed, err := tx.Ticket(tk.ID)
+	if err != nil {
+		return err
+	}
+	return g.hooks.Enqueue(tx, "ticket_closed", closed, nil)
 }
 
-// afterEvent is where events other than mail (webhooks) hook in.
-func (d *daemon) afterEvent(tx *store.Tx, event string, tk *store.Ticket) error { return nil }
+// startWebhooks runs a webhook worker with g's hooks until the next
+// stopWebhooks.
+func (d *daemon) startWebhooks(g *generation) {
+	ctx, cancel := context.WithCancel(d.workerCtx)
+	done := make(chan struct{})
+	d.hookStop, d.hookDone = cancel, done
+	w := webhook.NewWorker(d.st, g.hooks, d.log)
+	d.hookWorker.Store(w)
+	go func() {
+		defer close(done)
+		if err := w.Run(ctx); err != nil {
+			d.log.Error("webhook worker stopped", "err", err)
+		}
+	}()
+}
+
+// stopWebhooks stops the webhook worker and waits for it; deliveries
+// it did not make stay queued.
+func (d *daemon) stopWebhooks() {
+	if d.hookStop != nil {
+		d.hookStop()
+		<-d.hookDone
+	}
+}
 
 // startScheduler runs the SLA scheduler with g's tracker until the
 // next stopScheduler.

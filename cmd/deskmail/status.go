@@ -46,6 +46,17 @@ type statusReport struct {
 	IMAPSetAside int `json:"imap_set_aside"`
 	// IMAPSetAsideMessages lists them, newest first.
 	IMAPSetAsideMessages []setAsideStatus `json:"imap_set_aside_messages"`
+	// Webhooks is the webhook delivery queue.
+	Webhooks webhookStatus `json:"webhooks"`
+}
+
+// webhookStatus is the webhook delivery queue in deskmail status.
+type webhookStatus struct {
+	Queued    int    `json:"queued"`
+	Retrying  int    `json:"retrying"`
+	Failed    int    `json:"failed"`
+	Sent      int    `json:"sent"`
+	LastError string `json:"last_error"`
 }
 
 // setAsideStatus is one mailbox message set aside because its fetch
@@ -137,6 +148,11 @@ func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			rep.IMAPSetAsideMessages[i] = setAsideStatus{Channel: u.Channel, Folder: u.Mailbox, UIDValidity: u.UIDValidity, UID: u.UID,
 				Attempts: u.Attempts, LastError: u.ServerAnswer, SetAsideAt: u.SetAsideAt, MovedTo: u.MovedTo}
 		}
+		wh, err := tx.WebhookStats()
+		if err != nil {
+			return err
+		}
+		rep.Webhooks = webhookStatus{Queued: wh.Queued, Retrying: wh.Retrying, Failed: wh.Failed, Sent: wh.Sent, LastError: wh.LastError}
 		return nil
 	})
 	if err != nil {
@@ -164,6 +180,10 @@ func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	fmt.Fprintf(stdout, "\noutbox: %d queued (%d retrying), %d failed, %d sent, %d suppressed", rep.Outbox.Queued, rep.Outbox.Retrying, rep.Outbox.Failed, rep.Outbox.Sent, rep.Outbox.Suppressed)
 	if rep.Outbox.OldestQueued != nil {
 		fmt.Fprintf(stdout, "; oldest queued %s ago", time.Since(*rep.Outbox.OldestQueued).Round(time.Second))
+	}
+	fmt.Fprintf(stdout, "\nwebhooks: %d queued (%d retrying), %d failed, %d sent", rep.Webhooks.Queued, rep.Webhooks.Retrying, rep.Webhooks.Failed, rep.Webhooks.Sent)
+	if rep.Webhooks.LastError != "" {
+		fmt.Fprintf(stdout, "; last error: %s", oneLine(rep.Webhooks.LastError, 80))
 	}
 	fmt.Fprintf(stdout, "\nmessages kept raw after a failure: %d\n", rep.FailedMessages)
 	if rep.IMAPSetAside > 0 {

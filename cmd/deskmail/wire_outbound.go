@@ -18,6 +18,13 @@ func wireOutbound(rt *runtime, env *ingest.Env) error {
 	}
 	rt.outbox = ob
 	env.Notify = func(tx *store.Tx, n ingest.Notice) error {
+		// Webhooks hear of every event but the agent-only command_error,
+		// in the same transaction as its mail.
+		if n.Event != "command_error" && !n.Quiet {
+			if err := rt.hooks.Enqueue(tx, string(n.Event), n.Ticket, nil); err != nil {
+				return err
+			}
+		}
 		return ob.Enqueue(tx, outbound.Event{
 			Kind:           outbound.EventKind(n.Event),
 			Ticket:         n.Ticket,
