@@ -25,8 +25,8 @@ import (
 	"github.com/deskmail/deskmail/metrics"
 	"github.com/deskmail/deskmail/outbound"
 	"github.com/deskmail/deskmail/sla"
-	"github.com/deskmail/deskmail/webhook"
 	"github.com/deskmail/deskmail/store"
+	"github.com/deskmail/deskmail/webhook"
 )
 
 // runServe runs the daemon: `deskmail serve [--config FILE]
