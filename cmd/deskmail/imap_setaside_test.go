@@ -171,7 +171,7 @@ func TestServeDroppedFetchSetAside(t *testing.T) {
 
 	// First run: the batch breaks, then UID 2 alone breaks once.
 	p, _, _ := startServe(t, bin, dir, args...)
-	waitFor(t, "a first counted attempt", 20*time.Second, func() bool {
+	waitFor(t, "a first counted attempt", 60*time.Second, func() bool {
 		st := readStatus()
 		return len(st.Channels) == 1 && strings.Contains(st.Channels[0].LastError, "uid 2, attempt 1;")
 	})
@@ -185,13 +185,20 @@ func TestServeDroppedFetchSetAside(t *testing.T) {
 	// another fetch.
 	p, _, _ = startServe(t, bin, dir, args...)
 	var st status
-	waitFor(t, "uid 2 set aside", 30*time.Second, func() bool { st = readStatus(); return st.SetAside == 1 })
-	waitFor(t, "four tickets' worth of mail handled", 20*time.Second, func() bool {
+	waitFor(t, "uid 2 set aside", 60*time.Second, func() bool { st = readStatus(); return st.SetAside == 1 })
+	waitFor(t, "the three other messages stored", 60*time.Second, func() bool {
 		return strings.Count(deskmailCmd(t, bin, dir, "tickets", "list", "--config", cfgFile, "--json"), `"subject"`) >= 3
 	})
 	p.stop()
-	if after := proxy.cuts.Load() - before; after != 2 {
-		t.Errorf("uid 2 fetched %d times after the restart, want 2 (the count went on from 1)", after)
+	// At least one attempt was counted before the restart (a second
+	// one may have started before SIGTERM under load): with the count
+	// kept, at most two more fetches are needed; a count reset at the
+	// restart would need three.
+	if after := proxy.cuts.Load() - before; after < 1 || after > 2 {
+		t.Errorf("uid 2 fetched %d times after the restart, want 1 or 2 (the count goes on)", after)
+	}
+	if total := proxy.cuts.Load(); total < 4 || total > 5 {
+		t.Errorf("uid 2 fetched %d times, want 4 (a batch, then 3 counted) or 5 (one interrupted by SIGTERM)", total)
 	}
 	m := st.Messages
 	if len(m) != 1 || m[0].UID != 2 || m[0].Channel != "support" || m[0].Folder != "INBOX" || m[0].Attempts != 3 ||
