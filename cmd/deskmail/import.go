@@ -30,12 +30,13 @@ type importSummary struct {
 }
 
 func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("import", "--config FILE|--db PATH [--channel NAME] [--json] SOURCE...",
+	fs := newFlags("import", "--config FILE|--db PATH [--channel NAME] [--sla-clocks] [--json] SOURCE...",
 		"Imports an existing support history — mbox files, Maildirs, directories of .eml files — as tickets and conversations, oldest first, threading as live mail would, and mails nobody (no confirmation, notification or closing mail). Mail from an agent or a support address becomes an agent reply. Safe to run again or after a crash: messages already stored are counted as duplicates. For live mail from an MTA use deskmail ingest.")
 	db := fs.String("db", "", "SQLite database `PATH` (created if missing)")
 	cfgPath := fs.String("config", "", "configuration `FILE` (default: built-in defaults)")
 	channel := fs.String("channel", "", "channel `NAME` of the imported mail (default: from each message's recipients)")
 	asJSON := fs.Bool("json", false, "print the summary as JSON")
+	clocks := fs.Bool("sla-clocks", false, "start SLA clocks for the imported tickets (by default they have none until live mail or an agent changes them, so old history escalates nothing)")
 	sources, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -55,6 +56,11 @@ func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		return err
 	}
 	defer rt.Close()
+	if !*clocks {
+		// History has no SLA: its due dates are long past, and the
+		// scheduler would escalate every imported ticket at once.
+		rt.st.SetTicketHook(nil)
+	}
 	if *channel != "" && !hasChannel(rt.cfg, *channel) {
 		return fmt.Errorf("%w: no channel %q in %s", errUsage, *channel, configName(rt.cfg))
 	}

@@ -61,6 +61,9 @@ channels:
   - name: support
     addresses: [support@acme.example]
     send: {closing_mail: true}
+sla:
+  policies:
+    - {name: standard, first_response: 1h, resolution: 8h}
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +127,11 @@ poll:
 
 	// State through the CLI: one ticket per thread (+3 from the
 	// fixtures), every message once, agent answers as agent replies.
-	var list []shown
+	var list []struct {
+		shown
+		FrDueBy *time.Time `json:"fr_due_by"`
+		DueBy   *time.Time `json:"due_by"`
+	}
 	if err := json.Unmarshal([]byte(deskmailCmd(t, bin, dir, "tickets", "list", "--config", cfg, "--json")), &list); err != nil {
 		t.Fatal(err)
 	}
@@ -155,6 +162,14 @@ poll:
 	// Nothing was mailed: nothing is even queued.
 	if out := deskmailCmd(t, bin, dir, "outbox", "list", "--config", cfg, "--json"); strings.TrimSpace(out) != "[]" && strings.TrimSpace(out) != "" && strings.TrimSpace(out) != "null" {
 		t.Errorf("the import queued mail: %s", out)
+	}
+
+	// History has no SLA clock: nothing is due, nothing can escalate.
+	for _, tk := range list {
+		if tk.FrDueBy != nil || tk.DueBy != nil {
+			t.Errorf("imported ticket %d has an SLA clock: fr_due_by %v due_by %v", tk.ID, tk.FrDueBy, tk.DueBy)
+			break
+		}
 	}
 
 	third := run()
