@@ -165,6 +165,7 @@ func routes() []route {
 		{"DELETE", "/api/v2/conversations/{id}", true, (*server).deleteConversation},
 		{"GET", "/api/v2/contacts", false, (*server).listContacts},
 		{"GET", "/api/v2/contacts/{id}", false, (*server).viewContact},
+		{"PUT", "/api/v2/contacts/{id}", true, (*server).updateContact},
 		{"GET", "/api/v2/ticket_fields", false, (*server).ticketFields},
 		{"GET", "/api/v2/attachments/{id}", false, (*server).attachment},
 		{"GET", "/api/v2/agents/me", false, (*server).me},

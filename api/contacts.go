@@ -75,3 +75,53 @@ func (s *server) viewContact(w http.ResponseWriter, r *http.Request, a *store.Ag
 	}
 	writeJSON(w, http.StatusOK, contactJSON(c))
 }
+
+// PUT /api/v2/contacts/{id} (admins): name, and the deskmail extension
+// "bouncing": false, which clears the address's bouncing flag so mail
+// goes to it again. Only a proven bounce sets the flag: true is refused.
+func (s *server) updateContact(w http.ResponseWriter, r *http.Request, a *store.Agent) {
+	id, ok := pathID(r)
+	if !ok {
+		notFound(w)
+		return
+	}
+	in := s.readInput(w, r, false)
+	if in == nil {
+		return
+	}
+	var fe fieldErrors
+	in.checkUnknown(&fe, "name", "bouncing")
+	name := in.str("name", &fe)
+	bouncing := in.boolean("bouncing", &fe)
+	if bouncing != nil && *bouncing {
+		fe.add("bouncing", codeInvalidValue, "Only a delivery report proven to answer our mail flags an address; set false to clear the flag")
+	}
+	if len(fe) > 0 {
+		writeValidation(w, fe)
+		return
+	}
+	var c *store.Contact
+	err := s.st.Write(r.Context(), func(tx *store.Tx) error {
+		var err error
+		if c, err = tx.Contact(id); err != nil {
+			return err
+		}
+		if name != nil {
+			if err := tx.SetContactName(id, strings.TrimSpace(*name)); err != nil {
+				return err
+			}
+		}
+		if bouncing != nil {
+			if _, err := tx.ClearBouncing(c.Email); err != nil {
+				return err
+			}
+		}
+		c, err = tx.Contact(id)
+		return err
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, contactJSON(c))
+}

@@ -139,8 +139,12 @@ type Contact struct {
 	CreatedAt    string         `json:"created_at"`
 	UpdatedAt    string         `json:"updated_at"`
 
-	Bouncing  bool    `json:"bouncing"`
-	BouncedAt *string `json:"bounced_at"`
+	// deskmail extensions: the bouncing flag and why it is set
+	// (cleared with PUT {"bouncing": false}).
+	Bouncing     bool    `json:"bouncing"`
+	BouncedAt    *string `json:"bounced_at"`
+	BounceStatus *string `json:"bounce_status"`
+	BounceReason *string `json:"bounce_reason"`
 }
 
 // Agent is the caller (GET /api/v2/agents/me).
@@ -286,7 +290,16 @@ func contactJSON(c *store.Contact) Contact {
 		ID: c.ID, Name: c.Name, Email: c.Email, Active: true, Language: lang,
 		OtherEmails: []string{}, Tags: []string{}, CustomFields: map[string]any{},
 		CreatedAt: fmtTime(c.CreatedAt), UpdatedAt: fmtTime(c.UpdatedAt), Bouncing: c.Bouncing, BouncedAt: fmtPtr(c.BouncedAt),
+		BounceStatus: nonEmpty(c.BounceStatus), BounceReason: nonEmpty(c.BounceReason),
 	}
+}
+
+// nonEmpty is s, or nil (JSON null) when s is empty.
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 func agentJSON(a *store.Agent) Agent {

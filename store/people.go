@@ -119,6 +119,14 @@ func (t *Tx) Contacts(offset, limit int) ([]Contact, error) {
 	return out, rows.Err()
 }
 
+// SetContactName changes a contact's display name.
+func (t *Tx) SetContactName(id int64, name string) error {
+	if _, err := t.exec(`UPDATE contacts SET name=?, updated_at=? WHERE id=?`, name, ts(t.now()), id); err != nil {
+		return fmt.Errorf("store: contact %d name: %w", id, err)
+	}
+	return nil
+}
+
 // BounceFlag is why an address is flagged bouncing.
 type BounceFlag struct {
 	// Reason is a sentence for people ("mail of ticket 3 (Message-ID

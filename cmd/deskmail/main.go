@@ -36,6 +36,7 @@ func commands() []command {
 		{"tickets", "tickets list|show|update ...   read and change tickets", runTickets},
 		{"outbox", "outbox list|retry ...   queued and sent outbound mail", runOutbox},
 		{"agents", "agents list|add|key ...   agents and their API keys", runAgents},
+		{"contacts", "contacts list|unflag ...   contacts and their bouncing flags", runContacts},
 		{"serve", "serve [--config FILE] [--smtp-listen ADDR] [--http-listen ADDR]   run the daemon (SIGHUP reloads)", runServe},
 		{"check-config", "check-config FILE   validate a configuration file", runCheckConfig},
 		{"status", "status [--config FILE] [--db PATH] [--json]   channel health, outbox, failures", runStatus},

@@ -31,6 +31,9 @@ func TestReadOnlyCommandsNeedDatabase(t *testing.T) {
 		{"backup", filepath.Join(dir, "copy.db")},
 		{"agents", "list"},
 		{"agents", "key", "alice@example.com"},
+		{"contacts", "list"},
+		{"contacts", "list", "--bouncing"},
+		{"contacts", "unflag", "jane@example.com"},
 	}
 	// Every command that opens a database must be in the table above
 	// or be one of those that create it or open none.

@@ -48,6 +48,18 @@ type statusReport struct {
 	IMAPSetAsideMessages []setAsideStatus `json:"imap_set_aside_messages"`
 	// Webhooks is the webhook delivery queue.
 	Webhooks webhookStatus `json:"webhooks"`
+	// Bounces counts the delivery status reports received by what they
+	// proved, and shows the latest that proved nothing (kept raw,
+	// flagging nobody).
+	Bounces struct {
+		Flagged            int            `json:"flagged"`
+		Transient          int            `json:"transient"`
+		Uncorrelated       int            `json:"uncorrelated"`
+		RecentUncorrelated []store.Bounce `json:"recent_uncorrelated"`
+		// BouncingContacts counts the contacts flagged bouncing now
+		// (deskmail contacts list --bouncing).
+		BouncingContacts int `json:"bouncing_contacts"`
+	} `json:"bounces"`
 }
 
 // webhookStatus is the webhook delivery queue in deskmail status.
@@ -153,7 +165,7 @@ func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			return err
 		}
 		rep.Webhooks = webhookStatus{Queued: wh.Queued, Retrying: wh.Retrying, Failed: wh.Failed, Sent: wh.Sent, LastError: wh.LastError}
-		return nil
+		return bounceStatus(tx, &rep)
 	})
 	if err != nil {
 		return err
@@ -186,6 +198,16 @@ func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		fmt.Fprintf(stdout, "; last error: %s", oneLine(rep.Webhooks.LastError, 80))
 	}
 	fmt.Fprintf(stdout, "\nmessages kept raw after a failure: %d\n", rep.FailedMessages)
+	b := rep.Bounces
+	fmt.Fprintf(stdout, "delivery reports: %d flagged an address, %d transient, %d proved nothing and flagged nobody; %d contacts flagged bouncing (deskmail contacts list --bouncing)\n",
+		b.Flagged, b.Transient, b.Uncorrelated, b.BouncingContacts)
+	for _, u := range b.RecentUncorrelated {
+		ticket := ""
+		if u.TicketID != nil {
+			ticket = fmt.Sprintf(", noted on ticket %d", *u.TicketID)
+		}
+		fmt.Fprintf(stdout, "  bounce %d, %s, from %s, raw message %d%s: %s\n", u.ID, fmtTime(&u.ReceivedAt), orDash(u.FromEmail), derefID(u.RawID), ticket, oneLine(u.Note, 160))
+	}
 	if rep.IMAPSetAside > 0 {
 		fmt.Fprintf(stdout, "mailbox messages the server would not deliver, set aside: %d (see the channel's failed folder)\n", rep.IMAPSetAside)
 		w := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
@@ -200,6 +222,34 @@ func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		w.Flush()
 	}
 	return nil
+}
+
+// bounceStatus fills the report's bounces section.
+func bounceStatus(tx *store.Tx, rep *statusReport) error {
+	b := &rep.Bounces
+	var err error
+	if b.Flagged, err = tx.CountBounces(store.BounceFlagged); err != nil {
+		return err
+	}
+	if b.Transient, err = tx.CountBounces(store.BounceTransient); err != nil {
+		return err
+	}
+	if b.Uncorrelated, err = tx.CountBounces(store.BounceUncorrelated); err != nil {
+		return err
+	}
+	if b.RecentUncorrelated, err = tx.Bounces(store.BounceUncorrelated, 5); err != nil {
+		return err
+	}
+	cs, err := tx.BouncingContacts()
+	b.BouncingContacts = len(cs)
+	return err
+}
+
+func derefID(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
 }
 
 func fmtTime(t *time.Time) string {
