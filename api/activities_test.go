@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/deskmail/deskmail/store"
 )
 
 // TestTicketActivities: a ticket's history comes through the API,
@@ -42,4 +44,39 @@ func TestTicketActivities(t *testing.T) {
 	}
 	want(t, h.do(alice, "GET", "/api/v2/tickets/999999/activities", nil), http.StatusNotFound)
 	want(t, h.do(alice, "GET", fmt.Sprintf("/api/v2/tickets/%d/activities?page=x", id), nil), http.StatusBadRequest)
+}
+
+// TestContactLanguageByAPI: an admin sets a contact's language with PUT
+// /api/v2/contacts/{id}; the next confirmation to that contact is
+// written in it. A value that is no language tag is a 400.
+func TestContactLanguageByAPI(t *testing.T) {
+	h := newHarness(t, hopts{})
+	h.mail("jane@customers.test", "support@acme.test", "First", "lang1@customers.test", "Hello.")
+	r := h.do(alice, "GET", "/api/v2/contacts?email=jane@customers.test", nil)
+	want(t, r, http.StatusOK)
+	id := int64(r.list(t)[0]["id"].(float64))
+	wantFieldError(t, h.do(root, "PUT", fmt.Sprintf("/api/v2/contacts/%d", id), map[string]any{"language": "../de"}), "language", "invalid_value")
+	r = h.do(root, "PUT", fmt.Sprintf("/api/v2/contacts/%d", id), map[string]any{"language": "DE"})
+	want(t, r, http.StatusOK)
+	if r.obj(t)["language"] != "de" {
+		t.Fatalf("contact after PUT: %s", r.body)
+	}
+	h.mail("jane@customers.test", "support@acme.test", "Second", "lang2@customers.test", "Hello again.")
+	var rows []store.OutboxMail
+	if err := h.st.Read(h.ctx, func(tx *store.Tx) error {
+		var err error
+		rows, err = tx.ListOutbox(store.OutboxFilter{WithRaw: true})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	for _, m := range rows {
+		if m.Kind == "confirmation" {
+			last = string(m.Raw)
+		}
+	}
+	if !strings.Contains(last, "Content-Language: de") {
+		t.Errorf("confirmation after the contact's language became de:\n%.600s", last)
+	}
 }

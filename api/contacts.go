@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"net/http"
+	"regexp"
 	"strings"
 
 	"github.com/deskmail/deskmail/store"
@@ -79,6 +80,11 @@ func (s *server) viewContact(w http.ResponseWriter, r *http.Request, a *store.Ag
 // PUT /api/v2/contacts/{id} (admins): name, and the deskmail extension
 // "bouncing": false, which clears the address's bouncing flag so mail
 // goes to it again. Only a proven bounce sets the flag: true is refused.
+// languageTag is what a contact's language may be: a BCP 47 tag in
+// lower case; mail to the contact is written in it when templates exist
+// (else its primary language, else the channel's).
+var languageTag = regexp.MustCompile(`^[a-z]{2,3}(-[a-z0-9]{2,8})*$`)
+
 func (s *server) updateContact(w http.ResponseWriter, r *http.Request, a *store.Agent) {
 	id, ok := pathID(r)
 	if !ok {
@@ -90,8 +96,16 @@ func (s *server) updateContact(w http.ResponseWriter, r *http.Request, a *store.
 		return
 	}
 	var fe fieldErrors
-	in.checkUnknown(&fe, "name", "bouncing")
+	in.checkUnknown(&fe, "name", "bouncing", "language")
 	name := in.str("name", &fe)
+	lang := in.str("language", &fe)
+	if lang != nil {
+		l := strings.ToLower(strings.TrimSpace(*lang))
+		if !languageTag.MatchString(l) {
+			fe.add("language", codeInvalidValue, "It should be a language tag such as en, fr, de, es or pt-br")
+		}
+		lang = &l
+	}
 	bouncing := in.boolean("bouncing", &fe)
 	if bouncing != nil && *bouncing {
 		fe.add("bouncing", codeInvalidValue, "Only a delivery report proven to answer our mail flags an address; set false to clear the flag")
@@ -108,6 +122,11 @@ func (s *server) updateContact(w http.ResponseWriter, r *http.Request, a *store.
 		}
 		if name != nil {
 			if err := tx.SetContactName(id, strings.TrimSpace(*name)); err != nil {
+				return err
+			}
+		}
+		if lang != nil {
+			if err := tx.SetContactLanguage(id, *lang); err != nil {
 				return err
 			}
 		}
