@@ -695,12 +695,18 @@ func (p *Pipeline) one(tx *store.Tx, pr *prepared) (Result, error) {
 	pr.in.RawID = rawID
 	var out *threading.Outcome
 	err = tx.Savepoint(func() error {
-		var err error
-		out, err = p.engine.Thread(tx, pr.in)
-		if err != nil {
-			return err
+		thread := func() error {
+			var err error
+			out, err = p.engine.Thread(tx, pr.in)
+			if err != nil {
+				return err
+			}
+			return p.notify(tx, pr, out)
 		}
-		return p.notify(tx, pr, out)
+		if pr.raw.History {
+			return tx.WithoutTicketHook(thread)
+		}
+		return thread()
 	})
 	if err != nil {
 		if ctxErr := tx.Context().Err(); ctxErr != nil {

@@ -48,6 +48,10 @@ type Raw struct {
 	// Quiet suppresses confirmations and notifications (history
 	// import of an IMAP mailbox).
 	Quiet bool
+	// History marks old mail imported as history (an IMAP folder's
+	// existing mail with imap.existing: import, deskmail import): its
+	// tickets get no SLA clock, whose targets would be long past.
+	History bool
 	// Sent marks mail the team sent from the support mailbox itself (its
 	// Sent folder): it is threaded as an agent reply and never mailed.
 	Sent bool

@@ -56,11 +56,6 @@ func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		return err
 	}
 	defer rt.Close()
-	if !*clocks {
-		// History has no SLA: its due dates are long past, and the
-		// scheduler would escalate every imported ticket at once.
-		rt.st.SetTicketHook(nil)
-	}
 	if *channel != "" && !hasChannel(rt.cfg, *channel) {
 		return fmt.Errorf("%w: no channel %q in %s", errUsage, *channel, configName(rt.cfg))
 	}
@@ -86,7 +81,7 @@ func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 			return err
 		}
 		hi := min(lo+ingestBatch, len(msgs))
-		raws, known, err := importBatch(ctx, rt, msgs[lo:hi], team, *channel, fail)
+		raws, known, err := importBatch(ctx, rt, msgs[lo:hi], team, *channel, *clocks, fail)
 		if err != nil {
 			prog.done()
 			return err
@@ -141,7 +136,9 @@ func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 // importBatch reads one batch of archive messages and returns those to
 // ingest; messages whose Message-ID is already stored (an earlier or
 // interrupted run) are counted in known and not stored again.
-func importBatch(ctx context.Context, rt *runtime, msgs []archive.Message, team map[string]bool, channel string,
+// Without clocks the messages are History: their tickets get no SLA
+// clock (old due dates would escalate every one at once).
+func importBatch(ctx context.Context, rt *runtime, msgs []archive.Message, team map[string]bool, channel string, clocks bool,
 	fail func(name, reason string)) ([]ingest.Raw, int, error) {
 	type item struct {
 		raw ingest.Raw
@@ -161,7 +158,7 @@ func importBatch(ctx context.Context, rt *runtime, msgs []archive.Message, team 
 			at = time.Now()
 		}
 		items = append(items, item{id: id, raw: ingest.Raw{Data: data, Source: ingest.SourceImport, Name: m.Name, Channel: channel,
-			Quiet: true, Sent: team[from], Envelope: ingest.Envelope{ReceivedAt: at}}})
+			Quiet: true, Sent: team[from], History: !clocks, Envelope: ingest.Envelope{ReceivedAt: at}}})
 		if id != "" {
 			ids = append(ids, id)
 		}

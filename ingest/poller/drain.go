@@ -608,8 +608,8 @@ func (s *session) fetchBodies(uids []imap.UID, byUID map[imap.UID]meta) ([]inges
 			Name:    fmt.Sprintf("imap:%s/%s/%d/%d", s.p.channel, s.p.folder, s.state.UIDValidity, uid),
 			Envelope: ingest.Envelope{ReceivedAt: received, Mailbox: s.p.folder, UIDValidity: s.state.UIDValidity,
 				UID: uint32(uid), TLS: s.p.im.TLS != "none"},
-			Quiet: m.history || s.p.sent,
-			Sent:  s.p.sent,
+			Quiet: m.history || s.p.sent, History: m.history,
+			Sent: s.p.sent,
 		})
 	}
 	if err := cmd.Close(); err != nil {

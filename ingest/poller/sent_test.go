@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -142,5 +143,32 @@ func TestSentMailStartsConversation(t *testing.T) {
 	})
 	if n := len(h.tickets()); n != 1 {
 		t.Errorf("%d tickets, want 1 (the internal mail opens none, the answer threads)", n)
+	}
+}
+
+// TestHistoryImportStartsNoClock: mail already in the folder, imported
+// as history (existing: import), writes its tickets without the SLA
+// hook (old targets would escalate at once); mail that arrives later
+// goes through it.
+func TestHistoryImportStartsNoClock(t *testing.T) {
+	b := memServer(t, memOptions{})
+	b.appendMsg(t, "INBOX", message("old-1@example.net", "erin@example.net", "Old question"), time.Now().Add(-30*24*time.Hour))
+	h := newHarness(t, b, "existing: import")
+	var mu sync.Mutex
+	hooked := map[string]int{}
+	h.st.SetTicketHook(func(tx *store.Tx, tk *store.Ticket) error {
+		mu.Lock()
+		hooked[tk.Subject]++
+		mu.Unlock()
+		return nil
+	})
+	h.start()
+	eventually(t, 10*time.Second, "the old mail as a ticket", func() bool { return len(h.tickets()) == 1 })
+	b.appendMsg(t, "INBOX", message("new-1@example.net", "fred@example.net", "New question"), time.Now())
+	eventually(t, 10*time.Second, "the new mail as a ticket", func() bool { return len(h.tickets()) == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	if hooked["Old question"] != 0 || hooked["New question"] == 0 {
+		t.Errorf("ticket hook calls %v: want none for history, some for live mail", hooked)
 	}
 }
