@@ -597,14 +597,8 @@ func (e *Engine) sentNew(tx *store.Tx, in *Incoming, from string, now time.Time)
 			return nil, err
 		}
 	}
-	var agentID *int64
-	actor := Actor{Type: "mail", Name: from}
-	agent, err := tx.AgentByEmail(from)
-	switch {
-	case err == nil:
-		agentID = &agent.ID
-		actor = Actor{Type: "agent", Name: agent.Email}
-	case !errors.Is(err, store.ErrNotFound):
+	actor, agentID, err := sentActor(tx, from)
+	if err != nil {
 		return nil, err
 	}
 	conv, err := e.addConversation(tx, tk, in, "reply", false, false, nil, agentID, now)
@@ -625,6 +619,20 @@ func (e *Engine) sentNew(tx *store.Tx, in *Incoming, from string, now time.Time)
 		return nil, err
 	}
 	return e.finish(tx, in, &Outcome{Action: "created", Ticket: tk, Conversation: conv})
+}
+
+// sentActor is who sent mail from the support mailbox: the agent whose
+// address it is (and their id), else the address itself.
+func sentActor(tx *store.Tx, from string) (Actor, *int64, error) {
+	agent, err := tx.AgentByEmail(from)
+	switch {
+	case err == nil:
+		return Actor{Type: "agent", Name: agent.Email}, &agent.ID, nil
+	case errors.Is(err, store.ErrNotFound):
+		return Actor{Type: "mail", Name: from}, nil, nil
+	default:
+		return Actor{}, nil, err
+	}
 }
 
 // learnLanguage gives a contact without a language the Content-Language
@@ -1036,14 +1044,8 @@ func (e *Engine) sentReply(tx *store.Tx, in *Incoming, from string, now time.Tim
 	if tk == nil {
 		return e.sentNew(tx, in, from, now)
 	}
-	var agentID *int64
-	actor := Actor{Type: "mail", Name: from}
-	agent, err := tx.AgentByEmail(from)
-	switch {
-	case err == nil:
-		agentID = &agent.ID
-		actor = Actor{Type: "agent", Name: agent.Email}
-	case !errors.Is(err, store.ErrNotFound):
+	actor, agentID, err := sentActor(tx, from)
+	if err != nil {
 		return nil, err
 	}
 	// Only the new text: the quoted history is already on the ticket.
