@@ -27,47 +27,10 @@ type Activity struct {
 
 // listActivities serves GET /api/v2/tickets/{id}/activities.
 func (s *server) listActivities(w http.ResponseWriter, r *http.Request, a *store.Agent) {
-	id, ok := pathID(r)
-	if !ok {
-		notFound(w)
-		return
-	}
-	q := r.URL.Query()
-	var fe fieldErrors
-	checkQuery(q, &fe, "page", "per_page")
-	pageNo, perPage := page(q, &fe)
-	if len(fe) > 0 {
-		writeValidation(w, fe)
-		return
-	}
-	var tk *store.Ticket
-	var hist []store.History
-	err := s.st.Read(r.Context(), func(tx *store.Tx) error {
-		var err error
-		if tk, err = tx.Ticket(id); err != nil {
-			return err
-		}
-		hist, err = tx.TicketHistory(id)
-		return err
-	})
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if !s.visible(a, tk.Channel) {
-		forbidden(w)
-		return
-	}
-	start := min((pageNo-1)*perPage, len(hist))
-	end := min(start+perPage, len(hist))
-	out := make([]Activity, 0, end-start)
-	for _, h := range hist[start:end] {
-		out = append(out, Activity{ID: h.ID, TicketID: h.TicketID, CreatedAt: h.At.UTC().Format(time.RFC3339),
-			ActorType: h.ActorType, Actor: h.Actor, ConversationID: h.ConversationID, Action: h.Action,
-			Field: h.Field, OldValue: h.OldValue, NewValue: h.NewValue, Note: h.Note})
-	}
-	if end < len(hist) {
-		s.setNextLink(w, r, pageNo)
-	}
-	writeJSON(w, http.StatusOK, out)
+	ticketPage(s, w, r, a, func(tx *store.Tx, id int64) ([]store.History, error) { return tx.TicketHistory(id) },
+		func(h *store.History, _ string) Activity {
+			return Activity{ID: h.ID, TicketID: h.TicketID, CreatedAt: h.At.UTC().Format(time.RFC3339),
+				ActorType: h.ActorType, Actor: h.Actor, ConversationID: h.ConversationID, Action: h.Action,
+				Field: h.Field, OldValue: h.OldValue, NewValue: h.NewValue, Note: h.Note}
+		})
 }

@@ -15,6 +15,21 @@ import (
 // after the description (the first message is the ticket's
 // description, as in Freshdesk), oldest first.
 func (s *server) listConversations(w http.ResponseWriter, r *http.Request, a *store.Agent) {
+	ticketPage(s, w, r, a, func(tx *store.Tx, id int64) ([]store.Conversation, error) {
+		convs, err := tx.Conversations(id)
+		if len(convs) > 0 {
+			convs = convs[1:]
+		}
+		return convs, err
+	}, func(c *store.Conversation, base string) Conversation { return conversationJSON(c, base) })
+}
+
+// ticketPage serves a paginated list that belongs to one ticket
+// (/api/v2/tickets/{id}/…): it reads the ticket and its items in one
+// snapshot, answers 403 for a ticket out of the agent's scope, and
+// writes the page asked (with a Link header to the next one).
+func ticketPage[T, J any](s *server, w http.ResponseWriter, r *http.Request, a *store.Agent,
+	load func(tx *store.Tx, id int64) ([]T, error), toJSON func(item *T, base string) J) {
 	id, ok := pathID(r)
 	if !ok {
 		notFound(w)
@@ -29,13 +44,13 @@ func (s *server) listConversations(w http.ResponseWriter, r *http.Request, a *st
 		return
 	}
 	var tk *store.Ticket
-	var convs []store.Conversation
+	var items []T
 	err := s.st.Read(r.Context(), func(tx *store.Tx) error {
 		var err error
 		if tk, err = tx.Ticket(id); err != nil {
 			return err
 		}
-		convs, err = tx.Conversations(id)
+		items, err = load(tx, id)
 		return err
 	})
 	if err != nil {
@@ -46,17 +61,14 @@ func (s *server) listConversations(w http.ResponseWriter, r *http.Request, a *st
 		forbidden(w)
 		return
 	}
-	if len(convs) > 0 {
-		convs = convs[1:]
-	}
-	start := min((pageNo-1)*perPage, len(convs))
-	end := min(start+perPage, len(convs))
+	start := min((pageNo-1)*perPage, len(items))
+	end := min(start+perPage, len(items))
 	base := s.baseURL(r)
-	out := make([]Conversation, 0, end-start)
+	out := make([]J, 0, end-start)
 	for i := start; i < end; i++ {
-		out = append(out, conversationJSON(&convs[i], base))
+		out = append(out, toJSON(&items[i], base))
 	}
-	if end < len(convs) {
+	if end < len(items) {
 		s.setNextLink(w, r, pageNo)
 	}
 	writeJSON(w, http.StatusOK, out)
