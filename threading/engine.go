@@ -211,7 +211,17 @@ func (e *Engine) thread(tx *store.Tx, in *Incoming, cleared **store.Contact) (*O
 	}
 
 	if in.Sent {
-		return e.sentReply(tx, in, from, now)
+		return e.sentReply(tx, in, from, now, false)
+	}
+	if team, err := e.historyTeamMail(tx, in, from); err != nil {
+		return nil, err
+	} else if team {
+		out, err := e.sentReply(tx, in, from, now, true)
+		if out != nil || err != nil {
+			return out, err
+		}
+		// Team mail of the history that answers no ticket and names no
+		// customer goes on as live mail would.
 	}
 
 	// 2. Mail from our own support addresses is a loop.
@@ -545,14 +555,17 @@ func (e *Engine) find(tx *store.Tx, in *Incoming, from string, isAgent bool) (ma
 }
 
 // sentNew opens a ticket for mail the team sent from the shared
-// mailbox (its Sent folder) that answers nothing deskmail knows: the
+// mailbox (its Sent folder, or found in an imported history) that
+// answers nothing deskmail knows: the
 // first recipient in To, then Cc, that is neither a support address
 // nor an agent is the requester, the other such recipients are CCs
 // (the team put them there), the team's mail is the first, outgoing
 // conversation, and the pipeline's agent-reply status applies, as
 // after any agent reply. Nothing is mailed: the customer already has
-// it. Mail to no customer (only colleagues) is ignored (kept raw).
-func (e *Engine) sentNew(tx *store.Tx, in *Incoming, from string, now time.Time) (*Outcome, error) {
+// it. Mail to no customer (only colleagues) is ignored (kept raw); in a
+// history (history set) sentNew returns nil instead, and the caller
+// threads it as live mail.
+func (e *Engine) sentNew(tx *store.Tx, in *Incoming, from string, now time.Time, history bool) (*Outcome, error) {
 	var people []Person
 	for _, p := range append(append([]Person{}, in.To...), in.Cc...) {
 		email := lower(p.Email)
@@ -569,6 +582,9 @@ func (e *Engine) sentNew(tx *store.Tx, in *Incoming, from string, now time.Time)
 		}
 	}
 	if len(people) == 0 {
+		if history {
+			return nil, nil
+		}
 		return &Outcome{Action: "ignored", Suppress: "sent mail to no customer"}, nil
 	}
 	req := people[0]
@@ -606,7 +622,7 @@ func (e *Engine) sentNew(tx *store.Tx, in *Incoming, from string, now time.Time)
 		return nil, err
 	}
 	actor.ConversationID = &conv.ID
-	if err := Record(tx, tk.ID, actor, "created", "", "", "", "ticket opened by the team's own mail to "+req.Email+" (sent from the support mailbox)", now); err != nil {
+	if err := Record(tx, tk.ID, actor, "created", "", "", "", "ticket opened by the team's own mail to "+req.Email+" ("+sentWhere(history)+")", now); err != nil {
 		return nil, err
 	}
 	if err := e.AgentResponded(tx, tk, actor, now); err != nil {
@@ -619,6 +635,36 @@ func (e *Engine) sentNew(tx *store.Tx, in *Incoming, from string, now time.Time)
 		return nil, err
 	}
 	return e.finish(tx, in, &Outcome{Action: "created", Ticket: tk, Conversation: conv})
+}
+
+// sentWhere says where the team's mail was found, for the history.
+func sentWhere(history bool) string {
+	if history {
+		return "found in the imported history"
+	}
+	return "sent from the support mailbox, found in its Sent folder"
+}
+
+// historyTeamMail reports whether in is mail of an imported history
+// (Quiet: deskmail import, an IMAP folder's existing mail) written by
+// the team — from an agent's or a support address: that mail is the
+// team's reply, as if it were in the Sent folder. Automatic replies and
+// bounces are not (an old helpdesk's confirmations stay out).
+func (e *Engine) historyTeamMail(tx *store.Tx, in *Incoming, from string) (bool, error) {
+	if !in.Quiet || from == "" || in.Kind == "auto_reply" || in.Kind == "bounce" {
+		return false, nil
+	}
+	if e.isSupport(in, from) {
+		return true, nil
+	}
+	_, err := tx.AgentByEmail(from)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	}
+	return false, err
 }
 
 // sentActor is who sent mail from the support mailbox: the agent whose
@@ -1030,10 +1076,11 @@ func (e *Engine) finish(tx *store.Tx, in *Incoming, out *Outcome) (*Outcome, err
 }
 
 // sentReply threads mail the team sent from the shared mailbox (its
-// Sent folder) onto its ticket as an outgoing agent reply. Nothing is
-// mailed: the customer already has it. Mail that belongs to no ticket
-// opens one (sentNew).
-func (e *Engine) sentReply(tx *store.Tx, in *Incoming, from string, now time.Time) (*Outcome, error) {
+// Sent folder) or found in an imported history (history set) onto its
+// ticket as an outgoing agent reply. Nothing is mailed: the customer
+// already has it. Mail that belongs to no ticket opens one (sentNew);
+// nil means history mail that sentNew leaves to the live rules.
+func (e *Engine) sentReply(tx *store.Tx, in *Incoming, from string, now time.Time, history bool) (*Outcome, error) {
 	// The mailbox is ours and authenticated, so the subject token needs
 	// no participant check: pass isAgent.
 	m, err := e.find(tx, in, from, true)
@@ -1042,7 +1089,7 @@ func (e *Engine) sentReply(tx *store.Tx, in *Incoming, from string, now time.Tim
 	}
 	tk := m.tk
 	if tk == nil {
-		return e.sentNew(tx, in, from, now)
+		return e.sentNew(tx, in, from, now, history)
 	}
 	actor, agentID, err := sentActor(tx, from)
 	if err != nil {
@@ -1057,7 +1104,7 @@ func (e *Engine) sentReply(tx *store.Tx, in *Incoming, from string, now time.Tim
 	if err := e.AgentResponded(tx, tk, actor, now); err != nil {
 		return nil, err
 	}
-	if err := Record(tx, tk.ID, actor, "sent_from_mailbox", "", "", "", "reply sent from the support mailbox, found in its Sent folder", now); err != nil {
+	if err := Record(tx, tk.ID, actor, "sent_from_mailbox", "", "", "", "reply "+sentWhere(history), now); err != nil {
 		return nil, err
 	}
 	if err := tx.UpdateTicket(tk); err != nil {

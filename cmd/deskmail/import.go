@@ -64,10 +64,6 @@ func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	for _, e := range scanErrs {
 		fmt.Fprintf(stderr, "deskmail import: %v\n", e)
 	}
-	team, err := teamAddresses(ctx, rt)
-	if err != nil {
-		return err
-	}
 	sum := importSummary{Messages: len(msgs), Reasons: map[string]int{}}
 	fail := func(name, reason string) {
 		sum.Failed++
@@ -81,7 +77,7 @@ func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 			return err
 		}
 		hi := min(lo+ingestBatch, len(msgs))
-		raws, known, err := importBatch(ctx, rt, msgs[lo:hi], team, *channel, *clocks, fail)
+		raws, known, err := importBatch(ctx, rt, msgs[lo:hi], *channel, *clocks, fail)
 		if err != nil {
 			prog.done()
 			return err
@@ -137,8 +133,10 @@ func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 // ingest; messages whose Message-ID is already stored (an earlier or
 // interrupted run) are counted in known and not stored again.
 // Without clocks the messages are History: their tickets get no SLA
-// clock (old due dates would escalate every one at once).
-func importBatch(ctx context.Context, rt *runtime, msgs []archive.Message, team map[string]bool, channel string, clocks bool,
+// clock (old due dates would escalate every one at once). They are
+// Quiet: nothing is mailed, and the team's mail among them (from an
+// agent's or a support address) becomes agent replies.
+func importBatch(ctx context.Context, rt *runtime, msgs []archive.Message, channel string, clocks bool,
 	fail func(name, reason string)) ([]ingest.Raw, int, error) {
 	type item struct {
 		raw ingest.Raw
@@ -152,13 +150,13 @@ func importBatch(ctx context.Context, rt *runtime, msgs []archive.Message, team 
 			fail(m.Name, err.Error())
 			continue
 		}
-		id, from := headerFacts(data)
+		id := headerMessageID(data)
 		at := m.Date
 		if at.IsZero() || at.After(time.Now()) {
 			at = time.Now()
 		}
 		items = append(items, item{id: id, raw: ingest.Raw{Data: data, Source: ingest.SourceImport, Name: m.Name, Channel: channel,
-			Quiet: true, Sent: team[from], History: !clocks, Envelope: ingest.Envelope{ReceivedAt: at}}})
+			Quiet: true, History: !clocks, Envelope: ingest.Envelope{ReceivedAt: at}}})
 		if id != "" {
 			ids = append(ids, id)
 		}
@@ -186,45 +184,19 @@ func importBatch(ctx context.Context, rt *runtime, msgs []archive.Message, team 
 	return raws, known, nil
 }
 
-// headerFacts reads a message's Message-ID (without <>) and From
-// address (lower case), "" when missing or unreadable; the pipeline's
-// parser decides everything else.
-func headerFacts(data []byte) (id, from string) {
+// headerMessageID reads a message's Message-ID (without <>), "" when
+// missing or unreadable; the pipeline's parser decides everything else.
+func headerMessageID(data []byte) string {
 	m, err := mail.ReadMessage(bytes.NewReader(data))
 	if err != nil {
-		return "", ""
+		return ""
 	}
-	id = strings.TrimSpace(m.Header.Get("Message-Id"))
+	id := strings.TrimSpace(m.Header.Get("Message-Id"))
 	id = strings.TrimSuffix(strings.TrimPrefix(id, "<"), ">")
 	if strings.ContainsAny(id, " <>") {
 		id = ""
 	}
-	if a, err := mail.ParseAddress(m.Header.Get("From")); err == nil {
-		from = strings.ToLower(a.Address)
-	}
-	return id, from
-}
-
-// teamAddresses are the addresses whose mail in a history is the
-// team's own: every agent's and every support address.
-func teamAddresses(ctx context.Context, rt *runtime) (map[string]bool, error) {
-	out := map[string]bool{}
-	for _, ch := range rt.cfg.Channels {
-		for _, a := range ch.Addresses {
-			out[strings.ToLower(a)] = true
-		}
-	}
-	err := rt.st.Read(ctx, func(tx *store.Tx) error {
-		agents, err := tx.Agents()
-		for _, a := range agents {
-			out[strings.ToLower(a.Email)] = true
-		}
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("import: %w", err)
-	}
-	return out, nil
+	return id
 }
 
 // hasChannel reports whether the configuration declares channel name.

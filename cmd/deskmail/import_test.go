@@ -147,8 +147,8 @@ poll:
 				t.Errorf("ticket %d: message %s stored twice", id, c.MessageID)
 			}
 			seen[c.MessageID] = true
-			if c.FromEmail == "alice@acme.example" && c.Private {
-				t.Errorf("ticket %d: the agent's answer became a private note", id)
+			if c.FromEmail == "alice@acme.example" && (c.Private || c.Incoming || c.AgentID == nil) {
+				t.Errorf("ticket %d: the agent's answer is not her outgoing reply: private %v incoming %v agent %v", id, c.Private, c.Incoming, c.AgentID)
 			}
 		}
 		total += len(tk.Conversations)

@@ -202,6 +202,8 @@ type shown struct {
 	Conversations []struct {
 		FromEmail string `json:"from_email"`
 		Private   bool   `json:"private"`
+		Incoming  bool   `json:"incoming"`
+		AgentID   *int64 `json:"agent_id"`
 		MessageID string `json:"message_id"`
 	} `json:"conversations"`
 	History []struct {

@@ -498,7 +498,19 @@ func newHarness(t testing.TB, b *backend, imapExtra ...string) *harness {
 	}
 	t.Cleanup(func() { st.Close() })
 	h := &harness{t: t, b: b, cfg: cfg, st: st}
-	env := ingest.Env{Config: cfg, Signer: threading.NewSigner([]byte("test secret"), 90*24*time.Hour),
+	h.buildPipeline()
+	h.opts = Options{backoffMin: 10 * time.Millisecond, backoffMax: 200 * time.Millisecond}
+	if testing.Verbose() {
+		h.opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return h
+}
+
+// buildPipeline (re)builds the pipeline from h.cfg (after a test
+// changed it, e.g. added agents).
+func (h *harness) buildPipeline() {
+	h.t.Helper()
+	env := ingest.Env{Config: h.cfg, Signer: threading.NewSigner([]byte("test secret"), 90*24*time.Hour),
 		Notify: func(tx *store.Tx, n ingest.Notice) error {
 			h.mu.Lock()
 			if !h.noNotices {
@@ -507,14 +519,10 @@ func newHarness(t testing.TB, b *backend, imapExtra ...string) *harness {
 			h.mu.Unlock()
 			return nil
 		}}
-	if h.pl, err = ingest.NewPipeline(ctx, st, env); err != nil {
-		t.Fatal(err)
+	var err error
+	if h.pl, err = ingest.NewPipeline(context.Background(), h.st, env); err != nil {
+		h.t.Fatal(err)
 	}
-	h.opts = Options{backoffMin: 10 * time.Millisecond, backoffMax: 200 * time.Millisecond}
-	if testing.Verbose() {
-		h.opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return h
 }
 
 // start runs the pollers until stop (or the end of the test).

@@ -1,6 +1,7 @@
 package poller
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/deskmail/deskmail/config"
+	"github.com/deskmail/deskmail/store"
 )
 
 // Tests that run the same against imapmemserver and Dovecot take a
@@ -420,4 +422,88 @@ func TestBrokenChannelDoesNotStopOthers(t *testing.T) {
 	eventually(t, 10*time.Second, "first poll", func() bool { return h.checkpoint("INBOX") != nil })
 	b.appendMsg(t, "INBOX", message("ok@example.net", "z@example.net", "Works"), time.Now())
 	eventually(t, 10*time.Second, "a ticket through the good channel", func() bool { return len(h.tickets()) == 1 })
+}
+
+// mail builds a plain message with threading headers (refs may be
+// empty), dated at.
+func mail(id, from, to, cc, subject string, at time.Time, refs ...string) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\n", from, to)
+	if cc != "" {
+		fmt.Fprintf(&b, "Cc: %s\r\n", cc)
+	}
+	fmt.Fprintf(&b, "Subject: %s\r\nMessage-ID: <%s>\r\nDate: %s\r\n", subject, id, at.Format(time.RFC1123Z))
+	if len(refs) > 0 {
+		fmt.Fprintf(&b, "In-Reply-To: <%s>\r\nReferences: <%s>\r\n", refs[len(refs)-1], strings.Join(refs, "> <"))
+	}
+	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nMessage " + id + ".\r\n")
+	return []byte(b.String())
+}
+
+// existing: import of an INBOX whose history holds an agent's answer
+// (From the agent, Cc the support address): it becomes the agent's
+// outgoing reply on the customer's ticket, not a customer message, and
+// nothing is mailed.
+func TestExistingImportAgentMail(t *testing.T) {
+	b := memServer(t, memOptions{})
+	c := b.client(t)
+	at := time.Now().Add(-48 * time.Hour)
+	b.appendWith(t, c, "INBOX", mail("q1@customer.example", "Carol <carol@customer.example>", "support@example.com", "", "Printer on fire", at), at)
+	b.appendWith(t, c, "INBOX", mail("a1@example.com", "Alice <alice@example.com>", "carol@customer.example", "support@example.com",
+		"Re: Printer on fire", at.Add(time.Hour), "q1@customer.example"), at.Add(time.Hour))
+	b.appendWith(t, c, "INBOX", mail("r1@customer.example", "carol@customer.example", "alice@example.com", "support@example.com",
+		"Re: Printer on fire", at.Add(2*time.Hour), "q1@customer.example", "a1@example.com"), at.Add(2*time.Hour))
+	h := newHarness(t, b, "existing: import")
+	h.cfg.Agents = []config.AgentConfig{{Email: "alice@example.com", Name: "Alice"}}
+	h.buildPipeline()
+	h.start()
+	eventually(t, 10*time.Second, "the history imported", func() bool { return h.countRaw("processed") == 3 })
+	h.stop()
+	tks := h.tickets()
+	if len(tks) != 1 {
+		t.Fatalf("%d tickets, want the one thread", len(tks))
+	}
+	var convs []store.Conversation
+	var hist []store.History
+	var alice *store.Agent
+	err := h.st.Read(context.Background(), func(tx *store.Tx) (err error) {
+		if convs, err = tx.Conversations(tks[0].ID); err != nil {
+			return err
+		}
+		if hist, err = tx.TicketHistory(tks[0].ID); err != nil {
+			return err
+		}
+		alice, err = tx.AgentByEmail("alice@example.com")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(convs) != 3 {
+		t.Fatalf("%d conversations, want 3", len(convs))
+	}
+	a := convs[1]
+	if a.MessageID != "a1@example.com" || a.Incoming || a.Private || a.AgentID == nil || *a.AgentID != alice.ID {
+		t.Errorf("the agent's answer: message %s incoming %v private %v agent %v; want Alice's outgoing public reply",
+			a.MessageID, a.Incoming, a.Private, a.AgentID)
+	}
+	replied := false
+	for _, e := range hist {
+		if e.Action == "sent_from_mailbox" && e.Actor == "alice@example.com" && strings.Contains(e.Note, "imported history") {
+			replied = true
+		}
+	}
+	if !replied {
+		t.Errorf("no agent reply in the history: %+v", hist)
+	}
+	if tks[0].AgentRespondedAt == nil {
+		t.Errorf("ticket has no agent response time")
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, n := range h.notices {
+		if !n.Quiet {
+			t.Errorf("history produced a loud notice: %s", n.Event)
+		}
+	}
 }
