@@ -28,7 +28,8 @@
 // sorted into the correct fields of the Envelope.
 //
 // The Envelope contains both the plain text and HTML portions of the email.  If there was no plain
-// text Part available, the HTML Part will be down-converted using the html2text library[1].  The
+// text Part available, the HTML Part can be down-converted, for example with the html2text
+// library[1], given to the HTMLToText option (deskmail's copy: upstream always converts). The
 // root of the Part tree, as well as slices of the inline and attachment Parts are also available.
 //
 // # Headers

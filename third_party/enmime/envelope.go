@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/inbucket/html2text"
 	"github.com/jhillyerd/enmime/v2/internal/coding"
 	inttp "github.com/jhillyerd/enmime/v2/internal/textproto"
 	"github.com/pkg/errors"
@@ -200,9 +199,9 @@ func (p Parser) EnvelopeFromPart(root *Part) (*Envelope, error) {
 		// We always warn when this happens
 		e.Root.addWarning(ErrorPlainTextFromHTML, "Message did not contain a text/plain part")
 
-		if !p.disableTextConversion {
+		if !p.disableTextConversion && p.htmlToText != nil {
 			var err error
-			if e.Text, err = html2text.FromString(e.HTML); err != nil {
+			if e.Text, err = p.htmlToText(e.HTML); err != nil {
 				e.Text = "" // Down-conversion shouldn't fail
 				p := e.Root.BreadthMatchFirst(matchHTMLBodyPart)
 				p.addErrorf(ErrorPlainTextFromHTML, "Failed to downconvert HTML: %v", err)

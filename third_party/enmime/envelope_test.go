@@ -10,9 +10,16 @@ import (
 	"time"
 
 	"github.com/go-test/deep"
+	"github.com/inbucket/html2text"
 	"github.com/jhillyerd/enmime/v2"
 	"github.com/jhillyerd/enmime/v2/internal/test"
 )
+
+// htmlToTextParser down-converts HTML-only mail as upstream's default
+// parser does (deskmail's copy converts only with the HTMLToText option).
+var htmlToTextParser = enmime.NewParser(enmime.HTMLToText(func(html string) (string, error) {
+	return html2text.FromString(html)
+}))
 
 func TestParseHeaderOnly(t *testing.T) {
 	want := ""
@@ -61,7 +68,7 @@ func TestParseNonMime(t *testing.T) {
 
 func TestParseNonMimeHTML(t *testing.T) {
 	msg := test.OpenTestData("mail", "non-mime-html.raw")
-	e, err := enmime.ReadEnvelope(msg)
+	e, err := htmlToTextParser.ReadEnvelope(msg)
 
 	if err != nil {
 		t.Fatal("Failed to parse non-MIME:", err)
@@ -474,7 +481,7 @@ func TestParseOtherPartsRelated(t *testing.T) {
 
 func TestParseHTMLOnlyInline(t *testing.T) {
 	msg := test.OpenTestData("mail", "html-only-inline.raw")
-	e, err := enmime.ReadEnvelope(msg)
+	e, err := htmlToTextParser.ReadEnvelope(msg)
 	if err != nil {
 		t.Fatal("Failed to parse MIME:", err)
 	}
@@ -1226,7 +1233,7 @@ func TestInlineTextBody(t *testing.T) {
 	}
 
 	msg := test.OpenTestData("mail", "attachment-only-inline-quoted-printable.raw")
-	e, err := enmime.ReadEnvelope(msg)
+	e, err := htmlToTextParser.ReadEnvelope(msg)
 
 	if err != nil {
 		t.Fatal("Failed to parse MIME:", err)

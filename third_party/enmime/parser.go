@@ -26,6 +26,7 @@ type Parser struct {
 	customParseMediaType            CustomParseMediaType
 	stripMediaTypeInvalidCharacters bool
 	disableTextConversion           bool
+	htmlToText                      func(html string) (string, error)
 	disableCharacterDetection       bool
 	minCharsetDetectRunes           int
 	maxPartDepth                    int
