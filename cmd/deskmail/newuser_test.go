@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -19,23 +20,54 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// buildBinary builds the real deskmail binary into a temporary
-// directory.
+// buildBinary returns the real deskmail binary, built on first use
+// into a temporary directory shared by the package's tests.
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds the real binary; skipped with -short")
 	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go tool not found")
+	testBinary.once.Do(func() {
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			testBinary.err = fmt.Errorf("go tool not found: %w", err)
+			return
+		}
+		dir, err := os.MkdirTemp("", "deskmail-bin-")
+		if err != nil {
+			testBinary.err = err
+			return
+		}
+		bin := filepath.Join(dir, "deskmail")
+		out, err := exec.Command(goBin, "build", "-o", bin, "github.com/deskmail/deskmail/cmd/deskmail").CombinedOutput()
+		if err != nil {
+			testBinary.err = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		testBinary.path = bin
+	})
+	if testBinary.err != nil {
+		t.Fatal(testBinary.err)
 	}
-	bin := filepath.Join(t.TempDir(), "deskmail")
-	out, err := exec.Command(goBin, "build", "-o", bin, "github.com/deskmail/deskmail/cmd/deskmail").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	return testBinary.path
+}
+
+// testBinary is the deskmail binary built once per test process (a
+// link of the whole program costs seconds of CPU; 27 tests exec it).
+// Tests must not modify it; TestMain removes its directory.
+var testBinary struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// TestMain runs the package's tests and removes the shared binary.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if testBinary.path != "" {
+		os.RemoveAll(filepath.Dir(testBinary.path))
 	}
-	return bin
+	os.Exit(code)
 }
 
 // daemonProc is a running `deskmail serve`.
