@@ -172,7 +172,7 @@ func TestListPaginationAndFilters(t *testing.T) {
 
 	wantFieldError(t, h.do(alice, "GET", "/api/v2/tickets?per_page=101", nil), "per_page", "invalid_value")
 	wantFieldError(t, h.do(alice, "GET", "/api/v2/tickets?page=0", nil), "page", "invalid_value")
-	wantFieldError(t, h.do(alice, "GET", "/api/v2/tickets?order_by=due_by", nil), "order_by", "invalid_value")
+	wantFieldError(t, h.do(alice, "GET", "/api/v2/tickets?order_by=subject", nil), "order_by", "invalid_value")
 	wantFieldError(t, h.do(alice, "GET", "/api/v2/tickets?order_type=up", nil), "order_type", "invalid_value")
 	wantFieldError(t, h.do(alice, "GET", "/api/v2/tickets?status=42", nil), "status", "invalid_value")
 	wantFieldError(t, h.do(alice, "GET", "/api/v2/tickets?updated_since=yesterday", nil), "updated_since", "invalid_value")

@@ -31,8 +31,14 @@
 //
 // # Where deskmail differs from Freshdesk
 //
-// GET /api/v2/tickets lists every ticket, not only those of the last
-// 30 days, and also filters on status, priority and channel. The view's
+// GET /api/v2/tickets follows Freshdesk's defaults: newest first, only
+// the tickets created in the past 30 days unless updated_since is
+// given, deleted ones only with filter=deleted. Of the predefined
+// filters, new_and_my_open is the open-category tickets unassigned or
+// assigned to the caller; watching and spam are always empty (deskmail
+// has no watchers and never marks a ticket as spam), and company_id
+// matches nothing (there are no companies). It also filters on status,
+// priority and channel, and orders by priority too. The view's
 // include=conversations returns all conversations, not the first ten.
 // group_id numbers the groups named in the configuration in sorted
 // order (group_name gives the name itself). DELETE moves a ticket to

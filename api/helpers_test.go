@@ -94,6 +94,8 @@ type hopts struct {
 	trustLoopback bool
 	// log receives the API's log (default: discarded).
 	log io.Writer
+	// now is the API's clock (default time.Now).
+	now func() time.Time
 }
 
 func newHarness(t testing.TB, o hopts) *harness {
@@ -154,7 +156,7 @@ func newHarness(t testing.TB, o hopts) *harness {
 		o.log = io.Discard
 	}
 	opts := api.Options{Store: h.st, Pipeline: h.p, Config: cfg, RateLimit: o.rateLimit,
-		Logger: slog.New(slog.NewTextHandler(o.log, nil)), Guard: o.guard}
+		Logger: slog.New(slog.NewTextHandler(o.log, nil)), Guard: o.guard, Now: o.now}
 	if o.trustLoopback {
 		opts.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	}

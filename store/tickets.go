@@ -167,9 +167,18 @@ type TicketFilter struct {
 	RequesterEmail string
 	ChannelID      int64
 	UpdatedSince   time.Time
+	// CreatedSince keeps tickets created at or after it.
+	CreatedSince   time.Time
 	IncludeDeleted bool
-	// OrderBy is created_at, updated_at, status or priority
-	// (default created_at); Desc orders newest first.
+	// OnlyDeleted keeps only the tickets in the trash.
+	OnlyDeleted bool
+	// OpenFor, when set, keeps the tickets in an open-category status
+	// that are unassigned or assigned to this agent id (Freshdesk's
+	// new_and_my_open).
+	OpenFor int64
+	// OrderBy is created_at, updated_at, due_by (the resolution due
+	// time; tickets without one last), status or priority (default
+	// created_at); Desc orders newest first.
 	OrderBy string
 	Desc    bool
 	Offset  int
@@ -180,36 +189,46 @@ type TicketFilter struct {
 func (t *Tx) ListTickets(f TicketFilter) ([]Ticket, error) {
 	var where []string
 	var args []any
-	if !f.IncludeDeleted {
-		where = append(where, "t.deleted=0")
+	add := func(cond string, a ...any) {
+		where = append(where, cond)
+		args = append(args, a...)
+	}
+	switch {
+	case f.OnlyDeleted:
+		add("t.deleted=1")
+	case !f.IncludeDeleted:
+		add("t.deleted=0")
+	}
+	if f.OpenFor > 0 {
+		add("s.category='open' AND (t.responder_id IS NULL OR t.responder_id=?)", f.OpenFor)
+	}
+	if !f.CreatedSince.IsZero() {
+		add("t.created_at>=?", ts(f.CreatedSince))
 	}
 	if len(f.Status) > 0 {
-		where = append(where, "t.status IN ("+placeholders(len(f.Status))+")")
-		for _, s := range f.Status {
-			args = append(args, s)
+		codes := make([]any, len(f.Status))
+		for i, s := range f.Status {
+			codes[i] = s
 		}
+		add("t.status IN ("+placeholders(len(f.Status))+")", codes...)
 	}
 	if f.Priority > 0 {
-		where = append(where, "t.priority=?")
-		args = append(args, f.Priority)
+		add("t.priority=?", f.Priority)
 	}
 	if f.RequesterEmail != "" {
-		where = append(where, "c.email=?")
-		args = append(args, f.RequesterEmail)
+		add("c.email=?", f.RequesterEmail)
 	}
 	if f.ChannelID > 0 {
-		where = append(where, "t.channel_id=?")
-		args = append(args, f.ChannelID)
+		add("t.channel_id=?", f.ChannelID)
 	}
 	if !f.UpdatedSince.IsZero() {
-		where = append(where, "t.updated_at>=?")
-		args = append(args, ts(f.UpdatedSince))
+		add("t.updated_at>=?", ts(f.UpdatedSince))
 	}
 	q := `SELECT ` + ticketCols + ticketFrom
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	order := map[string]string{"": "t.created_at", "created_at": "t.created_at", "updated_at": "t.updated_at", "status": "t.status", "priority": "t.priority"}[f.OrderBy]
+	order := map[string]string{"": "t.created_at", "created_at": "t.created_at", "updated_at": "t.updated_at", "status": "t.status", "priority": "t.priority", "due_by": "sl.due_at"}[f.OrderBy]
 	if order == "" {
 		return nil, fmt.Errorf("store: list tickets: cannot order by %q", f.OrderBy)
 	}
@@ -217,7 +236,12 @@ func (t *Tx) ListTickets(f TicketFilter) ([]Ticket, error) {
 	if f.Desc {
 		dir = "DESC"
 	}
-	q += fmt.Sprintf(" ORDER BY %s %s, t.id %s", order, dir, dir)
+	q += " ORDER BY "
+	if f.OrderBy == "due_by" {
+		// NULLs sort first in SQLite and last in PostgreSQL: say it.
+		q += "CASE WHEN sl.due_at IS NULL THEN 1 ELSE 0 END, "
+	}
+	q += fmt.Sprintf("%s %s, t.id %s", order, dir, dir)
 	if f.Limit > 0 {
 		q += " LIMIT ? OFFSET ?"
 		args = append(args, f.Limit, f.Offset)
