@@ -166,6 +166,8 @@ func routes() []route {
 		{"GET", "/api/v2/contacts", false, (*server).listContacts},
 		{"GET", "/api/v2/contacts/{id}", false, (*server).viewContact},
 		{"PUT", "/api/v2/contacts/{id}", true, (*server).updateContact},
+		{"GET", "/api/v2/search/tickets", false, (*server).searchTickets},
+		{"GET", "/api/v2/search/contacts", false, (*server).searchContacts},
 		{"GET", "/api/v2/ticket_fields", false, (*server).ticketFields},
 		{"GET", "/api/v2/attachments/{id}", false, (*server).attachment},
 		{"GET", "/api/v2/agents/me", false, (*server).me},

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,6 +30,14 @@ func checkClientEffects(t *testing.T, h *harness, id int64, summary map[string]a
 	wantSummary := map[string]any{
 		"listed": 3.0, "subject": "Cannot log in", "requester_email": "jane@customers.test", "has_stats": true,
 		"note_private": true, "status": 4.0, "error_field": "priority", "conversations": 2.0, "rate_limit_total": "200",
+	}
+	// The search and filter calls (after the ticket was resolved).
+	for k, v := range map[string]any{"search_resolved": "[true]", "search_open_total": 2.0, "search_error_field": "page",
+		"contact_search_total": 1.0, "new_and_my_open": 2.0} {
+		wantSummary[k] = v
+	}
+	if r, ok := summary["search_resolved"].([]any); ok {
+		summary["search_resolved"] = fmt.Sprint(r)
 	}
 	for k, v := range wantSummary {
 		if summary[k] != v {
@@ -134,5 +143,23 @@ func TestFreshdeskClientCalls(t *testing.T) {
 	summary["error_field"] = e["errors"].([]any)[0].(map[string]any)["field"]
 	_, convs, _ := call("GET", base+"/conversations", nil, 200)
 	summary["conversations"] = float64(len(convs))
+	search := func(path string, v url.Values, code int) map[string]any {
+		found, _, _ := call("GET", h.url+path+"?"+v.Encode(), nil, code)
+		return found
+	}
+	found := search("/api/v2/search/tickets", url.Values{"query": {`"status:4 AND priority:1"`}}, 200)
+	var resolved []any
+	for _, tk := range found["results"].([]any) {
+		resolved = append(resolved, int64(tk.(map[string]any)["id"].(float64)) == id)
+	}
+	summary["search_resolved"] = resolved
+	found = search("/api/v2/search/tickets", url.Values{"query": {`"(status:2 OR status:3) AND created_at:>'2000-01-01'"`}, "page": {"1"}}, 200)
+	summary["search_open_total"] = found["total"]
+	e = search("/api/v2/search/tickets", url.Values{"query": {`"status:2"`}, "page": {"11"}}, 400)
+	summary["search_error_field"] = e["errors"].([]any)[0].(map[string]any)["field"]
+	found = search("/api/v2/search/contacts", url.Values{"query": {fmt.Sprintf(`"email:'%s'"`, summary["requester_email"])}}, 200)
+	summary["contact_search_total"] = found["total"]
+	_, mine, _ := call("GET", h.url+"/api/v2/tickets?filter=new_and_my_open", nil, 200)
+	summary["new_and_my_open"] = float64(len(mine))
 	checkClientEffects(t, h, id, summary)
 }

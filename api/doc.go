@@ -29,6 +29,24 @@
 // agents without a group, and admins, see every channel. A ticket out
 // of scope answers 403.
 //
+// # Search
+//
+// GET /api/v2/search/tickets?query="…" and /api/v2/search/contacts
+// take Freshdesk's query language, parsed by package search (a
+// recursive-descent parser: AND, OR, parentheses, ":" for equal, ":>"
+// and ":<" for greater or less than or equal on numbers and dates,
+// 'quoted' strings, null) and compiled by the store to SQL in which
+// every value is a bound parameter. Ticket fields: status, priority,
+// agent_id, group_id, type, tag, created_at, updated_at, due_by,
+// fr_due_by and the configured custom fields (by name or cf_name);
+// contact fields: email, name, language, created_at, updated_at. The
+// answer is {"results": […], "total": N}, 30 results a page, pages 1
+// to 10 (page 11 is a 400, as in Freshdesk). A malformed query is a 400
+// with Freshdesk's body whose error names the field (or "query") and
+// what is wrong, with its position. A ticket search honours the key's
+// channel scope, like every ticket endpoint; deleted tickets are never
+// found.
+//
 // # Where deskmail differs from Freshdesk
 //
 // GET /api/v2/tickets follows Freshdesk's defaults: newest first, only
@@ -49,7 +67,12 @@
 // notify_emails must name agents; bcc_emails is not supported and must
 // be empty. custom_fields are the ones declared in the configuration
 // (custom_fields:), listed by ticket_fields; a null value clears one.
-// Contacts are not scoped by channel. GET /api/v2/tickets/{id}/activities
+// Contacts are not scoped by channel. Search differs in small ways:
+// results are found at once (Freshdesk indexes with a delay of minutes);
+// a date compares by day, so created_at:<'2026-03-02' includes that
+// day; string values match whole, without regard to case; a backslash
+// escapes a quote inside a string; and search results are newest
+// first. GET /api/v2/tickets/{id}/activities
 // (an extension) serves the ticket's history, which Freshdesk exposes
 // only as a daily activities export.
 //

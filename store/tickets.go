@@ -246,22 +246,32 @@ func (t *Tx) ListTickets(f TicketFilter) ([]Ticket, error) {
 		q += " LIMIT ? OFFSET ?"
 		args = append(args, f.Limit, f.Offset)
 	}
-	rows, err := t.query(q, args...)
+	out, err := t.queryTickets(q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: list tickets: %w", err)
+	}
+	return out, nil
+}
+
+// queryTickets runs a SELECT of ticketCols and fills in each ticket's
+// tags, cc addresses and custom fields.
+func (t *Tx) queryTickets(q string, args ...any) ([]Ticket, error) {
+	rows, err := t.query(q, args...)
+	if err != nil {
+		return nil, err
 	}
 	var ptrs []*Ticket
 	for rows.Next() {
 		tk, err := scanTicket(rows)
 		if err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("store: list tickets: %w", err)
+			return nil, err
 		}
 		ptrs = append(ptrs, tk)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list tickets: %w", err)
+		return nil, err
 	}
 	if err := t.fillTicketLists(ptrs); err != nil {
 		return nil, err
