@@ -1,7 +1,8 @@
 // Package api is deskmail's HTTP API, shaped like Freshdesk's API v2 so
 // that a script written for Freshdesk needs only its base URL and key
 // changed: the same paths (/api/v2/tickets, …/conversations, …/reply,
-// …/notes, /api/v2/contacts, /api/v2/ticket_fields), field names,
+// …/notes, /api/v2/contacts, /api/v2/search/tickets,
+// /api/v2/search/contacts, /api/v2/ticket_fields), field names,
 // status codes (2 Open, 3 Pending, 4 Resolved, 5 Closed, custom ≥ 6),
 // pagination (page, per_page ≤ 100, a Link header with rel="next"),
 // rate-limit headers and error bodies. openapi.yaml beside this file
