@@ -164,6 +164,15 @@ func TestSearchErrors(t *testing.T) {
 	}
 	wantFieldError(t, h.do(alice, "GET", "/api/v2/search/contacts?"+q(`"status:2"`), nil), "status", "invalid_field")
 	want(t, h.do("", "GET", "/api/v2/search/tickets?"+q(`"status:2"`), nil), http.StatusUnauthorized)
+
+	// The npm freshdesk-api client (3.1.0) sends the quotes as they
+	// are and the rest through encodeURI.
+	h.mail("jane@customers.test", "support@acme.test", "One", "e1@customers.test", "one")
+	r = get(`query="priority:1%20OR%20(status:2%20AND%20tag:'vip')"&page=1`)
+	want(t, r, http.StatusOK)
+	if !strings.Contains(string(r.body), `"total":1}`) {
+		t.Errorf("npm client's form: %s", r.body)
+	}
 }
 
 // TestSearchContacts: email, name and dates, case-insensitive whole
