@@ -55,29 +55,39 @@ const settingKey = "sla_spec"
 
 // Sync stores spec in the database and returns it; with keep (a command
 // run without a configuration file) it returns the stored spec instead,
-// when there is one.
+// when there is one. The stored spec is read first and written — a
+// write transaction, synced to disk — only when it differs: behind an
+// MTA, `deskmail ingest -` starts once per mail with the same spec.
 func Sync(ctx context.Context, st *store.Store, spec Spec, keep bool) (Spec, error) {
-	out := spec
-	err := st.Write(ctx, func(tx *store.Tx) error {
-		if keep {
-			v, ok, err := tx.Setting(settingKey)
-			if err != nil || !ok {
-				return err
-			}
+	want, err := json.Marshal(spec)
+	if err != nil {
+		return spec, fmt.Errorf("sla: %w", err)
+	}
+	out, done := spec, false
+	err = st.Read(ctx, func(tx *store.Tx) error {
+		v, ok, err := tx.Setting(settingKey)
+		switch {
+		case err != nil:
+			return err
+		case keep && ok:
 			var stored Spec
 			if err := json.Unmarshal([]byte(v), &stored); err != nil {
 				return fmt.Errorf("sla: stored settings: %w", err)
 			}
-			out = stored
-			return nil
+			out, done = stored, true
+		case keep:
+			done = true // nothing stored: the given spec, unstored
+		default:
+			done = ok && v == string(want)
 		}
-		b, err := json.Marshal(spec)
-		if err != nil {
-			return fmt.Errorf("sla: %w", err)
-		}
-		return tx.PutSetting(settingKey, string(b))
+		return nil
 	})
-	return out, err
+	if err != nil || done {
+		return out, err
+	}
+	return spec, st.Write(ctx, func(tx *store.Tx) error {
+		return tx.PutSetting(settingKey, string(want))
+	})
 }
 
 // policy is a PolicySpec with its calendar built.
