@@ -18,6 +18,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -51,6 +52,8 @@ type Store struct {
 	stopCkpt   context.CancelFunc
 	ckptDone   chan struct{}
 	shortLived bool
+	// writing counts the Writes in progress (see readOnWriter).
+	writing atomic.Int32
 	// hook runs after every ticket write (see SetTicketHook).
 	hook atomic.Pointer[TicketHook]
 }
@@ -73,6 +76,8 @@ type Options struct {
 	// truncating it, which waits for every other reader and writer.
 	// SQLite itself folds the WAL in when the last connection to the
 	// database closes, so a lone command still leaves one complete file.
+	// Reads outside a Write run on the writer's connection (see
+	// readOnWriter): such a command opens one connection, not two.
 	ShortLived bool
 }
 
@@ -191,11 +196,20 @@ func (s *Store) migrate(ctx context.Context) error {
 // received it returns.
 type Tx struct {
 	ctx  context.Context
-	tx   *sql.Tx
+	tx   querier
 	sp   int
 	now  func() time.Time
 	read bool
 	hook TicketHook
+}
+
+// querier is what a Tx runs its statements on: the *sql.Tx of Write
+// and Read, or the writer's *sql.Conn inside a BEGIN (Read of a
+// short-lived store, see readOnWriter).
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 // Write runs fn in one write transaction and commits it when fn
@@ -210,6 +224,8 @@ func (s *Store) Write(ctx context.Context, fn func(*Tx) error) (err error) {
 	if h := s.hook.Load(); h != nil {
 		t.hook = *h
 	}
+	s.writing.Add(1)
+	defer s.writing.Add(-1)
 	defer func() {
 		if p := recover(); p != nil {
 			tx.Rollback()
@@ -228,12 +244,43 @@ func (s *Store) Write(ctx context.Context, fn func(*Tx) error) (err error) {
 
 // Read runs fn in one read-only transaction (a consistent snapshot).
 func (s *Store) Read(ctx context.Context, fn func(*Tx) error) error {
+	if s.shortLived && s.writing.Load() == 0 {
+		return s.readOnWriter(ctx, fn)
+	}
 	tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return fmt.Errorf("store: begin read: %w", err)
 	}
 	defer tx.Rollback()
 	return fn(&Tx{ctx: ctx, tx: tx, now: time.Now, read: true})
+}
+
+// readOnWriter runs fn in a read transaction on the writer's
+// connection: a short-lived command that reads a few rows at start
+// (the configuration check of `deskmail ingest -`, once per mail behind
+// an MTA) then opens no second connection, which costs about a
+// millisecond of CPU (SQLite parses the whole schema for each). A plain
+// BEGIN takes no write lock until something writes, so other processes
+// write on. While a Write holds the connection (a Read inside it), Read
+// uses the read pool as before.
+func (s *Store) readOnWriter(ctx context.Context, fn func(*Tx) error) (err error) {
+	conn, err := s.writer.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("store: begin read: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+		return fmt.Errorf("store: begin read: %w", err)
+	}
+	defer func() {
+		// Not ctx, which may be done: the connection goes back to the
+		// pool, and must not go back inside the transaction.
+		if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK"); rerr != nil {
+			conn.Raw(func(any) error { return driver.ErrBadConn }) // discarded, not reused
+			err = errors.Join(err, fmt.Errorf("store: end read: %w", rerr))
+		}
+	}()
+	return fn(&Tx{ctx: ctx, tx: conn, now: time.Now, read: true})
 }
 
 // Savepoint runs fn inside a savepoint: if fn fails, only its changes

@@ -331,3 +331,97 @@ func TestShortLivedCloseDoesNotWait(t *testing.T) {
 		t.Fatalf("a lone short-lived store left a WAL of %d bytes", fi.Size())
 	}
 }
+
+// A ShortLived store reads on its writer's connection (no second
+// connection: SQLite parses the whole schema for each), sees what it
+// wrote, is not held up by another process's write lock, falls back to
+// the read pool for a Read inside a Write instead of waiting for itself,
+// and leaves no transaction open when the context ends mid-read.
+func TestShortLivedReadsOnWriter(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "r.db")
+	s, err := Open(ctx, path, Options{ShortLived: true, BusyTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	add := func() error {
+		return s.Write(ctx, func(tx *Tx) error {
+			_, err := tx.AddRaw(&RawMessage{Source: "pipe", Data: []byte("Subject: x\r\n\r\nbody\r\n")})
+			return err
+		})
+	}
+	if err := add(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := countRawForTest(s); err != nil || n != 1 {
+		t.Fatalf("raw messages: %d (%v)", n, err)
+	}
+	if open := s.reader.Stats().OpenConnections; open != 0 {
+		t.Fatalf("read pool opened %d connections", open)
+	}
+
+	// Another process holds the write lock: reading goes on.
+	other, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	locked, release, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- other.Write(ctx, func(tx *Tx) error {
+			close(locked)
+			<-release
+			return nil
+		})
+	}()
+	<-locked
+	start := time.Now()
+	if n, err := countRawForTest(s); err != nil || n != 1 {
+		t.Fatalf("raw messages under another's write lock: %d (%v)", n, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("read waited %v for another process's write lock", d)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// A Read inside a Write.
+	inner := make(chan error, 1)
+	go func() {
+		inner <- s.Write(ctx, func(tx *Tx) error {
+			_, err := countRawForTest(s)
+			return err
+		})
+	}()
+	select {
+	case err := <-inner:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a Read inside a Write waited for its own connection")
+	}
+
+	// The context ends while reading: the connection goes back with no
+	// transaction open, so the next write commits.
+	cctx, cancel := context.WithCancel(ctx)
+	err = s.Read(cctx, func(tx *Tx) error {
+		if _, err := tx.CountRaw(""); err != nil {
+			return err
+		}
+		cancel()
+		return cctx.Err()
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("read under a cancelled context: %v", err)
+	}
+	if err := add(); err != nil {
+		t.Fatalf("write after a cancelled read: %v", err)
+	}
+	if n, err := countRawForTest(s); err != nil || n != 2 {
+		t.Fatalf("raw messages: %d (%v)", n, err)
+	}
+}
