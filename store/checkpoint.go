@@ -18,7 +18,25 @@ import (
 // writers or readers).
 const writerDriver = "sqlite3_deskmail_writer"
 
+// shortDriver is the writer's driver in a ShortLived store: such a
+// command (one `deskmail ingest -` per mail) does not copy the WAL back
+// when it closes, so SQLite's own automatic checkpoint bounds the WAL
+// instead — run by the commit that takes the WAL past shortAutoCheckpoint
+// frames (16 MiB), after that commit, once in a few hundred mails.
+const shortDriver = "sqlite3_deskmail_short"
+
+// shortAutoCheckpoint is the ShortLived writer's wal_autocheckpoint:
+// above the checkpointer's PASSIVE rounds in a long batch, so that a
+// batch's commits rarely checkpoint on the writer.
+const shortAutoCheckpoint = 4096
+
 func init() {
+	sql.Register(shortDriver, &sqlite3.SQLiteDriver{
+		ConnectHook: func(c *sqlite3.SQLiteConn) error {
+			_, err := c.Exec(fmt.Sprintf("PRAGMA wal_autocheckpoint=%d", shortAutoCheckpoint), nil)
+			return err
+		},
+	})
 	sql.Register(writerDriver, &sqlite3.SQLiteDriver{
 		ConnectHook: func(c *sqlite3.SQLiteConn) error {
 			_, err := c.Exec("PRAGMA wal_autocheckpoint=0", nil)
@@ -111,13 +129,10 @@ func (s *Store) stopCheckpointer() error {
 	<-s.ckptDone
 	s.stopCkpt = nil
 	if s.shortLived {
-		// See Options.ShortLived: never wait for other processes.
-		var busy, frames, done int
-		err := s.writer.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done)
-		if err != nil {
-			err = fmt.Errorf("store: checkpoint: %w", err)
-		}
-		return errors.Join(err, s.ckpt.Close())
+		// See Options.ShortLived: never wait for other processes, and
+		// leave the copying to the automatic checkpoint (shortDriver)
+		// or to SQLite's own at the last close.
+		return s.ckpt.Close()
 	}
 	// Fold the WAL into the database so the file is complete on its own.
 	err := s.checkpoint(context.Background(), "TRUNCATE")

@@ -70,12 +70,13 @@ type Options struct {
 	WALRestartFrames int
 	// ShortLived is for commands that open the database, do their work
 	// and exit (`deskmail ingest -` behind an MTA runs once per mail,
-	// several at a time): Close then copies back what it can of the WAL
-	// without waiting for the other processes (a PASSIVE checkpoint on
-	// the writer connection) instead of folding all of it in and
-	// truncating it, which waits for every other reader and writer.
-	// SQLite itself folds the WAL in when the last connection to the
-	// database closes, so a lone command still leaves one complete file.
+	// several at a time): Close then copies nothing back (folding the
+	// WAL in and truncating it waits for every other reader and writer,
+	// and even a PASSIVE checkpoint of its own frames cost each such
+	// process two fsyncs); the writer's automatic checkpoint (every 4096
+	// frames, see shortDriver) bounds the WAL instead. SQLite itself
+	// folds the WAL in when the last connection to the database closes,
+	// so a lone command still leaves one complete file.
 	// Reads outside a Write run on the writer's connection (see
 	// readOnWriter): such a command opens one connection, not two.
 	ShortLived bool
@@ -113,7 +114,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.Readers <= 0 {
 		opts.Readers = max(4, 2*runtime.NumCPU())
 	}
-	w, err := sql.Open(writerDriver, dsn(path, opts.BusyTimeout, false))
+	driverName := writerDriver
+	if opts.ShortLived {
+		driverName = shortDriver
+	}
+	w, err := sql.Open(driverName, dsn(path, opts.BusyTimeout, false))
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}

@@ -425,3 +425,62 @@ func TestShortLivedReadsOnWriter(t *testing.T) {
 		t.Fatalf("raw messages: %d (%v)", n, err)
 	}
 }
+
+// Short-lived commands that overlap (one `deskmail ingest -` per mail)
+// never copy the WAL back at Close, and no Close is the last one while
+// another connection stays open: the writer's automatic checkpoint
+// still keeps the WAL from growing with everything written.
+func TestShortLivedWALBounded(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "b.db")
+	s, err := Open(ctx, path, Options{ShortLived: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var auto int
+	if err := s.writer.QueryRow("PRAGMA wal_autocheckpoint").Scan(&auto); err != nil {
+		t.Fatal(err)
+	}
+	if auto != shortAutoCheckpoint {
+		t.Fatalf("short-lived writer wal_autocheckpoint = %d, want %d", auto, shortAutoCheckpoint)
+	}
+	s.Close()
+	// Another process keeps the database open throughout.
+	held, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if _, err := held.Exec("SELECT COUNT(*) FROM raw_messages"); err != nil {
+		t.Fatal(err)
+	}
+	blob := make([]byte, 64<<10)
+	const runs, perRun = 40, 16 // 40 MiB in all
+	for range runs {
+		s, err := Open(ctx, path, Options{ShortLived: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Write(ctx, func(tx *Tx) error {
+			for range perRun {
+				if _, err := tx.AddRaw(&RawMessage{Source: "pipe", Data: blob}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fi, err := os.Stat(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if written := int64(runs * perRun * len(blob)); fi.Size() > written*2/3 {
+		t.Fatalf("WAL grew to %d MiB while %d MiB were written", fi.Size()>>20, written>>20)
+	}
+	t.Logf("WAL %.1f MiB after %d MiB written", float64(fi.Size())/(1<<20), runs*perRun*len(blob)>>20)
+}
