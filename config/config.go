@@ -201,6 +201,11 @@ type HTTPConfig struct {
 	// the failed-login limit counts that address; X-Forwarded-For from
 	// any other peer is ignored.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// RateLimit is the number of API requests each key may make per
+	// minute (0: the API's default, 200; negative: no limit), and
+	// RoleRateLimits overrides it per role ("agent", "admin").
+	RateLimit      int            `yaml:"rate_limit"`
+	RoleRateLimits map[string]int `yaml:"role_rate_limits"`
 }
 
 // DefaultTrustedProxies are the proxies trusted when

@@ -512,6 +512,11 @@ func (c *Config) Validate() Problems {
 			add(c.at("http", "trusted_proxies", i), "%v", err)
 		}
 	}
+	for role := range c.HTTP.RoleRateLimits {
+		if role != "agent" && role != "admin" {
+			add(c.at("http", "role_rate_limits", role), "unknown role %q (agent, admin)", role)
+		}
+	}
 	if c.SMTP.TLSListen != "" && c.SMTP.CertFile == "" {
 		add(c.at("smtp", "tls_listen"), "needs smtp.cert_file and smtp.key_file")
 	}

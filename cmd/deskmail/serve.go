@@ -266,7 +266,7 @@ func (d *daemon) newGeneration(ctx context.Context, cfg *config.Config) (*genera
 		return nil, fmt.Errorf("http.trusted_proxies: %w", err)
 	}
 	h, err := api.New(api.Options{Store: d.st, Pipeline: p, Config: cfg, Logger: d.log, Kick: d.kick, TrustedProxies: proxies,
-		Guard: d.guard, Metrics: d.metrics, BaseURL: cfg.HTTP.PublicURL})
+		Guard: d.guard, Metrics: d.metrics, BaseURL: cfg.HTTP.PublicURL, RateLimit: cfg.HTTP.RateLimit, RoleRateLimits: cfg.HTTP.RoleRateLimits})
 	if err != nil {
 		return nil, fmt.Errorf("http api: %w", err)
 	}
