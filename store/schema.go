@@ -423,4 +423,9 @@ CREATE TABLE webhook_deliveries (
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state, next_attempt_at);
 `,
+	// 13: the ticket list and search are newest first: read the
+	// newest tickets from an index instead of sorting them all.
+	`
+CREATE INDEX tickets_created ON tickets(created_at);
+`,
 }
