@@ -61,8 +61,16 @@ func printCommands(w io.Writer, lines []string) {
 // errUsage marks an error caused by wrong arguments (exit status 2).
 var errUsage = errors.New("usage")
 
+// processOwner marks a context whose command runs as the whole
+// process (main), not inside a test: it may then tune process-wide
+// settings such as GOMAXPROCS.
+type processOwner struct{}
+
+// ownsProcess reports whether ctx comes from main.
+func ownsProcess(ctx context.Context) bool { return ctx.Value(processOwner{}) != nil }
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.WithValue(context.Background(), processOwner{}, true), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
