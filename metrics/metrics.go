@@ -1,7 +1,14 @@
-// Package metrics defines deskmail's Prometheus metrics in one place.
-// A *Metrics is built once in cmd/deskmail on its own registry and
-// handed to each component; every method is safe on a nil *Metrics, so
-// tests and one-shot commands simply pass nil.
+// Package metrics defines deskmail's metrics in one place and serves
+// them in the Prometheus text exposition format (version 0.0.4). A
+// *Metrics is built once in cmd/deskmail and handed to each component;
+// every method is safe on a nil *Metrics, so tests and one-shot
+// commands simply pass nil.
+//
+// It writes the format itself instead of linking the Prometheus client
+// library: that library (with procfs, protobuf and client_model)
+// registered its default collectors at program start, which cost every
+// `deskmail ingest -` process — one per mail behind an MTA pipe, which
+// never serves metrics — about a millisecond of CPU.
 package metrics
 
 import (
@@ -10,80 +17,66 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Metrics holds every collector.
+// Metrics holds every metric.
 type Metrics struct {
-	reg *prometheus.Registry
+	start    time.Time
+	families []*family
 
-	received      *prometheus.CounterVec
-	actions       *prometheus.CounterVec
-	parseWarnings prometheus.Counter
-	failed        *prometheus.CounterVec
-	latency       prometheus.Histogram
-	batchSize     prometheus.Histogram
+	received      *family
+	actions       *family
+	parseWarnings *family
+	failed        *family
+	latency       *family
+	batchSize     *family
 
-	smtpSessions     prometheus.Counter
-	smtpRejections   *prometheus.CounterVec
-	smtpAuthLockouts *prometheus.CounterVec
+	smtpSessions     *family
+	smtpRejections   *family
+	smtpAuthLockouts *family
 
-	imapPolls  *prometheus.CounterVec
-	imapErrors *prometheus.CounterVec
+	imapPolls  *family
+	imapErrors *family
 
-	deliveries *prometheus.CounterVec
-	store      *storeCollector
+	deliveries *family
+	// read reads the database gauges (see ReadStore).
+	read atomic.Pointer[func(context.Context) (StoreStats, error)]
 
-	apiRequests      *prometheus.CounterVec
-	apiLoginFailures *prometheus.CounterVec
-	apiLoginLockouts *prometheus.CounterVec
+	apiRequests      *family
+	apiLoginFailures *family
+	apiLoginLockouts *family
 }
 
-// New creates the collectors on a fresh registry (with Go and process
-// collectors).
+// New creates the metrics (with a few Go runtime and process gauges).
 func New() *Metrics {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := &Metrics{
-		reg: reg,
-		received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_messages_received_total",
-			Help: "Messages handed to the pipeline, by channel and source (smtp, imap, pipe, api)."}, []string{"channel", "source"}),
-		actions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_message_actions_total",
-			Help: "What the pipeline did with each message (created, appended, reopened, followup_created, duplicate, ignored, bounce)."}, []string{"channel", "action"}),
-		parseWarnings: prometheus.NewCounter(prometheus.CounterOpts{Name: "deskmail_parse_warnings_total",
-			Help: "Warnings recorded while parsing messages."}),
-		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_messages_failed_total",
-			Help: "Messages kept raw because they could not be parsed or threaded, by stage."}, []string{"stage"}),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "deskmail_pipeline_seconds",
-			Help: "Time from a message entering the pipeline to its commit.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
-		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "deskmail_commit_batch_messages",
-			Help: "Messages per group commit.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
-		smtpSessions: prometheus.NewCounter(prometheus.CounterOpts{Name: "deskmail_smtp_sessions_total",
-			Help: "SMTP sessions accepted."}),
-		smtpRejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_smtp_rejections_total",
-			Help: "SMTP commands or sessions refused, by reason."}, []string{"reason"}),
-		smtpAuthLockouts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_smtp_auth_lockouts_total",
-			Help: "User names and client addresses locked after failed SMTP AUTH, by scope (user, address)."}, []string{"scope"}),
-		imapPolls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_imap_polls_total",
-			Help: "IMAP polls by channel and result (ok, error)."}, []string{"channel", "result"}),
-		imapErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_imap_errors_total",
-			Help: "IMAP errors by channel and kind (connect, auth, fetch, post_action)."}, []string{"channel", "kind"}),
-		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_outbox_deliveries_total",
-			Help: "Outbound delivery attempts by result (sent, retry, failed)."}, []string{"result"}),
-		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_api_requests_total",
-			Help: "API requests by HTTP status code."}, []string{"code"}),
-		apiLoginFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_api_login_failures_total",
-			Help: "Failed API logins by reason (no_key, bad_key, address_blocked, key_locked)."}, []string{"reason"}),
-		apiLoginLockouts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deskmail_api_login_lockouts_total",
-			Help: "Client addresses and key prefixes locked after failed API logins, by scope (address, key)."}, []string{"scope"}),
+	m := &Metrics{start: time.Now()}
+	add := func(f *family) *family {
+		m.families = append(m.families, f)
+		return f
 	}
-	reg.MustRegister(m.received, m.actions, m.parseWarnings, m.failed, m.latency, m.batchSize, m.smtpSessions, m.smtpRejections,
-		m.smtpAuthLockouts, m.imapPolls, m.imapErrors, m.deliveries, m.apiRequests, m.apiLoginFailures, m.apiLoginLockouts)
-	m.store = newStoreCollector()
-	reg.MustRegister(m.store)
+	m.received = add(counter("deskmail_messages_received_total",
+		"Messages handed to the pipeline, by channel and source (smtp, imap, pipe, api).", "channel", "source"))
+	m.actions = add(counter("deskmail_message_actions_total",
+		"What the pipeline did with each message (created, appended, reopened, followup_created, duplicate, ignored, bounce).", "channel", "action"))
+	m.parseWarnings = add(counter("deskmail_parse_warnings_total", "Warnings recorded while parsing messages."))
+	m.failed = add(counter("deskmail_messages_failed_total",
+		"Messages kept raw because they could not be parsed or threaded, by stage.", "stage"))
+	m.latency = add(histogram("deskmail_pipeline_seconds",
+		"Time from a message entering the pipeline to its commit.", exponentialBuckets(0.0005, 2, 16)))
+	m.batchSize = add(histogram("deskmail_commit_batch_messages", "Messages per group commit.", exponentialBuckets(1, 2, 10)))
+	m.smtpSessions = add(counter("deskmail_smtp_sessions_total", "SMTP sessions accepted."))
+	m.smtpRejections = add(counter("deskmail_smtp_rejections_total", "SMTP commands or sessions refused, by reason.", "reason"))
+	m.smtpAuthLockouts = add(counter("deskmail_smtp_auth_lockouts_total",
+		"User names and client addresses locked after failed SMTP AUTH, by scope (user, address).", "scope"))
+	m.imapPolls = add(counter("deskmail_imap_polls_total", "IMAP polls by channel and result (ok, error).", "channel", "result"))
+	m.imapErrors = add(counter("deskmail_imap_errors_total",
+		"IMAP errors by channel and kind (connect, auth, fetch, post_action).", "channel", "kind"))
+	m.deliveries = add(counter("deskmail_outbox_deliveries_total", "Outbound delivery attempts by result (sent, retry, failed).", "result"))
+	m.apiRequests = add(counter("deskmail_api_requests_total", "API requests by HTTP status code.", "code"))
+	m.apiLoginFailures = add(counter("deskmail_api_login_failures_total",
+		"Failed API logins by reason (no_key, bad_key, address_blocked, key_locked).", "reason"))
+	m.apiLoginLockouts = add(counter("deskmail_api_login_lockouts_total",
+		"Client addresses and key prefixes locked after failed API logins, by scope (address, key).", "scope"))
 	return m
 }
 
@@ -92,15 +85,34 @@ func (m *Metrics) Handler() http.Handler {
 	if m == nil {
 		return http.NotFoundHandler()
 	}
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		w.Write(m.expose(r.Context()))
+	})
 }
 
-// Registry exposes the registry (for tests that gather values).
-func (m *Metrics) Registry() *prometheus.Registry {
+// Family is one metric as Gather reports it.
+type Family struct {
+	Name string
+	// Type is "counter", "gauge" or "histogram".
+	Type    string
+	Samples []Sample
+}
+
+// Sample is one series of a family: its label values in the order of
+// the label names' sorting, and its value (a histogram's count).
+type Sample struct {
+	Labels []string
+	Value  float64
+}
+
+// Gather returns every metric's current values, sorted by name (for
+// tests); nil on a nil *Metrics.
+func (m *Metrics) Gather() []Family {
 	if m == nil {
 		return nil
 	}
-	return m.reg
+	return m.gather(context.Background())
 }
 
 // Message records one message through the pipeline.
@@ -108,10 +120,10 @@ func (m *Metrics) Message(channel, source, action string, warnings int, took tim
 	if m == nil {
 		return
 	}
-	m.received.WithLabelValues(channel, source).Inc()
-	m.actions.WithLabelValues(channel, action).Inc()
-	m.parseWarnings.Add(float64(warnings))
-	m.latency.Observe(took.Seconds())
+	m.received.add(1, channel, source)
+	m.actions.add(1, channel, action)
+	m.parseWarnings.add(float64(warnings))
+	m.latency.observe(took.Seconds())
 }
 
 // Failed counts a message kept raw because a stage failed
@@ -120,7 +132,7 @@ func (m *Metrics) Failed(stage string) {
 	if m == nil {
 		return
 	}
-	m.failed.WithLabelValues(stage).Inc()
+	m.failed.add(1, stage)
 }
 
 // Batch records the size of one group commit.
@@ -128,7 +140,7 @@ func (m *Metrics) Batch(n int) {
 	if m == nil {
 		return
 	}
-	m.batchSize.Observe(float64(n))
+	m.batchSize.observe(float64(n))
 }
 
 // SMTPSession counts an accepted SMTP session.
@@ -136,7 +148,7 @@ func (m *Metrics) SMTPSession() {
 	if m == nil {
 		return
 	}
-	m.smtpSessions.Inc()
+	m.smtpSessions.add(1)
 }
 
 // SMTPRejection counts a refusal by reason (unknown_recipient,
@@ -146,7 +158,7 @@ func (m *Metrics) SMTPRejection(reason string) {
 	if m == nil {
 		return
 	}
-	m.smtpRejections.WithLabelValues(reason).Inc()
+	m.smtpRejections.add(1, reason)
 }
 
 // SMTPAuthLockout counts a temporary lockout after repeated failed
@@ -156,7 +168,7 @@ func (m *Metrics) SMTPAuthLockout(scope string) {
 	if m == nil {
 		return
 	}
-	m.smtpAuthLockouts.WithLabelValues(scope).Inc()
+	m.smtpAuthLockouts.add(1, scope)
 }
 
 // IMAPPoll counts a poll result ("ok" or "error").
@@ -164,7 +176,7 @@ func (m *Metrics) IMAPPoll(channel, result string) {
 	if m == nil {
 		return
 	}
-	m.imapPolls.WithLabelValues(channel, result).Inc()
+	m.imapPolls.add(1, channel, result)
 }
 
 // IMAPError counts an IMAP error by kind.
@@ -172,7 +184,7 @@ func (m *Metrics) IMAPError(channel, kind string) {
 	if m == nil {
 		return
 	}
-	m.imapErrors.WithLabelValues(channel, kind).Inc()
+	m.imapErrors.add(1, channel, kind)
 }
 
 // StoreStats are the gauges read from the database.
@@ -200,50 +212,28 @@ func (m *Metrics) ReadStore(read func(ctx context.Context) (StoreStats, error)) 
 	if m == nil {
 		return
 	}
-	m.store.read.Store(&read)
+	m.read.Store(&read)
 }
 
-// storeCollector reports StoreStats read at collection time.
-type storeCollector struct {
-	read                                           atomic.Pointer[func(context.Context) (StoreStats, error)]
-	queued, oldest, outboxFailed, failed, setAside *prometheus.Desc
-}
-
-func newStoreCollector() *storeCollector {
-	return &storeCollector{
-		queued:       prometheus.NewDesc("deskmail_outbox_queued", "Outbound messages waiting for delivery (read from the database at each scrape).", nil, nil),
-		oldest:       prometheus.NewDesc("deskmail_outbox_oldest_queued_seconds", "Age of the oldest outbound message waiting for delivery; 0 when none waits.", nil, nil),
-		outboxFailed: prometheus.NewDesc("deskmail_outbox_failed", "Outbound messages given up as failed.", nil, nil),
-		failed:       prometheus.NewDesc("deskmail_failed_messages", "Incoming messages kept raw because they could not be parsed or threaded (deskmail status lists them).", nil, nil),
-		setAside:     prometheus.NewDesc("deskmail_imap_set_aside", "Mailbox messages the IMAP server would not hand over, set aside after repeated failures.", nil, nil),
-	}
-}
-
-// Describe implements prometheus.Collector.
-func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.queued, c.oldest, c.outboxFailed, c.failed, c.setAside} {
-		ch <- d
-	}
-}
-
-// Collect implements prometheus.Collector.
-func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
-	read := c.read.Load()
+// storeGauges reads the database gauges for one scrape (none without
+// ReadStore, or when the read fails).
+func (m *Metrics) storeGauges(ctx context.Context) []*family {
+	read := m.read.Load()
 	if read == nil {
-		return
+		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	s, err := (*read)(ctx)
 	if err != nil {
-		return
+		return nil
 	}
-	for _, g := range []struct {
-		d *prometheus.Desc
-		v float64
-	}{{c.queued, float64(s.OutboxQueued)}, {c.oldest, s.OutboxOldestQueued.Seconds()}, {c.outboxFailed, float64(s.OutboxFailed)},
-		{c.failed, float64(s.FailedMessages)}, {c.setAside, float64(s.IMAPSetAside)}} {
-		ch <- prometheus.MustNewConstMetric(g.d, prometheus.GaugeValue, g.v)
+	return []*family{
+		gauge("deskmail_outbox_queued", "Outbound messages waiting for delivery (read from the database at each scrape).", float64(s.OutboxQueued)),
+		gauge("deskmail_outbox_oldest_queued_seconds", "Age of the oldest outbound message waiting for delivery; 0 when none waits.", s.OutboxOldestQueued.Seconds()),
+		gauge("deskmail_outbox_failed", "Outbound messages given up as failed.", float64(s.OutboxFailed)),
+		gauge("deskmail_failed_messages", "Incoming messages kept raw because they could not be parsed or threaded (deskmail status lists them).", float64(s.FailedMessages)),
+		gauge("deskmail_imap_set_aside", "Mailbox messages the IMAP server would not hand over, set aside after repeated failures.", float64(s.IMAPSetAside)),
 	}
 }
 
@@ -252,7 +242,7 @@ func (m *Metrics) Delivery(result string) {
 	if m == nil {
 		return
 	}
-	m.deliveries.WithLabelValues(result).Inc()
+	m.deliveries.add(1, result)
 }
 
 // APIRequest counts an API response by status code.
@@ -260,7 +250,7 @@ func (m *Metrics) APIRequest(code int) {
 	if m == nil {
 		return
 	}
-	m.apiRequests.WithLabelValues(strconv.Itoa(code)).Inc()
+	m.apiRequests.add(1, strconv.Itoa(code))
 }
 
 // APILoginFailure counts a refused API login by reason: no_key,
@@ -270,7 +260,7 @@ func (m *Metrics) APILoginFailure(reason string) {
 	if m == nil {
 		return
 	}
-	m.apiLoginFailures.WithLabelValues(reason).Inc()
+	m.apiLoginFailures.add(1, reason)
 }
 
 // APILoginLockout counts a lock set after failed API logins, by scope
@@ -279,5 +269,5 @@ func (m *Metrics) APILoginLockout(scope string) {
 	if m == nil {
 		return
 	}
-	m.apiLoginLockouts.WithLabelValues(scope).Inc()
+	m.apiLoginLockouts.add(1, scope)
 }

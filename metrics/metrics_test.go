@@ -50,8 +50,8 @@ func TestNilIsSafe(t *testing.T) {
 	m.Message("a", "b", "c", 1, time.Second)
 	m.SMTPRejection("x")
 	m.Batch(3)
-	if m.Registry() != nil {
-		t.Fatal("nil registry expected")
+	if m.Gather() != nil {
+		t.Fatal("nil families expected")
 	}
 }
 
@@ -74,14 +74,10 @@ func TestREADMETableIsExact(t *testing.T) {
 	m.APILoginFailure("bad_key")
 	m.APILoginLockout("key")
 	m.ReadStore(func(context.Context) (StoreStats, error) { return StoreStats{}, nil })
-	fams, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
 	reported := map[string]bool{}
-	for _, f := range fams {
-		if strings.HasPrefix(f.GetName(), "deskmail_") {
-			reported[f.GetName()] = true
+	for _, f := range m.Gather() {
+		if strings.HasPrefix(f.Name, "deskmail_") {
+			reported[f.Name] = true
 		}
 	}
 	readme, err := os.ReadFile("../README.md")
@@ -101,5 +97,47 @@ func TestREADMETableIsExact(t *testing.T) {
 		if !reported[n] {
 			t.Errorf("README's metrics table lists %s, which is not reported", n)
 		}
+	}
+}
+
+// TestExpositionFormat checks the text format details the Prometheus
+// client used to write: HELP and TYPE lines, label values escaped,
+// cumulative histogram buckets with +Inf, _sum and _count, and the
+// runtime and process gauges.
+func TestExpositionFormat(t *testing.T) {
+	m := New()
+	m.IMAPPoll(`a"b\c`, "ok")
+	m.Batch(1)
+	m.Batch(3)
+	m.Batch(3)
+	m.Batch(5000)
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if ct := rec.Header().Get("Content-Type"); ct != "text/plain; version=0.0.4; charset=utf-8" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	body := rec.Body.String()
+	for _, want := range []string{
+		"# HELP deskmail_imap_polls_total IMAP polls by channel and result (ok, error).\n# TYPE deskmail_imap_polls_total counter\n",
+		`deskmail_imap_polls_total{channel="a\"b\\c",result="ok"} 1` + "\n",
+		"# TYPE deskmail_commit_batch_messages histogram\n",
+		`deskmail_commit_batch_messages_bucket{le="1"} 1` + "\n",
+		`deskmail_commit_batch_messages_bucket{le="2"} 1` + "\n",
+		`deskmail_commit_batch_messages_bucket{le="4"} 3` + "\n",
+		`deskmail_commit_batch_messages_bucket{le="512"} 3` + "\n",
+		`deskmail_commit_batch_messages_bucket{le="+Inf"} 4` + "\n",
+		"deskmail_commit_batch_messages_sum 5007\n",
+		"deskmail_commit_batch_messages_count 4\n",
+		"deskmail_smtp_sessions_total 0\n",
+		"# TYPE process_cpu_seconds_total counter\n",
+		"go_goroutines ",
+		"process_resident_memory_bytes ",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("missing %q in:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "deskmail_smtp_rejections_total") {
+		t.Error("a labelled counter appears before its first increment")
 	}
 }

@@ -64,18 +64,14 @@ func authFrom(t *testing.T, h *harness, ip, user, password string) (int, time.Du
 // counters gathers m's counters as name/label values… → value.
 func counters(t *testing.T, m *metrics.Metrics) map[string]float64 {
 	t.Helper()
-	mfs, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
 	got := map[string]float64{}
-	for _, mf := range mfs {
-		for _, mm := range mf.GetMetric() {
-			key := mf.GetName()
-			for _, l := range mm.GetLabel() {
-				key += "/" + l.GetValue()
+	for _, f := range m.Gather() {
+		for _, s := range f.Samples {
+			key := f.Name
+			for _, v := range s.Labels {
+				key += "/" + v
 			}
-			got[key] = mm.GetCounter().GetValue()
+			got[key] = s.Value
 		}
 	}
 	return got
