@@ -9,6 +9,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 func TestMetricsExposed(t *testing.T) {
@@ -139,5 +143,55 @@ func TestExpositionFormat(t *testing.T) {
 	}
 	if strings.Contains(body, "deskmail_smtp_rejections_total") {
 		t.Error("a labelled counter appears before its first increment")
+	}
+}
+
+// TestExpositionParsesWithPrometheusParser reads a full scrape, every
+// family used at least once, with the Prometheus project's own text
+// parser (the one its server uses for this format): the hand-written
+// writer must produce what Prometheus accepts, with the same values.
+func TestExpositionParsesWithPrometheusParser(t *testing.T) {
+	m := New()
+	m.Message("support", "smtp", "created", 2, 3*time.Millisecond)
+	m.IMAPPoll(`we"ird\name`+"\nx", "error")
+	m.Batch(3)
+	m.Batch(700)
+	m.ReadStore(func(context.Context) (StoreStats, error) {
+		return StoreStats{OutboxQueued: 7}, nil
+	})
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(rec.Body.String()))
+	if err != nil {
+		t.Fatalf("Prometheus parser refuses the exposition: %v\n%s", err, rec.Body.String())
+	}
+	polls := fams["deskmail_imap_polls_total"]
+	if polls == nil || polls.GetType() != dto.MetricType_COUNTER || len(polls.Metric) != 1 {
+		t.Fatalf("deskmail_imap_polls_total: %v", polls)
+	}
+	var channel string
+	for _, l := range polls.Metric[0].Label {
+		if l.GetName() == "channel" {
+			channel = l.GetValue()
+		}
+	}
+	if channel != `we"ird\name`+"\nx" || polls.Metric[0].Counter.GetValue() != 1 {
+		t.Errorf("label or value changed on the way: %q %v", channel, polls.Metric[0].Counter.GetValue())
+	}
+	h := fams["deskmail_commit_batch_messages"]
+	if h == nil || h.GetType() != dto.MetricType_HISTOGRAM {
+		t.Fatalf("deskmail_commit_batch_messages: %v", h)
+	}
+	if hist := h.Metric[0].Histogram; hist.GetSampleCount() != 2 || hist.GetSampleSum() != 703 {
+		t.Errorf("histogram count %d sum %v", hist.GetSampleCount(), hist.GetSampleSum())
+	}
+	if q := fams["deskmail_outbox_queued"]; q == nil || q.Metric[0].Gauge.GetValue() != 7 {
+		t.Errorf("deskmail_outbox_queued: %v", q)
+	}
+	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total", "process_resident_memory_bytes"} {
+		if fams[name] == nil {
+			t.Errorf("%s missing", name)
+		}
 	}
 }
