@@ -38,8 +38,14 @@ import (
 
 // Config is the whole configuration.
 type Config struct {
-	// Database is the SQLite file (default deskmail.db).
+	// Database is the SQLite file (default deskmail.db), or a
+	// PostgreSQL URL (postgres://user@host:5432/db?sslmode=…) for
+	// several instances sharing one database.
 	Database string `yaml:"database"`
+	// DatabasePassword is the PostgreSQL password when the URL has
+	// none ("file:/run/secrets/pg", "env:NAME"); PGPASSWORD and
+	// PGPASSFILE work too.
+	DatabasePassword Secret `yaml:"database_password"`
 	// MaxAttachmentBytes is the largest attachment (decoded) stored
 	// as a file of its conversation (default 20 MiB, Zoho Desk's
 	// limit); a larger one is kept only inside the raw message and a

@@ -173,7 +173,7 @@ func (t *Tx) RecordChannelOK(channel string, at time.Time) error {
 func (t *Tx) RecordChannelError(channel string, at time.Time, msg string) error {
 	_, err := t.exec(`INSERT INTO channel_health(channel, last_poll_at, last_error, last_error_at, consecutive_failures) VALUES (?,?,?,?,1)
 		ON CONFLICT(channel) DO UPDATE SET last_poll_at=excluded.last_poll_at, last_error=excluded.last_error,
-			last_error_at=excluded.last_error_at, consecutive_failures=consecutive_failures+1`,
+			last_error_at=excluded.last_error_at, consecutive_failures=channel_health.consecutive_failures+1`,
 		channel, ts(at), msg, ts(at))
 	if err != nil {
 		return fmt.Errorf("store: channel health %s: %w", channel, err)
@@ -273,7 +273,7 @@ type IMAPUnfetchable struct {
 func (t *Tx) RecordIMAPFetchFailure(channel, mailbox string, uidValidity, uid uint32, answer string, at time.Time) (*IMAPUnfetchable, error) {
 	_, err := t.exec(`INSERT INTO imap_unfetchable(channel, mailbox, uid_validity, uid, attempts, server_answer, first_failed_at, last_failed_at)
 		VALUES (?,?,?,?,1,?,?,?)
-		ON CONFLICT(channel, mailbox, uid_validity, uid) DO UPDATE SET attempts=attempts+1,
+		ON CONFLICT(channel, mailbox, uid_validity, uid) DO UPDATE SET attempts=imap_unfetchable.attempts+1,
 			server_answer=excluded.server_answer, last_failed_at=excluded.last_failed_at`,
 		channel, mailbox, int64(uidValidity), int64(uid), answer, ts(at), ts(at))
 	if err != nil {

@@ -93,13 +93,17 @@ type MessageRef struct {
 // AddMessageID records a Message-ID. It returns ErrDuplicate when the
 // id is already known: that is how ingestion stays idempotent.
 func (t *Tx) AddMessageID(m MessageRef) error {
-	_, err := t.exec(`INSERT INTO message_ids(message_id, direction, channel_id, ticket_id, conversation_id, raw_id, created_at) VALUES (?,?,?,?,?,?,?)`,
+	// ON CONFLICT rather than catching the violation: on PostgreSQL a
+	// failed statement aborts the whole transaction, and the caller
+	// goes on after ErrDuplicate (the raw message is still recorded).
+	res, err := t.exec(`INSERT INTO message_ids(message_id, direction, channel_id, ticket_id, conversation_id, raw_id, created_at) VALUES (?,?,?,?,?,?,?)
+		ON CONFLICT(message_id) DO NOTHING`,
 		m.MessageID, m.Direction, int64OrNil(m.ChannelID), int64OrNil(m.TicketID), int64OrNil(m.ConversationID), int64OrNil(m.RawID), ts(t.now()))
-	if isUnique(err) {
-		return fmt.Errorf("store: message-id %s: %w", m.MessageID, ErrDuplicate)
-	}
 	if err != nil {
 		return fmt.Errorf("store: message-id %s: %w", m.MessageID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return fmt.Errorf("store: message-id %s: %w", m.MessageID, ErrDuplicate)
 	}
 	return nil
 }
@@ -296,7 +300,7 @@ func (t *Tx) addAttachment(a *Attachment) error {
 		a.SHA256 = hex.EncodeToString(h[:])
 	}
 	a.Size = int64(len(a.Content))
-	if _, err := t.exec(`INSERT OR IGNORE INTO blobs(sha256, size, data) VALUES (?,?,?)`, a.SHA256, a.Size, a.Content); err != nil {
+	if _, err := t.exec(`INSERT INTO blobs(sha256, size, data) VALUES (?,?,?) ON CONFLICT DO NOTHING`, a.SHA256, a.Size, a.Content); err != nil {
 		return fmt.Errorf("store: store attachment %s: %w", a.Filename, err)
 	}
 	if a.ContentType == "" {

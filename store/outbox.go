@@ -154,7 +154,7 @@ func (t *Tx) ClaimOutbox(now time.Time, limit int, lease func(attempts int) time
 	if t.read {
 		return nil, fmt.Errorf("store: claim outbox: read-only transaction")
 	}
-	due, err := t.outboxRows(true, `SELECT $COLS`+dueWhere+` ORDER BY o.next_attempt_at, o.id LIMIT ?`, ts(now), limit)
+	due, err := t.outboxRows(true, `SELECT $COLS`+dueWhere+` ORDER BY o.next_attempt_at, o.id LIMIT ?`+t.lockRows(), ts(now), limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: claim outbox: %w", err)
 	}
@@ -212,7 +212,7 @@ func (t *Tx) RetryOutbox(id int64, next time.Time, errText string) error {
 // (no relay for it): it stays queued until next, and the claim's
 // attempt is not counted.
 func (t *Tx) ReleaseOutbox(id int64, next time.Time, note string) error {
-	return t.setOutbox(id, `state='queued', attempts=MAX(attempts-1,0), next_attempt_at=?, last_error=?`, ts(next), note)
+	return t.setOutbox(id, `state='queued', attempts=CASE WHEN attempts>0 THEN attempts-1 ELSE 0 END, next_attempt_at=?, last_error=?`, ts(next), note)
 }
 
 // RequeueOutbox puts a failed (or queued) mail back in the queue for
@@ -307,8 +307,8 @@ func (t *Tx) OutboxStats() (OutboxStats, error) {
 	var s OutboxStats
 	var oldest sql.NullString
 	err := t.row(`SELECT
-		COALESCE(SUM(state='queued'),0), COALESCE(SUM(state='sent'),0), COALESCE(SUM(state='failed'),0),
-		COALESCE(SUM(state='suppressed'),0), COALESCE(SUM(state='queued' AND attempts>0),0),
+		COALESCE(SUM(CASE WHEN state='queued' THEN 1 ELSE 0 END),0), COALESCE(SUM(CASE WHEN state='sent' THEN 1 ELSE 0 END),0), COALESCE(SUM(CASE WHEN state='failed' THEN 1 ELSE 0 END),0),
+		COALESCE(SUM(CASE WHEN state='suppressed' THEN 1 ELSE 0 END),0), COALESCE(SUM(CASE WHEN state='queued' AND attempts>0 THEN 1 ELSE 0 END),0),
 		MIN(CASE WHEN state='queued' THEN created_at END) FROM outbox`).
 		Scan(&s.Queued, &s.Sent, &s.Failed, &s.Suppressed, &s.Retrying, &oldest)
 	if err != nil {

@@ -4,21 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
-func openOutboxTestStore(t *testing.T) *Store {
+func openOutboxTestStore(t *testing.T, k storeKind) *Store {
 	t.Helper()
-	st, err := Open(context.Background(), filepath.Join(t.TempDir(), "outbox.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	err = st.Write(context.Background(), func(tx *Tx) error {
+	st := openKind(t, k, Options{})
+	err := st.Write(context.Background(), func(tx *Tx) error {
 		for code, cat := range map[int]string{2: "open", 3: "pending", 4: "resolved", 5: "closed"} {
 			if err := tx.PutStatus(Status{Code: code, Name: cat, Category: cat}); err != nil {
 				return err
@@ -61,254 +56,264 @@ func enqueueTest(t *testing.T, st *Store, m *OutboxMail) {
 }
 
 func TestEnqueueOutboxIndexesMessageID(t *testing.T) {
-	st := openOutboxTestStore(t)
-	tk := outboxTestTicket(t, st, "ann@example.com")
-	m := &OutboxMail{TicketID: &tk, Kind: "confirmation", MailFrom: "support@example.com", RcptTo: []string{"ann@example.com"},
-		Subject: "Re: help [#1]", MessageID: "deskmail.t1.abc@example.com", Raw: []byte("Subject: x\r\n\r\nbody\r\n")}
-	enqueueTest(t, st, m)
-	sup := &OutboxMail{TicketID: &tk, Kind: "confirmation", MailFrom: "support@example.com", RcptTo: []string{"ann@example.com"},
-		MessageID: "deskmail.t1.sup@example.com", State: OutboxSuppressed, LastError: "rate limit"}
-	enqueueTest(t, st, sup)
+	forEachStore(t, func(t *testing.T, k storeKind) {
+		st := openOutboxTestStore(t, k)
+		tk := outboxTestTicket(t, st, "ann@example.com")
+		m := &OutboxMail{TicketID: &tk, Kind: "confirmation", MailFrom: "support@example.com", RcptTo: []string{"ann@example.com"},
+			Subject: "Re: help [#1]", MessageID: "deskmail.t1.abc@example.com", Raw: []byte("Subject: x\r\n\r\nbody\r\n")}
+		enqueueTest(t, st, m)
+		sup := &OutboxMail{TicketID: &tk, Kind: "confirmation", MailFrom: "support@example.com", RcptTo: []string{"ann@example.com"},
+			MessageID: "deskmail.t1.sup@example.com", State: OutboxSuppressed, LastError: "rate limit"}
+		enqueueTest(t, st, sup)
 
-	err := st.Read(context.Background(), func(tx *Tx) error {
-		refs, err := tx.LookupMessageIDs([]string{m.MessageID, sup.MessageID})
+		err := st.Read(context.Background(), func(tx *Tx) error {
+			refs, err := tx.LookupMessageIDs([]string{m.MessageID, sup.MessageID})
+			if err != nil {
+				return err
+			}
+			r, ok := refs[m.MessageID]
+			if !ok || r.Direction != "out" || r.TicketID == nil || *r.TicketID != tk {
+				t.Errorf("queued mail index entry = %+v, %v", r, ok)
+			}
+			if _, ok := refs[sup.MessageID]; ok {
+				t.Errorf("suppressed mail's Message-ID was indexed")
+			}
+			got, err := tx.OutboxMailByID(m.ID)
+			if err != nil {
+				return err
+			}
+			if string(got.Raw) != string(m.Raw) || got.State != OutboxQueued || len(got.RcptTo) != 1 || got.RcptTo[0] != "ann@example.com" {
+				t.Errorf("read back %+v", got)
+			}
+			kinds, err := tx.TicketOutboxKinds(tk)
+			if err != nil {
+				return err
+			}
+			if kinds[m.MessageID] != "confirmation" {
+				t.Errorf("kinds = %v", kinds)
+			}
+			return nil
+		})
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
-		r, ok := refs[m.MessageID]
-		if !ok || r.Direction != "out" || r.TicketID == nil || *r.TicketID != tk {
-			t.Errorf("queued mail index entry = %+v, %v", r, ok)
+		// The same Message-ID twice is refused: it is the index's key.
+		dup := *m
+		dup.ID = 0
+		err = st.Write(context.Background(), func(tx *Tx) error { return tx.EnqueueOutbox(&dup) })
+		if !errors.Is(err, ErrDuplicate) {
+			t.Fatalf("duplicate Message-ID: err = %v, want ErrDuplicate", err)
 		}
-		if _, ok := refs[sup.MessageID]; ok {
-			t.Errorf("suppressed mail's Message-ID was indexed")
-		}
-		got, err := tx.OutboxMailByID(m.ID)
-		if err != nil {
-			return err
-		}
-		if string(got.Raw) != string(m.Raw) || got.State != OutboxQueued || len(got.RcptTo) != 1 || got.RcptTo[0] != "ann@example.com" {
-			t.Errorf("read back %+v", got)
-		}
-		kinds, err := tx.TicketOutboxKinds(tk)
-		if err != nil {
-			return err
-		}
-		if kinds[m.MessageID] != "confirmation" {
-			t.Errorf("kinds = %v", kinds)
-		}
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The same Message-ID twice is refused: it is the index's key.
-	dup := *m
-	dup.ID = 0
-	err = st.Write(context.Background(), func(tx *Tx) error { return tx.EnqueueOutbox(&dup) })
-	if !errors.Is(err, ErrDuplicate) {
-		t.Fatalf("duplicate Message-ID: err = %v, want ErrDuplicate", err)
-	}
 }
 
 func TestClaimOutboxOrderPerTicketAndLease(t *testing.T) {
-	st := openOutboxTestStore(t)
-	ctx := context.Background()
-	t1 := outboxTestTicket(t, st, "a@example.com")
-	t2 := outboxTestTicket(t, st, "b@example.com")
-	base := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
-	var ids []int64
-	for i, tk := range []int64{t1, t1, t2, t1} {
-		m := &OutboxMail{TicketID: &tk, Kind: "agent_reply", MailFrom: "s@example.com", RcptTo: []string{"x@example.com"},
-			MessageID: fmt.Sprintf("m%d@x", i), CreatedAt: base, NextAttemptAt: base}
-		enqueueTest(t, st, m)
-		ids = append(ids, m.ID)
-	}
-	lease := func(n int) time.Time { return base.Add(time.Duration(n) * time.Minute) }
-	claim := func(now time.Time) []OutboxMail {
-		var got []OutboxMail
+	forEachStore(t, func(t *testing.T, k storeKind) {
+		st := openOutboxTestStore(t, k)
+		ctx := context.Background()
+		t1 := outboxTestTicket(t, st, "a@example.com")
+		t2 := outboxTestTicket(t, st, "b@example.com")
+		base := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+		var ids []int64
+		for i, tk := range []int64{t1, t1, t2, t1} {
+			m := &OutboxMail{TicketID: &tk, Kind: "agent_reply", MailFrom: "s@example.com", RcptTo: []string{"x@example.com"},
+				MessageID: fmt.Sprintf("m%d@x", i), CreatedAt: base, NextAttemptAt: base}
+			enqueueTest(t, st, m)
+			ids = append(ids, m.ID)
+		}
+		lease := func(n int) time.Time { return base.Add(time.Duration(n) * time.Minute) }
+		claim := func(now time.Time) []OutboxMail {
+			var got []OutboxMail
+			if err := st.Write(ctx, func(tx *Tx) error {
+				var err error
+				got, err = tx.ClaimOutbox(now, 10, lease)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return got
+		}
+		got := claim(base)
+		if len(got) != 2 || got[0].ID != ids[0] || got[1].ID != ids[2] {
+			t.Fatalf("first claim = %v, want the heads of both tickets (%d, %d)", outboxIDs(got), ids[0], ids[2])
+		}
+		if got[0].Attempts != 1 || !got[0].NextAttemptAt.Equal(lease(1)) {
+			t.Fatalf("claimed row = %+v", got[0])
+		}
+		// Claimed mail is leased: nothing more is due, and ticket 1's second
+		// message waits behind its first.
+		if again := claim(base); len(again) != 0 {
+			t.Fatalf("second claim = %v, want nothing (leased, in order)", outboxIDs(again))
+		}
+		// A temporary failure of ticket 1's head keeps its followers waiting.
 		if err := st.Write(ctx, func(tx *Tx) error {
+			if err := tx.RetryOutbox(ids[0], base.Add(10*time.Minute), "451 try later"); err != nil {
+				return err
+			}
+			return tx.MarkOutboxSent(ids[2], base, "")
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if again := claim(base.Add(5 * time.Minute)); len(again) != 0 {
+			t.Fatalf("claim during backoff = %v, want nothing", outboxIDs(again))
+		}
+		got = claim(base.Add(10 * time.Minute))
+		if len(got) != 1 || got[0].ID != ids[0] || got[0].Attempts != 2 {
+			t.Fatalf("claim after backoff = %+v", got)
+		}
+		if err := st.Write(ctx, func(tx *Tx) error { return tx.MarkOutboxSent(ids[0], base, "") }); err != nil {
+			t.Fatal(err)
+		}
+		got = claim(base.Add(10 * time.Minute))
+		if len(got) != 1 || got[0].ID != ids[1] {
+			t.Fatalf("claim after head sent = %v, want %d", outboxIDs(got), ids[1])
+		}
+		// A permanent failure lets the ticket's next message go.
+		if err := st.Write(ctx, func(tx *Tx) error { return tx.MarkOutboxFailed(ids[1], "550 no such user") }); err != nil {
+			t.Fatal(err)
+		}
+		got = claim(base.Add(10 * time.Minute))
+		if len(got) != 1 || got[0].ID != ids[3] {
+			t.Fatalf("claim after failure = %v, want %d", outboxIDs(got), ids[3])
+		}
+		var stats OutboxStats
+		if err := st.Read(ctx, func(tx *Tx) error {
 			var err error
-			got, err = tx.ClaimOutbox(now, 10, lease)
+			stats, err = tx.OutboxStats()
 			return err
 		}); err != nil {
 			t.Fatal(err)
 		}
-		return got
-	}
-	got := claim(base)
-	if len(got) != 2 || got[0].ID != ids[0] || got[1].ID != ids[2] {
-		t.Fatalf("first claim = %v, want the heads of both tickets (%d, %d)", outboxIDs(got), ids[0], ids[2])
-	}
-	if got[0].Attempts != 1 || !got[0].NextAttemptAt.Equal(lease(1)) {
-		t.Fatalf("claimed row = %+v", got[0])
-	}
-	// Claimed mail is leased: nothing more is due, and ticket 1's second
-	// message waits behind its first.
-	if again := claim(base); len(again) != 0 {
-		t.Fatalf("second claim = %v, want nothing (leased, in order)", outboxIDs(again))
-	}
-	// A temporary failure of ticket 1's head keeps its followers waiting.
-	if err := st.Write(ctx, func(tx *Tx) error {
-		if err := tx.RetryOutbox(ids[0], base.Add(10*time.Minute), "451 try later"); err != nil {
-			return err
+		if stats.Queued != 1 || stats.Sent != 2 || stats.Failed != 1 || stats.Retrying != 1 || stats.OldestQueued == nil {
+			t.Fatalf("stats = %+v", stats)
 		}
-		return tx.MarkOutboxSent(ids[2], base, "")
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if again := claim(base.Add(5 * time.Minute)); len(again) != 0 {
-		t.Fatalf("claim during backoff = %v, want nothing", outboxIDs(again))
-	}
-	got = claim(base.Add(10 * time.Minute))
-	if len(got) != 1 || got[0].ID != ids[0] || got[0].Attempts != 2 {
-		t.Fatalf("claim after backoff = %+v", got)
-	}
-	if err := st.Write(ctx, func(tx *Tx) error { return tx.MarkOutboxSent(ids[0], base, "") }); err != nil {
-		t.Fatal(err)
-	}
-	got = claim(base.Add(10 * time.Minute))
-	if len(got) != 1 || got[0].ID != ids[1] {
-		t.Fatalf("claim after head sent = %v, want %d", outboxIDs(got), ids[1])
-	}
-	// A permanent failure lets the ticket's next message go.
-	if err := st.Write(ctx, func(tx *Tx) error { return tx.MarkOutboxFailed(ids[1], "550 no such user") }); err != nil {
-		t.Fatal(err)
-	}
-	got = claim(base.Add(10 * time.Minute))
-	if len(got) != 1 || got[0].ID != ids[3] {
-		t.Fatalf("claim after failure = %v, want %d", outboxIDs(got), ids[3])
-	}
-	var stats OutboxStats
-	if err := st.Read(ctx, func(tx *Tx) error {
-		var err error
-		stats, err = tx.OutboxStats()
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if stats.Queued != 1 || stats.Sent != 2 || stats.Failed != 1 || stats.Retrying != 1 || stats.OldestQueued == nil {
-		t.Fatalf("stats = %+v", stats)
-	}
-	// Retry of a failed mail from the CLI.
-	if err := st.Write(ctx, func(tx *Tx) error { return tx.RequeueOutbox(ids[1]) }); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Write(ctx, func(tx *Tx) error { return tx.RequeueOutbox(ids[0]) }); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("requeue of sent mail: %v", err)
-	}
+		// Retry of a failed mail from the CLI.
+		if err := st.Write(ctx, func(tx *Tx) error { return tx.RequeueOutbox(ids[1]) }); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Write(ctx, func(tx *Tx) error { return tx.RequeueOutbox(ids[0]) }); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("requeue of sent mail: %v", err)
+		}
+	})
 }
 
 func TestClaimOutboxConcurrentWorkers(t *testing.T) {
-	st := openOutboxTestStore(t)
-	ctx := context.Background()
-	now := time.Now()
-	const n = 200
-	err := st.Write(ctx, func(tx *Tx) error {
-		for i := range n {
-			if err := tx.EnqueueOutbox(&OutboxMail{Kind: "notification", MailFrom: "s@x", RcptTo: []string{"a@x"}, MessageID: fmt.Sprintf("c%d@x", i)}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	seen := map[int64]int{}
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				var got []OutboxMail
-				err := st.Write(ctx, func(tx *Tx) error {
-					var err error
-					got, err = tx.ClaimOutbox(now.Add(time.Second), 7, func(int) time.Time { return now.Add(time.Hour) })
+	forEachStore(t, func(t *testing.T, k storeKind) {
+		st := openOutboxTestStore(t, k)
+		ctx := context.Background()
+		now := time.Now()
+		const n = 200
+		err := st.Write(ctx, func(tx *Tx) error {
+			for i := range n {
+				if err := tx.EnqueueOutbox(&OutboxMail{Kind: "notification", MailFrom: "s@x", RcptTo: []string{"a@x"}, MessageID: fmt.Sprintf("c%d@x", i)}); err != nil {
 					return err
-				})
-				if err != nil {
-					t.Error(err)
-					return
 				}
-				if len(got) == 0 {
-					return
-				}
-				mu.Lock()
-				for _, m := range got {
-					seen[m.ID]++
-				}
-				mu.Unlock()
 			}
-		}()
-	}
-	wg.Wait()
-	if len(seen) != n {
-		t.Fatalf("claimed %d distinct mails, want %d", len(seen), n)
-	}
-	for id, c := range seen {
-		if c != 1 {
-			t.Fatalf("mail %d claimed %d times", id, c)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		var mu sync.Mutex
+		seen := map[int64]int{}
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					var got []OutboxMail
+					err := st.Write(ctx, func(tx *Tx) error {
+						var err error
+						got, err = tx.ClaimOutbox(now.Add(time.Second), 7, func(int) time.Time { return now.Add(time.Hour) })
+						return err
+					})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if len(got) == 0 {
+						return
+					}
+					mu.Lock()
+					for _, m := range got {
+						seen[m.ID]++
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if len(seen) != n {
+			t.Fatalf("claimed %d distinct mails, want %d", len(seen), n)
+		}
+		for id, c := range seen {
+			if c != 1 {
+				t.Fatalf("mail %d claimed %d times", id, c)
+			}
+		}
+	})
 }
 
 func TestCountOutboxTo(t *testing.T) {
-	st := openOutboxTestStore(t)
-	ctx := context.Background()
-	now := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
-	add := func(id, kind, state, to string, at time.Time) {
-		enqueueTest(t, st, &OutboxMail{Kind: kind, State: state, MailFrom: "s@x", RcptTo: []string{"other@x", to}, MessageID: id, CreatedAt: at})
-	}
-	add("1@x", "confirmation", "", "Ann@Example.com", now.Add(-10*time.Minute))
-	add("2@x", "confirmation", "sent", "ann@example.com", now.Add(-59*time.Minute))
-	add("3@x", "confirmation", "", "ann@example.com", now.Add(-61*time.Minute))
-	add("4@x", "confirmation", "suppressed", "ann@example.com", now.Add(-time.Minute))
-	add("5@x", "agent_reply", "", "ann@example.com", now.Add(-time.Minute))
-	add("6@x", "confirmation", "", "bob@example.com", now.Add(-time.Minute))
-	var n int
-	if err := st.Read(ctx, func(tx *Tx) error {
-		var err error
-		n, err = tx.CountOutboxTo("confirmation", "ann@example.com", now.Add(-time.Hour))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if n != 2 {
-		t.Fatalf("confirmations to ann in the last hour = %d, want 2", n)
-	}
+	forEachStore(t, func(t *testing.T, k storeKind) {
+		st := openOutboxTestStore(t, k)
+		ctx := context.Background()
+		now := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+		add := func(id, kind, state, to string, at time.Time) {
+			enqueueTest(t, st, &OutboxMail{Kind: kind, State: state, MailFrom: "s@x", RcptTo: []string{"other@x", to}, MessageID: id, CreatedAt: at})
+		}
+		add("1@x", "confirmation", "", "Ann@Example.com", now.Add(-10*time.Minute))
+		add("2@x", "confirmation", "sent", "ann@example.com", now.Add(-59*time.Minute))
+		add("3@x", "confirmation", "", "ann@example.com", now.Add(-61*time.Minute))
+		add("4@x", "confirmation", "suppressed", "ann@example.com", now.Add(-time.Minute))
+		add("5@x", "agent_reply", "", "ann@example.com", now.Add(-time.Minute))
+		add("6@x", "confirmation", "", "bob@example.com", now.Add(-time.Minute))
+		var n int
+		if err := st.Read(ctx, func(tx *Tx) error {
+			var err error
+			n, err = tx.CountOutboxTo("confirmation", "ann@example.com", now.Add(-time.Hour))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if n != 2 {
+			t.Fatalf("confirmations to ann in the last hour = %d, want 2", n)
+		}
+	})
 }
 
 func TestListOutbox(t *testing.T) {
-	st := openOutboxTestStore(t)
-	ctx := context.Background()
-	enqueueTest(t, st, &OutboxMail{Kind: "notification", MailFrom: "s@x", MessageID: "l1@x", Raw: []byte("raw1")})
-	enqueueTest(t, st, &OutboxMail{Kind: "notification", MailFrom: "s@x", MessageID: "l2@x", State: OutboxSuppressed})
-	err := st.Read(ctx, func(tx *Tx) error {
-		all, err := tx.ListOutbox(OutboxFilter{WithRaw: true})
+	forEachStore(t, func(t *testing.T, k storeKind) {
+		st := openOutboxTestStore(t, k)
+		ctx := context.Background()
+		enqueueTest(t, st, &OutboxMail{Kind: "notification", MailFrom: "s@x", MessageID: "l1@x", Raw: []byte("raw1")})
+		enqueueTest(t, st, &OutboxMail{Kind: "notification", MailFrom: "s@x", MessageID: "l2@x", State: OutboxSuppressed})
+		err := st.Read(ctx, func(tx *Tx) error {
+			all, err := tx.ListOutbox(OutboxFilter{WithRaw: true})
+			if err != nil {
+				return err
+			}
+			if len(all) != 2 || string(all[0].Raw) != "raw1" || all[1].RcptTo == nil {
+				t.Errorf("list = %+v", all)
+			}
+			sup, err := tx.ListOutbox(OutboxFilter{State: OutboxSuppressed})
+			if err != nil {
+				return err
+			}
+			if len(sup) != 1 || sup[0].MessageID != "l2@x" || sup[0].Raw != nil {
+				t.Errorf("suppressed = %+v", sup)
+			}
+			next, ok, err := tx.NextOutboxDue()
+			if err != nil || !ok || next.IsZero() {
+				t.Errorf("next due = %v %v %v", next, ok, err)
+			}
+			return nil
+		})
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
-		if len(all) != 2 || string(all[0].Raw) != "raw1" || all[1].RcptTo == nil {
-			t.Errorf("list = %+v", all)
-		}
-		sup, err := tx.ListOutbox(OutboxFilter{State: OutboxSuppressed})
-		if err != nil {
-			return err
-		}
-		if len(sup) != 1 || sup[0].MessageID != "l2@x" || sup[0].Raw != nil {
-			t.Errorf("suppressed = %+v", sup)
-		}
-		next, ok, err := tx.NextOutboxDue()
-		if err != nil || !ok || next.IsZero() {
-			t.Errorf("next due = %v %v %v", next, ok, err)
-		}
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func outboxIDs(ms []OutboxMail) []int64 {
@@ -323,7 +328,7 @@ func outboxIDs(ms []OutboxMail) []int64 {
 // whole outbox, nor the whole hour of it (it runs for every new ticket):
 // it reads the recipient's rows of outbox_rcpt, then each by id.
 func TestCountOutboxToUsesIndex(t *testing.T) {
-	st := openOutboxTestStore(t)
+	st := openOutboxTestStore(t, sqliteStore)
 	err := st.Read(context.Background(), func(tx *Tx) error {
 		rows, err := tx.query(`EXPLAIN QUERY PLAN `+countOutboxToSQL, "a@b", "confirmation", ts(time.Now()))
 		if err != nil {

@@ -24,7 +24,7 @@ const MinFreeBytes = 1 << 20
 // writes now: ErrUnavailable, or SQLite's full, read-only, busy,
 // locked, I/O or cannot-open errors.
 func IsUnavailable(err error) bool {
-	if errors.Is(err, ErrUnavailable) {
+	if errors.Is(err, ErrUnavailable) || pgUnavailable(err) {
 		return true
 	}
 	var se sqlite3.Error
@@ -45,11 +45,13 @@ func IsUnavailable(err error) bool {
 // read-only file system or a full disk all fail it. The error wraps
 // ErrUnavailable.
 func (s *Store) ProbeWrite(ctx context.Context, timeout time.Duration) error {
-	dir := filepath.Dir(s.path)
-	var fs syscall.Statfs_t
-	if err := syscall.Statfs(dir, &fs); err == nil {
-		if free := fs.Bavail * uint64(fs.Bsize); free < MinFreeBytes {
-			return fmt.Errorf("%w: disk full (%d bytes free in %s)", ErrUnavailable, free, dir)
+	if !s.d.pg { // PostgreSQL's disk is the server's: the write below tells
+		dir := filepath.Dir(s.path)
+		var fs syscall.Statfs_t
+		if err := syscall.Statfs(dir, &fs); err == nil {
+			if free := fs.Bavail * uint64(fs.Bsize); free < MinFreeBytes {
+				return fmt.Errorf("%w: disk full (%d bytes free in %s)", ErrUnavailable, free, dir)
+			}
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)

@@ -428,4 +428,29 @@ CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state, next_attempt_at
 	`
 CREATE INDEX tickets_created ON tickets(created_at);
 `,
+	// 14: several deskmail instances on one database. Each running
+	// instance has a row (its heartbeat keeps it fresh); an IMAP
+	// folder is polled by the one instance holding its lease, whose
+	// token grows at every takeover (a fencing token: a poller checks
+	// it in the commit before it acknowledges mail on the server).
+	`
+CREATE TABLE instances (
+	id TEXT PRIMARY KEY,
+	host TEXT NOT NULL DEFAULT '',
+	pid INTEGER NOT NULL DEFAULT 0,
+	version TEXT NOT NULL DEFAULT '',
+	started_at TEXT NOT NULL,
+	heartbeat_at TEXT NOT NULL,
+	stopped_at TEXT
+);
+CREATE TABLE imap_leases (
+	channel TEXT NOT NULL,
+	mailbox TEXT NOT NULL,
+	owner TEXT NOT NULL,
+	token INTEGER NOT NULL,
+	acquired_at TEXT NOT NULL,
+	expires_at TEXT NOT NULL,
+	PRIMARY KEY (channel, mailbox)
+);
+`,
 }

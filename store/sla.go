@@ -115,7 +115,9 @@ func (t *Tx) NextSLATimer() (*time.Time, error) {
 
 // DueSLATimers lists up to limit tickets whose timer is due at now.
 func (t *Tx) DueSLATimers(now time.Time, limit int) ([]int64, error) {
-	return t.ints(`SELECT ticket_id FROM ticket_sla WHERE next_at IS NOT NULL AND next_at<=? ORDER BY next_at LIMIT ?`, ts(now), limit)
+	// Locked on PostgreSQL: instances sharing the database each fire
+	// a timer once (another instance skips the rows this one fires).
+	return t.ints(`SELECT ticket_id FROM ticket_sla WHERE next_at IS NOT NULL AND next_at<=? ORDER BY next_at LIMIT ?`+t.lockRows(), ts(now), limit)
 }
 
 // StatusCategory returns a status code's category ("" when unknown).

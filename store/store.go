@@ -1,6 +1,8 @@
 // Package store keeps deskmail's state in one SQLite database (WAL
-// mode, foreign keys on, synchronous=FULL) and is the only package
-// that speaks SQL.
+// mode, foreign keys on, synchronous=FULL) or in a PostgreSQL database
+// shared by several instances (see postgres.go), and is the only
+// package that speaks SQL. One schema, one migration list and one set
+// of queries serve both; dialect.go holds the little that differs.
 //
 // Concurrency: one writer connection serializes all writes through
 // Store.Write, which runs a function inside one IMMEDIATE transaction;
@@ -8,8 +10,9 @@
 // one consistent snapshot. Both are safe for use by many goroutines.
 //
 // Durability: when Write returns nil, the transaction is committed and
-// synced to disk (synchronous=FULL in WAL mode), so callers may then
-// acknowledge the mail to its source.
+// synced to disk (synchronous=FULL in WAL mode; synchronous_commit=on
+// on PostgreSQL), so callers may then acknowledge the mail to its
+// source.
 //
 // Schema versions: migrations in schema.go run at Open. A database
 // written by a newer deskmail (a higher user_version) is refused.
@@ -43,7 +46,10 @@ var ErrTooNew = errors.New("database schema is newer than this deskmail")
 
 // Store is an open deskmail database.
 type Store struct {
-	path   string
+	path string
+	// name is path fit for logs (a PostgreSQL URL without password).
+	name   string
+	d      *dialect
 	writer *sql.DB
 	reader *sql.DB
 	// ckpt runs WAL checkpoints off the writer's path (see checkpoint.go).
@@ -80,6 +86,10 @@ type Options struct {
 	// Reads outside a Write run on the writer's connection (see
 	// readOnWriter): such a command opens one connection, not two.
 	ShortLived bool
+	// Password is the PostgreSQL password when the URL has none (from
+	// the configuration's database_password secret); PostgreSQL's own
+	// PGPASSWORD and PGPASSFILE work too. Ignored for SQLite.
+	Password string
 }
 
 func dsn(path string, busy time.Duration, readOnly bool) string {
@@ -104,6 +114,8 @@ func dsn(path string, busy time.Duration, readOnly bool) string {
 
 // Open opens (creating if needed) the database at path, applies
 // pending migrations and returns a Store ready for concurrent use.
+// path is a SQLite file, or a postgres:// URL (IsPostgres) naming an
+// existing PostgreSQL database.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("store: empty database path")
@@ -113,6 +125,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	if opts.Readers <= 0 {
 		opts.Readers = max(4, 2*runtime.NumCPU())
+	}
+	if IsPostgres(path) {
+		return openPG(ctx, path, opts)
 	}
 	driverName := writerDriver
 	if opts.ShortLived {
@@ -130,7 +145,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &Store{path: path, writer: w, shortLived: opts.ShortLived}
+	s := &Store{path: path, name: path, d: &dialect{}, writer: w, shortLived: opts.ShortLived}
 	if err := s.migrate(ctx); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store: %s: %w", path, err)
@@ -155,12 +170,38 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Path returns the database file name.
+// Path returns the database file name (or PostgreSQL URL).
 func (s *Store) Path() string { return s.path }
+
+// Name returns the database for logs and status output: the file
+// name, or the PostgreSQL URL without its password.
+func (s *Store) Name() string { return s.name }
+
+// Kind names the store: "sqlite" or "postgresql".
+func (s *Store) Kind() string { return s.d.name() }
+
+// Postgres reports whether the store is a PostgreSQL database.
+func (s *Store) Postgres() bool { return s.d.pg }
+
+// Version reads the schema version the database is at.
+func (s *Store) Version(ctx context.Context) (int, error) {
+	q := "PRAGMA user_version"
+	if s.d.pg {
+		q = "SELECT version FROM deskmail_schema"
+	}
+	var v int
+	if err := s.reader.QueryRowContext(ctx, q).Scan(&v); err != nil {
+		return 0, fmt.Errorf("store: schema version: %w", err)
+	}
+	return v, nil
+}
 
 // Close stops the checkpointer, folds the WAL back into the database
 // and closes every connection.
 func (s *Store) Close() error {
+	if s.d.pg {
+		return errors.Join(s.reader.Close(), s.writer.Close())
+	}
 	ckErr := s.stopCheckpointer()
 	return errors.Join(ckErr, s.reader.Close(), s.writer.Close())
 }
@@ -202,6 +243,7 @@ func (s *Store) migrate(ctx context.Context) error {
 type Tx struct {
 	ctx  context.Context
 	tx   querier
+	d    *dialect
 	sp   int
 	now  func() time.Time
 	read bool
@@ -225,7 +267,7 @@ func (s *Store) Write(ctx context.Context, fn func(*Tx) error) (err error) {
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
-	t := &Tx{ctx: ctx, tx: tx, now: time.Now}
+	t := &Tx{ctx: ctx, tx: tx, d: s.d, now: time.Now}
 	if h := s.hook.Load(); h != nil {
 		t.hook = *h
 	}
@@ -249,15 +291,21 @@ func (s *Store) Write(ctx context.Context, fn func(*Tx) error) (err error) {
 
 // Read runs fn in one read-only transaction (a consistent snapshot).
 func (s *Store) Read(ctx context.Context, fn func(*Tx) error) error {
-	if s.shortLived && s.writing.Load() == 0 {
+	if s.shortLived && !s.d.pg && s.writing.Load() == 0 {
 		return s.readOnWriter(ctx, fn)
 	}
-	tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	opts := &sql.TxOptions{ReadOnly: true}
+	if s.d.pg {
+		// One snapshot for the whole function, as SQLite's read
+		// transaction gives.
+		opts.Isolation = sql.LevelRepeatableRead
+	}
+	tx, err := s.reader.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("store: begin read: %w", err)
 	}
 	defer tx.Rollback()
-	return fn(&Tx{ctx: ctx, tx: tx, now: time.Now, read: true})
+	return fn(&Tx{ctx: ctx, tx: tx, d: s.d, now: time.Now, read: true})
 }
 
 // readOnWriter runs fn in a read transaction on the writer's
@@ -285,7 +333,7 @@ func (s *Store) readOnWriter(ctx context.Context, fn func(*Tx) error) (err error
 			err = errors.Join(err, fmt.Errorf("store: end read: %w", rerr))
 		}
 	}()
-	return fn(&Tx{ctx: ctx, tx: conn, now: time.Now, read: true})
+	return fn(&Tx{ctx: ctx, tx: conn, d: s.d, now: time.Now, read: true})
 }
 
 // Savepoint runs fn inside a savepoint: if fn fails, only its changes
@@ -344,19 +392,38 @@ func (t *Tx) Now() time.Time { return t.now() }
 // Context returns the context the transaction runs under.
 func (t *Tx) Context() context.Context { return t.ctx }
 
+// exec, query and row run one statement written for SQLite (`?`
+// placeholders) in the store's dialect.
 func (t *Tx) exec(query string, args ...any) (sql.Result, error) {
+	if t.d.pg {
+		return t.tx.ExecContext(t.ctx, t.d.q(query), pgArgs(args)...)
+	}
 	return t.tx.ExecContext(t.ctx, query, args...)
 }
 
 func (t *Tx) query(query string, args ...any) (*sql.Rows, error) {
+	if t.d.pg {
+		return t.tx.QueryContext(t.ctx, t.d.q(query), pgArgs(args)...)
+	}
 	return t.tx.QueryContext(t.ctx, query, args...)
 }
 
 func (t *Tx) row(query string, args ...any) *sql.Row {
+	if t.d.pg {
+		return t.tx.QueryRowContext(t.ctx, t.d.q(query), pgArgs(args)...)
+	}
 	return t.tx.QueryRowContext(t.ctx, query, args...)
 }
 
+// insert runs an INSERT into a table with an id column and returns
+// the new row's id (RETURNING id on PostgreSQL, which has no
+// LastInsertId).
 func (t *Tx) insert(query string, args ...any) (int64, error) {
+	if t.d.pg {
+		var id int64
+		err := t.row(query+" RETURNING id", args...).Scan(&id)
+		return id, err
+	}
 	res, err := t.exec(query, args...)
 	if err != nil {
 		return 0, err
@@ -366,6 +433,9 @@ func (t *Tx) insert(query string, args ...any) (int64, error) {
 
 // isUnique reports whether err is a UNIQUE or PRIMARY KEY violation.
 func isUnique(err error) bool {
+	if pgUnique(err) {
+		return true
+	}
 	var se sqlite3.Error
 	if errors.As(err, &se) {
 		return se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey

@@ -13,18 +13,13 @@ import (
 	"time"
 )
 
-func openTest(t *testing.T) *Store {
+func openTest(t *testing.T, k storeKind) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "t.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return openKind(t, k, Options{})
 }
 
 func TestOpenSettings(t *testing.T) {
-	s := openTest(t)
+	s := openTest(t, sqliteStore)
 	ctx := context.Background()
 	var mode string
 	var fk, sync int
@@ -60,126 +55,134 @@ func TestNewerSchemaRefused(t *testing.T) {
 }
 
 func TestMessageIDIsUnique(t *testing.T) {
-	s := openTest(t)
-	ctx := context.Background()
-	err := s.Write(ctx, func(tx *Tx) error {
-		if err := tx.AddMessageID(MessageRef{MessageID: "a@b", Direction: "in"}); err != nil {
-			return err
+	forEachStore(t, func(t *testing.T, k storeKind) {
+		s := openTest(t, k)
+		ctx := context.Background()
+		err := s.Write(ctx, func(tx *Tx) error {
+			if err := tx.AddMessageID(MessageRef{MessageID: "a@b", Direction: "in"}); err != nil {
+				return err
+			}
+			return tx.AddMessageID(MessageRef{MessageID: "a@b", Direction: "in"})
+		})
+		if !errors.Is(err, ErrDuplicate) {
+			t.Fatalf("want ErrDuplicate, got %v", err)
 		}
-		return tx.AddMessageID(MessageRef{MessageID: "a@b", Direction: "in"})
 	})
-	if !errors.Is(err, ErrDuplicate) {
-		t.Fatalf("want ErrDuplicate, got %v", err)
-	}
 }
 
 func TestSavepointRollsBackOnlyItself(t *testing.T) {
-	s := openTest(t)
-	ctx := context.Background()
-	err := s.Write(ctx, func(tx *Tx) error {
-		if _, _, err := tx.EnsureContact("kept@example.com", ""); err != nil {
-			return err
-		}
-		err := tx.Savepoint(func() error {
-			if _, _, err := tx.EnsureContact("dropped@example.com", ""); err != nil {
+	forEachStore(t, func(t *testing.T, k storeKind) {
+		s := openTest(t, k)
+		ctx := context.Background()
+		err := s.Write(ctx, func(tx *Tx) error {
+			if _, _, err := tx.EnsureContact("kept@example.com", ""); err != nil {
 				return err
 			}
-			return errors.New("boom")
+			err := tx.Savepoint(func() error {
+				if _, _, err := tx.EnsureContact("dropped@example.com", ""); err != nil {
+					return err
+				}
+				return errors.New("boom")
+			})
+			if err == nil {
+				t.Error("savepoint error lost")
+			}
+			return tx.Savepoint(func() error { panic("bad message") })
 		})
-		if err == nil {
-			t.Error("savepoint error lost")
+		if err != nil {
+			// The panicking savepoint reports an error but the outer
+			// transaction is intact; the test returns it to check that.
+			if !strings.Contains(err.Error(), "panic") {
+				t.Fatal(err)
+			}
 		}
-		return tx.Savepoint(func() error { panic("bad message") })
-	})
-	if err != nil {
-		// The panicking savepoint reports an error but the outer
-		// transaction is intact; the test returns it to check that.
-		if !strings.Contains(err.Error(), "panic") {
-			t.Fatal(err)
-		}
-	}
-	s.Write(ctx, func(tx *Tx) error { _, _, err := tx.EnsureContact("kept@example.com", ""); return err })
-	s.Read(ctx, func(tx *Tx) error {
-		if _, err := tx.ContactByEmail("dropped@example.com"); !errors.Is(err, ErrNotFound) {
-			t.Errorf("rolled-back contact exists: %v", err)
-		}
-		return nil
+		s.Write(ctx, func(tx *Tx) error { _, _, err := tx.EnsureContact("kept@example.com", ""); return err })
+		s.Read(ctx, func(tx *Tx) error {
+			if _, err := tx.ContactByEmail("dropped@example.com"); !errors.Is(err, ErrNotFound) {
+				t.Errorf("rolled-back contact exists: %v", err)
+			}
+			return nil
+		})
 	})
 }
 
 func TestConcurrentWritersAndReaders(t *testing.T) {
-	s := openTest(t)
-	ctx := context.Background()
-	var wg sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 50; i++ {
-				if err := s.Write(ctx, func(tx *Tx) error {
-					_, _, err := tx.EnsureContact(fmt.Sprintf("g%d-%d@EXAMPLE.com", g, i), "")
-					return err
-				}); err != nil {
-					t.Error(err)
-					return
+	forEachStore(t, func(t *testing.T, k storeKind) {
+		s := openTest(t, k)
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		for g := 0; g < 8; g++ {
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 50; i++ {
+					if err := s.Write(ctx, func(tx *Tx) error {
+						_, _, err := tx.EnsureContact(fmt.Sprintf("g%d-%d@EXAMPLE.com", g, i), "")
+						return err
+					}); err != nil {
+						t.Error(err)
+						return
+					}
 				}
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 50; i++ {
-				if err := s.Read(ctx, func(tx *Tx) error { _, err := tx.Contacts(0, 10); return err }); err != nil {
-					t.Error(err)
-					return
+			}()
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 50; i++ {
+					if err := s.Read(ctx, func(tx *Tx) error { _, err := tx.Contacts(0, 10); return err }); err != nil {
+						t.Error(err)
+						return
+					}
 				}
-			}
-		}()
-	}
-	wg.Wait()
-	s.Read(ctx, func(tx *Tx) error {
-		c, err := tx.ContactByEmail("g3-7@example.COM")
-		if err != nil || c.Email != "g3-7@EXAMPLE.com" {
-			t.Errorf("case-insensitive contact lookup: %v %v", c, err)
+			}()
 		}
-		return nil
+		wg.Wait()
+		s.Read(ctx, func(tx *Tx) error {
+			c, err := tx.ContactByEmail("g3-7@example.COM")
+			if err != nil || c.Email != "g3-7@EXAMPLE.com" {
+				t.Errorf("case-insensitive contact lookup: %v %v", c, err)
+			}
+			return nil
+		})
 	})
 }
 
 func TestAttachmentContentStoredOnce(t *testing.T) {
-	s := openTest(t)
-	ctx := context.Background()
-	err := s.Write(ctx, func(tx *Tx) error {
-		c, _, err := tx.EnsureContact("a@example.com", "A")
-		if err != nil {
-			return err
-		}
-		tk := &Ticket{Subject: "s", Status: 2, RequesterID: c.ID}
-		if err := tx.CreateTicket(tk); err != nil {
-			return err
-		}
-		for i := 0; i < 3; i++ {
-			conv := &Conversation{TicketID: tk.ID, Incoming: true, Files: []Attachment{{Filename: fmt.Sprintf("f%d.pdf", i), Content: []byte("same bytes")}}}
-			if err := tx.AddConversation(conv); err != nil {
+	forEachStore(t, func(t *testing.T, k storeKind) {
+		s := openTest(t, k)
+		ctx := context.Background()
+		err := s.Write(ctx, func(tx *Tx) error {
+			c, _, err := tx.EnsureContact("a@example.com", "A")
+			if err != nil {
 				return err
 			}
+			tk := &Ticket{Subject: "s", Status: 2, RequesterID: c.ID}
+			if err := tx.CreateTicket(tk); err != nil {
+				return err
+			}
+			for i := 0; i < 3; i++ {
+				conv := &Conversation{TicketID: tk.ID, Incoming: true, Files: []Attachment{{Filename: fmt.Sprintf("f%d.pdf", i), Content: []byte("same bytes")}}}
+				if err := tx.AddConversation(conv); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var blobs, atts int
-	s.writer.QueryRow("SELECT COUNT(*) FROM blobs").Scan(&blobs)
-	s.writer.QueryRow("SELECT COUNT(*) FROM attachments").Scan(&atts)
-	if blobs != 1 || atts != 3 {
-		t.Fatalf("blobs=%d attachments=%d", blobs, atts)
-	}
-	s.Read(ctx, func(tx *Tx) error {
-		a, err := tx.AttachmentContent(2)
-		if err != nil || string(a.Content) != "same bytes" || a.Filename != "f1.pdf" {
-			t.Errorf("attachment 2: %+v %v", a, err)
+		var blobs, atts int
+		s.writer.QueryRow("SELECT COUNT(*) FROM blobs").Scan(&blobs)
+		s.writer.QueryRow("SELECT COUNT(*) FROM attachments").Scan(&atts)
+		if blobs != 1 || atts != 3 {
+			t.Fatalf("blobs=%d attachments=%d", blobs, atts)
 		}
-		return nil
+		s.Read(ctx, func(tx *Tx) error {
+			a, err := tx.AttachmentContent(2)
+			if err != nil || string(a.Content) != "same bytes" || a.Filename != "f1.pdf" {
+				t.Errorf("attachment 2: %+v %v", a, err)
+			}
+			return nil
+		})
 	})
 }
 

@@ -130,12 +130,11 @@ func (t *Tx) fillTicketLists(tks []*Ticket) error {
 	in := placeholders(len(tks))
 	for _, q := range []struct {
 		sql string
-		add func(*Ticket, string)
+		add func(tk *Ticket, v, w string)
 	}{
-		{`SELECT ticket_id, tag FROM ticket_tags WHERE ticket_id IN (` + in + `) ORDER BY ticket_id, tag`, func(tk *Ticket, v string) { tk.Tags = append(tk.Tags, v) }},
-		{`SELECT ticket_id, email FROM ticket_cc WHERE ticket_id IN (` + in + `) ORDER BY ticket_id, added_at, email`, func(tk *Ticket, v string) { tk.CcEmails = append(tk.CcEmails, v) }},
-		{`SELECT ticket_id, name || char(0) || value FROM ticket_custom_fields WHERE ticket_id IN (` + in + `)`, func(tk *Ticket, v string) {
-			name, value, _ := strings.Cut(v, "\x00")
+		{`SELECT ticket_id, tag, '' FROM ticket_tags WHERE ticket_id IN (` + in + `) ORDER BY ticket_id, tag`, func(tk *Ticket, v, _ string) { tk.Tags = append(tk.Tags, v) }},
+		{`SELECT ticket_id, email, '' FROM ticket_cc WHERE ticket_id IN (` + in + `) ORDER BY ticket_id, added_at, email`, func(tk *Ticket, v, _ string) { tk.CcEmails = append(tk.CcEmails, v) }},
+		{`SELECT ticket_id, name, value FROM ticket_custom_fields WHERE ticket_id IN (` + in + `)`, func(tk *Ticket, name, value string) {
 			tk.CustomFields[name] = value
 		}},
 	} {
@@ -145,12 +144,12 @@ func (t *Tx) fillTicketLists(tks []*Ticket) error {
 		}
 		for rows.Next() {
 			var id int64
-			var v string
-			if err := rows.Scan(&id, &v); err != nil {
+			var v, w string
+			if err := rows.Scan(&id, &v, &w); err != nil {
 				rows.Close()
 				return fmt.Errorf("store: ticket lists: %w", err)
 			}
-			q.add(byID[id], v)
+			q.add(byID[id], v, w)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -354,7 +353,7 @@ func (t *Tx) DeleteTicket(id int64) error {
 
 // AddTag adds a tag; adding one that exists is not an error.
 func (t *Tx) AddTag(ticketID int64, tag string) error {
-	if _, err := t.exec(`INSERT OR IGNORE INTO ticket_tags(ticket_id, tag) VALUES (?,?)`, ticketID, tag); err != nil {
+	if _, err := t.exec(`INSERT INTO ticket_tags(ticket_id, tag) VALUES (?,?) ON CONFLICT DO NOTHING`, ticketID, tag); err != nil {
 		return fmt.Errorf("store: ticket %d add tag: %w", ticketID, err)
 	}
 	return nil
@@ -383,7 +382,7 @@ func (t *Tx) SetTags(ticketID int64, tags []string) error {
 
 // AddCC adds a cc address to a ticket and reports whether it is new.
 func (t *Tx) AddCC(ticketID int64, email string) (bool, error) {
-	res, err := t.exec(`INSERT OR IGNORE INTO ticket_cc(ticket_id, email, added_at) VALUES (?,?,?)`, ticketID, email, ts(t.now()))
+	res, err := t.exec(`INSERT INTO ticket_cc(ticket_id, email, added_at) VALUES (?,?,?) ON CONFLICT DO NOTHING`, ticketID, email, ts(t.now()))
 	if err != nil {
 		return false, fmt.Errorf("store: ticket %d add cc: %w", ticketID, err)
 	}
@@ -419,8 +418,10 @@ func (t *Tx) IsParticipant(ticketID int64, email string) (bool, error) {
 // mail does.
 func (t *Tx) SentTo(ticketID int64, messageID, email string) (bool, error) {
 	var n int
-	err := t.row(`SELECT COUNT(*) FROM outbox o, json_each(o.rcpt_to) r
-		WHERE o.ticket_id=? AND o.message_id=? AND o.state IN ('queued','sent') AND lower(r.value)=lower(?)`,
+	// outbox_rcpt holds rcpt_to's addresses (kept by triggers), compared
+	// without regard to case.
+	err := t.row(`SELECT COUNT(*) FROM outbox o JOIN outbox_rcpt r ON r.outbox_id=o.id
+		WHERE o.ticket_id=? AND o.message_id=? AND o.state IN ('queued','sent') AND r.address=?`,
 		ticketID, messageID, email).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("store: ticket %d mail %s sent to %s: %w", ticketID, messageID, email, err)

@@ -69,7 +69,7 @@ func (t *Tx) webhookRows(query string, args ...any) ([]WebhookDelivery, error) {
 // DueWebhooks lists up to limit queued deliveries due at now, oldest
 // first.
 func (t *Tx) DueWebhooks(now time.Time, limit int) ([]WebhookDelivery, error) {
-	return t.webhookRows(`WHERE state='queued' AND next_attempt_at<=? ORDER BY next_attempt_at, id LIMIT ?`, ts(now), limit)
+	return t.webhookRows(`WHERE state='queued' AND next_attempt_at<=? ORDER BY next_attempt_at, id LIMIT ?`+t.lockRows(), ts(now), limit)
 }
 
 // WebhookDeliveries lists the newest deliveries (for status and tests).
@@ -121,8 +121,8 @@ type WebhookStats struct {
 // WebhookStats reads the delivery queue's health.
 func (t *Tx) WebhookStats() (WebhookStats, error) {
 	var s WebhookStats
-	err := t.row(`SELECT COALESCE(SUM(state='queued'),0), COALESCE(SUM(state='sent'),0), COALESCE(SUM(state='failed'),0),
-		COALESCE(SUM(state='queued' AND attempts>0),0),
+	err := t.row(`SELECT COALESCE(SUM(CASE WHEN state='queued' THEN 1 ELSE 0 END),0), COALESCE(SUM(CASE WHEN state='sent' THEN 1 ELSE 0 END),0), COALESCE(SUM(CASE WHEN state='failed' THEN 1 ELSE 0 END),0),
+		COALESCE(SUM(CASE WHEN state='queued' AND attempts>0 THEN 1 ELSE 0 END),0),
 		COALESCE((SELECT last_error FROM webhook_deliveries WHERE state<>'sent' AND last_error<>'' ORDER BY id DESC LIMIT 1),'')
 		FROM webhook_deliveries`).Scan(&s.Queued, &s.Sent, &s.Failed, &s.Retrying, &s.LastError)
 	if err != nil {

@@ -68,11 +68,10 @@ func channelsTest(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	// provider rotates during the probe must be kept.
 	var st *store.Store
 	if ch.IMAP.OAuth != nil {
-		path := cfg.Database
 		if *db != "" {
-			path = *db
+			cfg.Database = *db
 		}
-		if st, err = store.Open(ctx, path, store.Options{}); err != nil {
+		if st, err = openDatabase(ctx, cfg, store.Options{}); err != nil {
 			return fmt.Errorf("open the database for the OAuth token: %w", err)
 		}
 		defer st.Close()

@@ -19,6 +19,11 @@ type readiness struct {
 	Ready    bool            `json:"ready"`
 	Store    string          `json:"store"`
 	Channels []channelHealth `json:"channels"`
+	// Instances are the deskmail instances serving this database and
+	// the IMAP folders each holds; UnheldFolders have no live holder
+	// (its instance died; another takes them over within 20s).
+	Instances     []instanceStatus `json:"instances"`
+	UnheldFolders []string         `json:"unheld_folders"`
 }
 
 type channelHealth struct {
@@ -89,7 +94,7 @@ func (p *writeProbe) check(ctx context.Context) error {
 func checkReady(ctx context.Context, cfg *config.Config, st *store.Store, probe *writeProbe) readiness {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	rep := readiness{Ready: true, Store: "ok", Channels: []channelHealth{}}
+	rep := readiness{Ready: true, Store: "ok", Channels: []channelHealth{}, Instances: []instanceStatus{}, UnheldFolders: []string{}}
 	if err := probe.check(ctx); err != nil {
 		rep.Ready, rep.Store = false, notWritable(err)
 	}
@@ -117,7 +122,9 @@ func checkReady(ctx context.Context, cfg *config.Config, st *store.Store, probe 
 			}
 			rep.Channels = append(rep.Channels, c)
 		}
-		return nil
+		var err error
+		rep.Instances, rep.UnheldFolders, err = instancesView(tx, time.Now())
+		return err
 	})
 	if err != nil {
 		rep.Ready, rep.Store = false, "not readable: "+errText(err)

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/deskmail/deskmail/store"
 )
 
 // The CLI contract of DESIGN.md ("The command line"): these tests run
@@ -80,12 +82,18 @@ func ingestLines(t *testing.T, out string) []map[string]any {
 }
 
 func TestCLIIngestTicketsContract(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "x.db")
+	forEachDatabase(t, func(t *testing.T, db string) {
+		if !store.IsPostgres(db) {
+			// tickets list does not create a database; agents add does.
+			if code, _, _ := deskmail(t, "", "tickets", "list", "--db", db, "--json"); code == 0 {
+				t.Fatalf("tickets list on a missing database: exit 0")
+			}
+		}
+		cliIngestTicketsContract(t, db)
+	})
+}
 
-	// tickets list does not create a database; agents add does.
-	if code, _, _ := deskmail(t, "", "tickets", "list", "--db", db, "--json"); code == 0 {
-		t.Fatalf("tickets list on a missing database: exit 0")
-	}
+func cliIngestTicketsContract(t *testing.T, db string) {
 	if code, _, errOut := deskmail(t, "", "agents", "add", "agent@example.com", "--db", db); code != 0 {
 		t.Fatalf("agents add: exit %d: %s", code, errOut)
 	}

@@ -42,7 +42,8 @@ func commands() []command {
 		{"status", "status [--config FILE] [--db PATH] [--json]   channel health, outbox, failures", runStatus},
 		{"backup", "backup --config FILE|--db PATH [--json] DEST   consistent copy of the database, while running", runBackup},
 		{"channels", "channels test NAME --config FILE   check an IMAP channel's mailbox", runChannels},
-		{"version", "version [--json]   version, Go version and database schema", runVersion},
+		{"migrate", "migrate --from PATH.db --to postgres://... [--json]   copy a SQLite installation into PostgreSQL, verified", runMigrate},
+		{"version", "version [--json] [--db PATH|URL|--config FILE]   version, Go version, database schema and store", runVersion},
 	}
 }
 

@@ -61,9 +61,11 @@ var testBinary struct {
 	err  error
 }
 
-// TestMain runs the package's tests and removes the shared binary.
+// TestMain runs the package's tests, stops the PostgreSQL cluster
+// (pg_test.go) and removes the shared binary.
 func TestMain(m *testing.M) {
 	code := m.Run()
+	pgCluster.Stop()
 	if testBinary.path != "" {
 		os.RemoveAll(filepath.Dir(testBinary.path))
 	}

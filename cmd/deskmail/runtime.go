@@ -50,7 +50,7 @@ func openRuntime(ctx context.Context, cfgPath, dbPath string, implicit bool, log
 	}
 	// One-shot commands: several may run at once (an MTA's pipe runs
 	// one ingest per mail), and none waits for the others at exit.
-	st, err := store.Open(ctx, cfg.Database, store.Options{ShortLived: true})
+	st, err := openDatabase(ctx, cfg, store.Options{ShortLived: true})
 	if err != nil {
 		return nil, err
 	}
@@ -126,6 +126,9 @@ func requireDatabase(db, cfgPath string) error {
 			}
 		}
 		path = cfg.Database
+	}
+	if store.IsPostgres(path) {
+		return nil // the server says, at open, whether it exists
 	}
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("database %s does not exist (deskmail serve, ingest and agents add create one; check --db or database: in the configuration)", path)

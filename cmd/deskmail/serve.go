@@ -120,7 +120,7 @@ func runServe(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	defer d.st.Close()
 
-	d.announce(stdout, "database "+cfg.Database, "database", "path", cfg.Database)
+	d.announce(stdout, "database "+d.st.Name(), "database", "path", d.st.Name(), "store", d.st.Kind())
 	for _, ch := range cfg.Channels {
 		d.announce(stdout, fmt.Sprintf("channel %s accepts mail for %s", ch.Name, strings.Join(ch.Addresses, ", ")),
 			"channel", "channel", ch.Name, "addresses", ch.Addresses)
@@ -170,11 +170,14 @@ func (o overrides) load() (*config.Config, error) {
 // logger live as long as the process; everything built from the
 // configuration is a generation that a reload replaces.
 type daemon struct {
-	ov      overrides
-	st      *store.Store
-	metrics *metrics.Metrics
-	log     *slog.Logger
-	level   *slog.LevelVar
+	ov overrides
+	st *store.Store
+	// instance is this process among those sharing the database: the
+	// owner of its IMAP folder leases (instances.go).
+	instance store.Instance
+	metrics  *metrics.Metrics
+	log      *slog.Logger
+	level    *slog.LevelVar
 	// jsonLog: log.format is json, so start-up lines are log records
 	// too (see announce).
 	jsonLog bool
@@ -234,11 +237,11 @@ type generation struct {
 
 // newDaemon opens the store and builds the first generation.
 func newDaemon(ctx context.Context, cfg *config.Config, ov overrides, logger *slog.Logger, level *slog.LevelVar) (*daemon, error) {
-	st, err := store.Open(ctx, cfg.Database, store.Options{})
+	st, err := openDatabase(ctx, cfg, store.Options{})
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{ov: ov, st: st, metrics: metrics.New(), log: logger, level: level, jsonLog: cfg.Log.Format == "json",
+	d := &daemon{ov: ov, st: st, instance: newInstance(), metrics: metrics.New(), log: logger, level: level, jsonLog: cfg.Log.Format == "json",
 		guard: api.NewAuthGuard(nil, 0)}
 	d.api.m = d.metrics
 	d.metrics.ReadStore(d.storeStats)
@@ -425,7 +428,13 @@ func (d *daemon) run(ctx context.Context, stdout io.Writer, hup <-chan os.Signal
 		}
 	}
 
-	d.pollers = newPollerSet(srcCtx, d.st, d, poller.Options{Logger: logger, Metrics: d.metrics})
+	beatCtx, stopBeat := context.WithCancel(ctx)
+	beatDone := make(chan struct{})
+	go func() {
+		defer close(beatDone)
+		d.heartbeat(beatCtx)
+	}()
+	d.pollers = newPollerSet(srcCtx, d.st, d, poller.Options{Logger: logger, Metrics: d.metrics, Instance: d.instance.ID})
 	if err := d.pollers.apply(cfg); err != nil {
 		failed("imap pollers", err)
 	} else if f := d.pollers.folders(); len(f) > 0 {
@@ -439,7 +448,7 @@ func (d *daemon) run(ctx context.Context, stdout io.Writer, hup <-chan os.Signal
 		}, logger)
 	})
 
-	logger.Info("deskmail serving", "database", cfg.Database, "config", d.ov.path)
+	logger.Info("deskmail serving", "database", store.Redact(cfg.Database), "config", d.ov.path)
 	srcDone := make(chan struct{})
 	go func() {
 		srcWG.Wait()
@@ -458,6 +467,9 @@ wait:
 	}
 	stopSources()
 	d.pollers.wait()
+	stopBeat()
+	<-beatDone
+	d.stopInstance()
 	d.retire(d.gen.Load())
 	stopPipelines()
 	d.pipeWG.Wait()

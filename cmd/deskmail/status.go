@@ -28,6 +28,13 @@ type channelStatus struct {
 
 type statusReport struct {
 	Database string `json:"database"`
+	// StoreKind is sqlite or postgresql.
+	StoreKind string `json:"store_kind"`
+	// Instances are the deskmail instances serving the database (a
+	// heartbeat in the last 30s) with the IMAP folders each polls;
+	// UnheldFolders are folders whose holder is gone.
+	Instances     []instanceStatus `json:"instances"`
+	UnheldFolders []string         `json:"unheld_folders"`
 	// Store is "ok" when a write probe committed, else "not writable:
 	// …" — the same probe and text as /readyz.
 	Store    string          `json:"store"`
@@ -112,12 +119,12 @@ func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if err := requireDatabase(cfg.Database, ""); err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, cfg.Database, store.Options{})
+	st, err := openDatabase(ctx, cfg, store.Options{})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	rep := statusReport{Database: cfg.Database, Store: "ok", Channels: []channelStatus{}}
+	rep := statusReport{Database: st.Name(), StoreKind: st.Kind(), Store: "ok", Channels: []channelStatus{}}
 	if err := st.ProbeWrite(ctx, probeTimeout); err != nil {
 		rep.Store = notWritable(err)
 	}
@@ -165,6 +172,9 @@ func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			return err
 		}
 		rep.Webhooks = webhookStatus{Queued: wh.Queued, Retrying: wh.Retrying, Failed: wh.Failed, Sent: wh.Sent, LastError: wh.LastError}
+		if rep.Instances, rep.UnheldFolders, err = instancesView(tx, now); err != nil {
+			return err
+		}
 		return bounceStatus(tx, &rep)
 	})
 	if err != nil {
@@ -198,6 +208,14 @@ func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		fmt.Fprintf(stdout, "; last error: %s", oneLine(rep.Webhooks.LastError, 80))
 	}
 	fmt.Fprintf(stdout, "\nmessages kept raw after a failure: %d\n", rep.FailedMessages)
+	fmt.Fprintf(stdout, "instances (%s): %d running", rep.StoreKind, len(rep.Instances))
+	for _, in := range rep.Instances {
+		fmt.Fprintf(stdout, "\n  %s (pid %d on %s, up since %s): %s", in.ID, in.PID, orDash(in.Host), fmtTime(&in.StartedAt), listOrNone(in.Folders))
+	}
+	if len(rep.UnheldFolders) > 0 {
+		fmt.Fprintf(stdout, "\n  folders without a live holder (taken over within 20s): %s", listOrNone(rep.UnheldFolders))
+	}
+	fmt.Fprintln(stdout)
 	b := rep.Bounces
 	fmt.Fprintf(stdout, "delivery reports: %d flagged an address, %d transient, %d proved nothing and flagged nobody; %d contacts flagged bouncing (deskmail contacts list --bouncing)\n",
 		b.Flagged, b.Transient, b.Uncorrelated, b.BouncingContacts)

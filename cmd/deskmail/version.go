@@ -7,6 +7,7 @@ import (
 	goruntime "runtime"
 	"runtime/debug"
 
+	"github.com/deskmail/deskmail/config"
 	"github.com/deskmail/deskmail/store"
 )
 
@@ -24,13 +25,20 @@ type versionInfo struct {
 	Modified bool   `json:"modified"`
 	Go       string `json:"go"`
 	Schema   int    `json:"schema_version"`
+	// Stores are the kinds of database this binary speaks.
+	Stores []string `json:"stores"`
+	// Database, Store and DatabaseSchema describe the database named
+	// by --db or --config (null without either).
+	Database       *string `json:"database"`
+	Store          *string `json:"store"`
+	DatabaseSchema *int    `json:"database_schema_version"`
 }
 
 // buildVersion collects the version (the -X override, else the module
 // version Go stamped into the binary), the VCS revision, the Go version
 // and the database schema version this binary writes.
 func buildVersion() versionInfo {
-	v := versionInfo{Version: version, Go: goruntime.Version(), Schema: store.SchemaVersion()}
+	v := versionInfo{Version: version, Go: goruntime.Version(), Schema: store.SchemaVersion(), Stores: []string{"sqlite", "postgresql"}}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if v.Version == "" {
 			v.Version = bi.Main.Version
@@ -54,9 +62,13 @@ func buildVersion() versionInfo {
 
 // runVersion prints the version, the Go version and the schema version.
 func runVersion(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("version", "[--json]",
-		"Prints the version, the Go version and the database schema version.")
+	fs := newFlags("version", "[--json] [--db PATH|URL | --config FILE]",
+		"Prints the version, the Go version and the database schema version; with --db or --config,\n"+
+			"also the store (sqlite or postgresql) and the schema version that database is at\n"+
+			"(read only: nothing is created or migrated).")
 	asJSON := fs.Bool("json", false, "print JSON")
+	db := fs.String("db", "", "database `PATH` or postgres:// URL to inspect")
+	cfgPath := fs.String("config", "", "configuration `FILE` whose database to inspect")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -65,6 +77,29 @@ func runVersion(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
 	}
 	v := buildVersion()
+	if *db != "" || *cfgPath != "" {
+		cfg := config.Default()
+		if *cfgPath != "" {
+			if cfg, err = config.Load(*cfgPath); err != nil {
+				return err
+			}
+		}
+		if *db != "" {
+			cfg.Database = *db
+		}
+		var opts store.Options
+		if store.IsPostgres(cfg.Database) && !cfg.DatabasePassword.IsZero() {
+			if opts.Password, err = cfg.DatabasePassword.Value(); err != nil {
+				return fmt.Errorf("database_password: %w", err)
+			}
+		}
+		kind, n, err := store.Inspect(ctx, cfg.Database, opts)
+		if err != nil {
+			return err
+		}
+		name := store.Redact(cfg.Database)
+		v.Database, v.Store, v.DatabaseSchema = &name, &kind, &n
+	}
 	if *asJSON {
 		return writeJSON(stdout, v)
 	}
@@ -77,5 +112,8 @@ func runVersion(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		fmt.Fprintf(stdout, "revision %s %s%s\n", v.Revision, v.Time, mod)
 	}
 	fmt.Fprintf(stdout, "go %s\ndatabase schema %d\n", v.Go, v.Schema)
+	if v.Store != nil {
+		fmt.Fprintf(stdout, "store %s %s at schema %d\n", *v.Store, *v.Database, *v.DatabaseSchema)
+	}
 	return nil
 }

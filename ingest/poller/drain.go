@@ -535,6 +535,11 @@ func (s *session) land(ctx context.Context, f *flight) error {
 	if f.err != nil {
 		return f.err
 	}
+	if len(f.out.all) > 0 || len(f.b.aside) > 0 {
+		if err := s.fence(ctx); err != nil {
+			return err
+		}
+	}
 	if len(f.out.all) > 0 {
 		if err := s.acknowledgeBatch(f.out); err != nil {
 			return err

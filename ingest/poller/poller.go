@@ -84,6 +84,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -115,6 +116,12 @@ type Options struct {
 	Now func() time.Time
 	// Metrics counts polls and errors per channel (nil: not counted).
 	Metrics *metrics.Metrics
+	// Instance names this deskmail among those sharing the database
+	// (default NewInstanceID()): the owner of the folder leases.
+	Instance string
+	// LeaseTTL is how long a folder lease holds without renewal
+	// (default DefaultLeaseTTL); see lease.go.
+	LeaseTTL time.Duration
 
 	// Test knobs.
 	backoffMin, backoffMax time.Duration
@@ -167,6 +174,12 @@ func (o *Options) fill() {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Instance == "" {
+		o.Instance = NewInstanceID()
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = DefaultLeaseTTL
 	}
 	if o.backoffMin <= 0 {
 		o.backoffMin = defaultBackoffMin
@@ -270,11 +283,44 @@ type folderPoller struct {
 	auth *authenticator
 	opts Options
 	log  *slog.Logger
+	// lease is the folder lease held while sessions run (lease.go).
+	lease atomic.Pointer[store.Lease]
 }
 
-// run connects, drains and waits until ctx ends, reconnecting after
-// failures with backoff.
+// run takes the folder's lease, then polls while it holds it; a lease
+// lost to another instance stops the sessions and the poller waits to
+// take the folder again. A clean stop releases the lease.
 func (p *folderPoller) run(ctx context.Context) {
+	for {
+		l, ok := p.acquire(ctx)
+		if !ok {
+			return
+		}
+		p.lease.Store(&l)
+		lctx, lost := context.WithCancelCause(ctx)
+		held := make(chan struct{})
+		go func() {
+			defer close(held)
+			p.hold(lctx, l, lost)
+		}()
+		p.poll(lctx)
+		lost(nil)
+		<-held
+		if ctx.Err() != nil {
+			wctx, cancel := writeCtx(ctx)
+			if err := p.st.Write(wctx, func(tx *store.Tx) error { return tx.ReleaseLease(l, p.opts.Now()) }); err != nil {
+				p.log.Warn("imap folder lease: release failed; it expires on its own", "err", err)
+			}
+			cancel()
+			return
+		}
+		p.log.Warn("imap folder lease lost; stopped polling it", "err", context.Cause(lctx))
+	}
+}
+
+// poll connects, drains and waits until ctx ends, reconnecting after
+// failures with backoff.
+func (p *folderPoller) poll(ctx context.Context) {
 	failures := 0
 	for ctx.Err() == nil {
 		ok, err := p.safeSession(ctx)
