@@ -66,6 +66,9 @@ var testBinary struct {
 func TestMain(m *testing.M) {
 	code := m.Run()
 	pgCluster.Stop()
+	if benchPG.c != nil {
+		benchPG.c.Stop()
+	}
 	if testBinary.path != "" {
 		os.RemoveAll(filepath.Dir(testBinary.path))
 	}

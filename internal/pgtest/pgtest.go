@@ -317,3 +317,54 @@ func (c *Cluster) Stop() {
 	}
 	os.RemoveAll(c.dir)
 }
+
+// CPU is the CPU time (user+system) the cluster's server processes
+// have used so far: the postmaster with the backends it reaped, and the
+// backends still running (/proc, Linux).
+func (c *Cluster) CPU() (time.Duration, error) {
+	b, err := os.ReadFile(filepath.Join(c.dir, "data", "postmaster.pid"))
+	if err != nil {
+		return 0, err
+	}
+	pm, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	if err != nil {
+		return 0, fmt.Errorf("pgtest: postmaster.pid: %w", err)
+	}
+	total, _, err := procTimes(pm, true)
+	if err != nil {
+		return 0, err
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		pid, _ := strconv.Atoi(filepath.Base(p))
+		if t, ppid, err := procTimes(pid, false); err == nil && ppid == pm {
+			total += t
+		}
+	}
+	return total, nil
+}
+
+// procTimes reads a process's utime+stime (and with children, its
+// reaped children's too) and its parent pid.
+func procTimes(pid int, children bool) (time.Duration, int, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	i := strings.LastIndexByte(string(data), ')')
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 15 {
+		return 0, 0, fmt.Errorf("pgtest: /proc/%d/stat: short", pid)
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	var ticks int64
+	n := 13
+	if children {
+		n = 15
+	}
+	for _, v := range f[11:n] {
+		x, _ := strconv.ParseInt(v, 10, 64)
+		ticks += x
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, ppid, nil
+}
