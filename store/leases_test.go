@@ -130,3 +130,45 @@ func TestFolderLeaseRace(t *testing.T) {
 		}
 	})
 }
+
+// TestEnsureContactAcrossInstances: instances (stores) sharing a
+// PostgreSQL database create the same new contacts at once; none
+// fails and each address is one contact.
+func TestEnsureContactAcrossInstances(t *testing.T) {
+	if !pgCluster.Available(t) {
+		return
+	}
+	first := openKind(t, postgresStore, Options{})
+	second, err := Open(context.Background(), first.Path(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	ids := make([]map[string]int64, 2)
+	var wg sync.WaitGroup
+	for i, s := range []*Store{first, second} {
+		ids[i] = map[string]int64{}
+		wg.Go(func() {
+			for n := range 50 {
+				addr := fmt.Sprintf("c%d@example.com", n)
+				err := s.Write(context.Background(), func(tx *Tx) error {
+					c, _, err := tx.EnsureContact(addr, "")
+					if err == nil {
+						ids[i][addr] = c.ID
+					}
+					return err
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for addr, id := range ids[0] {
+		if ids[1][addr] != id {
+			t.Errorf("%s: contact %d and %d", addr, id, ids[1][addr])
+		}
+	}
+}

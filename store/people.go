@@ -76,9 +76,19 @@ func (t *Tx) EnsureContact(email, name string) (*Contact, bool, error) {
 		return nil, false, fmt.Errorf("store: contact %s: %w", email, err)
 	}
 	now := t.now()
-	id, err := t.insert(`INSERT INTO contacts(email, name, created_at, updated_at) VALUES (?,?,?,?)`, email, name, ts(now), ts(now))
+	// Another instance on the same database may create the contact
+	// meanwhile: then this insert does nothing and the row is read.
+	id, ok, err := t.insertOrNothing(`INSERT INTO contacts(email, name, created_at, updated_at) VALUES (?,?,?,?) ON CONFLICT(email) DO NOTHING`,
+		email, name, ts(now), ts(now))
 	if err != nil {
 		return nil, false, fmt.Errorf("store: create contact %s: %w", email, err)
+	}
+	if !ok {
+		c, err := scanContact(t.row(`SELECT `+contactCols+` FROM contacts WHERE email=?`, email))
+		if err != nil {
+			return nil, false, fmt.Errorf("store: contact %s: %w", email, err)
+		}
+		return c, false, nil
 	}
 	return &Contact{ID: id, Email: email, Name: name, CreatedAt: now, UpdatedAt: now}, true, nil
 }

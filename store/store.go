@@ -431,6 +431,28 @@ func (t *Tx) insert(query string, args ...any) (int64, error) {
 	return res.LastInsertId()
 }
 
+// insertOrNothing runs an INSERT … ON CONFLICT DO NOTHING into a table
+// with an id column: the new id and true, or false when the row
+// existed.
+func (t *Tx) insertOrNothing(query string, args ...any) (int64, bool, error) {
+	if t.d.pg {
+		id, err := t.insert(query, args...)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, false, nil
+		}
+		return id, err == nil, err
+	}
+	res, err := t.exec(query, args...)
+	if err != nil {
+		return 0, false, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return 0, false, err
+	}
+	id, err := res.LastInsertId()
+	return id, err == nil, err
+}
+
 // isUnique reports whether err is a UNIQUE or PRIMARY KEY violation.
 func isUnique(err error) bool {
 	if pgUnique(err) {

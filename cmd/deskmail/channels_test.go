@@ -50,12 +50,19 @@ func serveMemIMAP(t *testing.T, u *imapmemserver.User) int {
 	t.Helper()
 	mem := imapmemserver.New()
 	mem.AddUser(u)
+	return serveIMAP(t, func() imapserver.Session { return mem.NewSession() }, imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapMove: {}, imap.CapUIDPlus: {}})
+}
+
+// serveIMAP serves IMAP sessions from newSession on 127.0.0.1:0 (clear
+// text, logins allowed) until the test ends and returns the port.
+func serveIMAP(t *testing.T, newSession func() imapserver.Session, caps imap.CapSet) int {
+	t.Helper()
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return mem.NewSession(), nil, nil
+			return newSession(), nil, nil
 		},
 		InsecureAuth: true,
-		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapMove: {}, imap.CapUIDPlus: {}},
+		Caps:         caps,
 		Logger:       log.New(io.Discard, "", 0),
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

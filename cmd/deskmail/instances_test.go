@@ -6,9 +6,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,21 +104,9 @@ func serveFencedIMAP(t *testing.T, db *sql.DB) (*fencedIMAP, int) {
 	}
 	mem := imapmemserver.New()
 	mem.AddUser(f.user)
-	srv := imapserver.New(&imapserver.Options{
-		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return fencedSession{Session: mem.NewSession(), f: f}, nil, nil
-		},
-		InsecureAuth: true,
-		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}},
-		Logger:       log.New(io.Discard, "", 0),
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return f, ln.Addr().(*net.TCPAddr).Port
+	port := serveIMAP(t, func() imapserver.Session { return fencedSession{Session: mem.NewSession(), f: f} },
+		imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}})
+	return f, port
 }
 
 // TestPostgresInstances is the "How we will check it": three
