@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -102,6 +103,103 @@ func FuzzSearchSQL(f *testing.F) {
 		})
 		if err != nil {
 			t.Fatalf("%q: %v", q, err)
+		}
+	})
+}
+
+// TestSearchOnEveryStore runs the same searches on SQLite and
+// PostgreSQL (the portable SQL) and expects the same tickets.
+func TestSearchOnEveryStore(t *testing.T) {
+	forEachStore(t, func(t *testing.T, k storeKind) {
+		st := openKind(t, k, Options{})
+		var ids []int64
+		err := st.Write(context.Background(), func(tx *Tx) error {
+			c, _, err := tx.EnsureContact("jane@example.com", "Jane")
+			if err != nil {
+				return err
+			}
+			billing, typ := "billing", "Question"
+			for i, tk := range []*Ticket{
+				{Subject: "One", Status: 2, Priority: 3, RequesterID: c.ID, Tags: []string{"VIP"}, Group: &billing, Type: &typ},
+				{Subject: "Two", Status: 3, Priority: 1, RequesterID: c.ID},
+			} {
+				if err := tx.CreateTicket(tk); err != nil {
+					return err
+				}
+				ids = append(ids, tk.ID)
+				if err := tx.SetCustomField(tk.ID, "amount", []string{"12.5", "3"}[i]); err != nil {
+					return err
+				}
+			}
+			return tx.SetCustomField(ids[0], "plan", "Pro")
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		today := time.Now().UTC().Format(time.DateOnly)
+		for q, want := range map[string][]int64{
+			`priority:>3`: {ids[0]},
+			`status:3 OR (tag:'vip' AND type:'question')`: {ids[1], ids[0]},
+			`tag:null AND type:null`:                      {ids[1]},
+			`group_id:1`:                                  {ids[0]},
+			`group_id:null`:                               {ids[1]},
+			`cf_amount:>10`:                               {ids[0]},
+			`cf_amount:<3 AND plan:null`:                  {ids[1]},
+			`plan:'PRO'`:                                  {ids[0]},
+			`created_at:'` + today + `' AND due_by:null`:  {ids[1], ids[0]},
+			`tag:'x\' OR 1=1 --'`:                         {},
+		} {
+			e, err := search.Parse(q, searchSchema())
+			if err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+			var got []int64
+			err = st.Read(context.Background(), func(tx *Tx) error {
+				tks, total, err := tx.SearchTickets(TicketQuery{Where: e, Groups: []string{"billing", "sales"}, Channels: []string{"support"}, Limit: 30})
+				if err == nil && total != len(tks) {
+					t.Errorf("%s: total %d for %d", q, total, len(tks))
+				}
+				for _, tk := range tks {
+					got = append(got, tk.ID)
+				}
+				return err
+			})
+			if err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) && !(len(got) == 0 && len(want) == 0) {
+				t.Errorf("%s: %v, want %v", q, got, want)
+			}
+		}
+		// The list filters of GET /api/v2/tickets, on both stores too.
+		err = st.Read(context.Background(), func(tx *Tx) error {
+			for _, f := range []TicketFilter{
+				{OrderBy: "due_by", OpenFor: 1, CreatedSince: time.Now().Add(-time.Hour)},
+				{OrderBy: "due_by", Desc: true, OnlyDeleted: true},
+			} {
+				if _, err := tx.ListTickets(f); err != nil {
+					return err
+				}
+			}
+			tks, err := tx.ListTickets(TicketFilter{OpenFor: 1, OrderBy: "due_by"})
+			if err == nil && (len(tks) != 1 || tks[0].ID != ids[0]) {
+				t.Errorf("new_and_my_open: %v", tks)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _ := search.Parse(`email:'JANE@example.com' AND created_at:>'2000-01-01'`, ContactSearchFields())
+		err = st.Read(context.Background(), func(tx *Tx) error {
+			cs, total, err := tx.SearchContacts(ContactQuery{Where: e, Limit: 30})
+			if err == nil && (total != 1 || len(cs) != 1) {
+				t.Errorf("contacts: %d of %d", len(cs), total)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 	})
 }
