@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/deskmail/deskmail/internal/testtool"
 )
 
 // clientSetup makes three tickets; the newest is the one the
@@ -66,10 +68,10 @@ func checkClientEffects(t *testing.T, h *harness, id int64, summary map[string]a
 func TestFreshdeskPythonClient(t *testing.T) {
 	py, err := exec.LookPath("python3")
 	if err != nil {
-		t.Skip("python3 not installed (the same calls are checked by TestFreshdeskClientCalls)")
+		testtool.Missing(t, "python3 not installed (the same calls are checked by TestFreshdeskClientCalls)")
 	}
 	if out, err := exec.Command(py, "-c", "import requests").CombinedOutput(); err != nil {
-		t.Skipf("python3 module requests missing (apt-get install python3-requests; TestFreshdeskClientCalls checks the same calls): %s", bytes.TrimSpace(out))
+		testtool.Missing(t, "python3 module requests missing (apt-get install python3-requests; TestFreshdeskClientCalls checks the same calls): "+string(bytes.TrimSpace(out)))
 	}
 	h, id := clientSetup(t)
 	cmd := exec.CommandContext(t.Context(), py, filepath.Join("..", "fixtures", "api", "freshdesk_client.py"))

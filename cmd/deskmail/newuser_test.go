@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/deskmail/deskmail/internal/testtool"
 )
 
 // buildBinary returns the real deskmail binary, built on first use
@@ -285,7 +287,7 @@ func TestNewUser(t *testing.T) {
 
 	p.stop()
 	if !swaksSent {
-		t.Skip("swaks not installed (apt-get install swaks): only go-smtp's client was tried")
+		testtool.Missing(t, "swaks not installed (apt-get install swaks): only go-smtp's client was tried")
 	}
 }
 

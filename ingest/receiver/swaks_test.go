@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/deskmail/deskmail/ingest"
+	"github.com/deskmail/deskmail/internal/testtool"
 )
 
 // TestSwaks talks to the receiver with swaks, a real-world SMTP client
@@ -14,7 +15,7 @@ import (
 func TestSwaks(t *testing.T) {
 	swaks, err := exec.LookPath("swaks")
 	if err != nil {
-		t.Skip("swaks not installed (apt-get install swaks)")
+		testtool.Missing(t, "swaks not installed (apt-get install swaks)")
 	}
 	h := newHarness(t, harnessOpt{tls: true, auth: true})
 	run := func(args ...string) (string, error) {
