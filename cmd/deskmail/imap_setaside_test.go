@@ -29,6 +29,8 @@ type cutProxy struct {
 	addr string
 	uid  uint32
 	cuts atomic.Int32
+	// limit, when > 0, is how many times it cuts; then it passes all.
+	limit int32
 }
 
 // uidFetch matches a UID FETCH of bodies and captures its UID set.
@@ -70,8 +72,9 @@ func (p *cutProxy) serve(c net.Conn, backend string) {
 			return
 		}
 		if m := uidFetch.FindStringSubmatch(line); m != nil && setHas(m[1], p.uid) {
-			p.cuts.Add(1)
-			return // closes both connections
+			if n := p.cuts.Add(1); p.limit <= 0 || n <= p.limit {
+				return // closes both connections
+			}
 		}
 		if _, err := io.WriteString(s, line); err != nil {
 			return

@@ -127,14 +127,7 @@ poll:
 
 	// State through the CLI: one ticket per thread (+3 from the
 	// fixtures), every message once, agent answers as agent replies.
-	var list []struct {
-		shown
-		FrDueBy *time.Time `json:"fr_due_by"`
-		DueBy   *time.Time `json:"due_by"`
-	}
-	if err := json.Unmarshal([]byte(deskmailCmd(t, bin, dir, "tickets", "list", "--config", cfg, "--json")), &list); err != nil {
-		t.Fatal(err)
-	}
+	list := listWithClocks(t, bin, dir, cfg)
 	if len(list) != threads+3 {
 		t.Fatalf("%d tickets, want %d", len(list), threads+3)
 	}
@@ -176,6 +169,24 @@ poll:
 	if third.Created != 0 || third.Threaded != 0 || third.Duplicates != wantMsgs-1 {
 		t.Errorf("third run: %+v, want nothing new", third)
 	}
+}
+
+// ticketClocks is a ticket of `tickets list --json` with its SLA due
+// dates.
+type ticketClocks struct {
+	shown
+	FrDueBy *time.Time `json:"fr_due_by"`
+	DueBy   *time.Time `json:"due_by"`
+}
+
+// listWithClocks reads `tickets list --json`.
+func listWithClocks(t *testing.T, bin, dir, cfg string) []ticketClocks {
+	t.Helper()
+	var list []ticketClocks
+	if err := json.Unmarshal([]byte(deskmailCmd(t, bin, dir, "tickets", "list", "--config", cfg, "--json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	return list
 }
 
 func deskmailTicket(t *testing.T, bin, dir, cfg string, id int64) shown {

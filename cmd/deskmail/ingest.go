@@ -22,7 +22,7 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		"Ingests each message (files, or stdin with - or no FILE) through the whole pipeline and prints one JSON line per message; outbound mail is queued in the outbox. Creates the database if needed. An MTA passes the envelope with --recipient and --sender.")
 	db := fs.String("db", "", "SQLite database `PATH` (created if missing)")
 	cfgPath := fs.String("config", "", "configuration `FILE` (default: built-in defaults; the first To address is the support address)")
-	var rcpts addrList
+	var rcpts listFlag
 	fs.Var(&rcpts, "recipient", "envelope recipient `ADDR` (repeatable); the channel is the first one's, and an address that is no support address exits 67")
 	sender := fs.String("sender", "", "envelope sender `ADDR` (empty for a bounce)")
 	files, err := parseFlags(fs, args)
@@ -165,16 +165,16 @@ func configName(c *config.Config) string {
 	return c.File
 }
 
-// addrList is a repeatable address flag.
-type addrList []string
+// listFlag is a repeatable flag (addresses, folders).
+type listFlag []string
 
-func (l *addrList) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
 
-// Set adds one address; an empty one is refused.
-func (l *addrList) Set(v string) error {
+// Set adds one value; an empty one is refused.
+func (l *listFlag) Set(v string) error {
 	v = strings.TrimSpace(v)
 	if v == "" {
-		return errors.New("empty address")
+		return errors.New("empty value")
 	}
 	*l = append(*l, v)
 	return nil

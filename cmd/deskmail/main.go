@@ -32,7 +32,7 @@ func commands() []command {
 	return []command{
 		{"parse", "parse FILE|-   print one parsed message as JSON", runParse},
 		{"ingest", "ingest --db PATH [--config FILE] [FILE...|-]   ingest mail into tickets", runIngest},
-		{"import", "import --config FILE|--db PATH [--channel NAME] [--sla-clocks] [--json] SOURCE...   import a history (mbox, Maildir, .eml files) without mailing anyone", runImport},
+		{"import", "import --config FILE|--db PATH [--channel NAME [--imap] [--folder F]...] [--sla-clocks] [--json] [SOURCE...]   import a history (mbox, Maildir, .eml files, IMAP folders) without mailing anyone", runImport},
 		{"tickets", "tickets list|show|update ...   read and change tickets", runTickets},
 		{"outbox", "outbox list|retry ...   queued and sent outbound mail", runOutbox},
 		{"agents", "agents list|add|key ...   agents and their API keys", runAgents},

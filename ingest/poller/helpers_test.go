@@ -24,6 +24,7 @@ import (
 
 	"github.com/deskmail/deskmail/config"
 	"github.com/deskmail/deskmail/ingest"
+	"github.com/deskmail/deskmail/internal/imaptest"
 	"github.com/deskmail/deskmail/store"
 	"github.com/deskmail/deskmail/threading"
 )
@@ -380,16 +381,7 @@ func (b *backend) appendMsg(t testing.TB, folder string, raw []byte, at time.Tim
 
 func (b *backend) appendWith(t testing.TB, c *imapclient.Client, folder string, raw []byte, at time.Time) {
 	t.Helper()
-	cmd := c.Append(b.name(folder), int64(len(raw)), &imap.AppendOptions{Time: at})
-	if _, err := cmd.Write(raw); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cmd.Wait(); err != nil {
-		t.Fatalf("append to %s: %v", folder, err)
-	}
+	imaptest.Append(t, c, b.name(folder), raw, at)
 }
 
 // flags returns the flags of every message of a folder by UID; nil

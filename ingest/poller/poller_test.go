@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/deskmail/deskmail/config"
+	"github.com/deskmail/deskmail/internal/imaptest"
 	"github.com/deskmail/deskmail/store"
 )
 
@@ -424,22 +425,6 @@ func TestBrokenChannelDoesNotStopOthers(t *testing.T) {
 	eventually(t, 10*time.Second, "a ticket through the good channel", func() bool { return len(h.tickets()) == 1 })
 }
 
-// mail builds a plain message with threading headers (refs may be
-// empty), dated at.
-func mail(id, from, to, cc, subject string, at time.Time, refs ...string) []byte {
-	var b strings.Builder
-	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\n", from, to)
-	if cc != "" {
-		fmt.Fprintf(&b, "Cc: %s\r\n", cc)
-	}
-	fmt.Fprintf(&b, "Subject: %s\r\nMessage-ID: <%s>\r\nDate: %s\r\n", subject, id, at.Format(time.RFC1123Z))
-	if len(refs) > 0 {
-		fmt.Fprintf(&b, "In-Reply-To: <%s>\r\nReferences: <%s>\r\n", refs[len(refs)-1], strings.Join(refs, "> <"))
-	}
-	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nMessage " + id + ".\r\n")
-	return []byte(b.String())
-}
-
 // existing: import of an INBOX whose history holds an agent's answer
 // (From the agent, Cc the support address): it becomes the agent's
 // outgoing reply on the customer's ticket, not a customer message, and
@@ -448,10 +433,10 @@ func TestExistingImportAgentMail(t *testing.T) {
 	b := memServer(t, memOptions{})
 	c := b.client(t)
 	at := time.Now().Add(-48 * time.Hour)
-	b.appendWith(t, c, "INBOX", mail("q1@customer.example", "Carol <carol@customer.example>", "support@example.com", "", "Printer on fire", at), at)
-	b.appendWith(t, c, "INBOX", mail("a1@example.com", "Alice <alice@example.com>", "carol@customer.example", "support@example.com",
+	b.appendWith(t, c, "INBOX", imaptest.Mail("q1@customer.example", "Carol <carol@customer.example>", "support@example.com", "", "Printer on fire", at), at)
+	b.appendWith(t, c, "INBOX", imaptest.Mail("a1@example.com", "Alice <alice@example.com>", "carol@customer.example", "support@example.com",
 		"Re: Printer on fire", at.Add(time.Hour), "q1@customer.example"), at.Add(time.Hour))
-	b.appendWith(t, c, "INBOX", mail("r1@customer.example", "carol@customer.example", "alice@example.com", "support@example.com",
+	b.appendWith(t, c, "INBOX", imaptest.Mail("r1@customer.example", "carol@customer.example", "alice@example.com", "support@example.com",
 		"Re: Printer on fire", at.Add(2*time.Hour), "q1@customer.example", "a1@example.com"), at.Add(2*time.Hour))
 	h := newHarness(t, b, "existing: import")
 	h.cfg.Agents = []config.AgentConfig{{Email: "alice@example.com", Name: "Alice"}}
