@@ -77,6 +77,12 @@ func TestChannelRelayOnly(t *testing.T) {
 		e.enqueue(Event{Kind: TicketCreated, Ticket: tk, Conversation: conv, Channel: ch})
 	}
 	w := e.fastWorker()
+	// Mail without a relay is claimed (an attempt counted for the
+	// lease), then released with its attempt given back and its next
+	// try a poll interval away. A long interval makes the released
+	// state the one that lasts: with 50ms a loaded machine would read
+	// the mail claimed again, or its next try already past.
+	w.poll = time.Minute
 	run(t, w)
 	eu.wait(1, 10*time.Second)
 	rows := e.waitState(10*time.Second, func(rows []store.OutboxMail) bool {
