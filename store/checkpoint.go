@@ -106,6 +106,9 @@ func (s *Store) checkpoint(ctx context.Context, mode string) error {
 			// next round tries again.
 			return nil
 		}
+		if err == nil {
+			s.walRestarts.Add(1)
+		}
 	}
 	return err
 }

@@ -55,9 +55,12 @@ type Store struct {
 	// ckpt runs WAL checkpoints off the writer's path (see checkpoint.go).
 	ckpt       *sql.DB
 	walRestart int
-	stopCkpt   context.CancelFunc
-	ckptDone   chan struct{}
-	shortLived bool
+	// walRestarts counts the checkpoints that let the WAL start over
+	// (tests read it).
+	walRestarts atomic.Int64
+	stopCkpt    context.CancelFunc
+	ckptDone    chan struct{}
+	shortLived  bool
 	// writing counts the Writes in progress (see readOnWriter).
 	writing atomic.Int32
 	// hook runs after every ticket write (see SetTicketHook).
