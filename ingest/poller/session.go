@@ -103,6 +103,10 @@ func (s *session) connect(ctx context.Context) error {
 		return s.errorf("%w", err)
 	}
 	s.c, s.wd = c, wd
+	// A server that accepts the connection and then says nothing must
+	// not hold up a shutdown until the watchdog gives up on it.
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
 	if err := c.WaitGreeting(); err != nil {
 		return s.errorf("greeting from %s: %w", im.Host, err)
 	}

@@ -58,6 +58,40 @@ func TestSilentServer(t *testing.T) {
 	}
 }
 
+// Shutting down while a server holds the connection without a
+// greeting ends the poller at once, not when the watchdog gives up
+// (2 minutes by default).
+func TestShutdownDuringSilentGreeting(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c // held open, never written to
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	b := &backend{host: "127.0.0.1", port: ln.Addr().(*net.TCPAddr).Port, user: testUser, pass: testPassword, tls: "none"}
+	h := newHarness(t, b)
+	h.start()
+	select {
+	case c := <-accepted:
+		defer c.Close()
+	case <-time.After(30 * time.Second):
+		t.Fatal("the poller did not connect")
+	}
+	stopped := make(chan struct{})
+	go func() { h.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the poller did not stop within 30s while waiting for a greeting")
+	}
+}
+
 // A server that stops answering in the middle of a FETCH: the poller
 // gives up on the connection, records the error, retries, and takes
 // the mail once the server answers again. Waiting on purpose (IDLE
