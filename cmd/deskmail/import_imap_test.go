@@ -98,7 +98,7 @@ func testImportIMAP(t *testing.T, addr string, viaURL bool) {
 
 	// UID 1 of each folder is its newest message: in the last batch.
 	proxy := newCutProxy(t, addr, 1)
-	proxy.limit = 1
+	proxy.limit.Store(1)
 	host, port, _ := net.SplitHostPort(proxy.addr)
 	sink := newRelaySink(t)
 	cfg := filepath.Join(dir, "deskmail.yaml")
