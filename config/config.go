@@ -67,6 +67,9 @@ type Config struct {
 	SLA SLAConfig `yaml:"sla"`
 	// Webhooks are HTTP endpoints told about ticket events.
 	Webhooks []WebhookConfig `yaml:"webhooks"`
+	// Rules change tickets on events (see rules.go and the rules
+	// package).
+	Rules []RuleConfig `yaml:"rules"`
 
 	// File is the path the configuration was read from ("" for
 	// defaults).

@@ -527,6 +527,7 @@ func (c *Config) Validate() Problems {
 	c.validateOutbound(add)
 	c.validateSLA(add)
 	c.validateWebhooks(add)
+	c.validateRules(add)
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		add(c.at("log", "format"), "%q must be text or json", c.Log.Format)
 	}

@@ -61,7 +61,7 @@ type WebhookConfig struct {
 }
 
 // WebhookEvents are the events a webhook may subscribe to.
-var WebhookEvents = []string{"ticket_created", "customer_replied", "agent_replied", "note_added",
+var WebhookEvents = []string{"ticket_created", "customer_replied", "agent_replied", "note_added", "status_changed",
 	"ticket_resolved", "ticket_closed", "sla_breached"}
 
 func (c *Config) validateSLA(add func(at loc, format string, args ...any)) {

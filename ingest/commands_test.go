@@ -149,7 +149,7 @@ func TestCommandLinesApplyAndReply(t *testing.T) {
 		t.Fatal("stats timestamps not set")
 	}
 	got := strings.Join(eventKinds(e.notices), ",")
-	if got != "agent_replied,ticket_resolved" {
+	if got != "agent_replied,status_changed,status_changed,ticket_resolved" { // open → pending (the reply) → resolved (#status)
 		t.Fatalf("events %s", got)
 	}
 	actions := map[string]bool{}
@@ -352,7 +352,7 @@ func TestSendAndResolveAndExpiredToken(t *testing.T) {
 	if tk.Status != 4 {
 		t.Fatalf("send-and-resolve left status %d", tk.Status)
 	}
-	if got := strings.Join(eventKinds(e.notices), ","); got != "agent_replied,ticket_resolved" {
+	if got := strings.Join(eventKinds(e.notices), ","); got != "agent_replied,status_changed,status_changed,ticket_resolved" {
 		t.Fatalf("events %s", got)
 	}
 	// An agent token issued long ago no longer proves the agent.

@@ -16,8 +16,10 @@ import (
 
 	"github.com/deskmail/deskmail/config"
 	"github.com/deskmail/deskmail/metrics"
+	"github.com/deskmail/deskmail/rules"
 	"github.com/deskmail/deskmail/store"
 	"github.com/deskmail/deskmail/threading"
+	"github.com/deskmail/deskmail/webhook"
 )
 
 // Env is what the pipeline needs besides the store.
@@ -45,6 +47,12 @@ type Env struct {
 	// MaxBatch bounds how many messages one group commit takes
 	// (default 256).
 	MaxBatch int
+	// Rules, when set, runs on every event inside its transaction,
+	// after Notify (see the rules package and pipeline_rules.go).
+	Rules *rules.Engine
+	// Webhook queues an event for one named webhook: a rule's webhook
+	// action.
+	Webhook func(tx *store.Tx, hook string, n Notice, rule string) error
 }
 
 // Notice is one change the outbound side may answer with mail.
@@ -62,6 +70,15 @@ type Notice struct {
 	// Recipient, when set, is who a command_error notice goes to (an
 	// agent address that proved nothing; otherwise Agent).
 	Recipient string
+	// NoMail: the outbound side sends nothing for this event (mail the
+	// team sent from the Sent folder; a resolved ticket closed, whose
+	// customer had the closing mail); webhooks still hear of it.
+	NoMail bool
+	// Copy: the same event told again to another agent (a note's
+	// notify list): mail only, no webhook.
+	Copy bool
+	// Breach is, for sla_breached, the missed target.
+	Breach *webhook.Breach
 }
 
 // Pipeline drives raw messages through parse → thread → store, one
@@ -743,19 +760,24 @@ func (p *Pipeline) one(tx *store.Tx, pr *prepared) (Result, error) {
 	return res, nil
 }
 
-// notify hands every event of an outcome to the outbound side.
+// notify hands every event of an outcome to the outbound side and the
+// rules; out.Ticket is read again when rules ran.
 func (p *Pipeline) notify(tx *store.Tx, pr *prepared, out *threading.Outcome) error {
-	if p.env.Notify == nil || out.Ticket == nil {
+	if out.Ticket == nil {
 		return nil
 	}
+	ns := make([]Notice, 0, len(out.Events))
 	for _, ev := range out.Events {
-		n := Notice{Event: ev, Ticket: out.Ticket, Conversation: out.Conversation, Channel: pr.channel,
-			InReplyTo: out.InReplyTo, Agent: out.Agent, Quiet: pr.raw.Quiet, Suppress: out.Suppress, ErrorText: out.ErrorText, Recipient: out.NoticeTo}
-		if err := p.env.Notify(tx, n); err != nil {
-			return fmt.Errorf("outbound %s: %w", ev, err)
-		}
+		ns = append(ns, Notice{Event: ev, Ticket: out.Ticket, Conversation: out.Conversation, Channel: pr.channel,
+			InReplyTo: out.InReplyTo, Agent: out.Agent, Quiet: pr.raw.Quiet, Suppress: out.Suppress, ErrorText: out.ErrorText,
+			Recipient: out.NoticeTo, NoMail: out.NoMail})
 	}
-	return nil
+	ran, err := p.dispatch(tx, ns, out.Ticket.UpdatedAt)
+	if err != nil || !ran {
+		return err
+	}
+	out.Ticket, err = tx.Ticket(out.Ticket.ID)
+	return err
 }
 
 // Submit hands one message to the group committer and waits until the
@@ -825,26 +847,19 @@ func (p *Pipeline) Update(ctx context.Context, ticketID int64, c threading.Chang
 		if tk, err = tx.Ticket(ticketID); err != nil {
 			return err
 		}
-		events, err := p.engine.Apply(tx, tk, c, by, p.env.Now())
+		now := p.env.Now()
+		events, err := p.engine.Apply(tx, tk, c, by, now)
 		if err != nil {
 			return fmt.Errorf("ticket %d: %w", ticketID, err)
 		}
 		if tk, err = tx.Ticket(ticketID); err != nil {
 			return err
 		}
-		if p.env.Notify == nil {
-			return nil
+		if _, err := p.dispatch(tx, p.notices(events, tk, nil), now); err != nil {
+			return err
 		}
-		channel := ""
-		if tk.Channel != nil {
-			channel = *tk.Channel
-		}
-		for _, ev := range events {
-			if err := p.env.Notify(tx, Notice{Event: ev, Ticket: tk, Channel: channel}); err != nil {
-				return fmt.Errorf("outbound %s: %w", ev, err)
-			}
-		}
-		return nil
+		tk, err = tx.Ticket(ticketID)
+		return err
 	})
 	if err != nil {
 		return nil, err

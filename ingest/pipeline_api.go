@@ -121,16 +121,6 @@ func channelName(tk *store.Ticket) string {
 	return ""
 }
 
-func (p *Pipeline) emit(tx *store.Tx, n Notice) error {
-	if p.env.Notify == nil {
-		return nil
-	}
-	if err := p.env.Notify(tx, n); err != nil {
-		return fmt.Errorf("outbound %s: %w", n.Event, err)
-	}
-	return nil
-}
-
 // CreateTicket creates a ticket for a requester (the contact is
 // created on first sight), applies status, priority, type, group,
 // responder, tags and cc's through the lifecycle (history is written
@@ -217,9 +207,11 @@ func (p *Pipeline) CreateTicket(ctx context.Context, nt NewTicket, agent *store.
 		}
 		var first threading.EventKind = threading.EventTicketCreated
 		if nt.Outbound {
-			if err := p.engine.AgentResponded(tx, tk, by, now); err != nil {
+			more, err := p.engine.AgentResponded(tx, tk, by, now)
+			if err != nil {
 				return err
 			}
+			events = append(events, more...)
 			first = threading.EventAgentReplied
 		} else {
 			tk.RequesterRespondedAt = &now
@@ -230,16 +222,15 @@ func (p *Pipeline) CreateTicket(ctx context.Context, nt NewTicket, agent *store.
 		if tk, err = tx.Ticket(tk.ID); err != nil {
 			return err
 		}
-		for _, ev := range append([]threading.EventKind{first}, events...) {
-			n := Notice{Event: ev, Ticket: tk, Channel: chName, Agent: agent}
-			if ev == first {
-				n.Conversation = conv
-			}
-			if err := p.emit(tx, n); err != nil {
-				return err
-			}
+		ns := []Notice{{Event: first, Ticket: tk, Channel: chName, Agent: agent, Conversation: conv}}
+		for _, ev := range events {
+			ns = append(ns, Notice{Event: ev, Ticket: tk, Channel: chName, Agent: agent})
 		}
-		return nil
+		if _, err := p.dispatch(tx, ns, now); err != nil {
+			return err
+		}
+		tk, err = tx.Ticket(tk.ID)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create ticket: %w", err)
@@ -274,12 +265,11 @@ func (p *Pipeline) UpdateFromAPI(ctx context.Context, ticketID int64, c threadin
 		if tk, err = tx.Ticket(ticketID); err != nil {
 			return err
 		}
-		for _, ev := range events {
-			if err := p.emit(tx, Notice{Event: ev, Ticket: tk, Channel: channelName(tk), Agent: agent}); err != nil {
-				return err
-			}
+		if _, err := p.dispatch(tx, p.notices(events, tk, agent), now); err != nil {
+			return err
 		}
-		return nil
+		tk, err = tx.Ticket(ticketID)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ticket %d: %w", ticketID, err)
@@ -332,7 +322,8 @@ func (p *Pipeline) Reply(ctx context.Context, ticketID int64, m APIMessage, agen
 			return err
 		}
 		by := apiActor(agent, &conv.ID)
-		if err := p.engine.AgentResponded(tx, tk, by, now); err != nil {
+		events, err := p.engine.AgentResponded(tx, tk, by, now)
+		if err != nil {
 			return err
 		}
 		if err := tx.UpdateTicket(tk); err != nil {
@@ -341,8 +332,13 @@ func (p *Pipeline) Reply(ctx context.Context, ticketID int64, m APIMessage, agen
 		if tk, err = tx.Ticket(ticketID); err != nil {
 			return err
 		}
-		return p.emit(tx, Notice{Event: threading.EventAgentReplied, Ticket: tk, Conversation: conv, Channel: channelName(tk),
-			InReplyTo: lastCustomerMessageID(convs), Agent: agent})
+		ns := append([]Notice{{Event: threading.EventAgentReplied, Ticket: tk, Conversation: conv, Channel: channelName(tk),
+			InReplyTo: lastCustomerMessageID(convs), Agent: agent}}, p.notices(events, tk, agent)...)
+		if _, err := p.dispatch(tx, ns, now); err != nil {
+			return err
+		}
+		tk, err = tx.Ticket(ticketID)
+		return err
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("reply to ticket %d: %w", ticketID, err)
@@ -393,20 +389,21 @@ func (p *Pipeline) AddNote(ctx context.Context, ticketID int64, m APIMessage, pr
 		if err := tx.UpdateTicket(tk); err != nil {
 			return err
 		}
-		if len(notifyAgents) == 0 {
-			return p.emit(tx, Notice{Event: threading.EventNoteAdded, Ticket: tk, Conversation: conv, Channel: channelName(tk), Agent: agent})
-		}
-		// The outbox tells a note to the ticket's responder: name each
-		// agent to notify as the responder of a copy of the ticket.
-		for _, a := range notifyAgents {
-			cp := *tk
-			email := a.Email
-			cp.Responder = &email
-			if err := p.emit(tx, Notice{Event: threading.EventNoteAdded, Ticket: &cp, Conversation: conv, Channel: channelName(tk), Agent: agent}); err != nil {
-				return err
+		ns := []Notice{{Event: threading.EventNoteAdded, Ticket: tk, Conversation: conv, Channel: channelName(tk), Agent: agent}}
+		if len(notifyAgents) > 0 {
+			// The outbox tells a note to the ticket's responder: name
+			// each agent to notify as the responder of a copy of the
+			// ticket; webhooks and rules hear of the note once.
+			ns = nil
+			for i, a := range notifyAgents {
+				cp := *tk
+				email := a.Email
+				cp.Responder = &email
+				ns = append(ns, Notice{Event: threading.EventNoteAdded, Ticket: &cp, Conversation: conv, Channel: channelName(tk), Agent: agent, Copy: i > 0})
 			}
 		}
-		return nil
+		_, err = p.dispatch(tx, ns, now)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("note on ticket %d: %w", ticketID, err)
@@ -501,9 +498,9 @@ func lowerAll(in []string) []string {
 }
 
 // ApplyIn applies changes to a ticket inside the caller's transaction
-// with the lifecycle's rules, history and mail (the closing mail rule:
-// closing a resolved ticket sends none) — what the SLA scheduler's
-// automatic close uses. The caller commits.
+// with the lifecycle's rules, history, mail (the closing mail rule:
+// closing a resolved ticket sends none), webhooks and automation rules
+// — what the SLA scheduler's automatic close uses. The caller commits.
 func (p *Pipeline) ApplyIn(tx *store.Tx, tk *store.Ticket, c threading.Changes, by threading.Actor, now time.Time) error {
 	events, err := p.engine.Apply(tx, tk, c, by, now)
 	if err != nil {
@@ -512,12 +509,8 @@ func (p *Pipeline) ApplyIn(tx *store.Tx, tk *store.Ticket, c threading.Changes, 
 	if tk, err = tx.Ticket(tk.ID); err != nil {
 		return err
 	}
-	for _, ev := range events {
-		if err := p.emit(tx, Notice{Event: ev, Ticket: tk, Channel: channelName(tk)}); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err = p.dispatch(tx, p.notices(events, tk, nil), now)
+	return err
 }
 
 // ClosedStatus returns the status an automatic close moves a ticket

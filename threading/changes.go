@@ -115,7 +115,7 @@ func (e *Engine) inPipeline(tk *store.Ticket, code int) bool {
 
 // Apply validates and applies changes to a ticket inside tx, saves it,
 // records history for each change, and returns the events the changes
-// cause (resolved, closed).
+// cause (status_changed, then resolved or closed).
 func (e *Engine) Apply(tx *store.Tx, tk *store.Ticket, c Changes, by Actor, now time.Time) ([]EventKind, error) {
 	if errs := e.Validate(tk, c); len(errs) > 0 {
 		return nil, errs[0]
@@ -126,6 +126,7 @@ func (e *Engine) Apply(tx *store.Tx, tk *store.Ticket, c Changes, by Actor, now 
 		if err := e.Life.SetStatus(tx, tk, *c.Status, by, now); err != nil {
 			return nil, err
 		}
+		events = append(events, EventStatusChanged)
 		switch e.Life.Category(*c.Status) {
 		case CategoryResolved:
 			if was != CategoryResolved {

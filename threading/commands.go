@@ -349,10 +349,11 @@ func (e *Engine) agentCommands(tx *store.Tx, tk *store.Ticket, in *Incoming, out
 			out.Events = append(out.Events, EventNoteAdded)
 		}
 	} else {
-		if err := e.AgentResponded(tx, tk, by, now); err != nil {
+		events, err := e.AgentResponded(tx, tk, by, now)
+		if err != nil {
 			return nil, err
 		}
-		out.Events = append(out.Events, EventAgentReplied)
+		out.Events = append(append(out.Events, EventAgentReplied), events...)
 	}
 	events, err := e.Apply(tx, tk, res.Changes, by, now)
 	if err != nil {

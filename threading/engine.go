@@ -78,6 +78,12 @@ const (
 	EventTicketResolved  EventKind = "ticket_resolved"
 	EventTicketClosed    EventKind = "ticket_closed"
 	EventNoteAdded       EventKind = "note_added"
+	// EventStatusChanged: the ticket's status changed (by any path:
+	// a reply, a command, the API, a rule). It causes no mail.
+	EventStatusChanged EventKind = "status_changed"
+	// EventSLABreached: a target was missed (raised by the SLA
+	// scheduler, not by threading).
+	EventSLABreached EventKind = "sla_breached"
 	// EventCommandError tells the agent their commands were rejected.
 	EventCommandError EventKind = "command_error"
 )
@@ -105,6 +111,10 @@ type Outcome struct {
 	// NoticeTo, when set, is the address a command_error notice goes
 	// to when no proven agent is (an agent address that proved nothing).
 	NoticeTo string
+	// NoMail marks mail the team already sent (the support mailbox's
+	// Sent folder): its events reach webhooks and rules, but the
+	// outbound side must send nothing for them.
+	NoMail bool
 }
 
 // Engine decides which ticket a message belongs to and applies it.
@@ -625,7 +635,8 @@ func (e *Engine) sentNew(tx *store.Tx, in *Incoming, from string, now time.Time,
 	if err := Record(tx, tk.ID, actor, "created", "", "", "", "ticket opened by the team's own mail to "+req.Email+" ("+sentWhere(history)+")", now); err != nil {
 		return nil, err
 	}
-	if err := e.AgentResponded(tx, tk, actor, now); err != nil {
+	events, err := e.AgentResponded(tx, tk, actor, now)
+	if err != nil {
 		return nil, err
 	}
 	if err := tx.UpdateTicket(tk); err != nil {
@@ -634,7 +645,10 @@ func (e *Engine) sentNew(tx *store.Tx, in *Incoming, from string, now time.Time,
 	if tk, err = tx.Ticket(tk.ID); err != nil {
 		return nil, err
 	}
-	return e.finish(tx, in, &Outcome{Action: "created", Ticket: tk, Conversation: conv})
+	// The mail went out already: its events reach webhooks and rules,
+	// nothing is mailed.
+	return e.finish(tx, in, &Outcome{Action: "created", Ticket: tk, Conversation: conv, NoMail: true,
+		Events: append([]EventKind{EventTicketCreated, EventAgentReplied}, events...)})
 }
 
 // sentWhere says where the team's mail was found, for the history.
@@ -958,11 +972,13 @@ func (e *Engine) customerReply(tx *store.Tx, tk *store.Ticket, in *Incoming, out
 	// and is reported "reopened"; one in another open-category status
 	// (a custom "In progress") follows the pipeline too.
 	out.Action = "appended"
+	statusChanged := false
 	target := e.Life.OpenStatus(tk)
 	if target != tk.Status && e.Life.Category(target) != "" && (cat != CategoryOpen || e.Life.Category(target) == CategoryOpen) {
 		if err := e.Life.SetStatus(tx, tk, target, by, now); err != nil {
 			return nil, err
 		}
+		statusChanged = true
 		switch cat {
 		case CategoryPending, CategoryResolved, CategoryClosed:
 			if e.Life.Category(target) == CategoryOpen {
@@ -982,6 +998,9 @@ func (e *Engine) customerReply(tx *store.Tx, tk *store.Ticket, in *Incoming, out
 	}
 	out.Ticket, out.Conversation = tk, conv
 	out.Events = append(out.Events, EventCustomerReplied)
+	if statusChanged {
+		out.Events = append(out.Events, EventStatusChanged)
+	}
 	return e.finish(tx, in, out)
 }
 
@@ -996,7 +1015,8 @@ func (e *Engine) agentReply(tx *store.Tx, tk *store.Ticket, in *Incoming, out *O
 		return nil, err
 	}
 	by := Actor{Type: "agent", Name: out.Agent.Email, ConversationID: &conv.ID}
-	if err := e.AgentResponded(tx, tk, by, now); err != nil {
+	events, err := e.AgentResponded(tx, tk, by, now)
+	if err != nil {
 		return nil, err
 	}
 	if err := tx.UpdateTicket(tk); err != nil {
@@ -1006,27 +1026,35 @@ func (e *Engine) agentReply(tx *store.Tx, tk *store.Ticket, in *Incoming, out *O
 		return nil, err
 	}
 	out.Action, out.Ticket, out.Conversation = "appended", tk, conv
-	out.Events = append(out.Events, EventAgentReplied)
+	out.Events = append(append(out.Events, EventAgentReplied), events...)
 	return e.finish(tx, in, out)
 }
 
 // AgentResponded applies the agent-reply rule and first-response
 // timestamps to tk (in memory; the caller saves it).
-func (e *Engine) AgentResponded(tx *store.Tx, tk *store.Ticket, by Actor, now time.Time) error {
+//
+// It returns the events besides the reply itself: status_changed when
+// the pipeline's agent-reply status changed the ticket's status.
+func (e *Engine) AgentResponded(tx *store.Tx, tk *store.Ticket, by Actor, now time.Time) ([]EventKind, error) {
 	if tk.FirstRespondedAt == nil {
 		tk.FirstRespondedAt = &now
 	}
 	tk.AgentRespondedAt = &now
+	var events []EventKind
 	if code, ok := e.Life.AgentReplyStatus(tk); ok {
 		cat := e.Life.Category(tk.Status)
 		// An agent reply does not pull a resolved or closed ticket back.
 		if cat == CategoryOpen || cat == CategoryPending {
+			was := tk.Status
 			if err := e.Life.SetStatus(tx, tk, code, by, now); err != nil {
-				return err
+				return nil, err
+			}
+			if tk.Status != was {
+				events = append(events, EventStatusChanged)
 			}
 		}
 	}
-	return Record(tx, tk.ID, by, "agent_replied", "", "", "", "agent reply", now)
+	return events, Record(tx, tk.ID, by, "agent_replied", "", "", "", "agent reply", now)
 }
 
 func (e *Engine) addConversation(tx *store.Tx, tk *store.Ticket, in *Incoming, kind string, incoming, private bool, contactID, agentID *int64, now time.Time) (*store.Conversation, error) {
@@ -1101,7 +1129,8 @@ func (e *Engine) sentReply(tx *store.Tx, in *Incoming, from string, now time.Tim
 		return nil, err
 	}
 	actor.ConversationID = &conv.ID
-	if err := e.AgentResponded(tx, tk, actor, now); err != nil {
+	events, err := e.AgentResponded(tx, tk, actor, now)
+	if err != nil {
 		return nil, err
 	}
 	if err := Record(tx, tk.ID, actor, "sent_from_mailbox", "", "", "", "reply "+sentWhere(history), now); err != nil {
@@ -1113,5 +1142,6 @@ func (e *Engine) sentReply(tx *store.Tx, in *Incoming, from string, now time.Tim
 	if tk, err = tx.Ticket(tk.ID); err != nil {
 		return nil, err
 	}
-	return e.finish(tx, in, &Outcome{Action: "appended", Ticket: tk, Conversation: conv})
+	return e.finish(tx, in, &Outcome{Action: "appended", Ticket: tk, Conversation: conv, NoMail: true,
+		Events: append([]EventKind{EventAgentReplied}, events...)})
 }

@@ -80,6 +80,9 @@ type Payload struct {
 	Ticket     Ticket    `json:"ticket"`
 	// Breach is, for sla_breached, the missed target.
 	Breach *Breach `json:"breach"`
+	// Rule names the automation rule whose webhook action sent the
+	// event (null for a webhook's own subscription).
+	Rule *string `json:"rule"`
 }
 
 // Ticket is the ticket as a webhook sees it.
@@ -119,25 +122,47 @@ func (h *Hooks) Enqueue(tx *store.Tx, event string, tk *store.Ticket, breach *Br
 		if len(hk.Events) > 0 && !slices.Contains(hk.Events, event) {
 			continue
 		}
-		id, err := newID()
-		if err != nil {
-			return err
-		}
-		p := Payload{DeliveryID: id, Event: event, OccurredAt: tx.Now().UTC(), Breach: breach, Ticket: Ticket{
-			ID: tk.ID, Subject: tk.Subject, Status: tk.Status, StatusName: tk.StatusName, Priority: tk.Priority,
-			Requester: Person{Name: tk.Requester.Name, Email: tk.Requester.Email}, Channel: tk.Channel, Responder: tk.Responder,
-			URL: fmt.Sprintf("%s/api/v2/tickets/%d", h.base, tk.ID),
-		}}
-		body, err := json.Marshal(p)
-		if err != nil {
-			return fmt.Errorf("webhook %s: %w", hk.Name, err)
-		}
-		tid := tk.ID
-		if err := tx.EnqueueWebhook(&store.WebhookDelivery{Webhook: hk.Name, URL: hk.URL, Event: event, TicketID: &tid, Payload: body}); err != nil {
+		if err := h.enqueue(tx, hk, event, tk, breach, nil); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// EnqueueFor queues the event for the hook named, whatever its events
+// list: an automation rule's webhook action, named in the payload's
+// rule field. It runs inside the transaction of the change.
+func (h *Hooks) EnqueueFor(tx *store.Tx, hook, event string, tk *store.Ticket, breach *Breach, rule string) error {
+	if tk == nil {
+		return nil
+	}
+	var hk Hook
+	ok := false
+	if h != nil {
+		hk, ok = h.byName[hook]
+	}
+	if !ok {
+		return fmt.Errorf("webhook %q is not configured", hook)
+	}
+	return h.enqueue(tx, hk, event, tk, breach, &rule)
+}
+
+func (h *Hooks) enqueue(tx *store.Tx, hk Hook, event string, tk *store.Ticket, breach *Breach, rule *string) error {
+	id, err := newID()
+	if err != nil {
+		return err
+	}
+	p := Payload{DeliveryID: id, Event: event, OccurredAt: tx.Now().UTC(), Breach: breach, Rule: rule, Ticket: Ticket{
+		ID: tk.ID, Subject: tk.Subject, Status: tk.Status, StatusName: tk.StatusName, Priority: tk.Priority,
+		Requester: Person{Name: tk.Requester.Name, Email: tk.Requester.Email}, Channel: tk.Channel, Responder: tk.Responder,
+		URL: fmt.Sprintf("%s/api/v2/tickets/%d", h.base, tk.ID),
+	}}
+	body, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("webhook %s: %w", hk.Name, err)
+	}
+	tid := tk.ID
+	return tx.EnqueueWebhook(&store.WebhookDelivery{Webhook: hk.Name, URL: hk.URL, Event: event, TicketID: &tid, Payload: body})
 }
 
 func newID() (string, error) {

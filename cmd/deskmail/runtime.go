@@ -11,6 +11,7 @@ import (
 	"github.com/deskmail/deskmail/config"
 	"github.com/deskmail/deskmail/ingest"
 	"github.com/deskmail/deskmail/outbound"
+	"github.com/deskmail/deskmail/rules"
 	"github.com/deskmail/deskmail/sla"
 	"github.com/deskmail/deskmail/store"
 	"github.com/deskmail/deskmail/threading"
@@ -82,6 +83,11 @@ func buildRuntime(ctx context.Context, cfg *config.Config, st *store.Store, env 
 	if err := wireOutbound(rt, &env); err != nil {
 		return nil, err
 	}
+	specs, err := syncRules(ctx, st, ruleSpecs(cfg), env.KeepStored)
+	if err != nil {
+		return nil, err
+	}
+	env.Rules = rules.New(specs, env.Logger)
 	if rt.pipeline, err = ingest.NewPipeline(ctx, st, env); err != nil {
 		return nil, err
 	}

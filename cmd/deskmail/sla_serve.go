@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/deskmail/deskmail/ingest"
 	"github.com/deskmail/deskmail/outbound"
 	"github.com/deskmail/deskmail/sla"
 	"github.com/deskmail/deskmail/store"
@@ -28,7 +29,12 @@ func (a slaActions) Escalate(tx *store.Tx, tk *store.Ticket, b sla.Breach) error
 	if err != nil {
 		return err
 	}
-	return g.hooks.Enqueue(tx, "sla_breached", tk, webhookBreach(string(b.Target), b.Policy, b.DueAt))
+	breach := webhookBreach(string(b.Target), b.Policy, b.DueAt)
+	if err := g.hooks.Enqueue(tx, "sla_breached", tk, breach); err != nil {
+		return err
+	}
+	// Rules on sla_breached act in the same transaction as the mark.
+	return g.pipeline.RunRules(tx, ingest.Notice{Event: threading.EventSLABreached, Ticket: tk, Breach: breach})
 }
 
 // Close closes a ticket that stayed resolved: a lifecycle change like
@@ -45,16 +51,9 @@ func (a slaActions) Close(tx *store.Tx, tk *store.Ticket, at time.Time) error {
 	if err := threading.Record(tx, tk.ID, by, "auto_closed", "", "", "", "closed automatically: resolved"+since+" without a customer reply (pipelines[].close_resolved_after)", at); err != nil {
 		return err
 	}
-	if err := g.pipeline.ApplyIn(tx, tk, threading.Changes{Status: &code}, by, at); err != nil {
-		return err
-	}
-	// The lifecycle sends no second closing mail for a resolved ticket,
-	// so it reports no event: webhooks still hear of the close.
-	closed, err := tx.Ticket(tk.ID)
-	if err != nil {
-		return err
-	}
-	return g.hooks.Enqueue(tx, "ticket_closed", closed, nil)
+	// The lifecycle sends no second closing mail for a resolved ticket;
+	// webhooks and rules still hear ticket_closed (ingest.ApplyIn).
+	return g.pipeline.ApplyIn(tx, tk, threading.Changes{Status: &code}, by, at)
 }
 
 // startWebhooks runs a webhook worker with g's hooks until the next

@@ -6,6 +6,7 @@ import (
 	"github.com/deskmail/deskmail/ingest"
 	"github.com/deskmail/deskmail/outbound"
 	"github.com/deskmail/deskmail/store"
+	"github.com/deskmail/deskmail/threading"
 )
 
 // wireOutbound builds the outbox and connects it to the pipeline: every
@@ -18,12 +19,18 @@ func wireOutbound(rt *runtime, env *ingest.Env) error {
 	}
 	rt.outbox = ob
 	env.Notify = func(tx *store.Tx, n ingest.Notice) error {
-		// Webhooks hear of every event but the agent-only command_error,
-		// in the same transaction as its mail.
-		if n.Event != "command_error" && !n.Quiet {
-			if err := rt.hooks.Enqueue(tx, string(n.Event), n.Ticket, nil); err != nil {
+		// Webhooks hear of every event but the agent-only command_error
+		// (once: not of a copy told to another agent), in the same
+		// transaction as its mail.
+		if n.Event != threading.EventCommandError && !n.Quiet && !n.Copy {
+			if err := rt.hooks.Enqueue(tx, string(n.Event), n.Ticket, n.Breach); err != nil {
 				return err
 			}
+		}
+		// A status change causes no mail by itself (a resolved or
+		// closed ticket has its own event).
+		if n.NoMail || n.Event == threading.EventStatusChanged {
+			return nil
 		}
 		return ob.Enqueue(tx, outbound.Event{
 			Kind:           outbound.EventKind(n.Event),
@@ -37,6 +44,9 @@ func wireOutbound(rt *runtime, env *ingest.Env) error {
 			ErrorText:      n.ErrorText,
 			Recipient:      n.Recipient,
 		})
+	}
+	env.Webhook = func(tx *store.Tx, hook string, n ingest.Notice, rule string) error {
+		return rt.hooks.EnqueueFor(tx, hook, string(n.Event), n.Ticket, n.Breach, rule)
 	}
 	return nil
 }
