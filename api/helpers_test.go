@@ -125,6 +125,9 @@ func newHarness(t testing.TB, o hopts) *harness {
 		t.Fatal(err)
 	}
 	env := ingest.Env{Config: cfg, Signer: signer, Notify: func(tx *store.Tx, n ingest.Notice) error {
+		if n.NoMail {
+			return nil
+		}
 		return h.ob.Enqueue(tx, outbound.Event{Kind: outbound.EventKind(n.Event), Ticket: n.Ticket, Conversation: n.Conversation,
 			Channel: n.Channel, InReplyTo: n.InReplyTo, Quiet: n.Quiet, Agent: n.Agent, SuppressReason: n.Suppress, ErrorText: n.ErrorText})
 	}}

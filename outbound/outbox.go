@@ -30,6 +30,10 @@ const (
 	NoteAdded       EventKind = "note_added"
 	// SLABreached: a ticket missed an SLA target (Event.Breach).
 	SLABreached EventKind = "sla_breached"
+	// StatusChanged causes no mail (resolved and closed have their
+	// own events); it is accepted so that every ticket event may be
+	// handed to Enqueue.
+	StatusChanged EventKind = "status_changed"
 )
 
 // Mail kinds, as stored in the outbox's kind column.
@@ -225,6 +229,8 @@ func (o *Outbox) Enqueue(tx *store.Tx, ev Event) error {
 		}
 	case CommandError:
 		err = o.commandError(tx, ev, ch)
+	case StatusChanged:
+		return nil
 	case SLABreached:
 		if ev.Breach == nil {
 			return fmt.Errorf("outbound: sla_breached on ticket %d without the breach", ev.Ticket.ID)

@@ -120,6 +120,9 @@ func roundtrip(t *testing.T, e *env) func(raw string) ingest.Result {
 	ctx := context.Background()
 	p, err := ingest.NewPipeline(ctx, e.st, ingest.Env{Config: e.cfg, Signer: e.signer,
 		Notify: func(tx *store.Tx, n ingest.Notice) error {
+			if n.NoMail {
+				return nil
+			}
 			return e.o.Enqueue(tx, Event{Kind: EventKind(n.Event), Ticket: n.Ticket, Conversation: n.Conversation, Channel: n.Channel,
 				InReplyTo: n.InReplyTo, Quiet: n.Quiet, Agent: n.Agent, SuppressReason: n.Suppress, ErrorText: n.ErrorText})
 		}})

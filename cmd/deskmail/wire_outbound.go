@@ -27,9 +27,7 @@ func wireOutbound(rt *runtime, env *ingest.Env) error {
 				return err
 			}
 		}
-		// A status change causes no mail by itself (a resolved or
-		// closed ticket has its own event).
-		if n.NoMail || n.Event == threading.EventStatusChanged {
+		if n.NoMail {
 			return nil
 		}
 		return ob.Enqueue(tx, outbound.Event{
