@@ -251,7 +251,7 @@ func (s *Scheduler) fire(tx *store.Tx, id int64, now time.Time) error {
 	// Recompute next_at from what is left (the close above saved the
 	// ticket and recomputed already; this covers escalation alone).
 	if s.Tracker != nil {
-		if err := s.Tracker.update(tx, tk, now); err != nil {
+		if err := s.Tracker.update(tx, tk, now, false); err != nil {
 			return err
 		}
 	}

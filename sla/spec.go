@@ -58,23 +58,26 @@ const settingKey = "sla_spec"
 // when there is one. The stored spec is read first and written — a
 // write transaction, synced to disk — only when it differs: behind an
 // MTA, `deskmail ingest -` starts once per mail with the same spec.
-func Sync(ctx context.Context, st *store.Store, spec Spec, keep bool) (Spec, error) {
+// changed reports that spec replaced a different stored one (the
+// clocks of open tickets are then out of date: see Tracker.Recompute).
+func Sync(ctx context.Context, st *store.Store, spec Spec, keep bool) (out Spec, changed bool, err error) {
 	want, err := json.Marshal(spec)
 	if err != nil {
-		return spec, fmt.Errorf("sla: %w", err)
+		return spec, false, fmt.Errorf("sla: %w", err)
 	}
-	out, done := spec, false
+	out, done, stored := spec, false, false
 	err = st.Read(ctx, func(tx *store.Tx) error {
 		v, ok, err := tx.Setting(settingKey)
+		stored = ok
 		switch {
 		case err != nil:
 			return err
 		case keep && ok:
-			var stored Spec
-			if err := json.Unmarshal([]byte(v), &stored); err != nil {
+			var kept Spec
+			if err := json.Unmarshal([]byte(v), &kept); err != nil {
 				return fmt.Errorf("sla: stored settings: %w", err)
 			}
-			out, done = stored, true
+			out, done = kept, true
 		case keep:
 			done = true // nothing stored: the given spec, unstored
 		default:
@@ -83,9 +86,9 @@ func Sync(ctx context.Context, st *store.Store, spec Spec, keep bool) (Spec, err
 		return nil
 	})
 	if err != nil || done {
-		return out, err
+		return out, false, err
 	}
-	return spec, st.Write(ctx, func(tx *store.Tx) error {
+	return spec, stored, st.Write(ctx, func(tx *store.Tx) error {
 		return tx.PutSetting(settingKey, string(want))
 	})
 }

@@ -108,10 +108,13 @@ func (t *Tracker) Hook(tx *store.Tx, tk *store.Ticket) error {
 	if t.empty {
 		return nil
 	}
-	return t.update(tx, tk, tx.Now())
+	return t.update(tx, tk, tx.Now(), false)
 }
 
-func (t *Tracker) update(tx *store.Tx, tk *store.Ticket, now time.Time) error {
+// update recomputes tk's clock; renewed says the policies themselves
+// changed (Recompute), so missed targets whose new due time is ahead
+// are no longer escalated.
+func (t *Tracker) update(tx *store.Tx, tk *store.Ticket, now time.Time, renewed bool) error {
 	cat, err := tx.StatusCategory(tk.Status)
 	if err != nil {
 		return err
@@ -128,16 +131,70 @@ func (t *Tracker) update(tx *store.Tx, tk *store.Ticket, now time.Time) error {
 	if old == nil && pol == nil && closeAfter <= 0 {
 		return nil
 	}
-	s := next(old, tk, cat, pol, closeAfter, now)
+	s := next(old, tk, cat, pol, closeAfter, now, renewed)
 	if old != nil && same(old, s) {
 		return nil
 	}
 	return tx.PutTicketSLA(s)
 }
 
+// Recompute brings the clock of every ticket that has one and is not
+// closed up to the tracker's policies, at now: after the SLA policies
+// changed (a reload, a restart on a new configuration) a support team
+// expects the new targets to apply to the tickets already open, not
+// only from their next change. A target whose new due time is still
+// ahead is no longer escalated; time already counted stays counted.
+// Tickets without a clock (imported history) are left alone. It works
+// in batches, one transaction each, so mail keeps flowing meanwhile;
+// it returns how many clocks changed.
+func (t *Tracker) Recompute(ctx context.Context, st *store.Store, now time.Time) (int, error) {
+	if t.empty {
+		return 0, nil
+	}
+	changed := 0
+	var after int64
+	for {
+		var ids []int64
+		err := st.Write(ctx, func(tx *store.Tx) error {
+			var err error
+			if ids, err = tx.ClockedTickets(after, 500); err != nil {
+				return err
+			}
+			for _, id := range ids {
+				tk, err := tx.Ticket(id)
+				if err != nil {
+					return err
+				}
+				old, err := tx.TicketSLA(id)
+				if err != nil {
+					return err
+				}
+				if err := t.update(tx, tk, now, true); err != nil {
+					return err
+				}
+				cur, err := tx.TicketSLA(id)
+				if err != nil {
+					return err
+				}
+				if !same(old, cur) {
+					changed++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return changed, fmt.Errorf("sla: recompute clocks: %w", err)
+		}
+		if len(ids) < 500 {
+			return changed, nil
+		}
+		after = ids[len(ids)-1]
+	}
+}
+
 // next computes the clock state after a write of tk at now; old is the
 // state before it (nil the first time).
-func next(old *store.TicketSLA, tk *store.Ticket, cat string, pol *policy, closeAfter time.Duration, now time.Time) *store.TicketSLA {
+func next(old *store.TicketSLA, tk *store.Ticket, cat string, pol *policy, closeAfter time.Duration, now time.Time, renewed bool) *store.TicketSLA {
 	var cal *calendar.Calendar
 	name := ""
 	if pol != nil {
@@ -211,7 +268,7 @@ func next(old *store.TicketSLA, tk *store.Ticket, cat string, pol *policy, close
 	resMet := cat == catResolved || cat == catClosed
 	s.FrDueAt = due(frTarget, s.FrDueAt, frMet)
 	s.DueAt = due(resTarget, s.DueAt, resMet)
-	if retarget {
+	if retarget || renewed {
 		// New targets are new promises: a breach of the old one does not
 		// count against a due time still ahead.
 		if s.FrDueAt != nil && s.FrDueAt.After(now) {

@@ -120,6 +120,18 @@ func (t *Tx) DueSLATimers(now time.Time, limit int) ([]int64, error) {
 	return t.ints(`SELECT ticket_id FROM ticket_sla WHERE next_at IS NOT NULL AND next_at<=? ORDER BY next_at LIMIT ?`+t.lockRows(), ts(now), limit)
 }
 
+// ClockedTickets lists up to limit tickets with an SLA clock that is
+// not closed, ids above after in order (for recomputing their clocks
+// under new policies, a batch at a time).
+func (t *Tx) ClockedTickets(after int64, limit int) ([]int64, error) {
+	ids, err := t.ints(`SELECT s.ticket_id FROM ticket_sla s JOIN tickets t ON t.id=s.ticket_id
+		WHERE s.category<>'closed' AND t.deleted=0 AND s.ticket_id>? ORDER BY s.ticket_id LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: clocked tickets: %w", err)
+	}
+	return ids, nil
+}
+
 // StatusCategory returns a status code's category ("" when unknown).
 func (t *Tx) StatusCategory(code int) (string, error) {
 	var c string

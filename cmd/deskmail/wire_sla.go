@@ -37,7 +37,7 @@ func slaSpec(cfg *config.Config) sla.Spec {
 // configuration file, reads the one kept there) and installs the
 // tracker that recomputes every ticket's clock as it is written.
 func wireSLA(ctx context.Context, rt *runtime, keep bool) error {
-	spec, err := sla.Sync(ctx, rt.st, slaSpec(rt.cfg), keep)
+	spec, changed, err := sla.Sync(ctx, rt.st, slaSpec(rt.cfg), keep)
 	if err != nil {
 		return err
 	}
@@ -47,5 +47,16 @@ func wireSLA(ctx context.Context, rt *runtime, keep bool) error {
 	}
 	rt.tracker = tr
 	rt.st.SetTicketHook(store.TicketHook(tr.Hook))
+	if changed {
+		// New policies apply to the open tickets now (a reload, or the
+		// first command on a new configuration), not at their next
+		// change.
+		start := time.Now()
+		n, err := tr.Recompute(ctx, rt.st, start)
+		if err != nil {
+			return err
+		}
+		rt.logger.Info("sla: policies changed; clocks of open tickets recomputed", "tickets", n, "took", time.Since(start).Round(time.Millisecond))
+	}
 	return nil
 }
