@@ -40,6 +40,10 @@ webhooks:
     url: %s/hooks/deskmail
     secret: "rule hook secret"
     events: [sla_breached]
+  - name: ops
+    url: %s/hooks/ops
+    secret: "rule hook secret"
+    events: [status_changed, ticket_closed]
 rules:
   - on: note_added
     then: {status: pending}
@@ -122,12 +126,13 @@ func (h *hookReceiver) got() []string {
 // over SMTP, a private note by the API and by an agent's #note mail
 // command move the ticket to Pending (read back with the CLI, history
 // naming the rule), and a webhook receiver that is down for a while
-// gets every rule event once, signed.
+// gets every rule event (and the status changes and the close it
+// subscribed to) once, signed.
 func TestRulesEndToEnd(t *testing.T) {
 	hooks := newHookReceiver(t, "rule hook secret")
 	d := &slaDaemon{&trustDaemon{t: t, bin: buildBinary(t), dir: t.TempDir(), sink: newRelaySink(t)}}
 	d.cfg = filepath.Join(d.dir, "deskmail.yaml")
-	if err := os.WriteFile(d.cfg, []byte(fmt.Sprintf(rulesE2EConfig, d.sink.addr, hooks.srv.URL)), 0o600); err != nil {
+	if err := os.WriteFile(d.cfg, []byte(fmt.Sprintf(rulesE2EConfig, d.sink.addr, hooks.srv.URL, hooks.srv.URL)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	d.start()
@@ -165,7 +170,13 @@ func TestRulesEndToEnd(t *testing.T) {
 	waitFor(t, "ticket 2 pending", 10*time.Second, func() bool { return d.ticket(2).Status == 3 })
 	ruleNamed(d, 2, "rule 1")
 
-	// The receiver was down for all of it; every rule event waits.
+	// Ticket 1 resolved through the API, then closed by the CLI: the
+	// ops webhook hears both status changes and the close (no second
+	// closing mail is due, the webhook is).
+	d.api("PUT", "/api/v2/tickets/1", map[string]any{"status": 4}, nil)
+	deskmailCmd(t, d.bin, d.dir, "tickets", "update", "1", "--config", d.cfg, "--status", "5")
+
+	// The receiver was down for all of it; every event waits.
 	var st struct {
 		Webhooks struct {
 			Queued int `json:"queued"`
@@ -176,12 +187,13 @@ func TestRulesEndToEnd(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.Webhooks.Queued != 3 || st.Webhooks.Sent != 0 {
+	if st.Webhooks.Queued != 8 || st.Webhooks.Sent != 0 {
 		t.Errorf("status while the receiver is down: %s", out)
 	}
 	hooks.up()
-	want := []string{"vip:ticket_created:1", "waiting:status_changed:1", "waiting:status_changed:2"}
-	waitFor(t, "three rule webhooks", 30*time.Second, func() bool { return len(hooks.got()) >= len(want) })
+	want := []string{"-:status_changed:1", "-:status_changed:1", "-:status_changed:1", "-:status_changed:2", "-:ticket_closed:1",
+		"vip:ticket_created:1", "waiting:status_changed:1", "waiting:status_changed:2"}
+	waitFor(t, "eight webhooks", 30*time.Second, func() bool { return len(hooks.got()) >= len(want) })
 	time.Sleep(1500 * time.Millisecond) // nothing more may come
 	if got := hooks.got(); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("webhooks received %v, want %v", got, want)
