@@ -231,6 +231,10 @@ func (s *Scheduler) fire(tx *store.Tx, id int64, now time.Time) error {
 				if err := s.Actions.Escalate(tx, tk, b); err != nil {
 					return err
 				}
+				// Rules on sla_breached may have changed the ticket.
+				if tk, err = tx.Ticket(id); err != nil {
+					return err
+				}
 			}
 		}
 	}

@@ -38,6 +38,10 @@ import (
 //   - IMAP pollers: pollers of changed or removed channels stop (after
 //     their current batch) and pollers of new or changed channels
 //     start; unchanged channels keep their connection;
+//   - automation rules and webhooks (the webhook worker restarts;
+//     queued deliveries stay queued);
+//   - SLA policies: wireSLA recomputes the clocks of open tickets when
+//     they changed, and the scheduler restarts with the new tracker;
 //   - the HTTP API (agent scopes and groups) and /readyz;
 //   - SMTP limits that can change live (receiver.Server.SetLimits);
 //   - log.level.
