@@ -766,11 +766,15 @@ func (p *Pipeline) notify(tx *store.Tx, pr *prepared, out *threading.Outcome) er
 	if out.Ticket == nil {
 		return nil
 	}
+	// Mail from the Sent folder is quiet (never mailed) but live: its
+	// events reach webhooks and rules. Imported history reaches
+	// nothing.
+	quiet := pr.raw.History || (pr.raw.Quiet && !pr.raw.Sent)
 	ns := make([]Notice, 0, len(out.Events))
 	for _, ev := range out.Events {
 		ns = append(ns, Notice{Event: ev, Ticket: out.Ticket, Conversation: out.Conversation, Channel: pr.channel,
-			InReplyTo: out.InReplyTo, Agent: out.Agent, Quiet: pr.raw.Quiet, Suppress: out.Suppress, ErrorText: out.ErrorText,
-			Recipient: out.NoticeTo, NoMail: out.NoMail})
+			InReplyTo: out.InReplyTo, Agent: out.Agent, Quiet: quiet, Suppress: out.Suppress, ErrorText: out.ErrorText,
+			Recipient: out.NoticeTo, NoMail: out.NoMail || pr.raw.Quiet})
 	}
 	ran, err := p.dispatch(tx, ns, out.Ticket.UpdatedAt)
 	if err != nil || !ran {
