@@ -393,7 +393,7 @@ func TestSentFolderMailIsAnAgentReplyNeverMailed(t *testing.T) {
 		t.Fatalf("history %+v", hist[len(hist)-1])
 	}
 	for _, n := range e.notices {
-		if !n.Quiet && n.Event == threading.EventAgentReplied {
+		if !n.NoMail && n.Event == threading.EventAgentReplied {
 			t.Fatal("a reply found in the Sent folder must never be mailed again")
 		}
 	}
