@@ -37,27 +37,35 @@ const rulesSetting = "rules"
 // syncRules keeps the configuration's rules in the database, so that a
 // command run without a configuration file (deskmail tickets update
 // --db) runs the rules the daemon runs; with keep it returns the
-// stored ones instead, when there are any.
+// stored ones instead, when there are any. Like sla.Sync it reads
+// first and writes (a synced transaction) only when they differ:
+// behind an MTA, deskmail ingest - starts once per mail.
 func syncRules(ctx context.Context, st *store.Store, specs []rules.Rule, keep bool) ([]rules.Rule, error) {
-	out := specs
-	err := st.Write(ctx, func(tx *store.Tx) error {
-		if keep {
-			v, ok, err := tx.Setting(rulesSetting)
-			if err != nil || !ok {
-				return err
-			}
-			var stored []rules.Rule
-			if err := json.Unmarshal([]byte(v), &stored); err != nil {
+	want, err := json.Marshal(specs)
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	out, done := specs, false
+	err = st.Read(ctx, func(tx *store.Tx) error {
+		v, ok, err := tx.Setting(rulesSetting)
+		switch {
+		case err != nil:
+			return err
+		case keep && ok:
+			var kept []rules.Rule
+			if err := json.Unmarshal([]byte(v), &kept); err != nil {
 				return fmt.Errorf("rules: stored settings: %w", err)
 			}
-			out = stored
-			return nil
+			out, done = kept, true
+		case keep:
+			done = true
+		default:
+			done = ok && v == string(want)
 		}
-		b, err := json.Marshal(specs)
-		if err != nil {
-			return fmt.Errorf("rules: %w", err)
-		}
-		return tx.PutSetting(rulesSetting, string(b))
+		return nil
 	})
-	return out, err
+	if err != nil || done {
+		return out, err
+	}
+	return specs, st.Write(ctx, func(tx *store.Tx) error { return tx.PutSetting(rulesSetting, string(want)) })
 }
