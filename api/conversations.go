@@ -174,7 +174,9 @@ func (s *server) reply(w http.ResponseWriter, r *http.Request, a *store.Agent) {
 	writeJSON(w, http.StatusCreated, conversationJSON(conv, s.baseURL(r)))
 }
 
-// POST /api/v2/tickets/{id}/notes
+// POST /api/v2/tickets/{id}/notes: the assigned agent is told of the
+// note, and each agent notify_emails names besides (the response's
+// notified_to); naming anyone who is not an active agent is a 400.
 func (s *server) addNote(w http.ResponseWriter, r *http.Request, a *store.Agent) {
 	in, tk, actor, msg, fe, ok := s.messageInput(w, r, a, "private", "incoming", "notify_emails")
 	if !ok {
@@ -218,7 +220,7 @@ func (s *server) addNote(w http.ResponseWriter, r *http.Request, a *store.Agent)
 		return
 	}
 	s.kick()
-	writeJSON(w, http.StatusCreated, conversationJSON(conv, s.baseURL(r)))
+	writeJSON(w, http.StatusCreated, Note{Conversation: conversationJSON(conv, s.baseURL(r)), NotifiedTo: nonNil(conv.ToEmails)})
 }
 
 // conversationInScope loads a conversation and its ticket, answering

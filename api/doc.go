@@ -65,8 +65,9 @@
 // creation with source 10 mails the description to the requester as
 // the agent's first reply (Freshdesk's outbound email); other sources
 // store it as the requester's message and send the confirmation.
-// notify_emails must name agents; bcc_emails is not supported and must
-// be empty. custom_fields are the ones declared in the configuration
+// A note tells the assigned agent and, in addition, each agent its
+// notify_emails names (listed back as notified_to); notify_emails must
+// name active agents. bcc_emails is not supported and must be empty. custom_fields are the ones declared in the configuration
 // (custom_fields:), listed by ticket_fields; a null value clears one.
 // Contacts are not scoped by channel. Search differs in small ways:
 // results are found at once (Freshdesk indexes with a delay of minutes);

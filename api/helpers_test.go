@@ -129,7 +129,7 @@ func newHarness(t testing.TB, o hopts) *harness {
 			return nil
 		}
 		return h.ob.Enqueue(tx, outbound.Event{Kind: outbound.EventKind(n.Event), Ticket: n.Ticket, Conversation: n.Conversation,
-			Channel: n.Channel, InReplyTo: n.InReplyTo, Quiet: n.Quiet, Agent: n.Agent, SuppressReason: n.Suppress, ErrorText: n.ErrorText})
+			Channel: n.Channel, InReplyTo: n.InReplyTo, Quiet: n.Quiet, Agent: n.Agent, SuppressReason: n.Suppress, ErrorText: n.ErrorText, NotifyAlso: n.NotifyAlso})
 	}}
 	h.p, err = ingest.NewPipeline(h.ctx, h.st, env)
 	if err != nil {

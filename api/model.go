@@ -106,6 +106,14 @@ type Conversation struct {
 	MessageID string `json:"message_id"`
 }
 
+// Note is the answer to creating a note: the conversation and, as in
+// Freshdesk, notified_to — the agents notify_emails named, who were
+// told besides the assigned agent.
+type Note struct {
+	Conversation
+	NotifiedTo []string `json:"notified_to"`
+}
+
 // Attachment is a file's metadata; attachment_url downloads it.
 type Attachment struct {
 	ID            int64  `json:"id"`

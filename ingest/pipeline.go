@@ -79,6 +79,10 @@ type Notice struct {
 	Copy bool
 	// Breach is, for sla_breached, the missed target.
 	Breach *webhook.Breach
+	// NotifyAlso are agents (active, lower-case addresses) the change
+	// names to be told besides those the event tells by itself: a
+	// note's notify_emails, on top of the assigned agent.
+	NotifyAlso []string
 }
 
 // Pipeline drives raw messages through parse → thread → store, one

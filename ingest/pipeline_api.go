@@ -347,9 +347,13 @@ func (p *Pipeline) Reply(ctx context.Context, ticketID int64, m APIMessage, agen
 }
 
 // AddNote stores a note on a ticket (private unless private is false;
-// incoming marks a note written on behalf of the customer). With
-// notify, each named agent gets a notification; without, the assigned
-// agent does (as for a #note by mail).
+// incoming marks a note written on behalf of the customer). The
+// assigned agent is told, as for a #note by mail, and so is each agent
+// named in notify (Freshdesk's notify_emails: in addition, not
+// instead); the author is never told of their own note. The named
+// agents' addresses are kept as the note's ToEmails (the API's
+// notified_to). Naming an address that is no active agent is
+// ErrNotAgent and stores nothing.
 func (p *Pipeline) AddNote(ctx context.Context, ticketID int64, m APIMessage, private, incoming bool, notify []string, agent *store.Agent) (*store.Conversation, error) {
 	if agent == nil {
 		return nil, errors.New("note: no agent")
@@ -360,21 +364,14 @@ func (p *Pipeline) AddNote(ctx context.Context, ticketID int64, m APIMessage, pr
 		if err != nil {
 			return err
 		}
-		var notifyAgents []*store.Agent
-		for _, a := range notify {
-			ag, err := tx.AgentByEmail(strings.ToLower(strings.TrimSpace(a)))
-			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("notify %s: %w", a, ErrNotAgent)
-			}
-			if err != nil {
-				return err
-			}
-			notifyAgents = append(notifyAgents, ag)
+		notified, err := notifyList(tx, notify)
+		if err != nil {
+			return err
 		}
 		now := p.env.Now()
 		text, body := m.bodies()
 		conv = &store.Conversation{TicketID: tk.ID, Kind: "note", Private: private, Incoming: incoming, AgentID: &agent.ID,
-			FromEmail: agent.Email, FromName: agent.Name, ToEmails: lowerAll(notify), Subject: tk.Subject,
+			FromEmail: agent.Email, FromName: agent.Name, ToEmails: notified, Subject: tk.Subject,
 			BodyText: text, BodyHTML: body, ReplyText: text, CreatedAt: now, Files: m.files()}
 		if err := tx.AddConversation(conv); err != nil {
 			return err
@@ -389,26 +386,37 @@ func (p *Pipeline) AddNote(ctx context.Context, ticketID int64, m APIMessage, pr
 		if err := tx.UpdateTicket(tk); err != nil {
 			return err
 		}
-		ns := []Notice{{Event: threading.EventNoteAdded, Ticket: tk, Conversation: conv, Channel: channelName(tk), Agent: agent}}
-		if len(notifyAgents) > 0 {
-			// The outbox tells a note to the ticket's responder: name
-			// each agent to notify as the responder of a copy of the
-			// ticket; webhooks and rules hear of the note once.
-			ns = nil
-			for i, a := range notifyAgents {
-				cp := *tk
-				email := a.Email
-				cp.Responder = &email
-				ns = append(ns, Notice{Event: threading.EventNoteAdded, Ticket: &cp, Conversation: conv, Channel: channelName(tk), Agent: agent, Copy: i > 0})
-			}
-		}
-		_, err = p.dispatch(tx, ns, now)
+		// One notice: the outbox tells the assigned agent, as for any
+		// note, and each agent named besides; webhooks and rules hear
+		// of the note once.
+		_, err = p.dispatch(tx, []Notice{{Event: threading.EventNoteAdded, Ticket: tk, Conversation: conv, Channel: channelName(tk), Agent: agent, NotifyAlso: notified}}, now)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("note on ticket %d: %w", ticketID, err)
 	}
 	return conv, nil
+}
+
+// notifyList resolves a note's notify_emails to the active agents'
+// addresses (lower case, each once, in the order given); an address
+// that is no active agent is ErrNotAgent.
+func notifyList(tx *store.Tx, notify []string) ([]string, error) {
+	out := []string{}
+	for _, n := range notify {
+		ag, err := tx.AgentByEmail(strings.ToLower(strings.TrimSpace(n)))
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("notify %s: %w", n, ErrNotAgent)
+		}
+		if err != nil {
+			return nil, err
+		}
+		email := strings.ToLower(ag.Email)
+		if !slices.Contains(out, email) {
+			out = append(out, email)
+		}
+	}
+	return out, nil
 }
 
 // EditNote replaces a note's body (and records the edit in the

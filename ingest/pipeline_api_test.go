@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -199,7 +200,10 @@ func TestAPINotesEditDelete(t *testing.T) {
 		t.Fatalf("note %+v", note)
 	}
 	ns := h.take()
-	if len(ns) != 1 || ns[0].Event != threading.EventNoteAdded || ns[0].Ticket.Responder == nil || *ns[0].Ticket.Responder != "bob@acme.example" {
+	// One notice for the ticket as it is (its responder is told by the
+	// outbox), naming bob besides.
+	if len(ns) != 1 || ns[0].Event != threading.EventNoteAdded || ns[0].Ticket.Responder != nil ||
+		!slices.Equal(ns[0].NotifyAlso, []string{"bob@acme.example"}) || !slices.Equal(note.ToEmails, []string{"bob@acme.example"}) {
 		t.Fatalf("notify notices: %+v", ns)
 	}
 	if _, err := h.p.AddNote(h.ctx, tk.ID, ingest.APIMessage{Text: "x"}, true, false, []string{"stranger@x.example"}, h.alice); !errors.Is(err, ingest.ErrNotAgent) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -76,6 +77,10 @@ type Event struct {
 	SuppressReason string
 	// Breach is, for sla_breached, the missed target.
 	Breach *Breach
+	// NotifyAlso are, for note_added, the agents the note names
+	// (notify_emails): each active one is told besides the assigned
+	// agent, whatever the channel's group, once, and never the author.
+	NotifyAlso []string
 }
 
 // Breach is a missed SLA target, as an escalation mail tells it.
@@ -439,11 +444,20 @@ func (o *Outbox) notifyAgents(tx *store.Tx, ev Event, ch *channel) error {
 	responder := ev.Ticket.Responder
 	switch {
 	case ev.Kind == NoteAdded:
-		// A note concerns the assigned agent only.
-		if responder == nil {
-			return nil
+		// A note concerns the assigned agent, and the agents it names.
+		if responder != nil {
+			to = pick(active, *responder)
 		}
-		to = pick(active, *responder)
+		for _, named := range ev.NotifyAlso {
+			if slices.ContainsFunc(to, func(a store.Agent) bool { return strings.EqualFold(a.Email, named) }) {
+				continue
+			}
+			for _, a := range agents {
+				if a.Active && strings.EqualFold(a.Email, named) && (ev.Agent == nil || !strings.EqualFold(a.Email, ev.Agent.Email)) {
+					to = append(to, a)
+				}
+			}
+		}
 	case ch.send.NotifyWho == "assigned" && responder != nil:
 		to = pick(active, *responder)
 	default:

@@ -41,6 +41,7 @@ func wireOutbound(rt *runtime, env *ingest.Env) error {
 			SuppressReason: n.Suppress,
 			ErrorText:      n.ErrorText,
 			Recipient:      n.Recipient,
+			NotifyAlso:     n.NotifyAlso,
 		})
 	}
 	env.Webhook = func(tx *store.Tx, hook string, n ingest.Notice, rule string) error {
