@@ -69,7 +69,19 @@
 // notify_emails names (listed back as notified_to); notify_emails must
 // name active agents. bcc_emails is not supported and must be empty. custom_fields are the ones declared in the configuration
 // (custom_fields:), listed by ticket_fields; a null value clears one.
-// Contacts are not scoped by channel. Search differs in small ways:
+// Contacts are not scoped by channel. POST /api/v2/contacts needs name
+// and email (Freshdesk accepts a phone or other handle instead of the
+// email; deskmail's contacts are addresses); a duplicate address is
+// Freshdesk's 409 duplicate_value body, and so is an agent's address.
+// time_zone takes IANA names (Europe/Paris), not Freshdesk's Rails
+// names. Contacts have no mobile, twitter_id, company, address,
+// avatar, other_emails or custom fields (refused as invalid_field, or
+// null/empty in answers). DELETE soft-deletes (deleted: true, out of
+// lists, state=deleted lists them; PUT …/restore); a deleted contact's
+// new mail opens a ticket in the trash and mails nobody, where
+// Freshdesk sends it to spam; the hard delete
+// (DELETE …/hard_delete) and make_agent are not supported.
+// Search differs in small ways:
 // results are found at once (Freshdesk indexes with a delay of minutes);
 // a date compares by day, so created_at:<'2026-03-02' includes that
 // day; string values match whole, without regard to case; a backslash

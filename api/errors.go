@@ -9,9 +9,12 @@ import (
 
 // FieldError is one entry of a validation error body.
 type FieldError struct {
-	Field   string `json:"field"`
-	Message string `json:"message"`
-	Code    string `json:"code"`
+	Field string `json:"field"`
+	// AdditionalInfo is Freshdesk's extra detail (user_id of the
+	// existing contact for a duplicate_value).
+	AdditionalInfo map[string]any `json:"additional_info,omitempty"`
+	Message        string         `json:"message"`
+	Code           string         `json:"code"`
 }
 
 // validationBody is Freshdesk's 400 body.
@@ -32,6 +35,7 @@ const (
 	codeInvalidValue     = "invalid_value"
 	codeInvalidField     = "invalid_field"
 	codeDatatypeMismatch = "datatype_mismatch"
+	codeDuplicateValue   = "duplicate_value"
 )
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

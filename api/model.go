@@ -147,6 +147,10 @@ type Contact struct {
 	CreatedAt    string         `json:"created_at"`
 	UpdatedAt    string         `json:"updated_at"`
 
+	// Deleted is set while the contact is soft-deleted (DELETE; PUT
+	// …/restore clears it).
+	Deleted bool `json:"deleted"`
+
 	// deskmail extensions: the bouncing flag and why it is set
 	// (cleared with PUT {"bouncing": false}).
 	Bouncing     bool    `json:"bouncing"`
@@ -296,7 +300,8 @@ func contactJSON(c *store.Contact) Contact {
 	}
 	return Contact{
 		ID: c.ID, Name: c.Name, Email: c.Email, Active: true, Language: lang,
-		OtherEmails: []string{}, Tags: []string{}, CustomFields: map[string]any{},
+		Phone: nonEmpty(c.Phone), TimeZone: nonEmpty(c.TimeZone), Deleted: c.DeletedAt != nil,
+		OtherEmails: []string{}, Tags: nonNil(c.Tags), CustomFields: map[string]any{},
 		CreatedAt: fmtTime(c.CreatedAt), UpdatedAt: fmtTime(c.UpdatedAt), Bouncing: c.Bouncing, BouncedAt: fmtPtr(c.BouncedAt),
 		BounceStatus: nonEmpty(c.BounceStatus), BounceReason: nonEmpty(c.BounceReason),
 	}

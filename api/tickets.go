@@ -316,16 +316,7 @@ func (s *server) readTicketChanges(tx *store.Tx, in *input, fe *fieldErrors, pip
 		c.responder = v
 	}
 	if v := in.strs("tags", fe); v != nil {
-		tags := []string{}
-		for _, t := range v {
-			t = strings.TrimSpace(t)
-			if t == "" || len(t) > 255 || strings.Contains(t, ",") {
-				fe.add("tags", codeInvalidValue, "Each tag should be 1 to 255 characters without commas")
-				break
-			}
-			tags = append(tags, t)
-		}
-		c.tags = tags
+		c.tags = cleanTags(v, fe)
 	}
 	if v := in.str("subject", fe); v != nil {
 		t := strings.TrimSpace(*v)

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -25,9 +26,17 @@ type Contact struct {
 	BounceStatus string     `json:"bounce_status"`
 	// BounceID is the delivery report (bounces table) that set the
 	// flag; nil when the relay refused the address itself.
-	BounceID  *int64    `json:"bounce_id"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	BounceID *int64 `json:"bounce_id"`
+	// Phone and TimeZone (an IANA name) are "" when unknown; Tags is
+	// never nil.
+	Phone    string   `json:"phone"`
+	TimeZone string   `json:"time_zone"`
+	Tags     []string `json:"tags"`
+	// DeletedAt is set while the contact is soft-deleted (see
+	// DeleteContact).
+	DeletedAt *time.Time `json:"deleted_at"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
 }
 
 // Agent is a support agent (or admin).
@@ -39,18 +48,22 @@ type Agent struct {
 	Active bool   `json:"active"`
 }
 
-const contactCols = `id, email, name, language, bouncing, bounced_at, bounce_reason, bounce_status, bounce_id, created_at, updated_at`
+const contactCols = `id, email, name, language, bouncing, bounced_at, bounce_reason, bounce_status, bounce_id, phone, time_zone, tags, deleted_at, created_at, updated_at`
 
 func scanContact(sc interface{ Scan(...any) error }) (*Contact, error) {
 	var c Contact
-	var bounced sql.NullString
+	var bounced, deleted sql.NullString
 	var bounceID sql.NullInt64
-	var created, updated string
-	if err := sc.Scan(&c.ID, &c.Email, &c.Name, &c.Language, &c.Bouncing, &bounced, &c.BounceReason, &c.BounceStatus, &bounceID, &created, &updated); err != nil {
+	var tags, created, updated string
+	if err := sc.Scan(&c.ID, &c.Email, &c.Name, &c.Language, &c.Bouncing, &bounced, &c.BounceReason, &c.BounceStatus, &bounceID,
+		&c.Phone, &c.TimeZone, &tags, &deleted, &created, &updated); err != nil {
 		return nil, err
 	}
-	c.BouncedAt, c.BounceID = pnts(bounced), nint(bounceID)
+	c.BouncedAt, c.BounceID, c.DeletedAt = pnts(bounced), nint(bounceID), pnts(deleted)
 	c.CreatedAt, c.UpdatedAt = pts(created), pts(updated)
+	if err := json.Unmarshal([]byte(tags), &c.Tags); err != nil || c.Tags == nil {
+		c.Tags = []string{}
+	}
 	return &c, nil
 }
 
@@ -90,7 +103,7 @@ func (t *Tx) EnsureContact(email, name string) (*Contact, bool, error) {
 		}
 		return c, false, nil
 	}
-	return &Contact{ID: id, Email: email, Name: name, CreatedAt: now, UpdatedAt: now}, true, nil
+	return &Contact{ID: id, Email: email, Name: name, Tags: []string{}, CreatedAt: now, UpdatedAt: now}, true, nil
 }
 
 // Contact returns a contact by id.
@@ -111,18 +124,25 @@ func (t *Tx) ContactByEmail(email string) (*Contact, error) {
 	return c, nil
 }
 
-// Contacts lists contacts by id, a page at a time (offset, limit).
+// Contacts lists contacts by id, deleted ones too, a page at a time
+// (offset, limit).
 func (t *Tx) Contacts(offset, limit int) ([]Contact, error) {
-	rows, err := t.query(`SELECT `+contactCols+` FROM contacts ORDER BY id LIMIT ? OFFSET ?`, limit, offset)
+	return t.contactRows("contacts", `SELECT `+contactCols+` FROM contacts ORDER BY id LIMIT ? OFFSET ?`, limit, offset)
+}
+
+// contactRows runs a query of contactCols rows; what names the list in
+// errors.
+func (t *Tx) contactRows(what, q string, args ...any) ([]Contact, error) {
+	rows, err := t.query(q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("store: contacts: %w", err)
+		return nil, fmt.Errorf("store: %s: %w", what, err)
 	}
 	defer rows.Close()
 	out := []Contact{}
 	for rows.Next() {
 		c, err := scanContact(rows)
 		if err != nil {
-			return nil, fmt.Errorf("store: contacts: %w", err)
+			return nil, fmt.Errorf("store: %s: %w", what, err)
 		}
 		out = append(out, *c)
 	}
@@ -195,20 +215,7 @@ func (t *Tx) ClearBouncing(email string) (*Contact, error) {
 // BouncingContacts lists the contacts flagged bouncing, most recently
 // flagged first.
 func (t *Tx) BouncingContacts() ([]Contact, error) {
-	rows, err := t.query(`SELECT ` + contactCols + ` FROM contacts WHERE bouncing=1 ORDER BY bounced_at DESC, id`)
-	if err != nil {
-		return nil, fmt.Errorf("store: bouncing contacts: %w", err)
-	}
-	defer rows.Close()
-	out := []Contact{}
-	for rows.Next() {
-		c, err := scanContact(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: bouncing contacts: %w", err)
-		}
-		out = append(out, *c)
-	}
-	return out, rows.Err()
+	return t.contactRows("bouncing contacts", `SELECT `+contactCols+` FROM contacts WHERE bouncing=1 ORDER BY bounced_at DESC, id`)
 }
 
 // PutAgent creates or updates an agent by address and returns its id.

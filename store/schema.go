@@ -453,4 +453,14 @@ CREATE TABLE imap_leases (
 	PRIMARY KEY (channel, mailbox)
 );
 `,
+	// 15: what the API keeps of a contact besides name and language —
+	// phone, IANA time zone, tags (a JSON array of strings) — and the
+	// soft delete (deleted_at set: the contact is out of lists and its
+	// new mail opens tickets in the trash until it is restored).
+	`
+ALTER TABLE contacts ADD COLUMN phone TEXT NOT NULL DEFAULT '';
+ALTER TABLE contacts ADD COLUMN time_zone TEXT NOT NULL DEFAULT '';
+ALTER TABLE contacts ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE contacts ADD COLUMN deleted_at TEXT;
+`,
 }

@@ -901,11 +901,25 @@ func (e *Engine) create(tx *store.Tx, in *Incoming, out *Outcome, req Person, pa
 	if err := Record(tx, tk.ID, by, "created", "", "", "", hist, now); err != nil {
 		return nil, err
 	}
+	if contact.DeletedAt != nil {
+		// Freshdesk sends a deleted contact's mail to spam: the ticket
+		// is kept, in the trash, and nobody is mailed.
+		tk.Deleted = true
+		if err := tx.UpdateTicket(tk); err != nil {
+			return nil, err
+		}
+		if err := Record(tx, tk.ID, Actor{Type: "system", Name: "threading"}, "deleted", "", "", "",
+			"moved to the trash: "+contact.Email+" is a deleted contact (restore the contact, then the ticket, to work on it)", now); err != nil {
+			return nil, err
+		}
+	}
 	if tk, err = tx.Ticket(tk.ID); err != nil {
 		return nil, err
 	}
 	out.Action, out.Ticket, out.Conversation = action, tk, conv
-	out.Events = append(out.Events, EventTicketCreated)
+	if !tk.Deleted {
+		out.Events = append(out.Events, EventTicketCreated)
+	}
 	return e.finish(tx, in, out)
 }
 
