@@ -90,13 +90,33 @@
 // (an extension) serves the ticket's history, which Freshdesk exposes
 // only as a daily activities export.
 //
+// Notes tell the assigned agent and the agents notify_emails names
+// (notified_to). Tickets: company_id and product_id are always null
+// (no companies, no products), spam is always false, and the
+// /tickets/outbound_email endpoint is not supported (create with source
+// 10). Authentication also accepts a Bearer token. A write while the
+// database cannot take writes is 503.
+//
+// Not supported: companies, agents other than /agents/me, groups,
+// roles, skills, products, email configs and mailboxes, business hours
+// and SLA policies (configured in the YAML file), canned responses, the
+// knowledge base (solutions), discussions, surveys and satisfaction
+// ratings, time entries, automations, ticket forms, contact and company
+// fields, creating or changing ticket fields (GET only), ticket
+// watchers, merging, bulk update and bulk delete, forwarding a ticket
+// through the API, archived tickets, and jobs. openapi.yaml's
+// description lists these differences too (a test checks that both
+// name them).
+//
 // # Limits
 //
-// Requests are counted per key in fixed one-minute windows (default 200
-// per minute, per role in Options.RoleRateLimits) and answered with
+// Requests are counted per key — not per account and plan as Freshdesk
+// does — in fixed one-minute windows (default 200 per minute, per role
+// in Options.RoleRateLimits) and answered with
 // X-RateLimit-Total, X-RateLimit-Remaining and
 // X-RateLimit-Used-CurrentRequest; over the limit, 429 with
-// Retry-After. A client address with 30 failed logins in a minute gets
+// Retry-After. Failed logins are limited per client address: one with
+// 30 failed logins in a minute gets
 // 429 for the rest of that minute, whatever key it sends, so keys cannot
 // be guessed at speed. Failures are also counted per key prefix (the
 // first 8 characters of the presented key; see AuthGuard): after 3, each

@@ -81,6 +81,8 @@ type harness struct {
 	worker *outbound.Worker
 	sink   *sink
 	seq    int
+	// spec validates every exchange against openapi.yaml.
+	spec *schemaChecker
 }
 
 type hopts struct {
@@ -100,7 +102,7 @@ type hopts struct {
 
 func newHarness(t testing.TB, o hopts) *harness {
 	t.Helper()
-	h := &harness{t: t, ctx: context.Background(), keys: map[string]string{}}
+	h := &harness{t: t, ctx: context.Background(), keys: map[string]string{}, spec: newSchemaChecker(t)}
 	relay := `""`
 	if o.relay {
 		h.sink = newSink(t)
@@ -269,8 +271,18 @@ func (h *harness) do(agent, method, path string, v any) resp {
 	return h.send(req)
 }
 
+// send makes a request and checks the exchange against openapi.yaml
+// (schemaChecker): every answer of every API test is validated.
 func (h *harness) send(req *http.Request) resp {
 	h.t.Helper()
+	var sent []byte
+	if req.Body != nil {
+		var err error
+		if sent, err = io.ReadAll(req.Body); err != nil {
+			h.t.Fatal(err)
+		}
+		req.Body = io.NopCloser(bytes.NewReader(sent))
+	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		h.t.Fatal(err)
@@ -280,7 +292,9 @@ func (h *harness) send(req *http.Request) resp {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return resp{code: res.StatusCode, hdr: res.Header, body: b}
+	r := resp{code: res.StatusCode, hdr: res.Header, body: b}
+	h.spec.check(h.t, req, sent, r)
+	return r
 }
 
 // multipartBody builds a multipart/form-data body.
