@@ -2,6 +2,8 @@ package api_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -184,4 +186,100 @@ func TestFreshdeskClientCalls(t *testing.T) {
 	summary["contact_deleted"] = deleted["deleted"]
 	call("PUT", cpath+"/restore", nil, 204)
 	checkClientEffects(t, h, id, summary)
+}
+
+// TestFreshdeskNodeClient runs fixtures/api/node/freshdesk_client.js,
+// which drives the npm client freshdesk-api 3.1.0 (the version in
+// package-lock.json, installed by npm ci into a cache directory keyed
+// by the lock file), against deskmail with only the base URL and key
+// changed.
+func TestFreshdeskNodeClient(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node is not installed (Debian: apt-get install nodejs npm): the npm Freshdesk client cannot run")
+	}
+	modules := nodeModules(t)
+	h, id := clientSetup(t)
+	cmd := exec.CommandContext(t.Context(), node, filepath.Join("..", "fixtures", "api", "node", "freshdesk_client.js"))
+	cmd.Env = append(os.Environ(), "FRESHDESK_URL="+h.url, "FRESHDESK_KEY="+h.keys[root], "NOTIFY_AGENT="+carol, "NODE_PATH="+modules)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("freshdesk_client.js: %v\n%s", err, stderr.String())
+	}
+	var summary map[string]any
+	if err := json.Unmarshal(out, &summary); err != nil {
+		t.Fatalf("script output %q: %v", out, err)
+	}
+	wantSummary := map[string]any{
+		"listed": 3.0, "subject": "Cannot log in", "note_notified_to": []any{carol}, "conversations": 1.0,
+		"duplicate_status": 409.0, "duplicate_code": "duplicate_value", "duplicate_user_id_matches": true,
+		"contact_time_zone": "Europe/London", "contact_found": true, "contact_deleted": true, "listed_after_delete": 0.0,
+	}
+	for k, v := range wantSummary {
+		if fmt.Sprint(summary[k]) != fmt.Sprint(v) {
+			t.Errorf("%s = %v, want %v (summary %v)", k, summary[k], v, summary)
+		}
+	}
+	if n := h.do(alice, "GET", fmt.Sprintf("/api/v2/tickets/%d/conversations", id), nil).list(t); len(n) != 1 {
+		t.Fatalf("conversations after the script: %v", n)
+	}
+}
+
+// nodeModules installs fixtures/api/node's locked dependencies once
+// per lock file (npm ci, in the user's cache directory) and returns the
+// node_modules directory.
+func nodeModules(t *testing.T) string {
+	t.Helper()
+	src := filepath.Join("..", "fixtures", "api", "node")
+	lock, err := os.ReadFile(filepath.Join(src, "package-lock.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	sum := sha256.Sum256(lock)
+	dir := filepath.Join(cache, "deskmail-test", "node-"+hex.EncodeToString(sum[:8]))
+	modules := filepath.Join(dir, "node_modules")
+	if _, err := os.Stat(filepath.Join(modules, "freshdesk-api", "package.json")); err == nil {
+		return modules
+	}
+	npm, err := exec.LookPath("npm")
+	if err != nil {
+		t.Fatal("npm is not installed (Debian: apt-get install npm): the npm Freshdesk client cannot be installed")
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "install-")
+	if err != nil {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if tmp, err = os.MkdirTemp(filepath.Dir(dir), "install-"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer os.RemoveAll(tmp)
+	for _, f := range []string{"package.json", "package-lock.json"} {
+		b, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(tmp, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.CommandContext(t.Context(), npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts")
+	cmd.Dir = tmp
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("npm ci in %s: %v\n%s", tmp, err, out)
+	}
+	// Another test process may have finished first: either copy is good.
+	if err := os.Rename(tmp, dir); err != nil {
+		if _, serr := os.Stat(filepath.Join(modules, "freshdesk-api", "package.json")); serr != nil {
+			t.Fatalf("install the npm client: %v", err)
+		}
+	}
+	return modules
 }
