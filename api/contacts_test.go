@@ -3,6 +3,7 @@ package api_test
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -118,6 +119,10 @@ func TestContactSoftDelete(t *testing.T) {
 	if got := emails("?state=deleted"); !slices.Equal(got, []string{"mallory@customers.test"}) {
 		t.Fatalf("state=deleted: %v", got)
 	}
+	search := "/api/v2/search/contacts?query=" + url.QueryEscape(`"email:'mallory@customers.test'"`)
+	if r := h.do(alice, "GET", search, nil).obj(t); r["total"] != 0.0 {
+		t.Fatalf("search finds a deleted contact: %v", r)
+	}
 	want(t, h.do(root, "PUT", path, map[string]any{"name": "M"}), http.StatusConflict)
 	// Creating the address again is a duplicate of the deleted contact.
 	want(t, h.do(alice, "POST", "/api/v2/contacts", map[string]any{"name": "M", "email": "mallory@customers.test"}), http.StatusConflict)
@@ -154,6 +159,9 @@ func TestContactSoftDelete(t *testing.T) {
 	want(t, h.do(root, "PUT", path+"/restore", nil), http.StatusNotFound)
 	if got := emails("?email=mallory@customers.test"); len(got) != 1 {
 		t.Fatalf("restored contact not listed: %v", got)
+	}
+	if r := h.do(alice, "GET", search, nil).obj(t); r["total"] != 1.0 {
+		t.Fatalf("search does not find the restored contact: %v", r)
 	}
 	back := h.mail("mallory@customers.test", "support@acme.test", "Real question", "sd4@customers.test", "sorry")
 	if h.do(alice, "GET", fmt.Sprintf("/api/v2/tickets/%d", back), nil).obj(t)["deleted"] != false {

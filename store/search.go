@@ -97,13 +97,15 @@ type ContactQuery struct {
 }
 
 // SearchContacts returns one page of the contacts that match q, by id,
-// and how many match in all.
+// and how many match in all. Soft-deleted contacts are never found, as
+// in Freshdesk.
 func (t *Tx) SearchContacts(q ContactQuery) ([]Contact, int, error) {
 	c := &compiler{}
 	cond, err := c.contact(q.Where)
 	if err != nil {
 		return nil, 0, fmt.Errorf("store: search contacts: %w", err)
 	}
+	cond = "deleted_at IS NULL AND (" + cond + ")"
 	var total int
 	if err := t.row(`SELECT COUNT(*) FROM contacts WHERE `+cond, c.args...).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("store: search contacts: %w", err)
