@@ -282,10 +282,11 @@ func (s *server) updateContact(w http.ResponseWriter, r *http.Request, a *store.
 
 // DELETE /api/v2/contacts/{id} (admins) soft-deletes a contact, as
 // Freshdesk does: it leaves the lists (state=deleted lists it), GET
-// shows it with deleted: true, its tickets stay, and mail it sends from
-// then on opens tickets in the trash (Freshdesk puts it in spam), with
-// no confirmation and no agent notice. PUT …/restore brings it back.
-// Deleting a deleted contact is 404.
+// shows it with deleted: true, its tickets stay, and a new ticket its
+// mail opens from then on goes to the trash with no confirmation and
+// no agent notice (Freshdesk puts such mail in spam); its replies to
+// tickets it already has thread as usual. PUT …/restore brings it
+// back. Deleting a deleted contact is 404.
 func (s *server) deleteContact(w http.ResponseWriter, r *http.Request, a *store.Agent) {
 	s.setContactDeleted(w, r, true)
 }

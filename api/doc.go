@@ -77,9 +77,10 @@
 // names. Contacts have no mobile, twitter_id, company, address,
 // avatar, other_emails or custom fields (refused as invalid_field, or
 // null/empty in answers). DELETE soft-deletes (deleted: true, out of
-// lists, state=deleted lists them; PUT …/restore); a deleted contact's
-// new mail opens a ticket in the trash and mails nobody, where
-// Freshdesk sends it to spam; the hard delete
+// lists and search, state=deleted lists them; PUT …/restore); a new
+// ticket a deleted contact's mail opens goes to the trash and mails
+// nobody, where Freshdesk sends such mail to spam (its replies to
+// tickets it already has thread as usual); the hard delete
 // (DELETE …/hard_delete) and make_agent are not supported.
 // Search differs in small ways:
 // results are found at once (Freshdesk indexes with a delay of minutes);
