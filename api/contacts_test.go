@@ -152,6 +152,14 @@ func TestContactSoftDelete(t *testing.T) {
 		t.Fatalf("history does not say why: %+v", h.history(trashed))
 	}
 
+	// A reply to a ticket it already has threads as usual.
+	if got := h.mail("mallory@customers.test", "support@acme.test", "Re: Hello", "sd5@customers.test", "still there?", "sd1@customers.test"); got != first {
+		t.Fatalf("reply of a deleted contact went to ticket %d, want %d", got, first)
+	}
+	if h.do(alice, "GET", fmt.Sprintf("/api/v2/tickets/%d", first), nil).obj(t)["deleted"] != false {
+		t.Fatal("a reply of a deleted contact trashed its ticket")
+	}
+
 	// Restore: listed again, and its next mail is a normal ticket with
 	// a confirmation.
 	want(t, h.do(alice, "PUT", path+"/restore", nil), http.StatusForbidden)
