@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -114,7 +115,7 @@ type server struct {
 	now    func() time.Time
 	kick   func()
 	base   string
-	scopes map[string]map[string]bool
+	scopes Scopes
 	groups []string // group_id = index+1
 	limits *limiter
 	// guard limits failed logins per client address and key prefix.
@@ -190,7 +191,7 @@ func New(opts Options) (http.Handler, error) {
 		base: strings.TrimRight(opts.BaseURL, "/"), rate: opts.RateLimit, roleRate: opts.RoleRateLimits,
 		maxJSON: opts.MaxJSONBytes, maxMultipart: opts.MaxMultipartBytes, proxies: opts.TrustedProxies,
 		metrics:   opts.Metrics,
-		authCache: map[string]authEntry{}, scopes: map[string]map[string]bool{},
+		authCache: map[string]authEntry{},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -219,13 +220,7 @@ func New(opts Options) (http.Handler, error) {
 	if scopes == nil {
 		scopes = ScopesFromConfig(opts.Config)
 	}
-	for a, chans := range scopes {
-		set := map[string]bool{}
-		for _, c := range chans {
-			set[c] = true
-		}
-		s.scopes[strings.ToLower(a)] = set
-	}
+	s.scopes = NewScopes(scopes)
 	if cfg := opts.Config; cfg != nil {
 		seen := map[string]bool{}
 		for _, a := range cfg.Agents {
@@ -434,15 +429,61 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // visible reports whether agent a may see tickets of channel ch.
-func (s *server) visible(a *store.Agent, ch *string) bool {
+func (s *server) visible(a *store.Agent, ch *string) bool { return s.scopes.Visible(a, ch) }
+
+// Scopes is which channels each agent may see: the one rule the API
+// and the web console both apply. The zero value scopes nobody.
+type Scopes struct {
+	m map[string]map[string]bool
+}
+
+// NewScopes builds Scopes from channel names per agent address (as
+// ScopesFromConfig returns them).
+func NewScopes(agentChannels map[string][]string) Scopes {
+	m := map[string]map[string]bool{}
+	for a, chans := range agentChannels {
+		set := map[string]bool{}
+		for _, c := range chans {
+			set[c] = true
+		}
+		m[strings.ToLower(a)] = set
+	}
+	return Scopes{m: m}
+}
+
+// Visible reports whether agent a may see tickets of channel ch (nil:
+// a ticket without a channel, which everyone sees). Admins and agents
+// without a scope see every channel.
+func (s Scopes) Visible(a *store.Agent, ch *string) bool {
 	if a.Role == "admin" {
 		return true
 	}
-	scope, ok := s.scopes[strings.ToLower(a.Email)]
+	scope, ok := s.m[strings.ToLower(a.Email)]
 	if !ok || ch == nil {
 		return true
 	}
 	return scope[*ch]
+}
+
+// Channels lists the channels agent a may see, sorted; nil when the
+// agent sees every channel.
+func (s Scopes) Channels(a *store.Agent) []string {
+	if !s.Scoped(a) {
+		return nil
+	}
+	scope := s.m[strings.ToLower(a.Email)]
+	out := make([]string, 0, len(scope))
+	for ch := range scope {
+		out = append(out, ch)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Scoped reports whether agent a is limited to some channels.
+func (s Scopes) Scoped(a *store.Agent) bool {
+	_, ok := s.m[strings.ToLower(a.Email)]
+	return ok && a.Role != "admin"
 }
 
 // baseURL is the public URL prefix for links: Options.BaseURL, else

@@ -112,7 +112,11 @@ func (g *AuthGuard) failKey(key string) keyVerdict {
 	if key == "" {
 		return keyVerdict{}
 	}
-	p := prefixOf(key)
+	return g.failID(prefixOf(key))
+}
+
+// failID counts a failure of id (a key prefix or an account).
+func (g *AuthGuard) failID(p string) keyVerdict {
 	now := g.now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -185,3 +189,62 @@ func wait(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	}
 }
+
+// Password sign-ins (the web console) are limited by the same guard as
+// API keys: the client address shares its 30 failures a minute with
+// bad keys, and each account (its address, in full) is counted like a
+// key prefix — delayed after 3 failures, locked for 15 minutes at the
+// 10th. Unlike a key, a locked account refuses even the right
+// password until the lock expires: a password is guessable, and
+// answering a right guess differently would let the guessing go on.
+
+// SignInVerdict is what a failed sign-in leads to.
+type SignInVerdict struct {
+	// Delay is how long to wait before answering.
+	Delay time.Duration
+	// Locked: the account (or the address) is locked; answer 429 with
+	// Retry-After RetryAfter seconds.
+	Locked     bool
+	RetryAfter int
+	// Failures counts the account's failures, this one included.
+	Failures int
+}
+
+func accountKey(account string) string { return "account:" + account }
+
+// SignInBlocked reports whether a sign-in to account from addr must be
+// refused before the password is checked: the address used its
+// failures of the minute, or the account is locked.
+func (g *AuthGuard) SignInBlocked(addr, account string) (retryAfter int, blocked bool) {
+	if retry, blocked := g.addressBlocked(addr); blocked {
+		return retry, true
+	}
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if f := g.keys[accountKey(account)]; f != nil && now.Before(f.lockedUntil) {
+		return secondsUntil(now, f.lockedUntil), true
+	}
+	return 0, false
+}
+
+// SignInFailed records a failed sign-in to account from addr.
+func (g *AuthGuard) SignInFailed(addr, account string) SignInVerdict {
+	left, _, _ := g.addr.take(addr, maxAuthFailures)
+	v := g.failID(accountKey(account))
+	out := SignInVerdict{Delay: v.delay, Locked: v.locked, RetryAfter: v.retryAfter, Failures: v.failures}
+	if left == 0 && !out.Locked {
+		out.Locked, out.RetryAfter, out.Delay = true, 60, 0
+	}
+	return out
+}
+
+// SignInSucceeded forgets an account's failures.
+func (g *AuthGuard) SignInSucceeded(account string) {
+	g.mu.Lock()
+	delete(g.keys, accountKey(account))
+	g.mu.Unlock()
+}
+
+// Wait sleeps for d or until ctx ends (the delay of a failed login).
+func Wait(ctx context.Context, d time.Duration) { wait(ctx, d) }

@@ -7,13 +7,15 @@ import (
 	"strings"
 )
 
-// clientAddr is the address a request comes from, for the
+// ClientAddr is the address a request comes from, for the
 // failed-login limit. When the peer is a trusted proxy, it is the
 // rightmost X-Forwarded-For hop that is not itself a trusted proxy
 // (every proxy appends the address it was connected from, so hops to
 // the left of that one were written by the client and prove nothing);
 // an X-Forwarded-For from any other peer is ignored. A list made only
 // of trusted proxies gives its leftmost entry.
+func ClientAddr(r *http.Request, trusted []netip.Prefix) string { return clientAddr(r, trusted) }
+
 func clientAddr(r *http.Request, trusted []netip.Prefix) string {
 	peer := peerAddr(r)
 	a, err := netip.ParseAddr(peer)

@@ -310,14 +310,7 @@ func (s *server) attachment(w http.ResponseWriter, r *http.Request, a *store.Age
 	var tk *store.Ticket
 	err := s.st.Read(r.Context(), func(tx *store.Tx) error {
 		var err error
-		if att, err = tx.AttachmentContent(id); err != nil {
-			return err
-		}
-		c, err := tx.Conversation(att.ConversationID)
-		if err != nil {
-			return err
-		}
-		tk, err = tx.Ticket(c.TicketID)
+		att, tk, err = AttachmentWithTicket(tx, id)
 		return err
 	})
 	if err != nil {
@@ -328,19 +321,50 @@ func (s *server) attachment(w http.ResponseWriter, r *http.Request, a *store.Age
 		forbidden(w)
 		return
 	}
-	name := ingest.SafeFilename(att.Filename)
-	if name == "" {
-		name = "attachment-" + strconv.FormatInt(att.ID, 10)
-	}
 	ct := att.ContentType
 	if _, _, err := mime.ParseMediaType(ct); err != nil || ct == "" {
 		ct = "application/octet-stream"
 	}
+	WriteDownload(w, ct, AttachmentName(att), att.Content)
+}
+
+// AttachmentWithTicket reads an attachment's content and the ticket
+// it belongs to (whose channel decides who may download it).
+func AttachmentWithTicket(tx *store.Tx, id int64) (*store.Attachment, *store.Ticket, error) {
+	att, err := tx.AttachmentContent(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := tx.Conversation(att.ConversationID)
+	if err != nil {
+		return nil, nil, err
+	}
+	tk, err := tx.Ticket(c.TicketID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return att, tk, nil
+}
+
+// AttachmentName is the file name a download offers: the stored name
+// made safe, else attachment-ID.
+func AttachmentName(att *store.Attachment) string {
+	if name := ingest.SafeFilename(att.Filename); name != "" {
+		return name
+	}
+	return "attachment-" + strconv.FormatInt(att.ID, 10)
+}
+
+// WriteDownload answers with content as a download the browser never
+// renders: attachment disposition with name, nosniff and a sandbox
+// CSP.
+func WriteDownload(w http.ResponseWriter, contentType, name string, content []byte) {
 	h := w.Header()
-	h.Set("Content-Type", ct)
+	h.Set("Content-Type", contentType)
 	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
 	h.Set("Content-Security-Policy", "sandbox")
-	h.Set("Content-Length", strconv.Itoa(len(att.Content)))
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(content)))
 	w.WriteHeader(http.StatusOK)
-	w.Write(att.Content)
+	w.Write(content)
 }

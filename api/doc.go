@@ -126,7 +126,10 @@
 // for a wrong key with it, from any address). A valid key is always
 // accepted — checked before any lock — so nobody can lock an agent out
 // by guessing at her key. Keys are 32 random bytes: the limits slow and
-// log guessing, the key's length makes it hopeless. Behind a reverse proxy listed in
+// log guessing, the key's length makes it hopeless. The web console's
+// password sign-ins count in the same AuthGuard (SignInFailed): the
+// address's failures are shared, and an account is locked like a key
+// prefix — but a locked account refuses even the right password. Behind a reverse proxy listed in
 // Options.TrustedProxies the client address is the rightmost
 // X-Forwarded-For hop that is not a trusted proxy; from any other peer
 // X-Forwarded-For is ignored. JSON bodies are limited to MaxJSONBytes and multipart

@@ -4,9 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/deskmail/deskmail/search"
 	"github.com/deskmail/deskmail/store"
@@ -82,19 +80,7 @@ func parseSearch(q url.Values, schema search.Schema, fe *fieldErrors) (search.Ex
 
 // scopeChannels is the channels agent a may search, nil for all.
 func (s *server) scopeChannels(a *store.Agent) []string {
-	if a.Role == "admin" {
-		return nil
-	}
-	scope, ok := s.scopes[strings.ToLower(a.Email)]
-	if !ok {
-		return nil
-	}
-	out := make([]string, 0, len(scope))
-	for ch := range scope {
-		out = append(out, ch)
-	}
-	slices.Sort(out)
-	return out
+	return s.scopes.Channels(a)
 }
 
 // serveSearch answers a search: parses query and page against schema,

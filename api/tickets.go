@@ -115,12 +115,16 @@ func (s *server) channelByName(tx *store.Tx, name string) (*store.Channel, error
 	return nil, store.ErrNotFound
 }
 
-// listVisible returns one page of the tickets matching f that agent a
-// may see, and whether more follow. Unscoped callers get the store's
-// page directly; scoped agents' tickets are filtered in chunks.
 func (s *server) listVisible(tx *store.Tx, f store.TicketFilter, a *store.Agent, offset, limit int) ([]store.Ticket, bool, error) {
-	_, scoped := s.scopes[strings.ToLower(a.Email)]
-	if a.Role == "admin" || !scoped || f.ChannelID > 0 {
+	return s.scopes.ListTickets(tx, f, a, offset, limit)
+}
+
+// ListTickets returns one page of the tickets matching f that agent a
+// may see, and whether more follow. Unscoped callers get the store's
+// page directly; scoped agents' tickets are filtered in chunks. The
+// caller checks that a channel named in f is visible.
+func (s Scopes) ListTickets(tx *store.Tx, f store.TicketFilter, a *store.Agent, offset, limit int) ([]store.Ticket, bool, error) {
+	if !s.Scoped(a) || f.ChannelID > 0 {
 		f.Offset, f.Limit = offset, limit+1
 		tks, err := tx.ListTickets(f)
 		if err != nil {
@@ -141,7 +145,7 @@ func (s *server) listVisible(tx *store.Tx, f store.TicketFilter, a *store.Agent,
 			return nil, false, err
 		}
 		for _, tk := range tks {
-			if !s.visible(a, tk.Channel) {
+			if !s.Visible(a, tk.Channel) {
 				continue
 			}
 			if skip > 0 {

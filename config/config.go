@@ -215,6 +215,9 @@ type HTTPConfig struct {
 	// RoleRateLimits overrides it per role ("agent", "admin").
 	RateLimit      int            `yaml:"rate_limit"`
 	RoleRateLimits map[string]int `yaml:"role_rate_limits"`
+	// SessionTimeout ends a web console session unused for this long
+	// (default 8h).
+	SessionTimeout Duration `yaml:"session_timeout"`
 }
 
 // DefaultTrustedProxies are the proxies trusted when

@@ -125,6 +125,9 @@ func (c *Config) applyDefaults() {
 	if c.HTTP.Listen == "" {
 		c.HTTP.Listen = "127.0.0.1:8080"
 	}
+	if c.HTTP.SessionTimeout.Duration <= 0 {
+		c.HTTP.SessionTimeout.Duration = 8 * time.Hour
+	}
 	if c.HTTP.TrustedProxies == nil {
 		c.HTTP.TrustedProxies = append([]string(nil), DefaultTrustedProxies...)
 	}

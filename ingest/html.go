@@ -362,3 +362,9 @@ func (w *textWriter) String() string {
 	}
 	return strings.TrimSpace(strings.Join(lines, "\n"))
 }
+
+// SanitizeHTML returns mail HTML with everything active or
+// remote-loading removed, by the policy every stored body went
+// through (see newSanitizer); the web console applies it again when it
+// shows a body.
+func SanitizeHTML(s string) string { return sanitizeHTML(s) }

@@ -24,6 +24,9 @@ type RawMessage struct {
 	Error      string
 	Warnings   []string
 	MessageID  string
+	// Size is the length of Data (set by ListRaw, which leaves Data
+	// out).
+	Size int64
 }
 
 // AddRaw stores a raw message and returns its id.
@@ -68,6 +71,52 @@ func (t *Tx) RawData(id int64) ([]byte, error) {
 		return nil, notFound(err, fmt.Sprintf("raw message %d", id))
 	}
 	return b, nil
+}
+
+// ListRaw lists raw messages in a state, newest first, at most limit,
+// without their bytes (Envelope is the stored JSON, a json.RawMessage).
+func (t *Tx) ListRaw(state string, limit int) ([]RawMessage, error) {
+	rows, err := t.query(`SELECT id, channel_id, source, name, sha256, size, envelope, received_at, state, error, message_id
+		FROM raw_messages WHERE state=? ORDER BY id DESC LIMIT ?`, state, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: list raw: %w", err)
+	}
+	defer rows.Close()
+	out := []RawMessage{}
+	for rows.Next() {
+		r, err := scanRaw(rows, false)
+		if err != nil {
+			return nil, fmt.Errorf("store: list raw: %w", err)
+		}
+		out = append(out, *r)
+	}
+	return out, rows.Err()
+}
+
+// RawMessageByID returns a raw message with its bytes.
+func (t *Tx) RawMessageByID(id int64) (*RawMessage, error) {
+	r, err := scanRaw(t.row(`SELECT id, channel_id, source, name, sha256, size, envelope, received_at, state, error, message_id, data
+		FROM raw_messages WHERE id=?`, id), true)
+	if err != nil {
+		return nil, notFound(err, fmt.Sprintf("raw message %d", id))
+	}
+	return r, nil
+}
+
+func scanRaw(sc interface{ Scan(...any) error }, withData bool) (*RawMessage, error) {
+	var r RawMessage
+	var ch sql.NullInt64
+	var size int64
+	var env, received string
+	dest := []any{&r.ID, &ch, &r.Source, &r.Name, &r.SHA256, &size, &env, &received, &r.State, &r.Error, &r.MessageID}
+	if withData {
+		dest = append(dest, &r.Data)
+	}
+	if err := sc.Scan(dest...); err != nil {
+		return nil, err
+	}
+	r.ChannelID, r.Envelope, r.ReceivedAt, r.Size = nint(ch), json.RawMessage(env), pts(received), size
+	return &r, nil
 }
 
 // CountRaw counts raw messages in a state ("" for all).

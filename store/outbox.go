@@ -228,6 +228,19 @@ func (t *Tx) RequeueOutbox(id int64) error {
 	return nil
 }
 
+// CancelOutbox gives up a queued or failed mail for good: it becomes
+// suppressed with note as its last error, and is never sent.
+func (t *Tx) CancelOutbox(id int64, note string) error {
+	res, err := t.exec(`UPDATE outbox SET state='suppressed', last_error=? WHERE id=? AND state IN ('failed','queued')`, note, id)
+	if err != nil {
+		return fmt.Errorf("store: cancel outbox %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("store: cancel outbox %d (only failed or queued mail can be cancelled): %w", id, ErrNotFound)
+	}
+	return nil
+}
+
 func (t *Tx) setOutbox(id int64, set string, args ...any) error {
 	res, err := t.exec(`UPDATE outbox SET `+set+` WHERE id=?`, append(args, id)...)
 	if err != nil {

@@ -46,6 +46,9 @@ type Agent struct {
 	Name   string `json:"name"`
 	Role   string `json:"role"`
 	Active bool   `json:"active"`
+	// Language is the console's language for the agent ("" follows
+	// the browser); read by AgentPassword and SessionByToken only.
+	Language string `json:"-"`
 }
 
 const contactCols = `id, email, name, language, bouncing, bounced_at, bounce_reason, bounce_status, bounce_id, phone, time_zone, tags, deleted_at, created_at, updated_at`
@@ -219,12 +222,15 @@ func (t *Tx) BouncingContacts() ([]Contact, error) {
 }
 
 // PutAgent creates or updates an agent by address and returns its id.
+// An existing agent keeps its active flag (SetAgentActive changes it),
+// so syncing the configuration does not bring back a deactivated
+// agent.
 func (t *Tx) PutAgent(a Agent) (int64, error) {
 	if a.Role == "" {
 		a.Role = "agent"
 	}
 	_, err := t.exec(`INSERT INTO agents(email, name, role, active, created_at) VALUES (?,?,?,?,?)
-		ON CONFLICT(email) DO UPDATE SET name=excluded.name, role=excluded.role, active=excluded.active`,
+		ON CONFLICT(email) DO UPDATE SET name=excluded.name, role=excluded.role`,
 		a.Email, a.Name, a.Role, a.Active, ts(t.now()))
 	if err != nil {
 		return 0, fmt.Errorf("store: put agent %s: %w", a.Email, err)

@@ -463,4 +463,23 @@ ALTER TABLE contacts ADD COLUMN time_zone TEXT NOT NULL DEFAULT '';
 ALTER TABLE contacts ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE contacts ADD COLUMN deleted_at TEXT;
 `,
+	// 16: the web console. An agent's password is an argon2id hash
+	// (PHC string) beside the agent, with the language the console
+	// speaks to them in; a sign-in session is kept server-side under
+	// the SHA-256 of its random token (the cookie holds the token, so
+	// a copy of the database signs nobody in), with its per-session
+	// CSRF token and the time it was last used (inactivity expiry).
+	`
+ALTER TABLE agents ADD COLUMN password_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE agents ADD COLUMN language TEXT NOT NULL DEFAULT '';
+CREATE TABLE console_sessions (
+	token_hash TEXT PRIMARY KEY,
+	agent_id INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+	csrf_token TEXT NOT NULL,
+	client TEXT NOT NULL DEFAULT '',
+	created_at TEXT NOT NULL,
+	last_seen_at TEXT NOT NULL
+);
+CREATE INDEX console_sessions_agent ON console_sessions(agent_id);
+`,
 }

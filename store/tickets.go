@@ -167,7 +167,17 @@ type TicketFilter struct {
 	ChannelID      int64
 	UpdatedSince   time.Time
 	// CreatedSince keeps tickets created at or after it.
-	CreatedSince   time.Time
+	CreatedSince time.Time
+	// ResponderID selects the tickets assigned to that agent;
+	// Unassigned those assigned to nobody.
+	ResponderID int64
+	Unassigned  bool
+	// Search selects tickets whose subject, requester address or
+	// requester name contains it (case-insensitive for ASCII).
+	Search string
+	// Escalated selects tickets whose first-response or resolution
+	// target was missed (the SLA scheduler escalated them).
+	Escalated      bool
 	IncludeDeleted bool
 	// OnlyDeleted keeps only the tickets in the trash.
 	OnlyDeleted bool
@@ -183,6 +193,9 @@ type TicketFilter struct {
 	Offset  int
 	Limit   int
 }
+
+// likeEscaper escapes LIKE's wildcards (with ESCAPE '\').
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
 // ListTickets returns the tickets matching f.
 func (t *Tx) ListTickets(f TicketFilter) ([]Ticket, error) {
@@ -219,6 +232,21 @@ func (t *Tx) ListTickets(f TicketFilter) ([]Ticket, error) {
 	}
 	if f.ChannelID > 0 {
 		add("t.channel_id=?", f.ChannelID)
+	}
+	if f.ResponderID > 0 {
+		where = append(where, "t.responder_id=?")
+		args = append(args, f.ResponderID)
+	}
+	if f.Unassigned {
+		where = append(where, "t.responder_id IS NULL")
+	}
+	if f.Escalated {
+		where = append(where, "(sl.escalated_at IS NOT NULL OR sl.fr_escalated_at IS NOT NULL)")
+	}
+	if q := strings.TrimSpace(f.Search); q != "" {
+		like := "%" + likeEscaper.Replace(strings.ToLower(q)) + "%"
+		where = append(where, `(LOWER(t.subject) LIKE ? ESCAPE '\' OR LOWER(c.email) LIKE ? ESCAPE '\' OR LOWER(c.name) LIKE ? ESCAPE '\')`)
+		args = append(args, like, like, like)
 	}
 	if !f.UpdatedSince.IsZero() {
 		add("t.updated_at>=?", ts(f.UpdatedSince))

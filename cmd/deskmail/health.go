@@ -36,7 +36,7 @@ type channelHealth struct {
 // healthMux serves /healthz (the process answers), /readyz (the store
 // takes writes and every IMAP channel's last poll succeeded) and
 // /metrics; api, when non-nil, is mounted at /api/.
-func healthMux(cfg func() *config.Config, st *store.Store, m *metrics.Metrics, api http.Handler) *http.ServeMux {
+func healthMux(cfg func() *config.Config, st *store.Store, m *metrics.Metrics, api, console http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -54,6 +54,9 @@ func healthMux(cfg func() *config.Config, st *store.Store, m *metrics.Metrics, a
 	mux.Handle("GET /metrics", m.Handler())
 	if api != nil {
 		mux.Handle("/api/", api)
+	}
+	if console != nil {
+		mux.Handle("/", console)
 	}
 	return mux
 }

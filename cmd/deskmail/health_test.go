@@ -33,7 +33,7 @@ channels:
 	}
 	defer st.Close()
 	m := metrics.New()
-	srv := httptest.NewServer(healthMux(func() *config.Config { return cfg }, st, m, nil))
+	srv := httptest.NewServer(healthMux(func() *config.Config { return cfg }, st, m, nil, nil))
 	defer srv.Close()
 
 	get := func(path string) (int, string) {

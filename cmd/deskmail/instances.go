@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/deskmail/deskmail/ingest/poller"
+	"github.com/deskmail/deskmail/opsreport"
 	"github.com/deskmail/deskmail/store"
 )
 
@@ -14,53 +15,17 @@ import (
 // deskmail status and /readyz to list the instance as running.
 const (
 	heartbeatEvery = 5 * time.Second
-	instanceLive   = 30 * time.Second
+	instanceLive   = opsreport.InstanceLive
 )
 
 // instanceStatus is one running deskmail and the IMAP folders whose
-// lease it holds, in deskmail status and /readyz.
-type instanceStatus struct {
-	ID          string    `json:"id"`
-	Host        string    `json:"host"`
-	PID         int       `json:"pid"`
-	Version     string    `json:"version"`
-	StartedAt   time.Time `json:"started_at"`
-	HeartbeatAt time.Time `json:"heartbeat_at"`
-	// Folders are "channel/folder" names whose lease it holds.
-	Folders []string `json:"folders"`
-	// Self marks the instance answering (/readyz only).
-	Self bool `json:"self,omitempty"`
-}
+// lease it holds (opsreport's, shared with the web console).
+type instanceStatus = opsreport.Instance
 
-// instancesView lists the live instances with their folders; folders
-// whose lease no live instance holds are returned apart (unheld: their
-// holder died and no instance has taken them over yet).
-func instancesView(tx *store.Tx, now time.Time) (ins []instanceStatus, unheld []string, err error) {
-	live, err := tx.Instances(now.Add(-instanceLive))
-	if err != nil {
-		return nil, nil, err
-	}
-	leases, err := tx.Leases()
-	if err != nil {
-		return nil, nil, err
-	}
-	ins = make([]instanceStatus, len(live))
-	byID := map[string]*instanceStatus{}
-	for i, in := range live {
-		ins[i] = instanceStatus{ID: in.ID, Host: in.Host, PID: in.PID, Version: in.Version, StartedAt: in.StartedAt,
-			HeartbeatAt: in.HeartbeatAt, Folders: []string{}}
-		byID[in.ID] = &ins[i]
-	}
-	unheld = []string{}
-	for _, l := range leases {
-		name := l.Channel + "/" + l.Mailbox
-		if in := byID[l.Owner]; in != nil && l.ExpiresAt.After(now) {
-			in.Folders = append(in.Folders, name)
-			continue
-		}
-		unheld = append(unheld, name)
-	}
-	return ins, unheld, nil
+// instancesView lists the live instances with their folders, and the
+// folders no live instance holds.
+func instancesView(tx *store.Tx, now time.Time) ([]instanceStatus, []string, error) {
+	return opsreport.Instances(tx, now)
 }
 
 // newInstance describes this process for the instances table.

@@ -82,6 +82,7 @@ func (d *daemon) reload(ctx context.Context) error {
 	d.start(g)
 	d.gen.Store(g)
 	d.api.set(g.api)
+	d.console.set(g.console)
 	if d.recv != nil {
 		if err := d.recv.SetAddresses(g.pipeline.Addresses()); err != nil {
 			d.log.Error("reload: smtp addresses not changed", "err", err)

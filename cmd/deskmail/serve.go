@@ -19,6 +19,7 @@ import (
 
 	"github.com/deskmail/deskmail/api"
 	"github.com/deskmail/deskmail/config"
+	"github.com/deskmail/deskmail/console"
 	"github.com/deskmail/deskmail/ingest"
 	"github.com/deskmail/deskmail/ingest/poller"
 	"github.com/deskmail/deskmail/ingest/receiver"
@@ -189,6 +190,9 @@ type daemon struct {
 	worker atomic.Pointer[outbound.Worker]
 	// api serves /api/ with the current generation's pipeline.
 	api swapHandler
+	// console serves the web console (/) with the current generation's
+	// pipeline.
+	console swapHandler
 	// guard is the API's failed-login limiter, kept across reloads.
 	guard *api.AuthGuard
 
@@ -225,6 +229,7 @@ type generation struct {
 	tracker  *sla.Tracker
 	hooks    *webhook.Hooks
 	api      http.Handler
+	console  http.Handler
 
 	// inflight is held for reading by every Submit to this
 	// generation's pipeline; retiring takes it for writing, so the
@@ -252,6 +257,7 @@ func newDaemon(ctx context.Context, cfg *config.Config, ov overrides, logger *sl
 	}
 	d.gen.Store(g)
 	d.api.set(g.api)
+	d.console.set(g.console)
 	return d, nil
 }
 
@@ -273,7 +279,13 @@ func (d *daemon) newGeneration(ctx context.Context, cfg *config.Config) (*genera
 	if err != nil {
 		return nil, fmt.Errorf("http api: %w", err)
 	}
-	return &generation{cfg: cfg, outbox: rt.outbox, pipeline: p, tracker: rt.tracker, hooks: rt.hooks, api: h}, nil
+	con, err := console.New(console.Options{Store: d.st, Pipeline: p, Config: cfg, Guard: d.guard, TrustedProxies: proxies,
+		SessionTimeout: cfg.HTTP.SessionTimeout.Duration, SecureCookies: strings.HasPrefix(cfg.HTTP.PublicURL, "https://"),
+		Logger: d.log, Kick: d.kick})
+	if err != nil {
+		return nil, fmt.Errorf("web console: %w", err)
+	}
+	return &generation{cfg: cfg, outbox: rt.outbox, pipeline: p, tracker: rt.tracker, hooks: rt.hooks, api: h, console: con}, nil
 }
 
 // start runs g's group committer until g is retired.
@@ -441,7 +453,7 @@ func (d *daemon) run(ctx context.Context, stdout io.Writer, hup <-chan os.Signal
 		d.announce(stdout, "IMAP polling "+strings.Join(f, ", "), "IMAP polling", "folders", f)
 	}
 
-	mux := healthMux(func() *config.Config { return d.gen.Load().cfg }, d.st, d.metrics, &d.api)
+	mux := healthMux(func() *config.Config { return d.gen.Load().cfg }, d.st, d.metrics, &d.api, &d.console)
 	source("http server", func(ctx context.Context) error {
 		return serveHTTP(ctx, cfg.HTTP.Listen, mux, func(a net.Addr) {
 			d.announce(stdout, "HTTP listening on "+a.String(), "HTTP listening", "addr", a.String())

@@ -9,89 +9,13 @@ import (
 	"time"
 
 	"github.com/deskmail/deskmail/config"
+	"github.com/deskmail/deskmail/opsreport"
 	"github.com/deskmail/deskmail/store"
 )
 
-// channelStatus is one line of `deskmail status`.
-type channelStatus struct {
-	Channel       string     `json:"channel"`
-	Kind          string     `json:"kind"` // smtp or imap
-	Addresses     []string   `json:"addresses"`
-	MessagesToday int        `json:"messages_today"`
-	LastPollAt    *time.Time `json:"last_poll_at"`
-	LastOKAt      *time.Time `json:"last_ok_at"`
-	LastError     string     `json:"last_error"`
-	LastErrorAt   *time.Time `json:"last_error_at"`
-	Failures      int        `json:"consecutive_failures"`
-	Healthy       bool       `json:"healthy"`
-}
-
-type statusReport struct {
-	Database string `json:"database"`
-	// StoreKind is sqlite or postgresql.
-	StoreKind string `json:"store_kind"`
-	// Instances are the deskmail instances serving the database (a
-	// heartbeat in the last 30s) with the IMAP folders each polls;
-	// UnheldFolders are folders whose holder is gone.
-	Instances     []instanceStatus `json:"instances"`
-	UnheldFolders []string         `json:"unheld_folders"`
-	// Store is "ok" when a write probe committed, else "not writable:
-	// …" — the same probe and text as /readyz.
-	Store    string          `json:"store"`
-	Channels []channelStatus `json:"channels"`
-	Outbox   struct {
-		Queued       int        `json:"queued"`
-		Retrying     int        `json:"retrying"`
-		Failed       int        `json:"failed"`
-		Sent         int        `json:"sent"`
-		Suppressed   int        `json:"suppressed"`
-		OldestQueued *time.Time `json:"oldest_queued"`
-	} `json:"outbox"`
-	FailedMessages int `json:"failed_messages"`
-	// IMAPSetAside counts mailbox messages the server refused to hand
-	// over, set aside after repeated failures (see the failed folder).
-	IMAPSetAside int `json:"imap_set_aside"`
-	// IMAPSetAsideMessages lists them, newest first.
-	IMAPSetAsideMessages []setAsideStatus `json:"imap_set_aside_messages"`
-	// Webhooks is the webhook delivery queue.
-	Webhooks webhookStatus `json:"webhooks"`
-	// Bounces counts the delivery status reports received by what they
-	// proved, and shows the latest that proved nothing (kept raw,
-	// flagging nobody).
-	Bounces struct {
-		Flagged            int            `json:"flagged"`
-		Transient          int            `json:"transient"`
-		Uncorrelated       int            `json:"uncorrelated"`
-		RecentUncorrelated []store.Bounce `json:"recent_uncorrelated"`
-		// BouncingContacts counts the contacts flagged bouncing now
-		// (deskmail contacts list --bouncing).
-		BouncingContacts int `json:"bouncing_contacts"`
-	} `json:"bounces"`
-}
-
-// webhookStatus is the webhook delivery queue in deskmail status.
-type webhookStatus struct {
-	Queued    int    `json:"queued"`
-	Retrying  int    `json:"retrying"`
-	Failed    int    `json:"failed"`
-	Sent      int    `json:"sent"`
-	LastError string `json:"last_error"`
-}
-
-// setAsideStatus is one mailbox message set aside because its fetch
-// kept failing.
-type setAsideStatus struct {
-	Channel     string     `json:"channel"`
-	Folder      string     `json:"folder"`
-	UIDValidity uint32     `json:"uid_validity"`
-	UID         uint32     `json:"uid"`
-	Attempts    int        `json:"attempts"`
-	LastError   string     `json:"last_error"`
-	SetAsideAt  *time.Time `json:"set_aside_at"`
-	// MovedTo is the failed folder it was moved to, "" when the
-	// server would not let it move (it stays in Folder).
-	MovedTo string `json:"moved_to"`
-}
+// statusReport is what `deskmail status --json` prints (the console's
+// ops dashboard shows the same report).
+type statusReport = opsreport.Report
 
 // runStatus prints each channel's health, the outbox and mail kept raw
 // because it failed, so an operator sees a broken mailbox at a glance;
@@ -124,62 +48,15 @@ func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return err
 	}
 	defer st.Close()
-	rep := statusReport{Database: st.Name(), StoreKind: st.Kind(), Store: "ok", Channels: []channelStatus{}}
+	storeState := "ok"
 	if err := st.ProbeWrite(ctx, probeTimeout); err != nil {
-		rep.Store = notWritable(err)
+		storeState = notWritable(err)
 	}
-	now := time.Now()
-	midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, now.Location())
-	err = st.Read(ctx, func(tx *store.Tx) error {
-		today, err := tx.MessagesSince(midnight)
-		if err != nil {
-			return err
-		}
-		for _, ch := range cfg.Channels {
-			cs := channelStatus{Channel: ch.Name, Kind: "smtp", Addresses: ch.Addresses, MessagesToday: today[ch.Name], Healthy: true}
-			if ch.IMAP != nil {
-				cs.Kind = "imap"
-				h, err := tx.ChannelHealth(ch.Name)
-				if err == nil {
-					cs.LastPollAt, cs.LastOKAt, cs.LastError, cs.LastErrorAt, cs.Failures = h.LastPollAt, h.LastOKAt, h.LastError, h.LastErrorAt, h.ConsecutiveFailures
-				}
-				// A mailbox is healthy when its last poll succeeded.
-				cs.Healthy = err == nil && h.ConsecutiveFailures == 0 && h.LastOKAt != nil
-			}
-			rep.Channels = append(rep.Channels, cs)
-		}
-		ob, err := tx.OutboxStats()
-		if err != nil {
-			return err
-		}
-		rep.Outbox.Queued, rep.Outbox.Retrying, rep.Outbox.Failed, rep.Outbox.Sent, rep.Outbox.Suppressed, rep.Outbox.OldestQueued =
-			ob.Queued, ob.Retrying, ob.Failed, ob.Sent, ob.Suppressed, ob.OldestQueued
-		if rep.FailedMessages, err = tx.CountRaw("failed"); err != nil {
-			return err
-		}
-		aside, err := tx.IMAPSetAside("")
-		if err != nil {
-			return err
-		}
-		rep.IMAPSetAside = len(aside)
-		rep.IMAPSetAsideMessages = make([]setAsideStatus, len(aside))
-		for i, u := range aside {
-			rep.IMAPSetAsideMessages[i] = setAsideStatus{Channel: u.Channel, Folder: u.Mailbox, UIDValidity: u.UIDValidity, UID: u.UID,
-				Attempts: u.Attempts, LastError: u.ServerAnswer, SetAsideAt: u.SetAsideAt, MovedTo: u.MovedTo}
-		}
-		wh, err := tx.WebhookStats()
-		if err != nil {
-			return err
-		}
-		rep.Webhooks = webhookStatus{Queued: wh.Queued, Retrying: wh.Retrying, Failed: wh.Failed, Sent: wh.Sent, LastError: wh.LastError}
-		if rep.Instances, rep.UnheldFolders, err = instancesView(tx, now); err != nil {
-			return err
-		}
-		return bounceStatus(tx, &rep)
-	})
+	rep, err := opsreport.Read(ctx, st, cfg, time.Now())
 	if err != nil {
 		return err
 	}
+	rep.Database, rep.StoreKind, rep.Store = st.Name(), st.Kind(), storeState
 	if *asJSON {
 		return writeJSON(stdout, rep)
 	}
@@ -189,12 +66,9 @@ func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	w := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "CHANNEL\tKIND\tHEALTH\tTODAY\tLAST POLL\tLAST ERROR")
 	for _, c := range rep.Channels {
-		health := "ok"
-		if !c.Healthy {
+		health := c.Health()
+		if health == "failing" {
 			health = "FAILING"
-			if c.LastPollAt == nil && c.LastError == "" {
-				health = "never polled"
-			}
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", c.Channel, c.Kind, health, c.MessagesToday, fmtTime(c.LastPollAt), oneLine(c.LastError, 80))
 	}
@@ -240,27 +114,6 @@ func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		w.Flush()
 	}
 	return nil
-}
-
-// bounceStatus fills the report's bounces section.
-func bounceStatus(tx *store.Tx, rep *statusReport) error {
-	b := &rep.Bounces
-	var err error
-	if b.Flagged, err = tx.CountBounces(store.BounceFlagged); err != nil {
-		return err
-	}
-	if b.Transient, err = tx.CountBounces(store.BounceTransient); err != nil {
-		return err
-	}
-	if b.Uncorrelated, err = tx.CountBounces(store.BounceUncorrelated); err != nil {
-		return err
-	}
-	if b.RecentUncorrelated, err = tx.Bounces(store.BounceUncorrelated, 5); err != nil {
-		return err
-	}
-	cs, err := tx.BouncingContacts()
-	b.BouncingContacts = len(cs)
-	return err
 }
 
 func derefID(p *int64) int64 {
