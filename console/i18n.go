@@ -113,6 +113,12 @@ var messages = map[string]map[string]string{
 		"first.response.due": "First response due",
 		"resolution.due":     "Resolution due",
 		"skip":               "Skip to content",
+		"instances":          "Instances serving this database",
+		"instance":           "Instance",
+		"host":               "Host",
+		"heartbeat":          "Heartbeat",
+		"folders":            "IMAP folders leased",
+		"unheld":             "Folders without a live holder (taken over within 20s)",
 	},
 	"fr": {
 		"signin":             "Se connecter",
@@ -212,6 +218,12 @@ var messages = map[string]map[string]string{
 		"first.response.due": "Première réponse attendue",
 		"resolution.due":     "Résolution attendue",
 		"skip":               "Aller au contenu",
+		"instances":          "Instances servant cette base",
+		"instance":           "Instance",
+		"host":               "Hôte",
+		"heartbeat":          "Dernier signe de vie",
+		"folders":            "Dossiers IMAP détenus",
+		"unheld":             "Dossiers sans détenteur vivant (repris sous 20 s)",
 	},
 }
 

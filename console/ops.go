@@ -50,6 +50,7 @@ func (c *Console) opsPage(w http.ResponseWriter, r *http.Request, s *store.Sessi
 		if err != nil {
 			return err
 		}
+		rep.StoreKind = c.st.Kind()
 		view.Report = rep
 		for _, ch := range rep.Channels {
 			h := ch.Health()

@@ -73,7 +73,7 @@ func TestOpsDashboard(t *testing.T) {
 	if rep.Outbox.Failed != 1 || rep.FailedMessages != 1 || rep.Bounces.BouncingContacts != 1 {
 		t.Fatalf("report %+v", rep)
 	}
-	for _, want := range []string{"LOGIN failed: invalid credentials", "550 5.1.1 user unknown", "threading failed: disk", "customer@example.com",
+	for _, want := range []string{"LOGIN failed: invalid credentials", "Instances serving this database (sqlite)", "550 5.1.1 user unknown", "threading failed: disk", "customer@example.com",
 		`<td data-label="Subject"><a href="/tickets/` + strconv.FormatInt(id, 10) + `">Printer broken</a>`} {
 		if !strings.Contains(page.body, want) {
 			t.Errorf("ops page lacks %q", want)

@@ -280,6 +280,9 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Errorf("ops %s = %d (shown: %v), deskmail status says %d", key, got, ok, want)
 		}
 	}
+	if n := strings.Count(opsHTML, `<td data-label="Instance">`); n != len(rep.Instances) || n == 0 {
+		t.Errorf("ops lists %d instances, deskmail status %d", n, len(rep.Instances))
+	}
 	for _, c := range rep.Channels {
 		row := regexp.MustCompile(`(?s)<tr data-channel="` + c.Channel + `">.*?data-n="messages_today">(\d+)<`).FindStringSubmatch(opsHTML)
 		if row == nil || row[1] != strconv.Itoa(c.MessagesToday) {
