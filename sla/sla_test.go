@@ -105,8 +105,15 @@ var t0 = time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC) // a Monday
 
 func newEnv(t *testing.T, spec Spec) *env {
 	t.Helper()
+	return newEnvAt(t, spec, filepath.Join(t.TempDir(), "sla.db"))
+}
+
+// newEnvAt is newEnv on the database at path (a SQLite file or a
+// PostgreSQL URL).
+func newEnvAt(t *testing.T, spec Spec, path string) *env {
+	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "sla.db"), store.Options{})
+	st, err := store.Open(ctx, path, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,11 +315,42 @@ func TestBusinessHours(t *testing.T) {
 
 func TestEscalationOnceAcrossSchedulers(t *testing.T) {
 	e := newEnv(t, basic)
-	id := e.create(4)
-	e.clock.Advance(31 * time.Minute)
 	// Two schedulers on one database (two instances, or a restart):
 	// the mark and the action commit together, so one fires.
 	other := &Scheduler{Store: e.st, Tracker: e.tr, Actions: e.rec, Clock: e.clock}
+	escalateOnce(t, e, other)
+}
+
+// TestEscalationOnceAcrossInstances: two instances, each with its own
+// store handle and tracker, share one PostgreSQL database; each due
+// timer is locked by the one that fires it (SKIP LOCKED), so a breach
+// is escalated once.
+func TestEscalationOnceAcrossInstances(t *testing.T) {
+	if !pgCluster.Available(t) {
+		return
+	}
+	url := pgCluster.URL(t)
+	e := newEnvAt(t, basic, url)
+	st2, err := store.Open(context.Background(), url, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st2.Close() })
+	tr2, err := NewTracker(context.Background(), st2, basic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st2.SetTicketHook(tr2.Hook)
+	escalateOnce(t, e, &Scheduler{Store: st2, Tracker: tr2, Actions: e.rec, Clock: e.clock})
+}
+
+// escalateOnce misses a ticket's first-response target and runs e's
+// scheduler and other twice each, at once: one escalation is recorded
+// and committed.
+func escalateOnce(t *testing.T, e *env, other *Scheduler) {
+	t.Helper()
+	id := e.create(4)
+	e.clock.Advance(31 * time.Minute)
 	var wg sync.WaitGroup
 	for _, s := range []*Scheduler{e.sched, other, e.sched, other} {
 		wg.Go(func() {
