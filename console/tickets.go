@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"html/template"
 	"net/http"
@@ -401,7 +402,7 @@ func (c *Console) reply(w http.ResponseWriter, r *http.Request, s *store.Session
 		return
 	}
 	agent := s.Agent
-	if _, _, err := c.p.Reply(r.Context(), tk.ID, ingest.APIMessage{Text: body}, &agent); err != nil {
+	if _, _, err := c.p.Reply(viaConsole(r), tk.ID, ingest.APIMessage{Text: body}, &agent); err != nil {
 		c.fail(w, r, s, err)
 		return
 	}
@@ -421,7 +422,7 @@ func (c *Console) note(w http.ResponseWriter, r *http.Request, s *store.Session)
 		return
 	}
 	agent := s.Agent
-	if _, err := c.p.AddNote(r.Context(), tk.ID, ingest.APIMessage{Text: body}, true, false, nil, &agent); err != nil {
+	if _, err := c.p.AddNote(viaConsole(r), tk.ID, ingest.APIMessage{Text: body}, true, false, nil, &agent); err != nil {
 		c.fail(w, r, s, err)
 		return
 	}
@@ -488,7 +489,7 @@ func (c *Console) update(w http.ResponseWriter, r *http.Request, s *store.Sessio
 	}
 	if ch.Status != nil || ch.Priority != nil || ch.Responder != nil {
 		agent := s.Agent
-		if _, err := c.p.UpdateFromAPI(r.Context(), tk.ID, ch, nil, &agent); err != nil {
+		if _, err := c.p.UpdateFromAPI(viaConsole(r), tk.ID, ch, nil, &agent); err != nil {
 			c.fail(w, r, s, err)
 			return
 		}
@@ -529,3 +530,9 @@ func (c *Console) attachment(w http.ResponseWriter, r *http.Request, s *store.Se
 	}
 	api.WriteDownload(w, ct, api.AttachmentName(att), att.Content)
 }
+
+// viaConsole is r's context marked as the console's, so that the
+// ticket history records the changes made through the API's code path
+// as the agent's own (actor type "agent", notes "through the
+// console").
+func viaConsole(r *http.Request) context.Context { return ingest.WithVia(r.Context(), "console") }

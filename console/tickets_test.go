@@ -156,10 +156,23 @@ func TestReplyNoteUpdate(t *testing.T) {
 	}
 	fields := map[string]bool{}
 	for _, e := range hist {
-		fields[e.Field] = true
+		if e.Field != "" {
+			fields[e.Field] = true
+			// Each change is the agent's own (not an API key's).
+			if e.ActorType != "agent" || e.Actor == "" {
+				t.Errorf("history of %s by %s %q, want the agent", e.Field, e.ActorType, e.Actor)
+			}
+		}
 	}
 	if !fields["status"] || !fields["priority"] || !fields["responder"] {
 		t.Errorf("history fields %v", fields)
+	}
+	noted := false
+	for _, e := range hist {
+		noted = noted || (e.Action == "note_added" && e.ActorType == "agent" && strings.Contains(e.Note, "through the console"))
+	}
+	if !noted {
+		t.Errorf("no note_added through the console in %+v", hist)
 	}
 	if r := b.post(ticketPath(id)+"/update", url.Values{"csrf": {tok}, "status": {"99"}}); r.code != http.StatusBadRequest {
 		t.Errorf("status 99: %d", r.code)

@@ -106,12 +106,47 @@ func (p *Pipeline) ChannelNames() []string {
 	return append([]string{p.addrs.Default()}, rest...)
 }
 
-func apiActor(agent *store.Agent, conv *int64) threading.Actor {
+func apiActor(ctx context.Context, agent *store.Agent, conv *int64) threading.Actor {
 	name := ""
 	if agent != nil {
 		name = agent.Email
 	}
-	return threading.Actor{Type: "api", Name: name, ConversationID: conv}
+	typ := "api"
+	if Via(ctx) != "api" {
+		// An agent in person (the web console), as by their mail
+		// commands; the history note names the front end.
+		typ = "agent"
+	}
+	return threading.Actor{Type: typ, Name: name, ConversationID: conv}
+}
+
+// viaKey is the context key of WithVia.
+type viaKey struct{}
+
+// WithVia marks the changes made with ctx as coming through another
+// front end than the API ("console" for the web console): the ticket
+// history records them as the agent's own (actor type "agent", as
+// their mail commands are) and its notes name the front end. The
+// rules and the code path are the API's.
+func WithVia(ctx context.Context, via string) context.Context {
+	return context.WithValue(ctx, viaKey{}, via)
+}
+
+// Via returns the front end ctx was marked with ("api" by default).
+func Via(ctx context.Context) string {
+	if v, ok := ctx.Value(viaKey{}).(string); ok && v != "" {
+		return v
+	}
+	return "api"
+}
+
+// throughVia words the front end for a history note: "through the
+// API", "through the console".
+func throughVia(ctx context.Context) string {
+	if v := Via(ctx); v != "api" {
+		return "through the " + v
+	}
+	return "through the API"
 }
 
 func channelName(tk *store.Ticket) string {
@@ -177,10 +212,10 @@ func (p *Pipeline) CreateTicket(ctx context.Context, nt NewTicket, agent *store.
 		if err := tx.AddConversation(conv); err != nil {
 			return err
 		}
-		by := apiActor(agent, &conv.ID)
-		how := "ticket created through the API"
+		by := apiActor(ctx, agent, &conv.ID)
+		how := "ticket created " + throughVia(ctx)
 		if nt.Outbound {
-			how = "outbound ticket created through the API"
+			how = "outbound ticket created " + throughVia(ctx)
 		}
 		if err := threading.Record(tx, tk.ID, by, "created", "", "", "", how, now); err != nil {
 			return err
@@ -250,7 +285,7 @@ func (p *Pipeline) UpdateFromAPI(ctx context.Context, ticketID int64, c threadin
 			return err
 		}
 		now := p.env.Now()
-		by := apiActor(agent, nil)
+		by := apiActor(ctx, agent, nil)
 		if subject != nil && strings.TrimSpace(*subject) != tk.Subject && strings.TrimSpace(*subject) != "" {
 			old := tk.Subject
 			tk.Subject = strings.TrimSpace(*subject)
@@ -321,7 +356,7 @@ func (p *Pipeline) Reply(ctx context.Context, ticketID int64, m APIMessage, agen
 		if err := tx.AddConversation(conv); err != nil {
 			return err
 		}
-		by := apiActor(agent, &conv.ID)
+		by := apiActor(ctx, agent, &conv.ID)
 		events, err := p.engine.AgentResponded(tx, tk, by, now)
 		if err != nil {
 			return err
@@ -380,7 +415,7 @@ func (p *Pipeline) AddNote(ctx context.Context, ticketID int64, m APIMessage, pr
 		if !private {
 			kind = "public"
 		}
-		if err := threading.Record(tx, tk.ID, apiActor(agent, &conv.ID), "note_added", "", "", "", kind+" note added through the API", now); err != nil {
+		if err := threading.Record(tx, tk.ID, apiActor(ctx, agent, &conv.ID), "note_added", "", "", "", kind+" note added "+throughVia(ctx), now); err != nil {
 			return err
 		}
 		if err := tx.UpdateTicket(tk); err != nil {
@@ -435,7 +470,7 @@ func (p *Pipeline) EditNote(ctx context.Context, convID int64, m APIMessage, age
 		if err := tx.UpdateConversationBody(convID, text, body); err != nil {
 			return err
 		}
-		if err := threading.Record(tx, c.TicketID, apiActor(agent, &c.ID), "note_edited", "", "", "", "note edited through the API", p.env.Now()); err != nil {
+		if err := threading.Record(tx, c.TicketID, apiActor(ctx, agent, &c.ID), "note_edited", "", "", "", "note edited "+throughVia(ctx), p.env.Now()); err != nil {
 			return err
 		}
 		conv, err = tx.Conversation(convID)
@@ -458,8 +493,8 @@ func (p *Pipeline) DeleteConversation(ctx context.Context, convID int64, agent *
 		if err := tx.DeleteConversation(convID); err != nil {
 			return err
 		}
-		note := fmt.Sprintf("%s %d from %s deleted through the API", c.Kind, c.ID, c.FromEmail)
-		return threading.Record(tx, c.TicketID, apiActor(agent, nil), "conversation_deleted", "", "", "", note, p.env.Now())
+		note := fmt.Sprintf("%s %d from %s deleted %s", c.Kind, c.ID, c.FromEmail, throughVia(ctx))
+		return threading.Record(tx, c.TicketID, apiActor(ctx, agent, nil), "conversation_deleted", "", "", "", note, p.env.Now())
 	})
 	if err != nil {
 		return fmt.Errorf("delete conversation %d: %w", convID, err)
@@ -484,7 +519,7 @@ func (p *Pipeline) SetDeleted(ctx context.Context, ticketID int64, deleted bool,
 		if !deleted {
 			action = "restored"
 		}
-		if err := threading.Record(tx, tk.ID, apiActor(agent, nil), action, "", "", "", "ticket "+action+" through the API", p.env.Now()); err != nil {
+		if err := threading.Record(tx, tk.ID, apiActor(ctx, agent, nil), action, "", "", "", "ticket "+action+" "+throughVia(ctx), p.env.Now()); err != nil {
 			return err
 		}
 		return tx.UpdateTicket(tk)

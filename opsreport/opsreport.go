@@ -30,6 +30,10 @@ type Channel struct {
 	// channel's OAuth refresh token (it rotates them), for an OAuth
 	// mailbox that has one.
 	OAuthTokenSavedAt *time.Time `json:"oauth_token_saved_at"`
+	// OAuthExpiresAt is when the access token the mailbox's poller
+	// last obtained expires (it gets a new one before then; an expiry
+	// in the past with failures means it could not).
+	OAuthExpiresAt *time.Time `json:"oauth_token_expires_at"`
 }
 
 // Health words a channel's state: "ok", "failing", or "never polled"
@@ -178,6 +182,7 @@ func Gather(tx *store.Tx, cfg *config.Config, now time.Time) (*Report, error) {
 			h, err := tx.ChannelHealth(ch.Name)
 			if err == nil {
 				cs.LastPollAt, cs.LastOKAt, cs.LastError, cs.LastErrorAt, cs.Failures = h.LastPollAt, h.LastOKAt, h.LastError, h.LastErrorAt, h.ConsecutiveFailures
+				cs.OAuthExpiresAt = h.OAuthExpiresAt
 			}
 			// A mailbox is healthy when its last poll succeeded.
 			cs.Healthy = err == nil && h.ConsecutiveFailures == 0 && h.LastOKAt != nil

@@ -111,11 +111,14 @@ type ChannelHealth struct {
 	LastError           string
 	LastErrorAt         *time.Time
 	ConsecutiveFailures int
+	// OAuthExpiresAt is when the OAuth access token the poller last
+	// obtained expires (nil: no OAuth, or not obtained yet).
+	OAuthExpiresAt *time.Time
 }
 
 // ChannelHealth returns one channel's health, or ErrNotFound.
 func (t *Tx) ChannelHealth(channel string) (*ChannelHealth, error) {
-	h, err := scanHealth(t.row(`SELECT channel, last_poll_at, last_ok_at, last_error, last_error_at, consecutive_failures
+	h, err := scanHealth(t.row(`SELECT channel, last_poll_at, last_ok_at, last_error, last_error_at, consecutive_failures, oauth_expires_at
 		FROM channel_health WHERE channel=?`, channel))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -129,7 +132,7 @@ func (t *Tx) ChannelHealth(channel string) (*ChannelHealth, error) {
 // ChannelHealths returns the health of every channel that has one,
 // ordered by name.
 func (t *Tx) ChannelHealths() ([]ChannelHealth, error) {
-	rows, err := t.query(`SELECT channel, last_poll_at, last_ok_at, last_error, last_error_at, consecutive_failures
+	rows, err := t.query(`SELECT channel, last_poll_at, last_ok_at, last_error, last_error_at, consecutive_failures, oauth_expires_at
 		FROM channel_health ORDER BY channel`)
 	if err != nil {
 		return nil, fmt.Errorf("store: channel health: %w", err)
@@ -148,11 +151,11 @@ func (t *Tx) ChannelHealths() ([]ChannelHealth, error) {
 
 func scanHealth(sc interface{ Scan(...any) error }) (*ChannelHealth, error) {
 	var h ChannelHealth
-	var poll, ok, errAt sql.NullString
-	if err := sc.Scan(&h.Channel, &poll, &ok, &h.LastError, &errAt, &h.ConsecutiveFailures); err != nil {
+	var poll, ok, errAt, exp sql.NullString
+	if err := sc.Scan(&h.Channel, &poll, &ok, &h.LastError, &errAt, &h.ConsecutiveFailures, &exp); err != nil {
 		return nil, err
 	}
-	h.LastPollAt, h.LastOKAt, h.LastErrorAt = pnts(poll), pnts(ok), pnts(errAt)
+	h.LastPollAt, h.LastOKAt, h.LastErrorAt, h.OAuthExpiresAt = pnts(poll), pnts(ok), pnts(errAt), pnts(exp)
 	return &h, nil
 }
 
@@ -162,6 +165,17 @@ func (t *Tx) RecordChannelOK(channel string, at time.Time) error {
 	_, err := t.exec(`INSERT INTO channel_health(channel, last_poll_at, last_ok_at, consecutive_failures) VALUES (?,?,?,0)
 		ON CONFLICT(channel) DO UPDATE SET last_poll_at=excluded.last_poll_at, last_ok_at=excluded.last_ok_at, consecutive_failures=0`,
 		channel, ts(at), ts(at))
+	if err != nil {
+		return fmt.Errorf("store: channel health %s: %w", channel, err)
+	}
+	return nil
+}
+
+// RecordOAuthExpiry records when a channel's newest OAuth access token
+// expires.
+func (t *Tx) RecordOAuthExpiry(channel string, expires time.Time) error {
+	_, err := t.exec(`INSERT INTO channel_health(channel, oauth_expires_at) VALUES (?,?)
+		ON CONFLICT(channel) DO UPDATE SET oauth_expires_at=excluded.oauth_expires_at`, channel, ts(expires))
 	if err != nil {
 		return fmt.Errorf("store: channel health %s: %w", channel, err)
 	}

@@ -482,4 +482,10 @@ CREATE TABLE console_sessions (
 );
 CREATE INDEX console_sessions_agent ON console_sessions(agent_id);
 `,
+	// 17: when the access token an OAuth mailbox last obtained
+	// expires (the provider's expires_in), for the ops views; set at
+	// each new access token.
+	`
+ALTER TABLE channel_health ADD COLUMN oauth_expires_at TEXT;
+`,
 }

@@ -64,13 +64,13 @@ func runStatus(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		fmt.Fprintf(stdout, "database %s: %s\n\n", rep.Database, rep.Store)
 	}
 	w := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "CHANNEL\tKIND\tHEALTH\tTODAY\tLAST POLL\tLAST ERROR")
+	fmt.Fprintln(w, "CHANNEL\tKIND\tHEALTH\tTODAY\tLAST POLL\tOAUTH TOKEN EXPIRES\tLAST ERROR")
 	for _, c := range rep.Channels {
 		health := c.Health()
 		if health == "failing" {
 			health = "FAILING"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", c.Channel, c.Kind, health, c.MessagesToday, fmtTime(c.LastPollAt), oneLine(c.LastError, 80))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", c.Channel, c.Kind, health, c.MessagesToday, fmtTime(c.LastPollAt), fmtTime(c.OAuthExpiresAt), oneLine(c.LastError, 80))
 	}
 	w.Flush()
 	fmt.Fprintf(stdout, "\noutbox: %d queued (%d retrying), %d failed, %d sent, %d suppressed", rep.Outbox.Queued, rep.Outbox.Retrying, rep.Outbox.Failed, rep.Outbox.Sent, rep.Outbox.Suppressed)

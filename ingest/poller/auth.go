@@ -37,6 +37,9 @@ type authenticator struct {
 
 	mu sync.Mutex
 	ts oauth2.TokenSource
+	// expiry is the expiry of the access token last recorded in the
+	// store (for the ops views).
+	expiry time.Time
 	// saved and savedOrigin are what the store holds: the refresh
 	// token and the hash of the configured token its chain started
 	// from; origin is the hash of the configured token the current
@@ -154,6 +157,17 @@ func (a *authenticator) accessToken(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("save rotated refresh token: %w", err)
 		}
 		a.saved, a.savedOrigin = rt, a.origin
+	}
+	if !tok.Expiry.IsZero() && !tok.Expiry.Equal(a.expiry) {
+		// A new access token: its expiry is for the ops views only, so
+		// failing to record it is logged, not a reason not to poll.
+		wctx, cancel := writeCtx(ctx)
+		defer cancel()
+		if err := a.st.Write(wctx, func(tx *store.Tx) error { return tx.RecordOAuthExpiry(a.channel, tok.Expiry) }); err != nil {
+			a.log().Warn("record oauth token expiry", "err", err)
+		} else {
+			a.expiry = tok.Expiry
+		}
 	}
 	return tok.AccessToken, nil
 }

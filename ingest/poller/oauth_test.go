@@ -100,11 +100,17 @@ func TestOAuthRefreshAndRotation(t *testing.T) {
 			te := newTokenEndpoint(t, "rt-1")
 			b := memServer(t, memOptions{tokens: te.validAccess})
 			h := newHarness(t, b, oauthYAML(mech, te.srv.URL, "rt-1"))
+			before := time.Now()
 			h.start()
 			eventually(t, 10*time.Second, "a successful poll with the access token", func() bool {
 				hl := h.health()
 				return hl != nil && hl.LastOKAt != nil
 			})
+			// The access token's expiry (expires_in 3600) is kept for
+			// the ops views.
+			if exp := h.health().OAuthExpiresAt; exp == nil || exp.Before(before.Add(59*time.Minute)) || exp.After(time.Now().Add(61*time.Minute)) {
+				t.Errorf("oauth token expiry %v, want about an hour from now", exp)
+			}
 			b.appendMsg(t, "INBOX", message("oauth-1@example.net", "ivan@example.net", "OAuth mail"), time.Now())
 			eventually(t, 10*time.Second, "a ticket", func() bool { return len(h.tickets()) == 1 })
 			h.stop()
