@@ -94,7 +94,7 @@ type Report struct {
 
 // InstanceLive is how old a heartbeat may be for an instance to be
 // listed as running.
-const InstanceLive = 30 * time.Second
+const InstanceLive = store.InstanceLive
 
 // Instance is one running deskmail and the IMAP folders whose lease it
 // holds, in deskmail status, /readyz and the ops dashboard.

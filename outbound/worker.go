@@ -63,6 +63,8 @@ type Worker struct {
 	poll time.Duration
 	// verp gives each mail its signed envelope sender (envelopeSender).
 	verp bool
+	// owner is the instance the worker claims mail as ("" for none).
+	owner string
 
 	now  func() time.Time
 	rand func() float64
@@ -159,6 +161,16 @@ func (o *Outbox) Worker(st *store.Store, logger *slog.Logger) *Worker {
 // WithMetrics makes the worker count delivery results in m.
 func (w *Worker) WithMetrics(m *metrics.Metrics) *Worker {
 	w.metrics = m
+	return w
+}
+
+// WithOwner makes the worker claim mail as the instance id (a row of
+// the instances table its process keeps fresh): if the process dies
+// mid-delivery, another instance takes over the mail it claimed as
+// soon as its heartbeat is older than store.InstanceLive, instead of
+// at the end of the claim's lease (twice the attempt timeout).
+func (w *Worker) WithOwner(id string) *Worker {
+	w.owner = id
 	return w
 }
 
@@ -388,7 +400,7 @@ func (w *Worker) step(ctx context.Context, rs []result, limit int) ([]*store.Out
 			return nil
 		}
 		var err error
-		got, err = tx.ClaimOutbox(now, limit, func(attempt int) time.Time {
+		got, err = tx.ClaimOutboxAs(w.owner, now, limit, func(attempt int) time.Time {
 			return now.Add(max(w.backoff(attempt), 2*w.attemptTimeout))
 		})
 		return err

@@ -40,6 +40,9 @@ type OutboxMail struct {
 	LastError     string
 	CreatedAt     time.Time
 	SentAt        *time.Time
+
+	// claimedBy is the instance that claimed it ('' for none).
+	claimedBy string
 }
 
 // EnqueueOutbox writes m to the outbox (ID, CreatedAt and, when zero,
@@ -81,7 +84,7 @@ func (t *Tx) EnqueueOutbox(m *OutboxMail) error {
 }
 
 const outboxCols = `id, ticket_id, conversation_id, channel_id, kind, mail_from, rcpt_to, subject, message_id, state, attempts,
-	next_attempt_at, last_error, created_at, sent_at`
+	next_attempt_at, last_error, created_at, sent_at, claimed_by`
 
 func scanOutbox(sc interface{ Scan(...any) error }, withRaw bool) (*OutboxMail, error) {
 	var m OutboxMail
@@ -89,7 +92,7 @@ func scanOutbox(sc interface{ Scan(...any) error }, withRaw bool) (*OutboxMail, 
 	var rcpt, next, created string
 	var sent sql.NullString
 	dest := []any{&m.ID, &ticket, &conv, &channel, &m.Kind, &m.MailFrom, &rcpt, &m.Subject, &m.MessageID, &m.State, &m.Attempts,
-		&next, &m.LastError, &created, &sent}
+		&next, &m.LastError, &created, &sent, &m.claimedBy}
 	if withRaw {
 		dest = append(dest, &m.Raw)
 	}
@@ -124,6 +127,11 @@ func (t *Tx) outboxRows(withRaw bool, query string, args ...any) ([]OutboxMail, 
 	return out, rows.Err()
 }
 
+// InstanceLive is how old an instance's heartbeat may be for it to
+// count as running: its IMAP folders and the mail it claimed for
+// delivery stay its own.
+const InstanceLive = 30 * time.Second
+
 // dueWhere selects queued mail whose time has come and that is the
 // oldest queued mail of its ticket: a ticket's message N+1 never
 // leaves while message N is still queued (waiting for a retry or in
@@ -148,9 +156,19 @@ func (t *Tx) DueOutbox(now time.Time, limit int) ([]OutboxMail, error) {
 // leaves the mail to be retried at that time, and so that a second
 // worker (another process on the same database) does not take it
 // meanwhile: claims run in write transactions, which SQLite
-// serializes, and each update re-checks that the row is still due.
-// The caller must keep each delivery attempt shorter than its lease.
+// serializes and PostgreSQL locks (SKIP LOCKED), and each update
+// re-checks that the row is still as it was read. The caller must keep
+// each delivery attempt shorter than its lease.
 func (t *Tx) ClaimOutbox(now time.Time, limit int, lease func(attempts int) time.Time) ([]OutboxMail, error) {
+	return t.ClaimOutboxAs("", now, limit, lease)
+}
+
+// ClaimOutboxAs is ClaimOutbox by the running instance owner (its id
+// in the instances table, kept fresh by its heartbeat): the mail it
+// claims is marked as its own, so that when the instance dies another
+// one can take it over at once (ReleaseDeadClaims) instead of waiting
+// for the lease to end.
+func (t *Tx) ClaimOutboxAs(owner string, now time.Time, limit int, lease func(attempts int) time.Time) ([]OutboxMail, error) {
 	if t.read {
 		return nil, fmt.Errorf("store: claim outbox: read-only transaction")
 	}
@@ -161,8 +179,8 @@ func (t *Tx) ClaimOutbox(now time.Time, limit int, lease func(attempts int) time
 	out := due[:0]
 	for _, m := range due {
 		next := lease(m.Attempts + 1)
-		res, err := t.exec(`UPDATE outbox SET attempts=attempts+1, next_attempt_at=? WHERE id=? AND state='queued' AND attempts=? AND next_attempt_at<=?`,
-			ts(next), m.ID, m.Attempts, ts(now))
+		res, err := t.exec(`UPDATE outbox SET attempts=attempts+1, next_attempt_at=?, claimed_by=? WHERE id=? AND state='queued' AND attempts=? AND next_attempt_at<=?`,
+			ts(next), owner, m.ID, m.Attempts, ts(now))
 		if err != nil {
 			return nil, fmt.Errorf("store: claim outbox %d: %w", m.ID, err)
 		}
@@ -171,9 +189,26 @@ func (t *Tx) ClaimOutbox(now time.Time, limit int, lease func(attempts int) time
 		}
 		m.Attempts++
 		m.NextAttemptAt = next
+		m.claimedBy = owner
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// ReleaseDeadClaims makes the mail claimed by instances that stopped
+// running (no heartbeat for InstanceLive: killed mid-delivery) due at
+// now, for any running instance to take, and returns how many. The
+// dead instance's attempt stays counted; a mail it had handed to the
+// relay without recording it is delivered again (SMTP is at least
+// once). Claims without an owner wait for their lease.
+func (t *Tx) ReleaseDeadClaims(now time.Time) (int, error) {
+	res, err := t.exec(`UPDATE outbox SET next_attempt_at=?, claimed_by='' WHERE state='queued' AND claimed_by<>''
+		AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.id=outbox.claimed_by AND i.heartbeat_at>=?)`, ts(now), ts(now.Add(-InstanceLive)))
+	if err != nil {
+		return 0, fmt.Errorf("store: release dead claims: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
 }
 
 // NextOutboxDue returns when the next mail ClaimOutbox could take is
@@ -218,7 +253,7 @@ func (t *Tx) ReleaseOutbox(id int64, next time.Time, note string) error {
 // RequeueOutbox puts a failed (or queued) mail back in the queue for
 // delivery now, with a fresh attempt count: `deskmail outbox retry`.
 func (t *Tx) RequeueOutbox(id int64) error {
-	res, err := t.exec(`UPDATE outbox SET state='queued', attempts=0, next_attempt_at=? WHERE id=? AND state IN ('failed','queued')`, ts(t.now()), id)
+	res, err := t.exec(`UPDATE outbox SET state='queued', attempts=0, next_attempt_at=?, claimed_by='' WHERE id=? AND state IN ('failed','queued')`, ts(t.now()), id)
 	if err != nil {
 		return fmt.Errorf("store: requeue outbox %d: %w", id, err)
 	}
@@ -231,7 +266,7 @@ func (t *Tx) RequeueOutbox(id int64) error {
 // CancelOutbox gives up a queued or failed mail for good: it becomes
 // suppressed with note as its last error, and is never sent.
 func (t *Tx) CancelOutbox(id int64, note string) error {
-	res, err := t.exec(`UPDATE outbox SET state='suppressed', last_error=? WHERE id=? AND state IN ('failed','queued')`, note, id)
+	res, err := t.exec(`UPDATE outbox SET state='suppressed', last_error=?, claimed_by='' WHERE id=? AND state IN ('failed','queued')`, note, id)
 	if err != nil {
 		return fmt.Errorf("store: cancel outbox %d: %w", id, err)
 	}
@@ -241,8 +276,10 @@ func (t *Tx) CancelOutbox(id int64, note string) error {
 	return nil
 }
 
+// setOutbox records the outcome of an attempt (or an operator's
+// change): the mail is nobody's claim any more.
 func (t *Tx) setOutbox(id int64, set string, args ...any) error {
-	res, err := t.exec(`UPDATE outbox SET `+set+` WHERE id=?`, append(args, id)...)
+	res, err := t.exec(`UPDATE outbox SET `+set+`, claimed_by='' WHERE id=?`, append(args, id)...)
 	if err != nil {
 		return fmt.Errorf("store: outbox %d: %w", id, err)
 	}

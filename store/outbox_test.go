@@ -355,3 +355,91 @@ func TestCountOutboxToUsesIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestClaimOutboxTakenOverFromDeadInstance: mail claimed by a running
+// instance is its own until the lease ends; once that instance's
+// heartbeat is older than InstanceLive (it was killed),
+// ReleaseDeadClaims makes it due and another instance takes it over;
+// a recorded attempt (a deferral) is nobody's claim, so its backoff
+// holds.
+func TestClaimOutboxTakenOverFromDeadInstance(t *testing.T) {
+	forEachStore(t, func(t *testing.T, k storeKind) {
+		st := openOutboxTestStore(t, k)
+		ctx := context.Background()
+		base := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+		tk := outboxTestTicket(t, st, "a@example.com")
+		tk2 := outboxTestTicket(t, st, "b@example.com")
+		var ids []int64
+		for i, tid := range []int64{tk, tk2} {
+			m := &OutboxMail{TicketID: &tid, Kind: "confirmation", MailFrom: "s@example.com", RcptTo: []string{"x@example.com"},
+				MessageID: fmt.Sprintf("dead%d@x", i), CreatedAt: base, NextAttemptAt: base}
+			enqueueTest(t, st, m)
+			ids = append(ids, m.ID)
+		}
+		beat := func(id string, at time.Time) {
+			if err := st.Write(ctx, func(tx *Tx) error {
+				return tx.Heartbeat(Instance{ID: id, StartedAt: base}, at)
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		lease := func(int) time.Time { return base.Add(10 * time.Minute) }
+		claim := func(owner string, now time.Time) []OutboxMail {
+			var got []OutboxMail
+			if err := st.Write(ctx, func(tx *Tx) error {
+				if _, err := tx.ReleaseDeadClaims(now); err != nil {
+					return err
+				}
+				var err error
+				got, err = tx.ClaimOutboxAs(owner, now, 10, lease)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return got
+		}
+		beat("a", base)
+		beat("b", base)
+		if got := claim("a", base); len(got) != 2 {
+			t.Fatalf("a claimed %v, want both", outboxIDs(got))
+		}
+		// a defers the second mail (a recorded attempt): its backoff is
+		// an hour, whoever runs.
+		if err := st.Write(ctx, func(tx *Tx) error { return tx.RetryOutbox(ids[1], base.Add(time.Hour), "451 later") }); err != nil {
+			t.Fatal(err)
+		}
+		// a is alive: b takes nothing.
+		beat("a", base.Add(20*time.Second))
+		beat("b", base.Add(20*time.Second))
+		if got := claim("b", base.Add(25*time.Second)); len(got) != 0 {
+			t.Fatalf("b claimed %v from a running instance", outboxIDs(got))
+		}
+		// a's heartbeat stops; past InstanceLive b takes the first mail
+		// over (a second attempt), not the deferred one.
+		now := base.Add(20*time.Second + InstanceLive + time.Second)
+		beat("b", now)
+		got := claim("b", now)
+		if len(got) != 1 || got[0].ID != ids[0] || got[0].Attempts != 2 {
+			t.Fatalf("b took over %+v, want mail %d at its second attempt", got, ids[0])
+		}
+		// Now b's: nobody else takes it while b runs.
+		beat("c", now)
+		if again := claim("c", now); len(again) != 0 {
+			t.Fatalf("c claimed %v from b", outboxIDs(again))
+		}
+		// A claim without an owner (deskmail ingest's worker) waits for
+		// its lease, as before.
+		if err := st.Write(ctx, func(tx *Tx) error {
+			if err := tx.RetryOutbox(ids[0], now, "421 again"); err != nil {
+				return err
+			}
+			_, err := tx.ClaimOutbox(now, 10, func(int) time.Time { return now.Add(2 * time.Hour) })
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if again := claim("c", now.Add(time.Hour)); len(again) != 1 || again[0].ID != ids[1] {
+			t.Fatalf("an hour later c claimed %v, want only the deferred mail %d (the other is leased without owner)", outboxIDs(again), ids[1])
+		}
+	})
+}

@@ -488,4 +488,12 @@ CREATE INDEX console_sessions_agent ON console_sessions(agent_id);
 	`
 ALTER TABLE channel_health ADD COLUMN oauth_expires_at TEXT;
 `,
+	// 18: which instance claimed a mail for delivery (its id in
+	// instances; '' for a process without one, or once the attempt
+	// was recorded): the claims of an instance whose heartbeat stopped
+	// are released at once instead of at the end of their lease.
+	`
+ALTER TABLE outbox ADD COLUMN claimed_by TEXT NOT NULL DEFAULT '';
+CREATE INDEX outbox_claimed ON outbox(claimed_by) WHERE claimed_by<>'';
+`,
 }

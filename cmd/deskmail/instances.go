@@ -40,8 +40,25 @@ func (d *daemon) heartbeat(ctx context.Context) {
 	beat := func() {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if err := d.st.Write(wctx, func(tx *store.Tx) error { return tx.Heartbeat(d.instance, time.Now()) }); err != nil {
+		released := 0
+		err := d.st.Write(wctx, func(tx *store.Tx) error {
+			now := time.Now()
+			if err := tx.Heartbeat(d.instance, now); err != nil {
+				return err
+			}
+			// Mail claimed by an instance that died mid-delivery is
+			// due again now, for this one or another to send.
+			var err error
+			released, err = tx.ReleaseDeadClaims(now)
+			return err
+		})
+		if err != nil {
 			d.log.Warn("instance heartbeat failed", "err", err.Error())
+			return
+		}
+		if released > 0 {
+			d.log.Info("outbox mail claimed by a stopped instance released", "mails", released)
+			d.kick()
 		}
 	}
 	beat()

@@ -347,7 +347,7 @@ func (d *daemon) kick() {
 // startWorker runs an outbox worker built from g until the next
 // stopWorker.
 func (d *daemon) startWorker(g *generation) {
-	w := g.outbox.Worker(d.st, d.log).WithMetrics(d.metrics)
+	w := g.outbox.Worker(d.st, d.log).WithMetrics(d.metrics).WithOwner(d.instance.ID)
 	ctx, cancel := context.WithCancel(d.workerCtx)
 	done := make(chan struct{})
 	d.workerStop, d.workerDone = cancel, done
