@@ -205,7 +205,10 @@ func TestClaimOutboxConcurrentWorkers(t *testing.T) {
 		const n = 200
 		err := st.Write(ctx, func(tx *Tx) error {
 			for i := range n {
-				if err := tx.EnqueueOutbox(&OutboxMail{Kind: "notification", MailFrom: "s@x", RcptTo: []string{"a@x"}, MessageID: fmt.Sprintf("c%d@x", i)}); err != nil {
+				// Due at now, not at the time of the write: on a loaded
+				// machine the writes end well after now+1s, when the
+				// workers claim.
+				if err := tx.EnqueueOutbox(&OutboxMail{Kind: "notification", MailFrom: "s@x", RcptTo: []string{"a@x"}, MessageID: fmt.Sprintf("c%d@x", i), NextAttemptAt: now}); err != nil {
 					return err
 				}
 			}
