@@ -56,6 +56,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	ip := api.ClientAddr(r, c.proxies)
 	if retry, blocked := c.guard.SignInBlocked(ip, email); blocked {
+		c.metrics.ConsoleSignInFailure("locked")
 		c.locked(w, r, lang, email, retry)
 		return
 	}
@@ -78,6 +79,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if !ok || agent == nil {
 		v := c.guard.SignInFailed(ip, email)
+		c.metrics.ConsoleSignInFailure("bad_password")
 		c.log.Warn("console: failed sign-in", "client", ip, "account", email, "failures", v.Failures)
 		if v.Locked {
 			c.locked(w, r, lang, email, v.RetryAfter)

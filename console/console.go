@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/deskmail/deskmail/metrics"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -65,6 +66,8 @@ type Options struct {
 	PasswordParams PasswordParams
 	// Logger receives one line per failed request (default: discard).
 	Logger *slog.Logger
+	// Metrics counts failed sign-ins (nil: not counted).
+	Metrics *metrics.Metrics
 	// Kick is called after a change that may have queued mail.
 	Kick func()
 	// Now is the clock (default time.Now).
@@ -82,6 +85,7 @@ type Console struct {
 	timeout time.Duration
 	secure  bool
 	log     *slog.Logger
+	metrics *metrics.Metrics
 	kick    func()
 	now     func() time.Time
 	pages   map[string]*template.Template
@@ -97,7 +101,7 @@ func New(opts Options) (*Console, error) {
 		return nil, errors.New("console: Store and Pipeline are required")
 	}
 	c := &Console{st: opts.Store, p: opts.Pipeline, cfg: opts.Config, guard: opts.Guard, proxies: opts.TrustedProxies,
-		timeout: opts.SessionTimeout, secure: opts.SecureCookies, log: opts.Logger, kick: opts.Kick, now: opts.Now}
+		timeout: opts.SessionTimeout, secure: opts.SecureCookies, log: opts.Logger, metrics: opts.Metrics, kick: opts.Kick, now: opts.Now}
 	if c.cfg == nil {
 		c.cfg = config.Default()
 	}

@@ -3,6 +3,7 @@ package console_test
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -358,6 +359,19 @@ func TestSignInRateLimit(t *testing.T) {
 	}
 	if r := signIn("root@agents.test", password, xff("198.51.100.8")); r.code != http.StatusSeeOther {
 		t.Fatalf("other address: %d", r.code)
+	}
+	// Every refusal is counted: 10 wrong passwords for alice and 30
+	// for the many accounts; alice while locked, root while the
+	// address was blocked.
+	rec := httptest.NewRecorder()
+	h.metrics.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{
+		`deskmail_console_signin_failures_total{reason="bad_password"} 40`,
+		`deskmail_console_signin_failures_total{reason="locked"} 2`,
+	} {
+		if !strings.Contains(rec.Body.String(), want+"\n") {
+			t.Errorf("metrics lack %s:\n%s", want, rec.Body.String())
+		}
 	}
 }
 

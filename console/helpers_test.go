@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"fmt"
+	"github.com/deskmail/deskmail/metrics"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -58,15 +59,16 @@ var cheap = console.PasswordParams{MemoryKiB: 64, Time: 1, Threads: 1}
 const password = "correct horse battery"
 
 type harness struct {
-	t     *testing.T
-	ctx   context.Context
-	cfg   *config.Config
-	st    *store.Store
-	p     *ingest.Pipeline
-	srv   *httptest.Server
-	guard *api.AuthGuard
-	clock *clock
-	seq   int
+	t       *testing.T
+	ctx     context.Context
+	cfg     *config.Config
+	st      *store.Store
+	p       *ingest.Pipeline
+	srv     *httptest.Server
+	guard   *api.AuthGuard
+	metrics *metrics.Metrics
+	clock   *clock
+	seq     int
 }
 
 // clock is a settable time source.
@@ -135,8 +137,9 @@ func newHarness(t *testing.T, o hopts) *harness {
 		t.Fatal(err)
 	}
 	h.guard = api.NewAuthGuard(h.clock.now, time.Millisecond)
+	h.metrics = metrics.New()
 	opts := console.Options{Store: h.st, Pipeline: h.p, Config: cfg, Guard: h.guard, SessionTimeout: o.timeout, Now: h.clock.now,
-		PasswordParams: cheap}
+		PasswordParams: cheap, Metrics: h.metrics}
 	if o.trustLoopback {
 		proxies, _ := config.HTTPConfig{TrustedProxies: []string{"127.0.0.0/8"}}.TrustedProxyPrefixes()
 		opts.TrustedProxies = proxies

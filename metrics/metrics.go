@@ -44,6 +44,7 @@ type Metrics struct {
 
 	apiRequests      *family
 	apiLoginFailures *family
+	consoleSignIns   *family
 	apiLoginLockouts *family
 }
 
@@ -75,6 +76,8 @@ func New() *Metrics {
 	m.apiRequests = add(counter("deskmail_api_requests_total", "API requests by HTTP status code.", "code"))
 	m.apiLoginFailures = add(counter("deskmail_api_login_failures_total",
 		"Failed API logins by reason (no_key, bad_key, address_blocked, key_locked).", "reason"))
+	m.consoleSignIns = add(counter("deskmail_console_signin_failures_total",
+		"Failed web console sign-ins by reason (bad_password, locked).", "reason"))
 	m.apiLoginLockouts = add(counter("deskmail_api_login_lockouts_total",
 		"Client addresses and key prefixes locked after failed API logins, by scope (address, key).", "scope"))
 	return m
@@ -261,6 +264,16 @@ func (m *Metrics) APILoginFailure(reason string) {
 		return
 	}
 	m.apiLoginFailures.add(1, reason)
+}
+
+// ConsoleSignInFailure counts a failed web console sign-in, by reason
+// (bad_password: unknown account or wrong password; locked: refused
+// while the address or account is locked).
+func (m *Metrics) ConsoleSignInFailure(reason string) {
+	if m == nil {
+		return
+	}
+	m.consoleSignIns.add(1, reason)
 }
 
 // APILoginLockout counts a lock set after failed API logins, by scope

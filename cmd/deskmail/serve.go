@@ -281,7 +281,7 @@ func (d *daemon) newGeneration(ctx context.Context, cfg *config.Config) (*genera
 	}
 	con, err := console.New(console.Options{Store: d.st, Pipeline: p, Config: cfg, Guard: d.guard, TrustedProxies: proxies,
 		SessionTimeout: cfg.HTTP.SessionTimeout.Duration, SecureCookies: strings.HasPrefix(cfg.HTTP.PublicURL, "https://"),
-		Logger: d.log, Kick: d.kick})
+		Logger: d.log, Metrics: d.metrics, Kick: d.kick})
 	if err != nil {
 		return nil, fmt.Errorf("web console: %w", err)
 	}
