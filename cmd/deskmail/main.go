@@ -72,7 +72,9 @@ func ownsProcess(ctx context.Context) bool { return ctx.Value(processOwner{}) !=
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.WithValue(context.Background(), processOwner{}, true), os.Interrupt, syscall.SIGTERM)
+	stopProfile := startCPUProfile()
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stopProfile()
 	stop()
 	os.Exit(code)
 }
