@@ -244,13 +244,16 @@ func (s *Store) migrate(ctx context.Context) error {
 // inside Store.Read. It must not be used after the function that
 // received it returns.
 type Tx struct {
-	ctx  context.Context
-	tx   querier
-	d    *dialect
-	sp   int
-	now  func() time.Time
-	read bool
-	hook TicketHook
+	ctx context.Context
+	// quiet is ctx without its cancellation, for SQLite statements that
+	// write (see execContext).
+	quiet context.Context
+	tx    querier
+	d     *dialect
+	sp    int
+	now   func() time.Time
+	read  bool
+	hook  TicketHook
 }
 
 // querier is what a Tx runs its statements on: the *sql.Tx of Write
@@ -270,7 +273,7 @@ func (s *Store) Write(ctx context.Context, fn func(*Tx) error) (err error) {
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
-	t := &Tx{ctx: ctx, tx: tx, d: s.d, now: time.Now}
+	t := &Tx{ctx: ctx, quiet: context.WithoutCancel(ctx), tx: tx, d: s.d, now: time.Now}
 	if h := s.hook.Load(); h != nil {
 		t.hook = *h
 	}
@@ -308,7 +311,7 @@ func (s *Store) Read(ctx context.Context, fn func(*Tx) error) error {
 		return fmt.Errorf("store: begin read: %w", err)
 	}
 	defer tx.Rollback()
-	return fn(&Tx{ctx: ctx, tx: tx, d: s.d, now: time.Now, read: true})
+	return fn(&Tx{ctx: ctx, quiet: context.WithoutCancel(ctx), tx: tx, d: s.d, now: time.Now, read: true})
 }
 
 // readOnWriter runs fn in a read transaction on the writer's
@@ -336,7 +339,7 @@ func (s *Store) readOnWriter(ctx context.Context, fn func(*Tx) error) (err error
 			err = errors.Join(err, fmt.Errorf("store: end read: %w", rerr))
 		}
 	}()
-	return fn(&Tx{ctx: ctx, tx: conn, d: s.d, now: time.Now, read: true})
+	return fn(&Tx{ctx: ctx, quiet: context.WithoutCancel(ctx), tx: conn, d: s.d, now: time.Now, read: true})
 }
 
 // Savepoint runs fn inside a savepoint: if fn fails, only its changes
@@ -345,14 +348,19 @@ func (s *Store) readOnWriter(ctx context.Context, fn func(*Tx) error) (err error
 func (t *Tx) Savepoint(fn func() error) (err error) {
 	t.sp++
 	name := fmt.Sprintf("sp%d", t.sp)
-	if _, err := t.tx.ExecContext(t.ctx, "SAVEPOINT "+name); err != nil {
+	ctx, err := t.execContext()
+	if err != nil {
+		return fmt.Errorf("store: savepoint: %w", err)
+	}
+	if _, err := t.tx.ExecContext(ctx, "SAVEPOINT "+name); err != nil {
 		return fmt.Errorf("store: savepoint: %w", err)
 	}
 	rollback := func() error {
-		if _, err := t.tx.ExecContext(t.ctx, "ROLLBACK TO "+name); err != nil {
+		// Even when ctx is done: the outer transaction goes on.
+		if _, err := t.tx.ExecContext(t.quiet, "ROLLBACK TO "+name); err != nil {
 			return err
 		}
-		_, err := t.tx.ExecContext(t.ctx, "RELEASE "+name)
+		_, err := t.tx.ExecContext(t.quiet, "RELEASE "+name)
 		return err
 	}
 	defer func() {
@@ -370,7 +378,13 @@ func (t *Tx) Savepoint(fn func() error) (err error) {
 		}
 		return err
 	}
-	if _, err := t.tx.ExecContext(t.ctx, "RELEASE "+name); err != nil {
+	if ctx, err = t.execContext(); err != nil {
+		if rerr := rollback(); rerr != nil {
+			return fmt.Errorf("store: release savepoint: %w (and rollback failed: %v)", err, rerr)
+		}
+		return fmt.Errorf("store: release savepoint: %w", err)
+	}
+	if _, err := t.tx.ExecContext(ctx, "RELEASE "+name); err != nil {
 		return fmt.Errorf("store: release savepoint: %w", err)
 	}
 	return nil
@@ -401,7 +415,27 @@ func (t *Tx) exec(query string, args ...any) (sql.Result, error) {
 	if t.d.pg {
 		return t.tx.ExecContext(t.ctx, t.d.q(query), pgArgs(args)...)
 	}
-	return t.tx.ExecContext(t.ctx, query, args...)
+	ctx, err := t.execContext()
+	if err != nil {
+		return nil, err
+	}
+	return t.tx.ExecContext(ctx, query, args...)
+}
+
+// execContext is the context a SQLite statement that writes runs
+// under: none once t's context is done (the transaction then stops at
+// its next statement), else one that is never cancelled. go-sqlite3
+// runs every Exec whose context can be cancelled on a goroutine of its
+// own, to interrupt it; for the dozen short INSERTs and UPDATEs of each
+// message that goroutine and the wake-ups around it cost more than the
+// statements (half the process's futex calls in a batch ingest).
+// Queries are not concerned: go-sqlite3 watches their context without
+// a goroutine, and a long read may still be interrupted.
+func (t *Tx) execContext() (context.Context, error) {
+	if err := t.ctx.Err(); err != nil {
+		return nil, err
+	}
+	return t.quiet, nil
 }
 
 func (t *Tx) query(query string, args ...any) (*sql.Rows, error) {
