@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -324,11 +325,15 @@ func (t *Tx) AddConversation(c *Conversation) error {
 	}
 	to, _ := json.Marshal(nonNil(c.ToEmails))
 	cc, _ := json.Marshal(nonNil(c.CcEmails))
+	reply, replyIsText := c.ReplyText, c.ReplyText == replyOfText(c.BodyText)
+	if replyIsText {
+		reply = ""
+	}
 	id, err := t.insert(`INSERT INTO conversations(ticket_id, raw_id, incoming, private, kind, contact_id, agent_id, from_email, from_name,
-		to_emails, cc_emails, subject, body_text, body_html, reply_text, message_id, created_at, updated_at)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		to_emails, cc_emails, subject, body_text, body_html, reply_text, reply_is_text, message_id, created_at, updated_at)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		c.TicketID, int64OrNil(c.RawID), c.Incoming, c.Private, c.Kind, int64OrNil(c.ContactID), int64OrNil(c.AgentID), c.FromEmail, c.FromName,
-		string(to), string(cc), c.Subject, c.BodyText, c.BodyHTML, c.ReplyText, c.MessageID, ts(c.CreatedAt), ts(c.UpdatedAt))
+		string(to), string(cc), c.Subject, c.BodyText, c.BodyHTML, reply, replyIsText, c.MessageID, ts(c.CreatedAt), ts(c.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("store: ticket %d add conversation: %w", c.TicketID, err)
 	}
@@ -376,16 +381,26 @@ func (t *Tx) AttachmentContent(id int64) (*Attachment, error) {
 	return &a, nil
 }
 
+// replyOfText is the visible reply text of a conversation whose reply
+// is its whole text: what the reply extractor keeps when it removes
+// nothing. A conversation whose reply_text is exactly that is stored
+// with reply_is_text set and reply_text empty.
+func replyOfText(text string) string { return strings.TrimSpace(text) }
+
 const convCols = `id, ticket_id, raw_id, incoming, private, kind, contact_id, agent_id, from_email, from_name, to_emails, cc_emails,
-	subject, body_text, body_html, reply_text, message_id, created_at, updated_at`
+	subject, body_text, body_html, reply_text, reply_is_text, message_id, created_at, updated_at`
 
 func scanConversation(sc interface{ Scan(...any) error }) (*Conversation, error) {
 	var c Conversation
 	var raw, contact, agent sql.NullInt64
 	var to, cc, created, updated string
+	var replyIsText bool
 	if err := sc.Scan(&c.ID, &c.TicketID, &raw, &c.Incoming, &c.Private, &c.Kind, &contact, &agent, &c.FromEmail, &c.FromName, &to, &cc,
-		&c.Subject, &c.BodyText, &c.BodyHTML, &c.ReplyText, &c.MessageID, &created, &updated); err != nil {
+		&c.Subject, &c.BodyText, &c.BodyHTML, &c.ReplyText, &replyIsText, &c.MessageID, &created, &updated); err != nil {
 		return nil, err
+	}
+	if replyIsText {
+		c.ReplyText = replyOfText(c.BodyText)
 	}
 	c.RawID, c.ContactID, c.AgentID = nint(raw), nint(contact), nint(agent)
 	c.CreatedAt, c.UpdatedAt = pts(created), pts(updated)
@@ -466,7 +481,7 @@ func (t *Tx) fillAttachments(cs []*Conversation) error {
 
 // UpdateConversationBody changes a conversation's body (editing a note).
 func (t *Tx) UpdateConversationBody(id int64, text, html string) error {
-	res, err := t.exec(`UPDATE conversations SET body_text=?, body_html=?, reply_text=?, updated_at=? WHERE id=?`, text, html, text, ts(t.now()), id)
+	res, err := t.exec(`UPDATE conversations SET body_text=?, body_html=?, reply_text=?, reply_is_text=0, updated_at=? WHERE id=?`, text, html, text, ts(t.now()), id)
 	if err != nil {
 		return fmt.Errorf("store: conversation %d: %w", id, err)
 	}

@@ -496,4 +496,15 @@ ALTER TABLE channel_health ADD COLUMN oauth_expires_at TEXT;
 ALTER TABLE outbox ADD COLUMN claimed_by TEXT NOT NULL DEFAULT '';
 CREATE INDEX outbox_claimed ON outbox(claimed_by) WHERE claimed_by<>'';
 `,
+	// 19: batch ingest writes less per mail. raw_messages_sha was never
+	// read (no query looks a raw message up by its hash) and cost every
+	// mail an insert at a random place of a large index. A
+	// conversation's visible reply text is most often its whole text
+	// (nothing quoted, no signature): reply_is_text then says so and
+	// reply_text stays empty (see AddConversation), one copy of the
+	// text instead of two.
+	`
+DROP INDEX IF EXISTS raw_messages_sha;
+ALTER TABLE conversations ADD COLUMN reply_is_text INTEGER NOT NULL DEFAULT 0;
+`,
 }

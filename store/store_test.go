@@ -492,3 +492,115 @@ func TestShortLivedWALBounded(t *testing.T) {
 	}
 	t.Logf("WAL %.1f MiB after %d MiB written", float64(fi.Size())/(1<<20), runs*perRun*len(blob)>>20)
 }
+
+// TestCancelStopsAtNextWrite: statements that write run under a context
+// without cancellation (no goroutine per Exec in go-sqlite3), yet a
+// transaction whose context is done stops at its next write — in a
+// savepoint too — and commits nothing. The writer's temporary files
+// (the savepoints' sub-journal) are in memory.
+func TestCancelStopsAtNextWrite(t *testing.T) {
+	forEachStore(t, func(t *testing.T, k storeKind) {
+		s := openTest(t, k)
+		if k == sqliteStore {
+			var temp int
+			if err := s.writer.QueryRowContext(context.Background(), "PRAGMA temp_store").Scan(&temp); err != nil || temp != 2 {
+				t.Errorf("writer temp_store = %d (%v), want 2 (memory)", temp, err)
+			}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		err := s.Write(ctx, func(tx *Tx) error {
+			if _, _, err := tx.EnsureContact("first@example.com", ""); err != nil {
+				return err
+			}
+			cancel()
+			err := tx.Savepoint(func() error {
+				_, _, err := tx.EnsureContact("second@example.com", "")
+				return err
+			})
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("savepoint after cancel: %v, want context.Canceled", err)
+			}
+			_, _, err = tx.EnsureContact("third@example.com", "")
+			return err
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("write after cancel: %v, want context.Canceled", err)
+		}
+		s.Read(context.Background(), func(tx *Tx) error {
+			for _, e := range []string{"first@example.com", "second@example.com", "third@example.com"} {
+				if _, err := tx.ContactByEmail(e); !errors.Is(err, ErrNotFound) {
+					t.Errorf("%s committed by a cancelled transaction: %v", e, err)
+				}
+			}
+			return nil
+		})
+	})
+}
+
+// TestReplyTextStoredOnce: a conversation whose reply text is its whole
+// text (trimmed) keeps one copy of it (reply_is_text, reply_text
+// empty); every conversation reads back with the reply text it was
+// stored with, and editing the body makes the reply the new text.
+func TestReplyTextStoredOnce(t *testing.T) {
+	forEachStore(t, func(t *testing.T, k storeKind) {
+		s := openTest(t, k)
+		ctx := context.Background()
+		cases := []struct{ text, reply string }{
+			{"Bonjour,\nmon imprimante ne marche plus.\n", "Bonjour,\nmon imprimante ne marche plus."},
+			{"Merci !\n\n> Le 3 mars, support a écrit :\n> texte cité\n", "Merci !"},
+			{"Bonjour\n", "Bonjour\n"}, // not the trimmed text: stored as is
+			{"  \n", ""},
+			{"", ""},
+		}
+		var ticket int64
+		err := s.Write(ctx, func(tx *Tx) error {
+			c, _, err := tx.EnsureContact("a@example.com", "A")
+			if err != nil {
+				return err
+			}
+			tk := &Ticket{Subject: "s", Status: 2, RequesterID: c.ID}
+			if err := tx.CreateTicket(tk); err != nil {
+				return err
+			}
+			ticket = tk.ID
+			for _, c := range cases {
+				if err := tx.AddConversation(&Conversation{TicketID: tk.ID, Incoming: true, BodyText: c.text, ReplyText: c.reply}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var once, stored int
+		if err := s.Read(ctx, func(tx *Tx) error {
+			return tx.row(`SELECT COALESCE(SUM(reply_is_text), 0), COALESCE(SUM(LENGTH(reply_text)), 0) FROM conversations`).Scan(&once, &stored)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if want := len("Merci !") + len("Bonjour\n"); once != 3 || stored != want {
+			t.Errorf("reply_is_text on %d conversations, %d bytes of reply_text stored; want 3 and %d", once, stored, want)
+		}
+		var convs []Conversation
+		s.Read(ctx, func(tx *Tx) error { convs, err = tx.Conversations(ticket); return err })
+		if len(convs) != len(cases) {
+			t.Fatalf("%d conversations (%v), want %d", len(convs), err, len(cases))
+		}
+		for i, c := range cases {
+			if convs[i].BodyText != c.text || convs[i].ReplyText != c.reply {
+				t.Errorf("conversation %d: text %q reply %q, want %q %q", i, convs[i].BodyText, convs[i].ReplyText, c.text, c.reply)
+			}
+		}
+		if err := s.Write(ctx, func(tx *Tx) error { return tx.UpdateConversationBody(convs[1].ID, "Edited\n", "") }); err != nil {
+			t.Fatal(err)
+		}
+		s.Read(ctx, func(tx *Tx) error {
+			c, err := tx.Conversation(convs[1].ID)
+			if err != nil || c.BodyText != "Edited\n" || c.ReplyText != "Edited\n" {
+				t.Errorf("edited conversation: %+v %v", c, err)
+			}
+			return nil
+		})
+	})
+}
