@@ -109,12 +109,13 @@ type convsShown struct {
 // sends from the shared mailbox, read from its Sent folder
 // (imapmemserver). State is read back with the CLI and the API.
 func TestAgentReplyByMailThreadsForCustomer(t *testing.T) {
+	forEachDatabase(t, agentReplyByMailThreadsForCustomerOn)
+}
+
+func agentReplyByMailThreadsForCustomerOn(t *testing.T, db string) {
 	port, imapUser := sentIMAP(t)
-	d := &trustDaemon{t: t, bin: buildBinary(t), dir: t.TempDir(), sink: newRelaySink(t)}
-	d.cfg = filepath.Join(d.dir, "deskmail.yaml")
-	if err := os.WriteFile(d.cfg, []byte(fmt.Sprintf(agentReplyConfig, d.sink.addr, port)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	d := newTrustDaemon(t, db)
+	d.writeConfig(fmt.Sprintf(agentReplyConfig, d.sink.addr, port))
 	d.proc, d.smtp, d.http = startServe(t, d.bin, d.dir, "--config", d.cfg, "--smtp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
 	d.key = strings.TrimSpace(deskmailCmd(t, d.bin, d.dir, "agents", "key", "alice@acme.example", "--config", d.cfg))
 	const jane, alice = "jane.doe@customer.example", "alice@acme.example"

@@ -53,11 +53,12 @@ type flaggedContact struct {
 // with `contacts list --bouncing`, `tickets show`, `status`,
 // `outbox list` and the API.
 func TestBouncesEndToEnd(t *testing.T) {
-	d := &trustDaemon{t: t, bin: buildBinary(t), dir: t.TempDir(), sink: newRelaySink(t)}
-	d.cfg = filepath.Join(d.dir, "deskmail.yaml")
-	if err := os.WriteFile(d.cfg, []byte(fmt.Sprintf(bounceConfig, d.sink.addr)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	forEachDatabase(t, bouncesEndToEndOn)
+}
+
+func bouncesEndToEndOn(t *testing.T, db string) {
+	d := newTrustDaemon(t, db)
+	d.writeConfig(fmt.Sprintf(bounceConfig, d.sink.addr))
 	d.proc, d.smtp, d.http = startServe(t, d.bin, d.dir, "--config", d.cfg, "--smtp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
 	d.key = strings.TrimSpace(deskmailCmd(t, d.bin, d.dir, "agents", "key", "alice@acme.example", "--config", d.cfg))
 	const jane = "jane.doe@customer.example"

@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -129,12 +127,13 @@ func (h *hookReceiver) got() []string {
 // gets every rule event (and the status changes and the close it
 // subscribed to) once, signed.
 func TestRulesEndToEnd(t *testing.T) {
+	forEachDatabase(t, rulesEndToEndOn)
+}
+
+func rulesEndToEndOn(t *testing.T, db string) {
 	hooks := newHookReceiver(t, "rule hook secret")
-	d := &slaDaemon{&trustDaemon{t: t, bin: buildBinary(t), dir: t.TempDir(), sink: newRelaySink(t)}}
-	d.cfg = filepath.Join(d.dir, "deskmail.yaml")
-	if err := os.WriteFile(d.cfg, []byte(fmt.Sprintf(rulesE2EConfig, d.sink.addr, hooks.srv.URL, hooks.srv.URL)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	d := &slaDaemon{newTrustDaemon(t, db)}
+	d.writeConfig(fmt.Sprintf(rulesE2EConfig, d.sink.addr, hooks.srv.URL, hooks.srv.URL))
 	d.start()
 	d.key = strings.TrimSpace(deskmailCmd(t, d.bin, d.dir, "agents", "key", "alice@acme.test", "--config", d.cfg))
 

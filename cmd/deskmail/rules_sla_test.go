@@ -139,8 +139,11 @@ func TestSLABreachRule(t *testing.T) {
 // first-response target, the open ticket's fr_due_by follows at once
 // (no change to the ticket needed), and the scheduler escalates it.
 func TestSLAReloadRecomputes(t *testing.T) {
-	d := &slaDaemon{&trustDaemon{t: t, bin: buildBinary(t), dir: t.TempDir(), sink: newRelaySink(t)}}
-	d.cfg = filepath.Join(d.dir, "deskmail.yaml")
+	forEachDatabase(t, slaReloadRecomputesOn)
+}
+
+func slaReloadRecomputesOn(t *testing.T, db string) {
+	d := &slaDaemon{newTrustDaemon(t, db)}
 	conf := func(target string) {
 		body := fmt.Sprintf(`database: deskmail.db
 smtp: {hostname: deskmail.acme.test}
@@ -156,9 +159,7 @@ sla:
   policies:
     - {name: std, first_response: %s, resolution: 8h}
 `, d.sink.addr, target)
-		if err := os.WriteFile(d.cfg, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		d.writeConfig(body)
 	}
 	conf("4h")
 	d.start()

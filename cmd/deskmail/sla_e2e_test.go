@@ -4,9 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"mime"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -97,11 +95,12 @@ func (d *slaDaemon) history(id int64, action string) int {
 // meets the first-response target, and a resolved ticket is closed
 // automatically with one closing mail in all.
 func TestSLAEndToEnd(t *testing.T) {
-	d := &slaDaemon{&trustDaemon{t: t, bin: buildBinary(t), dir: t.TempDir(), sink: newRelaySink(t)}}
-	d.cfg = filepath.Join(d.dir, "deskmail.yaml")
-	if err := os.WriteFile(d.cfg, []byte(fmt.Sprintf(slaE2EConfig, d.sink.addr)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	forEachDatabase(t, slaEndToEndOn)
+}
+
+func slaEndToEndOn(t *testing.T, db string) {
+	d := &slaDaemon{newTrustDaemon(t, db)}
+	d.writeConfig(fmt.Sprintf(slaE2EConfig, d.sink.addr))
 	d.start()
 	d.key = strings.TrimSpace(deskmailCmd(t, d.bin, d.dir, "agents", "key", "alice@acme.test", "--config", d.cfg))
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/deskmail/deskmail/store"
 	"io"
 	"net"
 	"net/http"
@@ -111,8 +112,12 @@ func (s *relaySink) waitMails(t *testing.T, rcpt string, n int) []sunkMail {
 // trustDaemon is `deskmail serve` on a configuration with two channels,
 // an agent, a relay sink and an API key.
 type trustDaemon struct {
-	t          *testing.T
-	bin, dir   string
+	t        *testing.T
+	bin, dir string
+	// db is the database the configuration names: "" (or a SQLite
+	// path) keeps its own deskmail.db in dir, a PostgreSQL URL
+	// replaces it (forEachDatabase).
+	db         string
 	cfg        string
 	proc       *daemonProc
 	smtp, http string
@@ -141,13 +146,34 @@ channels:
     thread_same_domain: true
 `
 
-func startTrustDaemon(t *testing.T) *trustDaemon {
+// newTrustDaemon prepares a daemon on db (see trustDaemon.db) with a
+// relay sink; writeConfig and start it.
+func newTrustDaemon(t *testing.T, db string) *trustDaemon {
 	t.Helper()
-	d := &trustDaemon{t: t, bin: buildBinary(t), dir: t.TempDir(), sink: newRelaySink(t)}
-	d.cfg = filepath.Join(d.dir, "deskmail.yaml")
-	if err := os.WriteFile(d.cfg, []byte(fmt.Sprintf(trustConfig, d.sink.addr)), 0o600); err != nil {
-		t.Fatal(err)
+	return &trustDaemon{t: t, bin: buildBinary(t), dir: t.TempDir(), db: db, sink: newRelaySink(t)}
+}
+
+// writeConfig writes the daemon's configuration file: body, whose
+// first line is `database: deskmail.db`, on d.db.
+func (d *trustDaemon) writeConfig(body string) {
+	d.t.Helper()
+	if store.IsPostgres(d.db) {
+		first, rest, _ := strings.Cut(body, "\n")
+		if first != "database: deskmail.db" {
+			d.t.Fatalf("configuration does not start with database: deskmail.db: %q", first)
+		}
+		body = fmt.Sprintf("database: %q\n%s", d.db, rest)
 	}
+	d.cfg = filepath.Join(d.dir, "deskmail.yaml")
+	if err := os.WriteFile(d.cfg, []byte(body), 0o600); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+func startTrustDaemon(t *testing.T, db string) *trustDaemon {
+	t.Helper()
+	d := newTrustDaemon(t, db)
+	d.writeConfig(fmt.Sprintf(trustConfig, d.sink.addr))
 	d.proc, d.smtp, d.http = startServe(t, d.bin, d.dir, "--config", d.cfg, "--smtp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
 	d.key = strings.TrimSpace(deskmailCmd(t, d.bin, d.dir, "agents", "key", "alice@acme.test", "--config", d.cfg))
 	return d
@@ -250,7 +276,11 @@ func mailText(from, to, subject, id, extra, body string) string {
 // mail in over SMTP, mail out at a relay sink, state read back with the
 // CLI and the API.
 func TestTrustEndToEnd(t *testing.T) {
-	d := startTrustDaemon(t)
+	forEachDatabase(t, trustEndToEnd)
+}
+
+func trustEndToEnd(t *testing.T, db string) {
+	d := startTrustDaemon(t, db)
 
 	// Jane opens ticket 1; she gets a confirmation, Alice a notification.
 	d.send("jane@customer.test", "support@acme.test", mailText("Jane <jane@customer.test>", "support@acme.test", "Order 1 broken", "jane-1@customer.test", "", "The order arrived broken."))

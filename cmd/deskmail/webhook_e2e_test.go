@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -44,6 +42,10 @@ webhooks:
 // event arrives once, with a valid signature, and deskmail status
 // shows the queue.
 func TestWebhooksEndToEnd(t *testing.T) {
+	forEachDatabase(t, webhooksEndToEndOn)
+}
+
+func webhooksEndToEndOn(t *testing.T, db string) {
 	type got struct {
 		event string
 		p     webhook.Payload
@@ -82,11 +84,8 @@ func TestWebhooksEndToEnd(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	d := &slaDaemon{&trustDaemon{t: t, bin: buildBinary(t), dir: t.TempDir(), sink: newRelaySink(t)}}
-	d.cfg = filepath.Join(d.dir, "deskmail.yaml")
-	if err := os.WriteFile(d.cfg, []byte(fmt.Sprintf(webhookE2EConfig, d.sink.addr, srv.URL)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	d := &slaDaemon{newTrustDaemon(t, db)}
+	d.writeConfig(fmt.Sprintf(webhookE2EConfig, d.sink.addr, srv.URL))
 	d.start()
 	d.key = strings.TrimSpace(deskmailCmd(t, d.bin, d.dir, "agents", "key", "alice@acme.test", "--config", d.cfg))
 	d.send("jane@customer.test", "support@acme.test", mailText("Jane <jane@customer.test>", "support@acme.test", "Printer broken", "wh-1@customer.test", "", "It jams."))
