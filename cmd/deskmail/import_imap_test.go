@@ -23,18 +23,20 @@ import (
 // channel's configured mailbox (INBOX and its Sent folder, on the
 // in-process imapmemserver).
 func TestImportIMAP(t *testing.T) {
-	u := imapmemserver.NewUser("support", "secret")
-	if err := u.Create("INBOX", nil); err != nil {
-		t.Fatal(err)
-	}
-	testImportIMAP(t, fmt.Sprintf("127.0.0.1:%d", serveMemIMAP(t, u)), false)
+	forEachDatabase(t, func(t *testing.T, db string) {
+		u := imapmemserver.NewUser("support", "secret")
+		if err := u.Create("INBOX", nil); err != nil {
+			t.Fatal(err)
+		}
+		testImportIMAP(t, fmt.Sprintf("127.0.0.1:%d", serveMemIMAP(t, u)), false, db)
+	})
 }
 
 // TestDovecotImportIMAP: the same against a real Dovecot, named by
 // imap:// URLs with the password from the environment.
 func TestDovecotImportIMAP(t *testing.T) {
 	d := imaptest.Dovecot(t, "support", "secret")
-	testImportIMAP(t, fmt.Sprintf("%s:%d", d.Host, d.Port), true)
+	testImportIMAP(t, fmt.Sprintf("%s:%d", d.Host, d.Port), true, "")
 }
 
 // testImportIMAP fills INBOX and Sent of the IMAP server at addr with
@@ -51,7 +53,10 @@ func TestDovecotImportIMAP(t *testing.T) {
 // (EXAMINE: no flag set, nothing moved). Then `deskmail serve` on the
 // same database and a relay sink delivers only mail about a live
 // ticket: nothing of the history is mailed.
-func testImportIMAP(t *testing.T, addr string, viaURL bool) {
+// testImportIMAP runs the import scenario against the IMAP server at
+// addr, on db (forEachDatabase's; "" for the SQLite file in the
+// test's directory).
+func testImportIMAP(t *testing.T, addr string, viaURL bool, db string) {
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	const threads = 100
@@ -101,8 +106,7 @@ func testImportIMAP(t *testing.T, addr string, viaURL bool) {
 	proxy.limit.Store(1)
 	host, port, _ := net.SplitHostPort(proxy.addr)
 	sink := newRelaySink(t)
-	cfg := filepath.Join(dir, "deskmail.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`database: deskmail.db
+	cfg := writeConfigOn(t, dir, db, fmt.Sprintf(`database: deskmail.db
 agents:
   - {email: alice@acme.example, name: Alice Martin}
 outbound:
@@ -123,9 +127,7 @@ channels:
 sla:
   policies:
     - {name: standard, first_response: 1h, resolution: 8h}
-`, sink.addr, host, port)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+`, sink.addr, host, port))
 	t.Setenv("DESKMAIL_TEST_IMAP_PASSWORD", "secret") // for the binary
 	args := []string{"import", "--config", cfg, "--json", "--channel", "support"}
 	if viaURL {
@@ -155,7 +157,7 @@ sla:
 	if err == nil || !strings.Contains(stderr, "run the same command again") {
 		t.Fatalf("first run: %v, want it cut off midway with advice\n%s", err, stderr)
 	}
-	stored := countConversations(t, filepath.Join(dir, "deskmail.db"))
+	stored := countConversations(t, databaseOf(dir, db))
 	if stored == 0 || stored >= total {
 		t.Fatalf("%d of %d messages stored by the cut-off run, want some\n%s", stored, total, stderr)
 	}
@@ -185,7 +187,7 @@ sla:
 	if len(list) != threads {
 		t.Fatalf("%d tickets, want %d", len(list), threads)
 	}
-	if n := countConversations(t, filepath.Join(dir, "deskmail.db")); n != total {
+	if n := countConversations(t, databaseOf(dir, db)); n != total {
 		t.Errorf("%d conversations, want %d (every message once)", n, total)
 	}
 	for _, tk := range list {

@@ -51,10 +51,13 @@ func writeHistoryMbox(t *testing.T, path string, threads int) {
 // once, threads replies (agent mail as agent replies), queues no mail
 // at all, and a third run finds nothing new.
 func TestImportHistory(t *testing.T) {
+	forEachDatabase(t, importHistoryOn)
+}
+
+func importHistoryOn(t *testing.T, db string) {
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "deskmail.yaml")
-	if err := os.WriteFile(cfg, []byte(`database: deskmail.db
+	cfg := writeConfigOn(t, dir, db, `database: deskmail.db
 agents:
   - {email: alice@acme.example, name: Alice Martin}
 channels:
@@ -64,9 +67,7 @@ channels:
 sla:
   policies:
     - {name: standard, first_response: 1h, resolution: 8h}
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
+`)
 	const threads = 334 // 1,002 messages
 	mbox := filepath.Join(dir, "history.mbox")
 	writeHistoryMbox(t, mbox, threads)
@@ -90,7 +91,7 @@ poll:
 			break poll
 		case <-time.After(20 * time.Millisecond):
 		}
-		if n := countTickets(t, filepath.Join(dir, "deskmail.db")); n >= 20 {
+		if n := countTickets(t, databaseOf(dir, db)); n >= 20 {
 			cmd.Process.Kill()
 			<-exited
 			killed = true
@@ -100,7 +101,7 @@ poll:
 	if !killed {
 		t.Log("the first run finished before it could be killed; the rerun still must add nothing twice")
 	}
-	before := countTickets(t, filepath.Join(dir, "deskmail.db"))
+	before := countTickets(t, databaseOf(dir, db))
 
 	run := func() importSummary {
 		t.Helper()
@@ -149,7 +150,7 @@ poll:
 	if total < 7 {
 		t.Errorf("sampled tickets hold %d conversations", total)
 	}
-	if n := countConversations(t, filepath.Join(dir, "deskmail.db")); n != wantMsgs-1 {
+	if n := countConversations(t, databaseOf(dir, db)); n != wantMsgs-1 {
 		t.Errorf("%d conversations, want %d (every message but the broken one, once)", n, wantMsgs-1)
 	}
 	// Nothing was mailed: nothing is even queued.
@@ -214,7 +215,7 @@ func countConversations(t *testing.T, db string) int {
 
 func countRows(t *testing.T, db string, f func(tx *store.Tx) (int, error)) int {
 	t.Helper()
-	if _, err := os.Stat(db); err != nil {
+	if _, err := os.Stat(db); err != nil && !store.IsPostgres(db) {
 		return 0
 	}
 	st, err := store.Open(context.Background(), db, store.Options{ShortLived: true})

@@ -37,6 +37,10 @@ channels:
 // templates_dir adds (its missing templates fall back to English).
 // Mail in over SMTP to the built binary, out at a relay sink.
 func TestConfirmationLanguage(t *testing.T) {
+	forEachDatabase(t, confirmationLanguageOn)
+}
+
+func confirmationLanguageOn(t *testing.T, db string) {
 	dir := t.TempDir()
 	tmpl := filepath.Join(dir, "templates")
 	if err := os.MkdirAll(filepath.Join(tmpl, "it"), 0o755); err != nil {
@@ -56,10 +60,7 @@ Cordiali saluti,
 		t.Fatal(err)
 	}
 	sink := newRelaySink(t)
-	cfg := filepath.Join(dir, "deskmail.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(languageConfig, sink.addr, tmpl)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeConfigOn(t, dir, db, fmt.Sprintf(languageConfig, sink.addr, tmpl))
 	bin := buildBinary(t)
 	deskmailCmd(t, bin, dir, "check-config", cfg) // fails the test unless it exits 0: "it" is a language now
 	proc, smtpAddr, _ := startServe(t, bin, dir, "--config", cfg, "--smtp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")

@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -39,11 +37,12 @@ sla:
 // admin and of an agent limited to the sales group (who sees the sales
 // and support channels, not billing).
 func TestSearchAndFiltersEndToEnd(t *testing.T) {
+	forEachDatabase(t, searchAndFiltersOn)
+}
+
+func searchAndFiltersOn(t *testing.T, db string) {
 	bin, dir := buildBinary(t), t.TempDir()
-	cfg := filepath.Join(dir, "deskmail.yaml")
-	if err := os.WriteFile(cfg, []byte(searchE2EConfig), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeConfigOn(t, dir, db, searchE2EConfig)
 	_, smtpAddr, httpAddr := startServe(t, bin, dir, "--config", cfg, "--smtp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
 	aliceKey := strings.TrimSpace(deskmailCmd(t, bin, dir, "agents", "key", "alice@acme.test", "--config", cfg))
 	samKey := strings.TrimSpace(deskmailCmd(t, bin, dir, "agents", "key", "sam@acme.test", "--config", cfg))

@@ -157,17 +157,36 @@ func newTrustDaemon(t *testing.T, db string) *trustDaemon {
 // first line is `database: deskmail.db`, on d.db.
 func (d *trustDaemon) writeConfig(body string) {
 	d.t.Helper()
-	if store.IsPostgres(d.db) {
+	d.cfg = writeConfigOn(d.t, d.dir, d.db, body)
+}
+
+// writeConfigOn writes dir/deskmail.yaml with body, whose first line
+// is `database: deskmail.db`, naming db instead when db is a
+// PostgreSQL URL (forEachDatabase; a SQLite path keeps dir's
+// deskmail.db), and returns its path.
+func writeConfigOn(t *testing.T, dir, db, body string) string {
+	t.Helper()
+	if store.IsPostgres(db) {
 		first, rest, _ := strings.Cut(body, "\n")
 		if first != "database: deskmail.db" {
-			d.t.Fatalf("configuration does not start with database: deskmail.db: %q", first)
+			t.Fatalf("configuration does not start with database: deskmail.db: %q", first)
 		}
-		body = fmt.Sprintf("database: %q\n%s", d.db, rest)
+		body = fmt.Sprintf("database: %q\n%s", db, rest)
 	}
-	d.cfg = filepath.Join(d.dir, "deskmail.yaml")
-	if err := os.WriteFile(d.cfg, []byte(body), 0o600); err != nil {
-		d.t.Fatal(err)
+	cfg := filepath.Join(dir, "deskmail.yaml")
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
 	}
+	return cfg
+}
+
+// databaseOf is the database a configuration written by writeConfigOn
+// in dir names.
+func databaseOf(dir, db string) string {
+	if store.IsPostgres(db) {
+		return db
+	}
+	return filepath.Join(dir, "deskmail.db")
 }
 
 func startTrustDaemon(t *testing.T, db string) *trustDaemon {
