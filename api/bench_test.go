@@ -130,6 +130,7 @@ func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
 // TestMain removes the benchmark database after the run.
 func TestMain(m *testing.M) {
 	code := m.Run()
+	pgCluster.Stop()
 	if benchDB != "" {
 		os.RemoveAll(filepath.Dir(benchDB))
 	}

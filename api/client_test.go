@@ -18,10 +18,10 @@ import (
 	"github.com/deskmail/deskmail/internal/testtool"
 )
 
-// clientSetup makes three tickets; the newest is the one the
+// clientSetup makes three tickets on db; the newest is the one the
 // Freshdesk script works on.
-func clientSetup(t *testing.T) (*harness, int64) {
-	h := newHarness(t, hopts{rateLimit: 200})
+func clientSetup(t *testing.T, db string) (*harness, int64) {
+	h := newHarness(t, hopts{rateLimit: 200, dbPath: db})
 	h.mail("old1@customers.test", "support@acme.test", "Old one", "fc1@customers.test", "old")
 	h.mail("old2@customers.test", "support@acme.test", "Old two", "fc2@customers.test", "old")
 	id := h.mail("jane@customers.test", "support@acme.test", "Cannot log in", "fc3@customers.test", "Password reset fails.")
@@ -77,7 +77,11 @@ func TestFreshdeskPythonClient(t *testing.T) {
 	if out, err := exec.Command(py, "-c", "import requests").CombinedOutput(); err != nil {
 		testtool.Missing(t, "python3 module requests missing (apt-get install python3-requests; TestFreshdeskClientCalls checks the same calls): "+string(bytes.TrimSpace(out)))
 	}
-	h, id := clientSetup(t)
+	forEachStore(t, func(t *testing.T, db string) { pythonClientOn(t, py, db) })
+}
+
+func pythonClientOn(t *testing.T, py, db string) {
+	h, id := clientSetup(t, db)
 	cmd := exec.CommandContext(t.Context(), py, filepath.Join("..", "fixtures", "api", "freshdesk_client.py"))
 	cmd.Env = append(os.Environ(), "FRESHDESK_URL="+h.url, "FRESHDESK_KEY="+h.keys[root])
 	var stderr bytes.Buffer
@@ -98,7 +102,7 @@ var nextLink = regexp.MustCompile(`<([^>]+)>;\s*rel="next"`)
 // TestFreshdeskClientCalls makes the script's calls in Go, so they are
 // checked where Python's requests is missing.
 func TestFreshdeskClientCalls(t *testing.T) {
-	h, id := clientSetup(t)
+	h, id := clientSetup(t, "")
 	call := func(method, url string, body any, wantCode int) (map[string]any, []map[string]any, http.Header) {
 		t.Helper()
 		var rd *bytes.Reader
@@ -199,7 +203,11 @@ func TestFreshdeskNodeClient(t *testing.T) {
 		t.Fatal("node is not installed (Debian: apt-get install nodejs npm): the npm Freshdesk client cannot run")
 	}
 	modules := nodeModules(t)
-	h, id := clientSetup(t)
+	forEachStore(t, func(t *testing.T, db string) { nodeClientOn(t, node, modules, db) })
+}
+
+func nodeClientOn(t *testing.T, node, modules, db string) {
+	h, id := clientSetup(t, db)
 	cmd := exec.CommandContext(t.Context(), node, filepath.Join("..", "fixtures", "api", "node", "freshdesk_client.js"))
 	cmd.Env = append(os.Environ(), "FRESHDESK_URL="+h.url, "FRESHDESK_KEY="+h.keys[root], "NOTIFY_AGENT="+carol, "NODE_PATH="+modules)
 	var stderr bytes.Buffer

@@ -135,7 +135,11 @@ func TestOpenAPIValid(t *testing.T) {
 // headers and body — and fails for an operation no call reached, so a
 // route added without a call here is noticed.
 func TestOpenAPIEveryEndpoint(t *testing.T) {
-	h := newHarness(t, hopts{rateLimit: 1000})
+	forEachStore(t, openAPIEveryEndpointOn)
+}
+
+func openAPIEveryEndpointOn(t *testing.T, db string) {
+	h := newHarness(t, hopts{rateLimit: 1000, dbPath: db})
 	id := h.mail("jane@customers.test", "support@acme.test", "Printer", "oe1@customers.test", "it jams")
 	tk := fmt.Sprintf("/api/v2/tickets/%d", id)
 	calls := []struct {
