@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/deskmail/deskmail/store"
 	"io"
 	"net"
 	"net/http"
@@ -101,15 +102,23 @@ func screenshotDir(t *testing.T) string {
 // and `deskmail agents deactivate` ends her session.
 // Screenshots of the pages (desktop and phone) are written.
 func TestConsoleInBrowser(t *testing.T) {
+	forEachDatabase(t, consoleInBrowserOn)
+}
+
+func consoleInBrowserOn(t *testing.T, db string) {
 	browserPath := chromium(t)
 	shots := screenshotDir(t)
+	if store.IsPostgres(db) {
+		// The same pages again: kept apart from the SQLite run's.
+		shots = filepath.Join(shots, "postgres")
+		if err := os.MkdirAll(shots, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	sink := newRelaySink(t)
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "deskmail.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(consoleConfig, sink.addr, closedPort(t))), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeConfigOn(t, dir, db, fmt.Sprintf(consoleConfig, sink.addr, closedPort(t)))
 	proc, smtpAddr, httpAddr := startServe(t, bin, dir, "--config", cfg, "--smtp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
 	base := "http://" + httpAddr
 	const password = "a long console passphrase"
