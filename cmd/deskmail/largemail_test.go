@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/deskmail/deskmail/store"
 	"io"
 	mrand "math/rand/v2"
 	"net"
@@ -70,11 +71,22 @@ func apiGet(t *testing.T, httpAddr, key, path string) []byte {
 // advertises SIZE with the default limit, the mail is accepted, and
 // the attachment read back through the API has the same SHA-256.
 func TestLargeAttachmentByDefault(t *testing.T) {
+	forEachDatabase(t, largeAttachmentOn)
+}
+
+// largeAttachmentOn runs the scenario on the defaults' deskmail.db,
+// or with --db on PostgreSQL (the attachment is a bytea there).
+func largeAttachmentOn(t *testing.T, db string) {
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	p, smtpAddr, httpAddr := startServe(t, bin, dir, "--smtp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
-	deskmailCmd(t, bin, dir, "agents", "add", "alice@example.com", "--name", "Alice", "--role", "admin", "--db", "deskmail.db")
-	key := strings.TrimSpace(deskmailCmd(t, bin, dir, "agents", "key", "alice@example.com", "--db", "deskmail.db"))
+	args := []string{"--smtp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"}
+	if store.IsPostgres(db) {
+		args = append(args, "--db", db)
+	}
+	db = databaseOf(dir, db)
+	p, smtpAddr, httpAddr := startServe(t, bin, dir, args...)
+	deskmailCmd(t, bin, dir, "agents", "add", "alice@example.com", "--name", "Alice", "--role", "admin", "--db", db)
+	key := strings.TrimSpace(deskmailCmd(t, bin, dir, "agents", "key", "alice@example.com", "--db", db))
 
 	content := make([]byte, config.DefaultMaxAttachmentBytes)
 	rand.Read(content)

@@ -63,10 +63,11 @@ import (
 const heapHeadroom = 96 << 20
 
 func runServe(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("serve", "[--config FILE] [--smtp-listen ADDR] [--http-listen ADDR]",
+	fs := newFlags("serve", "[--config FILE] [--db PATH|URL] [--smtp-listen ADDR] [--http-listen ADDR]",
 		"Runs the daemon: SMTP receiver, IMAP pollers, outbox worker, HTTP API, /healthz, /readyz and /metrics. SIGHUP reloads the configuration; SIGTERM stops cleanly.")
 	var ov overrides
 	fs.StringVar(&ov.path, "config", "", "configuration `FILE` (default: built-in defaults)")
+	fs.StringVar(&ov.db, "db", "", "database: a SQLite `PATH` or a postgres:// URL, overriding database")
 	fs.StringVar(&ov.smtpListen, "smtp-listen", "", "SMTP listen `ADDR`, overriding smtp.listen")
 	fs.StringVar(&ov.httpListen, "http-listen", "", "HTTP listen `ADDR`, overriding http.listen")
 	pos, err := parseFlags(fs, args)
@@ -145,6 +146,7 @@ func (d *daemon) announce(stdout io.Writer, text, msg string, attrs ...any) {
 // command line changes in it; a reload applies them again.
 type overrides struct {
 	path                   string
+	db                     string
 	smtpListen, httpListen string
 }
 
@@ -157,6 +159,9 @@ func (o overrides) load() (*config.Config, error) {
 		if cfg, err = config.Load(o.path); err != nil {
 			return nil, err
 		}
+	}
+	if o.db != "" {
+		cfg.Database = o.db
 	}
 	if o.smtpListen != "" {
 		cfg.SMTP.Listen = o.smtpListen
