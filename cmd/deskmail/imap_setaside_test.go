@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -142,6 +140,10 @@ channels:
 // (moved to the failed folder, listed by `deskmail status` with its
 // UID) and stores the three other messages as tickets (issue 13.6).
 func TestServeDroppedFetchSetAside(t *testing.T) {
+	forEachDatabase(t, droppedFetchSetAsideOn)
+}
+
+func droppedFetchSetAsideOn(t *testing.T, db string) {
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	u := imapmemserver.NewUser("support", "secret")
@@ -157,10 +159,7 @@ func TestServeDroppedFetchSetAside(t *testing.T) {
 	port := serveMemIMAP(t, u)
 	proxy := newCutProxy(t, fmt.Sprintf("127.0.0.1:%d", port), 2)
 	_, proxyPort, _ := net.SplitHostPort(proxy.addr)
-	cfgFile := filepath.Join(dir, "deskmail.yaml")
-	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf(setAsideConfig, proxyPort)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := writeConfigOn(t, dir, db, fmt.Sprintf(setAsideConfig, proxyPort))
 	type status struct {
 		Channels []struct {
 			LastError string `json:"last_error"`

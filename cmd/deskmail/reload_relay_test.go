@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,15 +27,15 @@ channels:
 // nothing more reaches A (issue 13.7: a reload that says "applied"
 // must have applied the relay).
 func TestServeSIGHUPChannelRelay(t *testing.T) {
+	forEachDatabase(t, sighupChannelRelayOn)
+}
+
+func sighupChannelRelayOn(t *testing.T, db string) {
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	sinkA, sinkB := newRelaySink(t), newRelaySink(t)
-	cfgFile := filepath.Join(dir, "deskmail.yaml")
-	write := func(relay string) {
-		if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf(relayReloadConfig, relay)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	var cfgFile string
+	write := func(relay string) { cfgFile = writeConfigOn(t, dir, db, fmt.Sprintf(relayReloadConfig, relay)) }
 	write(sinkA.addr)
 	p, smtpAddr, _ := startServe(t, bin, dir, "--config", cfgFile, "--smtp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
 	mail := func(from, id string) {
