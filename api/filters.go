@@ -191,12 +191,12 @@ func (s *server) listTickets(w http.ResponseWriter, r *http.Request, a *store.Ag
 			tk := &tks[i]
 			var descr *store.Conversation
 			if lq.inc["description"] {
-				convs, err := tx.Conversations(tk.ID)
+				d, err := tx.Description(tk.ID)
 				if err != nil {
 					return err
 				}
-				if len(convs) > 0 {
-					descr = &convs[0]
+				if d != nil {
+					descr = d
 				} else {
 					descr = &store.Conversation{}
 				}

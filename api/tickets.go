@@ -209,7 +209,16 @@ func (s *server) viewTicket(w http.ResponseWriter, r *http.Request, a *store.Age
 		if !s.visible(a, tk.Channel) {
 			return nil
 		}
-		convs, err = tx.Conversations(id)
+		if inc["conversations"] {
+			convs, err = tx.Conversations(id)
+			return err
+		}
+		// Without the conversations, only the description is shown:
+		// one row, however long the ticket.
+		d, err := tx.Description(id)
+		if d != nil {
+			convs = []store.Conversation{*d}
+		}
 		return err
 	})
 	if err != nil {
