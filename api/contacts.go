@@ -3,13 +3,13 @@ package api
 import (
 	"errors"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 	_ "time/tzdata" // time zone names are checked against the embedded IANA database
 
+	"github.com/deskmail/deskmail/internal/lazyregexp"
 	"github.com/deskmail/deskmail/store"
 )
 
@@ -89,12 +89,12 @@ func (s *server) viewContact(w http.ResponseWriter, r *http.Request, a *store.Ag
 // languageTag is what a contact's language may be: a BCP 47 tag in
 // lower case; mail to the contact is written in it when templates exist
 // (else its primary language, else the channel's).
-var languageTag = regexp.MustCompile(`^[a-z]{2,3}(-[a-z0-9]{2,8})*$`)
+var languageTag = lazyregexp.New(`^[a-z]{2,3}(-[a-z0-9]{2,8})*$`)
 
 // timeZoneName is the shape of an IANA time zone name (Area/Location,
 // or a single name such as UTC); time.LoadLocation then checks that it
 // exists.
-var timeZoneName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9][A-Za-z0-9_+-]*)*$`)
+var timeZoneName = lazyregexp.New(`^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9][A-Za-z0-9_+-]*)*$`)
 
 // contactFields reads the writable fields of a contact (POST and PUT):
 // name, phone, language, time_zone and tags. An empty string (or null)

@@ -1,11 +1,12 @@
 package store
 
 import (
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/deskmail/deskmail/internal/lazyregexp"
 )
 
 // dialect is the little that differs between the two stores. Every
@@ -91,8 +92,8 @@ func rebind(q string) string {
 }
 
 var (
-	qScalarMinMax = regexp.MustCompile(`(?i)\b(max|min)\(([^(),]+),([^(),]+)\)`)
-	qCrossJoinOn  = regexp.MustCompile(`\bCROSS JOIN (\w+(?: \w+)?) ON\b`)
+	qScalarMinMax = lazyregexp.New(`(?i)\b(max|min)\(([^(),]+),([^(),]+)\)`)
+	qCrossJoinOn  = lazyregexp.New(`\bCROSS JOIN (\w+(?: \w+)?) ON\b`)
 )
 
 // pgQuery translates the SQLite-isms a query may use: the scalar
@@ -155,15 +156,15 @@ func cleanText(s string) string {
 
 // PostgreSQL translation of the SQLite migrations (see pgDDL).
 var (
-	ddlRowidAlias = regexp.MustCompile(`\bid INTEGER PRIMARY KEY\b`)
-	ddlIntPK      = regexp.MustCompile(`\bINTEGER PRIMARY KEY\b`)
-	ddlNocase     = regexp.MustCompile(`(?m)^(\s*(?:ALTER TABLE \w+ ADD COLUMN )?\w+ )TEXT([^,\n]*?) COLLATE NOCASE`)
-	ddlText       = regexp.MustCompile(`(?m)^(\s*(?:ALTER TABLE \w+ ADD COLUMN )?\w+ )TEXT\b`)
-	ddlInteger    = regexp.MustCompile(`\bINTEGER\b`)
-	ddlBlob       = regexp.MustCompile(`\bBLOB\b`)
-	ddlReal       = regexp.MustCompile(`\bREAL\b`)
-	ddlOrIgnore   = regexp.MustCompile(`(?s)INSERT OR IGNORE INTO(.*?);`)
-	ddlTable      = regexp.MustCompile(`(?s)CREATE TABLE (\w+) \((.*?)\n\);`)
+	ddlRowidAlias = lazyregexp.New(`\bid INTEGER PRIMARY KEY\b`)
+	ddlIntPK      = lazyregexp.New(`\bINTEGER PRIMARY KEY\b`)
+	ddlNocase     = lazyregexp.New(`(?m)^(\s*(?:ALTER TABLE \w+ ADD COLUMN )?\w+ )TEXT([^,\n]*?) COLLATE NOCASE`)
+	ddlText       = lazyregexp.New(`(?m)^(\s*(?:ALTER TABLE \w+ ADD COLUMN )?\w+ )TEXT\b`)
+	ddlInteger    = lazyregexp.New(`\bINTEGER\b`)
+	ddlBlob       = lazyregexp.New(`\bBLOB\b`)
+	ddlReal       = lazyregexp.New(`\bREAL\b`)
+	ddlOrIgnore   = lazyregexp.New(`(?s)INSERT OR IGNORE INTO(.*?);`)
+	ddlTable      = lazyregexp.New(`(?s)CREATE TABLE (\w+) \((.*?)\n\);`)
 )
 
 // pgDDL translates one SQLite migration into PostgreSQL:
