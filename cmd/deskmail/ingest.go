@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	goruntime "runtime"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 
@@ -16,6 +18,9 @@ import (
 
 // ingestBatch is how many files one transaction takes.
 const ingestBatch = 256
+
+// ingestGCPercent is deskmail ingest's GOGC (see runIngest).
+const ingestGCPercent = 400
 
 func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("ingest", "--db PATH [--config FILE] [--recipient ADDR]... [--sender ADDR] [FILE...|-]",
@@ -34,6 +39,15 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 	if len(files) == 0 {
 		files = []string{"-"}
+	}
+	if ownsProcess(ctx) && os.Getenv("GOGC") == "" {
+		// A batch keeps two batches of mail live (one parsing, one
+		// committing) and allocates a few times that per message: at
+		// the default GOGC=100 the collector ran every few dozen mails
+		// and was 17% of the instructions of a batch ingest; 400 cut
+		// 9% of them for 45 MB more of peak RSS on 5,000 gen-mails
+		// (94 -> 138 MB). GOGC, when set, wins.
+		debug.SetGCPercent(ingestGCPercent)
 	}
 	if len(files) == 1 && ownsProcess(ctx) {
 		// One message (an MTA's pipe runs one process per mail, several
