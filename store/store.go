@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"net/url"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -63,6 +64,8 @@ type Store struct {
 	shortLived  bool
 	// writing counts the Writes in progress (see readOnWriter).
 	writing atomic.Int32
+	// writes counts the Writes begun (PostgreSQL: see Write).
+	writes atomic.Int64
 	// hook runs after every ticket write (see SetTicketHook).
 	hook atomic.Pointer[TicketHook]
 }
@@ -250,7 +253,7 @@ type Tx struct {
 	quiet context.Context
 	tx    querier
 	d     *dialect
-	sp    int
+	sp    int // savepoint depth
 	now   func() time.Time
 	read  bool
 	hook  TicketHook
@@ -285,6 +288,21 @@ func (s *Store) Write(ctx context.Context, fn func(*Tx) error) (err error) {
 			err = fmt.Errorf("store: panic in transaction: %v", p)
 		}
 	}()
+	if s.d.pg && pgReplan(s.writes.Add(1)) {
+		// The writer's statements are prepared once (pgx's statement
+		// cache) and PostgreSQL keeps a generic plan for each after five
+		// runs, planned for the tables as they were then: on a new
+		// database, empty, which makes a sequential scan look cheapest
+		// (measured: the rate-limit count and contact lookups got slower
+		// with every message of a benchmark). Until autovacuum's ANALYZE
+		// renews them, plans are dropped at the 1st, 2nd, 4th, 8th…
+		// Write, so they follow the tables as they grow, at a cost of
+		// re-planning once per doubling.
+		if _, err := tx.ExecContext(ctx, "DISCARD PLANS"); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("store: discard plans: %w", err)
+		}
+	}
 	if err := fn(t); err != nil {
 		tx.Rollback()
 		return err
@@ -346,8 +364,14 @@ func (s *Store) readOnWriter(ctx context.Context, fn func(*Tx) error) (err error
 // are rolled back and the outer transaction goes on. This is how a
 // batch commits many messages at once, each all-or-nothing.
 func (t *Tx) Savepoint(fn func() error) (err error) {
+	// Named by depth, not by count: the few names are prepared once and
+	// stay in the statement caches (PostgreSQL's pgx and SQLite's), where
+	// a new name per message cost a prepare each and filled the caches.
+	// A name reused at the same depth is never ambiguous: the savepoint
+	// before it was released or rolled back.
 	t.sp++
-	name := fmt.Sprintf("sp%d", t.sp)
+	defer func() { t.sp-- }()
+	name := "sp" + strconv.Itoa(t.sp)
 	ctx, err := t.execContext()
 	if err != nil {
 		return fmt.Errorf("store: savepoint: %w", err)

@@ -322,13 +322,9 @@ func (c *Cluster) Stop() {
 // have used so far: the postmaster with the backends it reaped, and the
 // backends still running (/proc, Linux).
 func (c *Cluster) CPU() (time.Duration, error) {
-	b, err := os.ReadFile(filepath.Join(c.dir, "data", "postmaster.pid"))
+	pm, err := c.postmaster()
 	if err != nil {
 		return 0, err
-	}
-	pm, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
-	if err != nil {
-		return 0, fmt.Errorf("pgtest: postmaster.pid: %w", err)
 	}
 	total, _, err := procTimes(pm, true)
 	if err != nil {
@@ -342,6 +338,55 @@ func (c *Cluster) CPU() (time.Duration, error) {
 		}
 	}
 	return total, nil
+}
+
+// Settle waits until the cluster runs at most n server processes (the
+// count Processes gave before clients connected), so that the backends
+// of clients that have disconnected have exited and been reaped: until
+// the postmaster reaps a backend, CPU counts neither it nor its time.
+// It gives up after timeout.
+func (c *Cluster) Settle(n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		m, err := c.Processes()
+		if err != nil || m <= n {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pgtest: %d server processes after %v, want at most %d", m, timeout, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Processes counts the cluster's server processes: the postmaster's
+// children, exited ones not yet reaped included (/proc, Linux).
+func (c *Cluster) Processes() (int, error) {
+	pm, err := c.postmaster()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		pid, _ := strconv.Atoi(filepath.Base(p))
+		if _, ppid, err := procTimes(pid, false); err == nil && ppid == pm {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (c *Cluster) postmaster() (int, error) {
+	b, err := os.ReadFile(filepath.Join(c.dir, "data", "postmaster.pid"))
+	if err != nil {
+		return 0, err
+	}
+	pm, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	if err != nil {
+		return 0, fmt.Errorf("pgtest: postmaster.pid: %w", err)
+	}
+	return pm, nil
 }
 
 // procTimes reads a process's utime+stime (and with children, its
