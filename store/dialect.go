@@ -149,6 +149,12 @@ func pgArgs(args []any) []any {
 	return cp
 }
 
+// storedAsIs reports whether a TEXT value reads back as it was
+// written on both stores (see pgArgs).
+func storedAsIs(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
+}
+
 func cleanText(s string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	return strings.ReplaceAll(s, "\x00", "")

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -78,7 +79,7 @@ func (t *Tx) EnsureContact(email, name string) (*Contact, bool, error) {
 	if email == "" {
 		return nil, false, fmt.Errorf("store: contact without address")
 	}
-	c, err := scanContact(t.row(`SELECT `+contactCols+` FROM contacts WHERE email=?`, email))
+	c, err := t.contactByEmail(email)
 	if err == nil {
 		if c.Name == "" && name != "" {
 			if _, err := t.exec(`UPDATE contacts SET name=?, updated_at=? WHERE id=?`, name, ts(t.now()), c.ID); err != nil {
@@ -106,24 +107,55 @@ func (t *Tx) EnsureContact(email, name string) (*Contact, bool, error) {
 		}
 		return c, false, nil
 	}
-	return &Contact{ID: id, Email: email, Name: name, Tags: []string{}, CreatedAt: now, UpdatedAt: now}, true, nil
+	c = &Contact{ID: id, Email: email, Name: name, Tags: []string{}, CreatedAt: now, UpdatedAt: now}
+	if storedAsIs(email) && storedAsIs(name) {
+		// The row as a read would return it (times as stored).
+		stored := *c
+		stored.CreatedAt, stored.UpdatedAt = pts(ts(now)), pts(ts(now))
+		t.rememberContact(email, &stored)
+	}
+	return c, true, nil
 }
 
 // Contact returns a contact by id.
 func (t *Tx) Contact(id int64) (*Contact, error) {
+	if c := t.contactFromCache("", id); c != nil {
+		return c, nil
+	}
 	c, err := scanContact(t.row(`SELECT `+contactCols+` FROM contacts WHERE id=?`, id))
 	if err != nil {
 		return nil, notFound(err, fmt.Sprintf("contact %d", id))
 	}
+	t.rememberContact("", c)
 	return c, nil
 }
 
 // ContactByEmail returns a contact by address.
 func (t *Tx) ContactByEmail(email string) (*Contact, error) {
-	c, err := scanContact(t.row(`SELECT `+contactCols+` FROM contacts WHERE email=?`, email))
+	c, err := t.contactByEmail(email)
 	if err != nil {
 		return nil, notFound(err, "contact "+email)
 	}
+	return c, nil
+}
+
+// contactByEmail reads a contact by address (sql.ErrNoRows when none
+// has it), remembered for the rest of the transaction (see people).
+func (t *Tx) contactByEmail(email string) (*Contact, error) {
+	if c := t.contactFromCache(email, 0); c != nil {
+		return c, nil
+	}
+	if t.knownNoContact(email) {
+		return nil, sql.ErrNoRows
+	}
+	c, err := scanContact(t.row(`SELECT `+contactCols+` FROM contacts WHERE email=?`, email))
+	if errors.Is(err, sql.ErrNoRows) {
+		t.rememberNoContact(email)
+	}
+	if err != nil {
+		return nil, err
+	}
+	t.rememberContact(email, c)
 	return c, nil
 }
 
@@ -246,6 +278,19 @@ const agentCols = `id, email, name, role, active`
 
 // AgentByEmail returns an active agent by address.
 func (t *Tx) AgentByEmail(email string) (*Agent, error) {
+	a, ok, err := t.agentFromCache(func(a *Agent) bool { return a.Active && asciiEqualFold(a.Email, email) }, email)
+	switch {
+	case err != nil:
+		return nil, err
+	case ok && a == nil:
+		return nil, fmt.Errorf("store: agent %s: %w", email, ErrNotFound)
+	case ok:
+		return a, nil
+	}
+	return t.agentByEmail(email)
+}
+
+func (t *Tx) agentByEmail(email string) (*Agent, error) {
 	var a Agent
 	err := t.row(`SELECT `+agentCols+` FROM agents WHERE email=? AND active=1`, email).Scan(&a.ID, &a.Email, &a.Name, &a.Role, &a.Active)
 	if err != nil {
@@ -256,6 +301,17 @@ func (t *Tx) AgentByEmail(email string) (*Agent, error) {
 
 // Agent returns an agent by id.
 func (t *Tx) Agent(id int64) (*Agent, error) {
+	a, _, err := t.agentFromCache(func(a *Agent) bool { return a.ID == id }, "")
+	switch {
+	case err != nil:
+		return nil, err
+	case a != nil:
+		return a, nil
+	}
+	return t.agentByID(id)
+}
+
+func (t *Tx) agentByID(id int64) (*Agent, error) {
 	var a Agent
 	err := t.row(`SELECT `+agentCols+` FROM agents WHERE id=?`, id).Scan(&a.ID, &a.Email, &a.Name, &a.Role, &a.Active)
 	if err != nil {
@@ -266,20 +322,11 @@ func (t *Tx) Agent(id int64) (*Agent, error) {
 
 // Agents lists every agent.
 func (t *Tx) Agents() ([]Agent, error) {
-	rows, err := t.query(`SELECT ` + agentCols + ` FROM agents ORDER BY id`)
+	agents, err := t.cachedAgents()
 	if err != nil {
-		return nil, fmt.Errorf("store: agents: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
-	out := []Agent{}
-	for rows.Next() {
-		var a Agent
-		if err := rows.Scan(&a.ID, &a.Email, &a.Name, &a.Role, &a.Active); err != nil {
-			return nil, fmt.Errorf("store: agents: %w", err)
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return slices.Clone(agents), nil
 }
 
 // HashKey is how API keys are stored: hex SHA-256 (keys are random,

@@ -257,6 +257,9 @@ type Tx struct {
 	now   func() time.Time
 	read  bool
 	hook  TicketHook
+	// people is what the transaction has read of agents and contacts
+	// (see people).
+	people *people
 }
 
 // querier is what a Tx runs its statements on: the *sql.Tx of Write
@@ -380,6 +383,7 @@ func (t *Tx) Savepoint(fn func() error) (err error) {
 		return fmt.Errorf("store: savepoint: %w", err)
 	}
 	rollback := func() error {
+		t.people = nil
 		// Even when ctx is done: the outer transaction goes on.
 		if _, err := t.tx.ExecContext(t.quiet, "ROLLBACK TO "+name); err != nil {
 			return err
@@ -436,6 +440,7 @@ func (t *Tx) Context() context.Context { return t.ctx }
 // exec, query and row run one statement written for SQLite (`?`
 // placeholders) in the store's dialect.
 func (t *Tx) exec(query string, args ...any) (sql.Result, error) {
+	t.forgetPeople(query, args)
 	if t.d.pg {
 		return t.tx.ExecContext(t.ctx, t.d.q(query), pgArgs(args)...)
 	}
@@ -481,6 +486,7 @@ func (t *Tx) row(query string, args ...any) *sql.Row {
 // LastInsertId).
 func (t *Tx) insert(query string, args ...any) (int64, error) {
 	if t.d.pg {
+		t.forgetPeople(query, args)
 		var id int64
 		err := t.row(query+" RETURNING id", args...).Scan(&id)
 		return id, err
