@@ -95,9 +95,47 @@ func pgAfterConnect(ctx context.Context, c *pgx.Conn) error {
 	return nil
 }
 
-// pgReplan reports whether the writer drops its cached query plans at
-// its writes-th Write: at every power of two (see Store.Write).
-func pgReplan(writes int64) bool { return writes&(writes-1) == 0 }
+// pgAnalyzed are the tables ingestion looks rows up in, whose
+// statistics replan keeps up to date while they are young.
+var pgAnalyzed = []string{"agents", "contacts", "tickets", "ticket_tags", "ticket_cc", "ticket_custom_fields", "ticket_sla",
+	"raw_messages", "conversations", "attachments", "blobs", "message_ids", "history", "outbox", "outbox_rcpt", "thread_indexes", "bounces"}
+
+// replan renews the writer's query plans as the tables grow; Write
+// calls it at the writer's 2nd, 4th, 8th… write. pgx prepares each
+// statement once per connection, and PostgreSQL keeps a generic plan
+// for it after five runs, made with the statistics of the time: on a
+// new database, for empty tables, where a sequential scan, or a walk
+// through the hour's confirmations for the rate limit, looks cheapest
+// and then gets slower with every message (measured: most of
+// PostgreSQL's CPU in a 5,000-mail batch, until autovacuum's first
+// ANALYZE a minute or more later). replan runs ANALYZE on the tables of
+// pgAnalyzed with at least 1,000 rows (below, a never analyzed table is planned from its size on disk, which served better than statistics of a few pages) that were never analyzed or have
+// more than doubled since (more changed rows than they had then), and
+// drops the connection's cached plans (DISCARD PLANS; the statements
+// stay prepared). On an established database it finds nothing to
+// analyze. Failures are ignored: statistics only make plans better,
+// and the write that follows must not fail for them (without the right
+// to analyze a table, PostgreSQL skips it with a warning).
+func (s *Store) replan(ctx context.Context) {
+	rows, err := s.writer.QueryContext(ctx, `SELECT c.relname FROM pg_class c JOIN pg_stat_user_tables st ON st.relid = c.oid
+		WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
+		AND c.relname = ANY($1) AND st.n_live_tup >= 1000 AND (c.reltuples < 0 OR st.n_mod_since_analyze > c.reltuples)`, pgAnalyzed)
+	if err != nil {
+		return
+	}
+	var grown []string
+	for rows.Next() {
+		var name string
+		if rows.Scan(&name) == nil {
+			grown = append(grown, pgx.Identifier{name}.Sanitize())
+		}
+	}
+	rows.Close()
+	if len(grown) > 0 {
+		_, _ = s.writer.ExecContext(ctx, "ANALYZE "+strings.Join(grown, ", "))
+	}
+	_, _ = s.writer.ExecContext(ctx, "DISCARD PLANS")
+}
 
 // migratePG applies pending migrations under an advisory lock; the
 // version lives in the table deskmail_schema (SQLite's user_version).

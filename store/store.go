@@ -64,7 +64,7 @@ type Store struct {
 	shortLived  bool
 	// writing counts the Writes in progress (see readOnWriter).
 	writing atomic.Int32
-	// writes counts the Writes begun (PostgreSQL: see Write).
+	// writes counts the Writes begun (PostgreSQL: see replan).
 	writes atomic.Int64
 	// hook runs after every ticket write (see SetTicketHook).
 	hook atomic.Pointer[TicketHook]
@@ -275,6 +275,11 @@ type querier interface {
 // returns nil; any error (or panic) rolls everything back. Writes are
 // serialized: one Write runs at a time.
 func (s *Store) Write(ctx context.Context, fn func(*Tx) error) (err error) {
+	if s.d.pg {
+		if n := s.writes.Add(1); n > 1 && n&(n-1) == 0 {
+			s.replan(ctx)
+		}
+	}
 	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
@@ -291,21 +296,6 @@ func (s *Store) Write(ctx context.Context, fn func(*Tx) error) (err error) {
 			err = fmt.Errorf("store: panic in transaction: %v", p)
 		}
 	}()
-	if s.d.pg && pgReplan(s.writes.Add(1)) {
-		// The writer's statements are prepared once (pgx's statement
-		// cache) and PostgreSQL keeps a generic plan for each after five
-		// runs, planned for the tables as they were then: on a new
-		// database, empty, which makes a sequential scan look cheapest
-		// (measured: the rate-limit count and contact lookups got slower
-		// with every message of a benchmark). Until autovacuum's ANALYZE
-		// renews them, plans are dropped at the 1st, 2nd, 4th, 8th…
-		// Write, so they follow the tables as they grow, at a cost of
-		// re-planning once per doubling.
-		if _, err := tx.ExecContext(ctx, "DISCARD PLANS"); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("store: discard plans: %w", err)
-		}
-	}
 	if err := fn(t); err != nil {
 		tx.Rollback()
 		return err

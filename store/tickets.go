@@ -2,6 +2,8 @@ package store
 
 import (
 	"database/sql"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -103,8 +105,37 @@ func scanTicket(sc interface{ Scan(...any) error }) (*Ticket, error) {
 	return &tk, nil
 }
 
+// pgTicketLists reads a ticket's tags, cc addresses and custom fields
+// as JSON beside its row on PostgreSQL, in the orders fillTicketLists
+// reads them: one round trip rather than four (a ticket is read about
+// 1.3 times per ingested message).
+const pgTicketLists = `,
+	COALESCE((SELECT json_agg(tag ORDER BY tag) FROM ticket_tags WHERE ticket_id=t.id), '[]'),
+	COALESCE((SELECT json_agg(email ORDER BY added_at, email) FROM ticket_cc WHERE ticket_id=t.id), '[]'),
+	COALESCE((SELECT json_object_agg(name, value) FROM ticket_custom_fields WHERE ticket_id=t.id), '{}')`
+
+// scanMore scans a row's first columns as its caller asks and the rest
+// into more.
+type scanMore struct {
+	sc   interface{ Scan(...any) error }
+	more []any
+}
+
+func (s scanMore) Scan(dest ...any) error { return s.sc.Scan(append(dest, s.more...)...) }
+
 // Ticket returns a ticket with its tags and cc addresses.
 func (t *Tx) Ticket(id int64) (*Ticket, error) {
+	if t.d.pg {
+		var tags, cc, fields []byte
+		tk, err := scanTicket(scanMore{t.row(`SELECT `+ticketCols+pgTicketLists+ticketFrom+` WHERE t.id=?`, id), []any{&tags, &cc, &fields}})
+		if err != nil {
+			return nil, notFound(err, fmt.Sprintf("ticket %d", id))
+		}
+		if err := errors.Join(json.Unmarshal(tags, &tk.Tags), json.Unmarshal(cc, &tk.CcEmails), json.Unmarshal(fields, &tk.CustomFields)); err != nil {
+			return nil, fmt.Errorf("store: ticket %d lists: %w", id, err)
+		}
+		return tk, nil
+	}
 	tk, err := scanTicket(t.row(`SELECT `+ticketCols+ticketFrom+` WHERE t.id=?`, id))
 	if err != nil {
 		return nil, notFound(err, fmt.Sprintf("ticket %d", id))

@@ -3,7 +3,10 @@ package store
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"testing"
+	"time"
 )
 
 // TestTxPeopleFollowWrites: inside one write transaction, what was read
@@ -91,6 +94,80 @@ func TestTxPeopleFollowWrites(t *testing.T) {
 			}
 			if got, err := tx.ContactByEmail("dan@customers.test"); !errors.Is(err, ErrNotFound) {
 				t.Errorf("contact rolled back: %+v %v", got, err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestTicketLists: a ticket's tags (by name without regard to case),
+// cc addresses (in the order they were added, then by address without
+// regard to case) and custom fields read the same through Ticket (one
+// query on PostgreSQL) and ListTickets, on both stores.
+func TestTicketLists(t *testing.T) {
+	forEachStore(t, func(t *testing.T, k storeKind) {
+		s := openKind(t, k, Options{})
+		ctx := context.Background()
+		err := s.Write(ctx, func(tx *Tx) error {
+			c, _, err := tx.EnsureContact("jane@customer.example", "Jane")
+			if err != nil {
+				return err
+			}
+			bare := &Ticket{Subject: "bare", Status: 2, Priority: 1, RequesterID: c.ID, Source: 1}
+			if err := tx.CreateTicket(bare); err != nil {
+				return err
+			}
+			tk := &Ticket{Subject: "lists", Status: 2, Priority: 1, RequesterID: c.ID, Source: 1}
+			if err := tx.CreateTicket(tk); err != nil {
+				return err
+			}
+			for _, tag := range []string{"b", "a", "C", "é"} {
+				if err := tx.AddTag(tk.ID, tag); err != nil {
+					return err
+				}
+			}
+			t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+			for i, cc := range []string{"zed@x.test", "Bob@x.test", "amy@x.test"} {
+				tx.SetNow(t0.Add(time.Duration(min(i, 1)) * time.Minute))
+				if _, err := tx.AddCC(tk.ID, cc); err != nil {
+					return err
+				}
+			}
+			tx.SetNow(time.Time{})
+			for _, f := range [][2]string{{"plan", "Pro"}, {"amount", "12.5"}, {"note", `say "hi" ü`}} {
+				if err := tx.SetCustomField(tk.ID, f[0], f[1]); err != nil {
+					return err
+				}
+			}
+			for _, id := range []int64{bare.ID, tk.ID} {
+				got, err := tx.Ticket(id)
+				if err != nil {
+					return err
+				}
+				want := struct {
+					tags, cc []string
+					fields   map[string]string
+				}{[]string{}, []string{}, map[string]string{}}
+				if id == tk.ID {
+					want.tags, want.cc = []string{"a", "b", "C", "é"}, []string{"zed@x.test", "amy@x.test", "Bob@x.test"}
+					want.fields = map[string]string{"plan": "Pro", "amount": "12.5", "note": `say "hi" ü`}
+				}
+				if !slices.Equal(got.Tags, want.tags) || got.Tags == nil || !slices.Equal(got.CcEmails, want.cc) || got.CcEmails == nil ||
+					!maps.Equal(got.CustomFields, want.fields) || got.CustomFields == nil {
+					t.Errorf("ticket %d: tags %q cc %q fields %q", id, got.Tags, got.CcEmails, got.CustomFields)
+				}
+				list, err := tx.ListTickets(TicketFilter{})
+				if err != nil {
+					return err
+				}
+				for _, l := range list {
+					if l.ID == id && (!slices.Equal(l.Tags, got.Tags) || !slices.Equal(l.CcEmails, got.CcEmails) || !maps.Equal(l.CustomFields, got.CustomFields)) {
+						t.Errorf("listed ticket %d: tags %q cc %q fields %q", id, l.Tags, l.CcEmails, l.CustomFields)
+					}
+				}
 			}
 			return nil
 		})
