@@ -115,7 +115,10 @@ func serveFencedIMAP(t *testing.T, db *sql.DB) (*fencedIMAP, int) {
 // mailbox is SIGKILLed midway. Every mail that got 250 or was in the
 // mailbox is stored exactly once, the mailbox is taken over within
 // 30s, no message is flagged \Seen before its commit, and every
-// outbox mail reaches the relay sink exactly once.
+// outbox mail reaches the relay sink exactly once — but those the
+// killed instance had claimed, which another instance takes over and
+// sends again: one it had handed to the relay just before the SIGKILL,
+// without recording it, arrives twice (at least once across a crash).
 func TestPostgresInstances(t *testing.T) {
 	if !pgCluster.Available(t) {
 		return
@@ -290,15 +293,17 @@ func TestPostgresInstances(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	rows, err := db.QueryContext(context.Background(), "SELECT message_id FROM outbox WHERE state='sent'")
+	rows, err := db.QueryContext(context.Background(), "SELECT message_id, attempts FROM outbox WHERE state='sent'")
 	if err != nil {
 		t.Fatal(err)
 	}
 	sent := map[string]int{}
+	attempts := map[string]int{}
 	for rows.Next() {
 		var id string
-		rows.Scan(&id)
-		sent[id] = 0
+		var n int
+		rows.Scan(&id, &n)
+		sent[id], attempts[id] = 0, n
 	}
 	rows.Close()
 	if len(sent) < len(ids)/2 {
@@ -313,12 +318,25 @@ func TestPostgresInstances(t *testing.T) {
 			sent[id]++
 		}
 	}
+	// The relay accepts everything, so a second attempt is a mail the
+	// victim claimed and never recorded, taken over after its death:
+	// if the victim had handed it to the relay before the SIGKILL, it
+	// reached the relay twice (delivery is at least once across a
+	// crash, README). Every other mail reached it exactly once.
+	takenOver, twice := 0, 0
 	for id, n := range sent {
-		if n != 1 {
-			t.Errorf("outbox mail %s reached the relay %d times", id, n)
+		switch {
+		case attempts[id] >= 2 && (n == 1 || n == 2):
+			takenOver++
+			if n == 2 {
+				twice++
+			}
+		case n != 1:
+			t.Errorf("outbox mail %s (%d attempts) reached the relay %d times", id, attempts[id], n)
 		}
 	}
-	t.Logf("%d mails stored (%d by SMTP with 250, %d by IMAP), %d outbox mails delivered once", len(ids), len(ids)-want, want, len(sent))
+	t.Logf("%d outbox mails taken over from the killed instance, %d of which it had delivered before dying", takenOver, twice)
+	t.Logf("%d mails stored (%d by SMTP with 250, %d by IMAP), %d outbox mails delivered", len(ids), len(ids)-want, want, len(sent))
 	for _, in := range rest {
 		in.p.stop()
 	}
