@@ -359,6 +359,51 @@ func TestCountOutboxToUsesIndex(t *testing.T) {
 	}
 }
 
+// TestCountOutboxToUsesIndexPostgres: on PostgreSQL, the plan the
+// writer keeps for the rate-limit count (a generic plan, made here on
+// empty tables without statistics, as on a new database) reads the
+// recipient's rows of outbox_rcpt and looks each mail up by id, never
+// the hour's mail of the kind.
+func TestCountOutboxToUsesIndexPostgres(t *testing.T) {
+	if !pgCluster.Available(t) {
+		return
+	}
+	st := openOutboxTestStore(t, postgresStore)
+	err := st.Write(context.Background(), func(tx *Tx) error {
+		if _, err := tx.exec(`SET LOCAL plan_cache_mode = force_generic_plan`); err != nil {
+			return err
+		}
+		if _, err := tx.exec(`PREPARE count_to AS ` + tx.d.q(pgCountOutboxToSQL)); err != nil {
+			return err
+		}
+		rows, err := tx.query(`EXPLAIN EXECUTE count_to('confirmation', '2026-01-01', 'a@b')`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		var plan []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				return err
+			}
+			plan = append(plan, line)
+		}
+		joined := strings.Join(plan, "\n")
+		if strings.Contains(joined, "outbox_kind_created") || !strings.Contains(joined, "outbox_pkey") || !strings.Contains(joined, "outbox_rcpt_address") {
+			t.Errorf("query plan:\n%s", joined)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		_, err = tx.exec(`DEALLOCATE count_to`)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestClaimOutboxTakenOverFromDeadInstance: mail claimed by a running
 // instance is its own until the lease ends; once that instance's
 // heartbeat is older than InstanceLive (it was killed),
