@@ -386,32 +386,28 @@ func ticketPath(id int64) string { return "/tickets/" + strconv.FormatInt(id, 10
 
 // POST /tickets/{id}/reply: a public reply, mailed through the outbox
 // threaded to the customer's mail (ingest.Pipeline.Reply, as the
-// API's reply).
+// API's reply). A ticket in the trash takes no reply.
 func (c *Console) reply(w http.ResponseWriter, r *http.Request, s *store.Session) {
-	tk, ok := c.ticketInScope(w, r, s)
-	if !ok {
-		return
-	}
-	body := strings.TrimSpace(r.PostFormValue("body"))
-	if body == "" {
-		c.status(w, r, s, http.StatusBadRequest, "empty.body")
-		return
-	}
-	if tk.Deleted {
-		c.status(w, r, s, http.StatusConflict, "invalid")
-		return
-	}
-	agent := s.Agent
-	if _, _, err := c.p.Reply(viaConsole(r), tk.ID, ingest.APIMessage{Text: body}, &agent); err != nil {
-		c.fail(w, r, s, err)
-		return
-	}
-	c.kick()
-	redirect(w, r, ticketPath(tk.ID), "reply.sent")
+	c.postText(w, r, s, true, "reply.sent", func(tk *store.Ticket, m ingest.APIMessage, agent *store.Agent) error {
+		_, _, err := c.p.Reply(viaConsole(r), tk.ID, m, agent)
+		return err
+	})
 }
 
 // POST /tickets/{id}/note: a private note (ingest.Pipeline.AddNote).
 func (c *Console) note(w http.ResponseWriter, r *http.Request, s *store.Session) {
+	c.postText(w, r, s, false, "note.added", func(tk *store.Ticket, m ingest.APIMessage, agent *store.Agent) error {
+		_, err := c.p.AddNote(viaConsole(r), tk.ID, m, true, false, nil, agent)
+		return err
+	})
+}
+
+// postText runs a form's text (its body field, not empty) through add
+// on a ticket of the agent's scope — refused for a ticket in the trash
+// when notDeleted — then wakes the outbox and goes back to the ticket
+// with the notice done.
+func (c *Console) postText(w http.ResponseWriter, r *http.Request, s *store.Session, notDeleted bool, done string,
+	add func(tk *store.Ticket, m ingest.APIMessage, agent *store.Agent) error) {
 	tk, ok := c.ticketInScope(w, r, s)
 	if !ok {
 		return
@@ -421,13 +417,17 @@ func (c *Console) note(w http.ResponseWriter, r *http.Request, s *store.Session)
 		c.status(w, r, s, http.StatusBadRequest, "empty.body")
 		return
 	}
+	if notDeleted && tk.Deleted {
+		c.status(w, r, s, http.StatusConflict, "invalid")
+		return
+	}
 	agent := s.Agent
-	if _, err := c.p.AddNote(viaConsole(r), tk.ID, ingest.APIMessage{Text: body}, true, false, nil, &agent); err != nil {
+	if err := add(tk, ingest.APIMessage{Text: body}, &agent); err != nil {
 		c.fail(w, r, s, err)
 		return
 	}
 	c.kick()
-	redirect(w, r, ticketPath(tk.ID), "note.added")
+	redirect(w, r, ticketPath(tk.ID), done)
 }
 
 // POST /tickets/{id}/update: status, priority and assignee, validated
