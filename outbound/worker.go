@@ -400,7 +400,7 @@ func (w *Worker) step(ctx context.Context, rs []result, limit int) ([]*store.Out
 			return nil
 		}
 		var err error
-		got, err = tx.ClaimOutboxAs(w.owner, now, limit, func(attempt int) time.Time {
+		got, err = tx.ClaimOutbox(w.owner, now, limit, func(attempt int) time.Time {
 			return now.Add(max(w.backoff(attempt), 2*w.attemptTimeout))
 		})
 		return err

@@ -150,25 +150,21 @@ func (t *Tx) DueOutbox(now time.Time, limit int) ([]OutboxMail, error) {
 }
 
 // ClaimOutbox takes up to limit due mails (as DueOutbox selects them)
-// for delivery and returns them with their raw text. For each, it
-// counts the attempt and moves next_attempt_at to lease(attempts) —
-// written before anyone dials, so that a worker that crashes mid-send
-// leaves the mail to be retried at that time, and so that a second
-// worker (another process on the same database) does not take it
-// meanwhile: claims run in write transactions, which SQLite
+// for delivery by owner and returns them with their raw text. For
+// each, it counts the attempt and moves next_attempt_at to
+// lease(attempts) — written before anyone dials, so that a worker that
+// crashes mid-send leaves the mail to be retried at that time, and so
+// that a second worker (another process on the same database) does not
+// take it meanwhile: claims run in write transactions, which SQLite
 // serializes and PostgreSQL locks (SKIP LOCKED), and each update
-// re-checks that the row is still as it was read. The caller must keep
-// each delivery attempt shorter than its lease.
-func (t *Tx) ClaimOutbox(now time.Time, limit int, lease func(attempts int) time.Time) ([]OutboxMail, error) {
-	return t.ClaimOutboxAs("", now, limit, lease)
-}
-
-// ClaimOutboxAs is ClaimOutbox by the running instance owner (its id
-// in the instances table, kept fresh by its heartbeat): the mail it
-// claims is marked as its own, so that when the instance dies another
-// one can take it over at once (ReleaseDeadClaims) instead of waiting
-// for the lease to end.
-func (t *Tx) ClaimOutboxAs(owner string, now time.Time, limit int, lease func(attempts int) time.Time) ([]OutboxMail, error) {
+// re-checks that the row is still due. The caller must keep each
+// delivery attempt shorter than its lease.
+//
+// owner is the running instance claiming (its id in the instances
+// table, kept fresh by its heartbeat; "" for a process without one):
+// when it dies, ReleaseDeadClaims hands its mail to the others at once
+// instead of at the end of the lease.
+func (t *Tx) ClaimOutbox(owner string, now time.Time, limit int, lease func(attempts int) time.Time) ([]OutboxMail, error) {
 	if t.read {
 		return nil, fmt.Errorf("store: claim outbox: read-only transaction")
 	}

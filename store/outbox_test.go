@@ -126,7 +126,7 @@ func TestClaimOutboxOrderPerTicketAndLease(t *testing.T) {
 			var got []OutboxMail
 			if err := st.Write(ctx, func(tx *Tx) error {
 				var err error
-				got, err = tx.ClaimOutbox(now, 10, lease)
+				got, err = tx.ClaimOutbox("", now, 10, lease)
 				return err
 			}); err != nil {
 				t.Fatal(err)
@@ -228,7 +228,7 @@ func TestClaimOutboxConcurrentWorkers(t *testing.T) {
 					var got []OutboxMail
 					err := st.Write(ctx, func(tx *Tx) error {
 						var err error
-						got, err = tx.ClaimOutbox(now.Add(time.Second), 7, func(int) time.Time { return now.Add(time.Hour) })
+						got, err = tx.ClaimOutbox("", now.Add(time.Second), 7, func(int) time.Time { return now.Add(time.Hour) })
 						return err
 					})
 					if err != nil {
@@ -439,7 +439,7 @@ func TestClaimOutboxTakenOverFromDeadInstance(t *testing.T) {
 					return err
 				}
 				var err error
-				got, err = tx.ClaimOutboxAs(owner, now, 10, lease)
+				got, err = tx.ClaimOutbox(owner, now, 10, lease)
 				return err
 			}); err != nil {
 				t.Fatal(err)
@@ -481,7 +481,7 @@ func TestClaimOutboxTakenOverFromDeadInstance(t *testing.T) {
 			if err := tx.RetryOutbox(ids[0], now, "421 again"); err != nil {
 				return err
 			}
-			_, err := tx.ClaimOutbox(now, 10, func(int) time.Time { return now.Add(2 * time.Hour) })
+			_, err := tx.ClaimOutbox("", now, 10, func(int) time.Time { return now.Add(2 * time.Hour) })
 			return err
 		}); err != nil {
 			t.Fatal(err)
