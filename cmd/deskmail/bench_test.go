@@ -232,7 +232,13 @@ func seedDatabase(b *testing.B, bin string, tickets int) string {
 		}
 		st, err := store.Open(context.Background(), path+".migrating", store.Options{})
 		if err != nil {
-			b.Fatalf("migrate %s: %v", old, err)
+			// Built by a branch whose migrations differ: kept under its
+			// old name, and a database is built afresh.
+			b.Logf("migrate %s: %v; building a new one", old, err)
+			if err := os.Rename(path+".migrating", old); err != nil {
+				b.Fatal(err)
+			}
+			break
 		}
 		if err := st.Close(); err != nil {
 			b.Fatal(err)
@@ -316,7 +322,11 @@ func seedDatabase(b *testing.B, bin string, tickets int) string {
 	return path
 }
 
-// copyFile copies src to dst.
+// copyFile copies src to dst and syncs the copy to disk. Unsynced,
+// the copy is dirty page cache (2.4 GB for the database of a million
+// tickets) that the measured process's first fsync of the database
+// file (its first WAL checkpoint) would have to write out: a cost of
+// the copy, not of deskmail, which a real database does not have.
 func copyFile(b *testing.B, src, dst string) {
 	b.Helper()
 	in, err := os.Open(src)
@@ -329,6 +339,9 @@ func copyFile(b *testing.B, src, dst string) {
 		b.Fatal(err)
 	}
 	if _, err := io.Copy(out, in); err != nil {
+		b.Fatal(err)
+	}
+	if err := out.Sync(); err != nil {
 		b.Fatal(err)
 	}
 	if err := out.Close(); err != nil {
