@@ -49,12 +49,10 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		// (94 -> 138 MB). GOGC, when set, wins.
 		debug.SetGCPercent(ingestGCPercent)
 	}
-	if len(files) == 1 && ownsProcess(ctx) {
-		// One message (an MTA's pipe runs one process per mail, several
-		// at a time): nothing to do in parallel, and a second P only
-		// makes the scheduler wake and park threads around every cgo
-		// call — measured 2-5 ms of CPU per process.
-		goruntime.GOMAXPROCS(1)
+	if len(files) > 1 && ownsProcess(ctx) && os.Getenv("GOMAXPROCS") == "" {
+		// internal/oneshot started the process on one P, right for one
+		// message (an MTA's pipe); a batch parses beside its commits.
+		goruntime.SetDefaultGOMAXPROCS()
 	}
 	rt, err := openRuntime(ctx, *cfgPath, *db, *cfgPath == "", stderrLogger())
 	var problems config.Problems

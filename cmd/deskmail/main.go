@@ -14,6 +14,10 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	// Before the other packages' init: the process's P count and
+	// thread for `deskmail ingest` (see the package).
+	_ "github.com/deskmail/deskmail/internal/oneshot"
 )
 
 // command is one subcommand: it reads its own arguments and writes to
