@@ -74,7 +74,7 @@ func (t *Tx) SearchTickets(q TicketQuery) ([]Ticket, int, error) {
 		}
 	}
 	var total int
-	if err := t.row(`SELECT COUNT(*)`+ticketFrom+where, c.args...).Scan(&total); err != nil {
+	if err := t.scanRow(`SELECT COUNT(*)`+ticketFrom+where, c.args...).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("store: search tickets: %w", err)
 	}
 	if total == 0 || q.Offset >= total {
@@ -107,14 +107,14 @@ func (t *Tx) SearchContacts(q ContactQuery) ([]Contact, int, error) {
 	}
 	cond = "deleted_at IS NULL AND (" + cond + ")"
 	var total int
-	if err := t.row(`SELECT COUNT(*) FROM contacts WHERE `+cond, c.args...).Scan(&total); err != nil {
+	if err := t.scanRow(`SELECT COUNT(*) FROM contacts WHERE `+cond, c.args...).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("store: search contacts: %w", err)
 	}
 	out := []Contact{}
 	if total == 0 || q.Offset >= total {
 		return out, total, nil
 	}
-	rows, err := t.query(`SELECT `+contactCols+` FROM contacts WHERE `+cond+` ORDER BY id LIMIT ? OFFSET ?`, append(c.args, q.Limit, q.Offset)...)
+	rows, err := t.scanQuery(`SELECT `+contactCols+` FROM contacts WHERE `+cond+` ORDER BY id LIMIT ? OFFSET ?`, append(c.args, q.Limit, q.Offset)...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("store: search contacts: %w", err)
 	}

@@ -62,7 +62,7 @@ type Store struct {
 	stopCkpt    context.CancelFunc
 	ckptDone    chan struct{}
 	shortLived  bool
-	// writing counts the Writes in progress (see readOnWriter).
+	// writing counts the Writes in progress (see Read).
 	writing atomic.Int32
 	// writes counts the Writes begun (PostgreSQL: see replan).
 	writes atomic.Int64
@@ -90,7 +90,7 @@ type Options struct {
 	// folds the WAL in when the last connection to the database closes,
 	// so a lone command still leaves one complete file.
 	// Reads outside a Write run on the writer's connection (see
-	// readOnWriter): such a command opens one connection, not two.
+	// Read): such a command opens one connection, not two.
 	ShortLived bool
 	// Password is the PostgreSQL password when the URL has none (from
 	// the configuration's database_password secret); PostgreSQL's own
@@ -156,7 +156,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("store: %s: %w", path, err)
 	}
-	r, err := sql.Open("sqlite3", dsn(path, opts.BusyTimeout, true))
+	r, err := sql.Open(readerDriver, dsn(path, opts.BusyTimeout, true))
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store: open %s for reading: %w", path, err)
@@ -263,8 +263,8 @@ type Tx struct {
 }
 
 // querier is what a Tx runs its statements on: the *sql.Tx of Write
-// and Read, or the writer's *sql.Conn inside a BEGIN (Read of a
-// short-lived store, see readOnWriter).
+// (and of Read on PostgreSQL), or a *sql.Conn inside a BEGIN of its own
+// (Read on SQLite, see readOn).
 type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
@@ -275,16 +275,62 @@ type querier interface {
 // returns nil; any error (or panic) rolls everything back. Writes are
 // serialized: one Write runs at a time.
 func (s *Store) Write(ctx context.Context, fn func(*Tx) error) (err error) {
-	if s.d.pg {
-		if n := s.writes.Add(1); n > 1 && n&(n-1) == 0 {
-			s.replan(ctx)
-		}
+	if !s.d.pg {
+		return s.writeSQLite(ctx, fn)
+	}
+	if n := s.writes.Add(1); n > 1 && n&(n-1) == 0 {
+		s.replan(ctx)
 	}
 	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
-	t := &Tx{ctx: ctx, quiet: context.WithoutCancel(ctx), tx: tx, d: s.d, now: time.Now}
+	return s.runWrite(ctx, tx, fn, tx.Commit, tx.Rollback)
+}
+
+// writeSQLite is Write on the SQLite writer's connection, in a
+// transaction begun (BEGIN IMMEDIATE) and ended by hand rather than by
+// database/sql's Tx, for the reason readOn gives: a Tx starts a
+// goroutine for every query run in it, a dozen per message of a batch.
+// A cancelled ctx stops fn at its next statement (execContext,
+// stmtContext) and the transaction is rolled back, never committed.
+func (s *Store) writeSQLite(ctx context.Context, fn func(*Tx) error) error {
+	conn, err := s.writer.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	defer conn.Close()
+	quiet := context.WithoutCancel(ctx)
+	if _, err := conn.ExecContext(quiet, "BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	rollback := func() error {
+		if _, err := conn.ExecContext(quiet, "ROLLBACK"); err != nil {
+			// Never back to the pool inside a transaction.
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+			return err
+		}
+		return nil
+	}
+	commit := func() error {
+		if err := ctx.Err(); err != nil {
+			rollback()
+			return err
+		}
+		if _, err := conn.ExecContext(quiet, "COMMIT"); err != nil {
+			// SQLite may leave the transaction open (SQLITE_BUSY).
+			rollback()
+			return err
+		}
+		return nil
+	}
+	return s.runWrite(ctx, conn, fn, commit, rollback)
+}
+
+// runWrite runs fn in the write transaction q, then commits it (or
+// rolls it back on an error or a panic).
+func (s *Store) runWrite(ctx context.Context, q querier, fn func(*Tx) error, commit, rollback func() error) (err error) {
+	t := &Tx{ctx: ctx, quiet: context.WithoutCancel(ctx), tx: q, d: s.d, now: time.Now}
 	if h := s.hook.Load(); h != nil {
 		t.hook = *h
 	}
@@ -292,15 +338,15 @@ func (s *Store) Write(ctx context.Context, fn func(*Tx) error) (err error) {
 	defer s.writing.Add(-1)
 	defer func() {
 		if p := recover(); p != nil {
-			tx.Rollback()
+			rollback()
 			err = fmt.Errorf("store: panic in transaction: %v", p)
 		}
 	}()
 	if err := fn(t); err != nil {
-		tx.Rollback()
+		rollback()
 		return err
 	}
-	if err := tx.Commit(); err != nil {
+	if err := commit(); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	return nil
@@ -308,49 +354,57 @@ func (s *Store) Write(ctx context.Context, fn func(*Tx) error) (err error) {
 
 // Read runs fn in one read-only transaction (a consistent snapshot).
 func (s *Store) Read(ctx context.Context, fn func(*Tx) error) error {
-	if s.shortLived && !s.d.pg && s.writing.Load() == 0 {
-		return s.readOnWriter(ctx, fn)
-	}
-	opts := &sql.TxOptions{ReadOnly: true}
 	if s.d.pg {
 		// One snapshot for the whole function, as SQLite's read
 		// transaction gives.
-		opts.Isolation = sql.LevelRepeatableRead
+		tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead})
+		if err != nil {
+			return fmt.Errorf("store: begin read: %w", err)
+		}
+		defer tx.Rollback()
+		return fn(&Tx{ctx: ctx, quiet: context.WithoutCancel(ctx), tx: tx, d: s.d, now: time.Now, read: true})
 	}
-	tx, err := s.reader.BeginTx(ctx, opts)
-	if err != nil {
-		return fmt.Errorf("store: begin read: %w", err)
+	if s.shortLived && s.writing.Load() == 0 {
+		// A short-lived command that reads a few rows at start (the
+		// configuration check of `deskmail ingest -`, once per mail
+		// behind an MTA) then opens no second connection, which costs
+		// about a millisecond of CPU (SQLite parses the whole schema for
+		// each). A plain BEGIN takes no write lock until something
+		// writes, so other processes write on. While a Write holds the
+		// writer (a Read inside it), Read uses the read pool as usual.
+		return s.readOn(ctx, s.writer, fn)
 	}
-	defer tx.Rollback()
-	return fn(&Tx{ctx: ctx, quiet: context.WithoutCancel(ctx), tx: tx, d: s.d, now: time.Now, read: true})
+	return s.readOn(ctx, s.reader, fn)
 }
 
-// readOnWriter runs fn in a read transaction on the writer's
-// connection: a short-lived command that reads a few rows at start
-// (the configuration check of `deskmail ingest -`, once per mail behind
-// an MTA) then opens no second connection, which costs about a
-// millisecond of CPU (SQLite parses the whole schema for each). A plain
-// BEGIN takes no write lock until something writes, so other processes
-// write on. While a Write holds the connection (a Read inside it), Read
-// uses the read pool as before.
-func (s *Store) readOnWriter(ctx context.Context, fn func(*Tx) error) (err error) {
-	conn, err := s.writer.Conn(ctx)
+// readOn runs fn in a read transaction on a connection of db, begun
+// and ended by hand rather than by database/sql's Tx: a Tx watches its
+// context on a goroutine of its own and, through it, starts one more
+// goroutine for every query run in it — whatever the query's context —
+// which cost an API ticket view (six short queries) a tenth of its CPU.
+// Statements run under a context that is never cancelled (see
+// stmtContext): each checks ctx first, so fn stops at its next
+// statement once ctx is done; the long scans of searches and lists stay
+// interruptible (scanContext).
+func (s *Store) readOn(ctx context.Context, db *sql.DB, fn func(*Tx) error) (err error) {
+	conn, err := db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("store: begin read: %w", err)
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+	quiet := context.WithoutCancel(ctx)
+	if _, err := conn.ExecContext(quiet, "BEGIN"); err != nil {
 		return fmt.Errorf("store: begin read: %w", err)
 	}
 	defer func() {
 		// Not ctx, which may be done: the connection goes back to the
 		// pool, and must not go back inside the transaction.
-		if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK"); rerr != nil {
+		if _, rerr := conn.ExecContext(quiet, "ROLLBACK"); rerr != nil {
 			conn.Raw(func(any) error { return driver.ErrBadConn }) // discarded, not reused
 			err = errors.Join(err, fmt.Errorf("store: end read: %w", rerr))
 		}
 	}()
-	return fn(&Tx{ctx: ctx, quiet: context.WithoutCancel(ctx), tx: conn, d: s.d, now: time.Now, read: true})
+	return fn(&Tx{ctx: ctx, quiet: quiet, tx: conn, d: s.d, now: time.Now, read: true})
 }
 
 // Savepoint runs fn inside a savepoint: if fn fails, only its changes
@@ -461,14 +515,45 @@ func (t *Tx) query(query string, args ...any) (*sql.Rows, error) {
 	if t.d.pg {
 		return t.tx.QueryContext(t.ctx, t.d.q(query), pgArgs(args)...)
 	}
-	return t.tx.QueryContext(t.ctx, query, args...)
+	return t.tx.QueryContext(t.stmtContext(), query, args...)
 }
 
 func (t *Tx) row(query string, args ...any) *sql.Row {
 	if t.d.pg {
 		return t.tx.QueryRowContext(t.ctx, t.d.q(query), pgArgs(args)...)
 	}
+	return t.tx.QueryRowContext(t.stmtContext(), query, args...)
+}
+
+// scanQuery and scanRow are query and row for the statements that may
+// scan many rows (searches, filtered lists, counts): they run under the
+// transaction's own context, so that go-sqlite3 interrupts them when it
+// is cancelled (a client gone, the daemon stopping).
+func (t *Tx) scanQuery(query string, args ...any) (*sql.Rows, error) {
+	if t.d.pg {
+		return t.tx.QueryContext(t.ctx, t.d.q(query), pgArgs(args)...)
+	}
+	return t.tx.QueryContext(t.ctx, query, args...)
+}
+
+func (t *Tx) scanRow(query string, args ...any) *sql.Row {
+	if t.d.pg {
+		return t.tx.QueryRowContext(t.ctx, t.d.q(query), pgArgs(args)...)
+	}
 	return t.tx.QueryRowContext(t.ctx, query, args...)
+}
+
+// stmtContext is the context a short SQLite query runs under: t's own
+// once it is done (the query then fails at once with its error), else
+// one that is never cancelled. database/sql starts a goroutine to watch
+// a query's context when it can be cancelled; for the short lookups
+// that make up most transactions, that goroutine cost more than the
+// query. The statement that is running when ctx is cancelled finishes.
+func (t *Tx) stmtContext() context.Context {
+	if t.ctx.Err() != nil {
+		return t.ctx
+	}
+	return t.quiet
 }
 
 // insert runs an INSERT into a table with an id column and returns

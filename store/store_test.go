@@ -537,6 +537,49 @@ func TestCancelStopsAtNextWrite(t *testing.T) {
 	})
 }
 
+// TestCancelBeforeCommit: a transaction whose context ends after its
+// last statement is rolled back, not committed, and says so; a read
+// whose context ends stops at its next query. The connections go back
+// to their pools with no transaction open.
+func TestCancelBeforeCommit(t *testing.T) {
+	forEachStore(t, func(t *testing.T, k storeKind) {
+		s := openTest(t, k)
+		ctx, cancel := context.WithCancel(context.Background())
+		err := s.Write(ctx, func(tx *Tx) error {
+			_, _, err := tx.EnsureContact("late@example.com", "")
+			cancel()
+			return err
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("write cancelled before commit: %v, want context.Canceled", err)
+		}
+		rctx, rcancel := context.WithCancel(context.Background())
+		err = s.Read(rctx, func(tx *Tx) error {
+			rcancel()
+			_, err := tx.ContactByEmail("late@example.com")
+			return err
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("read after cancel: %v, want context.Canceled", err)
+		}
+		if err := s.Write(context.Background(), func(tx *Tx) error {
+			_, _, err := tx.EnsureContact("next@example.com", "")
+			return err
+		}); err != nil {
+			t.Fatalf("write after a cancelled one: %v", err)
+		}
+		s.Read(context.Background(), func(tx *Tx) error {
+			if _, err := tx.ContactByEmail("late@example.com"); !errors.Is(err, ErrNotFound) {
+				t.Errorf("late@example.com committed by a cancelled transaction: %v", err)
+			}
+			if _, err := tx.ContactByEmail("next@example.com"); err != nil {
+				t.Errorf("next@example.com: %v", err)
+			}
+			return nil
+		})
+	})
+}
+
 // TestReplyTextStoredOnce: a conversation whose reply text is its whole
 // text (trimmed) keeps one copy of it (reply_is_text, reply_text
 // empty); every conversation reads back with the reply text it was
@@ -603,4 +646,17 @@ func TestReplyTextStoredOnce(t *testing.T) {
 			return nil
 		})
 	})
+}
+
+// TestReadersMapTheFile: the read pool's connections map the database
+// (readerDriver), the writer's do not need to.
+func TestReadersMapTheFile(t *testing.T) {
+	s := openTest(t, sqliteStore)
+	var size int64
+	if err := s.reader.QueryRowContext(context.Background(), "PRAGMA mmap_size").Scan(&size); err != nil {
+		t.Fatal(err)
+	}
+	if size != readerMmapSize {
+		t.Fatalf("reader mmap_size = %d, want %d", size, readerMmapSize)
+	}
 }

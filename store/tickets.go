@@ -326,7 +326,7 @@ func (t *Tx) ListTickets(f TicketFilter) ([]Ticket, error) {
 // queryTickets runs a SELECT of ticketCols and fills in each ticket's
 // tags, cc addresses and custom fields.
 func (t *Tx) queryTickets(q string, args ...any) ([]Ticket, error) {
-	rows, err := t.query(q, args...)
+	rows, err := t.scanQuery(q, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -591,6 +591,7 @@ func apiLoad(b *testing.B, base, key string, conns, requests, maxID int) (res st
 	ReqPerS    float64 `json:"req_per_s"`
 	P50Ms      float64 `json:"p50_ms"`
 	P99Ms      float64 `json:"p99_ms"`
+	ClientCPU  float64 `json:"client_cpu_ms_per_req"`
 	FirstError string  `json:"first_error"`
 }) {
 	b.Helper()
@@ -614,8 +615,8 @@ func apiLoad(b *testing.B, base, key string, conns, requests, maxID int) (res st
 // GET /api/v2/tickets/{id} for random tickets over 8 keep-alive
 // connections; b.N is the number of requests (use -benchtime 50000x),
 // after a warm-up of 2,000. It reports req/s, the 50th and 99th
-// percentile response times seen by the client, and the daemon's CPU
-// time per request (from /proc).
+// percentile response times seen by the client, the daemon's CPU time
+// per request (from /proc) and the client's own.
 func BenchmarkServeAPI(b *testing.B) {
 	const (
 		conns   = 8
@@ -652,4 +653,5 @@ func BenchmarkServeAPI(b *testing.B) {
 	b.ReportMetric(res.P50Ms, "p50-ms")
 	b.ReportMetric(res.P99Ms, "p99-ms")
 	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(res.Requests), "cpu-ms/req")
+	b.ReportMetric(res.ClientCPU, "client-cpu-ms/req")
 }
