@@ -304,14 +304,7 @@ func (s *Store) writeSQLite(ctx context.Context, fn func(*Tx) error) error {
 	if _, err := conn.ExecContext(quiet, "BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
-	rollback := func() error {
-		if _, err := conn.ExecContext(quiet, "ROLLBACK"); err != nil {
-			// Never back to the pool inside a transaction.
-			conn.Raw(func(any) error { return driver.ErrBadConn })
-			return err
-		}
-		return nil
-	}
+	rollback := func() error { return rollbackConn(quiet, conn) }
 	commit := func() error {
 		if err := ctx.Err(); err != nil {
 			rollback()
@@ -385,7 +378,7 @@ func (s *Store) Read(ctx context.Context, fn func(*Tx) error) error {
 // Statements run under a context that is never cancelled (see
 // stmtContext): each checks ctx first, so fn stops at its next
 // statement once ctx is done; the long scans of searches and lists stay
-// interruptible (scanContext).
+// interruptible (scanQuery, scanRow).
 func (s *Store) readOn(ctx context.Context, db *sql.DB, fn func(*Tx) error) (err error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
@@ -399,12 +392,22 @@ func (s *Store) readOn(ctx context.Context, db *sql.DB, fn func(*Tx) error) (err
 	defer func() {
 		// Not ctx, which may be done: the connection goes back to the
 		// pool, and must not go back inside the transaction.
-		if _, rerr := conn.ExecContext(quiet, "ROLLBACK"); rerr != nil {
-			conn.Raw(func(any) error { return driver.ErrBadConn }) // discarded, not reused
+		if rerr := rollbackConn(quiet, conn); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("store: end read: %w", rerr))
 		}
 	}()
 	return fn(&Tx{ctx: ctx, quiet: quiet, tx: conn, d: s.d, now: time.Now, read: true})
+}
+
+// rollbackConn ends the transaction open on conn; a connection whose
+// ROLLBACK fails is discarded, never put back in its pool inside a
+// transaction.
+func rollbackConn(ctx context.Context, conn *sql.Conn) error {
+	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+		conn.Raw(func(any) error { return driver.ErrBadConn })
+		return err
+	}
+	return nil
 }
 
 // Savepoint runs fn inside a savepoint: if fn fails, only its changes
