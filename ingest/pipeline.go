@@ -640,9 +640,13 @@ func (p *Pipeline) Commit(ctx context.Context, b *Batch) ([]Result, error) {
 
 func (p *Pipeline) commit(ctx context.Context, preps []*prepared) ([]Result, error) {
 	results := make([]Result, len(preps))
-	err := p.st.Write(ctx, func(tx *store.Tx) error {
+	// WriteBatch may run the function twice (PostgreSQL): what it
+	// reports outside the transaction waits for the run that commits.
+	var report []func()
+	err := p.st.WriteBatch(ctx, func(tx *store.Tx) error {
+		report = report[:0]
 		for i, pr := range preps {
-			res, err := p.one(tx, pr)
+			res, err := p.one(tx, pr, &report)
 			if err != nil {
 				return err
 			}
@@ -655,6 +659,9 @@ func (p *Pipeline) commit(ctx context.Context, preps []*prepared) ([]Result, err
 			results[i] = Result{Name: preps[i].raw.Name, Err: err}
 		}
 		return results, fmt.Errorf("ingest: commit %d messages: %w", len(preps), err)
+	}
+	for _, f := range report {
+		f()
 	}
 	if p.env.AfterCommit != nil {
 		p.env.AfterCommit()
@@ -683,7 +690,7 @@ func derefInt64(v *int64) any {
 // notices inside a savepoint; if those fail the raw message is kept and
 // marked failed. Only store errors that break the transaction return
 // an error.
-func (p *Pipeline) one(tx *store.Tx, pr *prepared) (Result, error) {
+func (p *Pipeline) one(tx *store.Tx, pr *prepared, report *[]func()) (Result, error) {
 	res := Result{Name: pr.raw.Name}
 	rm := &store.RawMessage{Source: string(pr.raw.Source), Name: pr.raw.Name, Data: pr.raw.Data, Envelope: pr.raw.Envelope,
 		ReceivedAt: pr.raw.Envelope.ReceivedAt}
@@ -705,12 +712,16 @@ func (p *Pipeline) one(tx *store.Tx, pr *prepared) (Result, error) {
 	if pr.err != nil {
 		res.Action, res.Reason = ActionIgnored, pr.err.Error()
 		if errors.Is(pr.err, ErrEmpty) {
-			p.env.Metrics.Failed("empty")
-			p.log.Warn("message kept raw: empty", "name", pr.raw.Name, "message_id", res.MessageID, "raw_id", rawID)
+			*report = append(*report, func() {
+				p.env.Metrics.Failed("empty")
+				p.log.Warn("message kept raw: empty", "name", pr.raw.Name, "message_id", res.MessageID, "raw_id", rawID)
+			})
 			return res, nil
 		}
-		p.env.Metrics.Failed("parse")
-		p.log.Warn("message kept raw: cannot parse", "name", pr.raw.Name, "raw_id", rawID, "err", pr.err)
+		*report = append(*report, func() {
+			p.env.Metrics.Failed("parse")
+			p.log.Warn("message kept raw: cannot parse", "name", pr.raw.Name, "raw_id", rawID, "err", pr.err)
+		})
 		return res, nil
 	}
 	pr.in.RawID = rawID
@@ -733,8 +744,10 @@ func (p *Pipeline) one(tx *store.Tx, pr *prepared) (Result, error) {
 		if ctxErr := tx.Context().Err(); ctxErr != nil {
 			return res, ctxErr
 		}
-		p.env.Metrics.Failed("thread")
-		p.log.Error("message kept raw: threading failed", "name", pr.raw.Name, "message_id", res.MessageID, "raw_id", rawID, "err", err)
+		*report = append(*report, func() {
+			p.env.Metrics.Failed("thread")
+			p.log.Error("message kept raw: threading failed", "name", pr.raw.Name, "message_id", res.MessageID, "raw_id", rawID, "err", err)
+		})
 		if serr := tx.SetRawState(rawID, "failed", err.Error()); serr != nil {
 			return res, serr
 		}

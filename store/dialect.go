@@ -21,6 +21,8 @@ type dialect struct {
 	// rebound caches rewritten queries: a batch runs the same few
 	// queries thousands of times.
 	rebound sync.Map // string -> string
+	// withID caches insertWithID's rewrites.
+	withID sync.Map
 }
 
 // Name is the store's kind as `deskmail version` and status print it.
@@ -42,6 +44,26 @@ func (d *dialect) q(query string) string {
 	out := rebind(pgQuery(query))
 	d.rebound.Store(query, out)
 	return out
+}
+
+var qInsertInto = lazyregexp.New(`^INSERT INTO (\w+)\(([^()]*)\)\s+VALUES \(`)
+
+// insertWithID rewrites `INSERT INTO table(cols) VALUES (…` into the
+// dialect's same INSERT with the id column first, for an id the caller
+// gives as the first argument; ok is false for another statement.
+func (d *dialect) insertWithID(query string) (table, withID string, ok bool) {
+	type rewritten struct{ table, q string }
+	if v, ok := d.withID.Load(query); ok {
+		r := v.(rewritten)
+		return r.table, r.q, r.q != ""
+	}
+	var r rewritten
+	if m := qInsertInto.FindStringSubmatchIndex(query); m != nil {
+		r.table = query[m[2]:m[3]]
+		r.q = d.q(query[:m[4]] + "id, " + query[m[4]:m[1]] + "?," + query[m[1]:])
+	}
+	d.withID.Store(query, r)
+	return r.table, r.q, r.q != ""
 }
 
 // rebind turns `?` placeholders into PostgreSQL's $1, $2…, leaving

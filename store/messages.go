@@ -143,6 +143,19 @@ type MessageRef struct {
 // AddMessageID records a Message-ID. It returns ErrDuplicate when the
 // id is already known: that is how ingestion stays idempotent.
 func (t *Tx) AddMessageID(m MessageRef) error {
+	if t.pg != nil && t.pg.fast {
+		// A fast attempt on PostgreSQL (see pgwrite.go) queues a plain
+		// INSERT instead of waiting for the row count: ingestion looks
+		// the Message-ID up first, so only a race with another instance
+		// fails it, and the batch then runs again the safe way, where
+		// the ON CONFLICT below answers ErrDuplicate.
+		err := t.pg.queueClaim(t.ctx, t.quiet, t.d.q(`INSERT INTO message_ids(message_id, direction, channel_id, ticket_id, conversation_id, raw_id, created_at) VALUES (?,?,?,?,?,?,?)`),
+			pgArgs([]any{m.MessageID, m.Direction, int64OrNil(m.ChannelID), int64OrNil(m.TicketID), int64OrNil(m.ConversationID), int64OrNil(m.RawID), ts(t.now())}))
+		if err != nil {
+			return fmt.Errorf("store: message-id %s: %w", m.MessageID, err)
+		}
+		return nil
+	}
 	// ON CONFLICT rather than catching the violation: on PostgreSQL a
 	// failed statement aborts the whole transaction, and the caller
 	// goes on after ErrDuplicate (the raw message is still recorded).
@@ -161,6 +174,9 @@ func (t *Tx) AddMessageID(m MessageRef) error {
 // SetMessageIDTarget points a Message-ID at its ticket and
 // conversation once they exist.
 func (t *Tx) SetMessageIDTarget(messageID string, ticketID, conversationID *int64) error {
+	if t.pg != nil && t.pg.fast && storedAsIs(messageID) && t.pg.patchClaim(messageID, int64OrNil(ticketID), int64OrNil(conversationID)) {
+		return nil // the claim, still queued, is inserted with them
+	}
 	_, err := t.exec(`UPDATE message_ids SET ticket_id=?, conversation_id=? WHERE message_id=?`, int64OrNil(ticketID), int64OrNil(conversationID), messageID)
 	if err != nil {
 		return fmt.Errorf("store: message-id %s: %w", messageID, err)

@@ -77,6 +77,10 @@ func openPG(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("store: %s: %w", name, err)
 	}
+	if s.pgDeps, err = s.loadPGDeps(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("store: %s: %w", name, err)
+	}
 	r := stdlib.OpenDB(*cfg, stdlib.OptionAfterConnect(pgAfterConnect))
 	r.SetMaxOpenConns(opts.Readers)
 	r.SetMaxIdleConns(opts.Readers)

@@ -66,6 +66,9 @@ type Store struct {
 	writing atomic.Int32
 	// writes counts the Writes begun (PostgreSQL: see replan).
 	writes atomic.Int64
+	// pgDeps is what PostgreSQL's fast write attempts know of the
+	// schema (see pgdeps.go); nil on SQLite.
+	pgDeps *pgDeps
 	// hook runs after every ticket write (see SetTicketHook).
 	hook atomic.Pointer[TicketHook]
 }
@@ -260,11 +263,28 @@ type Tx struct {
 	// people is what the transaction has read of agents and contacts
 	// (see people).
 	people *people
+	// pg, in a PostgreSQL write transaction, runs the statements
+	// instead of tx (see pgwrite.go).
+	pg *pgTx
 }
 
-// querier is what a Tx runs its statements on: the *sql.Tx of Write
-// (and of Read on PostgreSQL), or a *sql.Conn inside a BEGIN of its own
-// (Read on SQLite, see readOn).
+// rows are the rows of a query: *sql.Rows, or *pgRows in a PostgreSQL
+// write transaction.
+type rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Close() error
+	Err() error
+}
+
+// row is the result of a single-row query (sql.ErrNoRows when none).
+type row interface {
+	Scan(dest ...any) error
+}
+
+// querier is what a Tx runs its statements on outside a PostgreSQL
+// write (see pgwrite.go): the *sql.Tx of Read on PostgreSQL, or on
+// SQLite a *sql.Conn inside a BEGIN of its own (readOn, writeSQLite).
 type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
@@ -275,17 +295,10 @@ type querier interface {
 // returns nil; any error (or panic) rolls everything back. Writes are
 // serialized: one Write runs at a time.
 func (s *Store) Write(ctx context.Context, fn func(*Tx) error) (err error) {
-	if !s.d.pg {
-		return s.writeSQLite(ctx, fn)
+	if s.d.pg {
+		return s.writePG(ctx, false, fn)
 	}
-	if n := s.writes.Add(1); n > 1 && n&(n-1) == 0 {
-		s.replan(ctx)
-	}
-	tx, err := s.writer.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("store: begin: %w", err)
-	}
-	return s.runWrite(ctx, tx, fn, tx.Commit, tx.Rollback)
+	return s.writeSQLite(ctx, fn)
 }
 
 // writeSQLite is Write on the SQLite writer's connection, in a
@@ -343,6 +356,22 @@ func (s *Store) runWrite(ctx context.Context, q querier, fn func(*Tx) error, com
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	return nil
+}
+
+// WriteBatch is Write for a batch of independent changes, each inside
+// its own Tx.Savepoint (a group commit of messages): the same contract,
+// but on PostgreSQL fn may run twice. It first runs without savepoints
+// and with its statements pipelined; if any statement or any
+// Savepoint function fails, that attempt is rolled back and fn runs
+// again exactly as Write runs it (see pgwrite.go). fn must therefore
+// keep no state across runs other than what it sets afresh (results
+// it overwrites), and do nothing outside the transaction. On SQLite it
+// is Write.
+func (s *Store) WriteBatch(ctx context.Context, fn func(*Tx) error) error {
+	if s.d.pg {
+		return s.writePG(ctx, true, fn)
+	}
+	return s.Write(ctx, fn)
 }
 
 // Read runs fn in one read-only transaction (a consistent snapshot).
@@ -414,6 +443,9 @@ func rollbackConn(ctx context.Context, conn *sql.Conn) error {
 // are rolled back and the outer transaction goes on. This is how a
 // batch commits many messages at once, each all-or-nothing.
 func (t *Tx) Savepoint(fn func() error) (err error) {
+	if t.pg != nil && t.pg.fast {
+		return t.fastSavepoint(fn)
+	}
 	// Named by depth, not by count: the few names are prepared once and
 	// stay in the statement caches (PostgreSQL's pgx and SQLite's), where
 	// a new name per message cost a prepare each and filled the caches.
@@ -426,16 +458,16 @@ func (t *Tx) Savepoint(fn func() error) (err error) {
 	if err != nil {
 		return fmt.Errorf("store: savepoint: %w", err)
 	}
-	if _, err := t.tx.ExecContext(ctx, "SAVEPOINT "+name); err != nil {
+	if _, err := t.plainExec(ctx, "SAVEPOINT "+name); err != nil {
 		return fmt.Errorf("store: savepoint: %w", err)
 	}
 	rollback := func() error {
 		t.people = nil
 		// Even when ctx is done: the outer transaction goes on.
-		if _, err := t.tx.ExecContext(t.quiet, "ROLLBACK TO "+name); err != nil {
+		if _, err := t.plainExec(t.quiet, "ROLLBACK TO "+name); err != nil {
 			return err
 		}
-		_, err := t.tx.ExecContext(t.quiet, "RELEASE "+name)
+		_, err := t.plainExec(t.quiet, "RELEASE "+name)
 		return err
 	}
 	defer func() {
@@ -459,10 +491,18 @@ func (t *Tx) Savepoint(fn func() error) (err error) {
 		}
 		return fmt.Errorf("store: release savepoint: %w", err)
 	}
-	if _, err := t.tx.ExecContext(ctx, "RELEASE "+name); err != nil {
+	if _, err := t.plainExec(ctx, "RELEASE "+name); err != nil {
 		return fmt.Errorf("store: release savepoint: %w", err)
 	}
 	return nil
+}
+
+// plainExec runs a statement without arguments as it is, under ctx.
+func (t *Tx) plainExec(ctx context.Context, query string) (sql.Result, error) {
+	if t.pg != nil {
+		return t.pg.exec(ctx, ctx, query, nil)
+	}
+	return t.tx.ExecContext(ctx, query)
 }
 
 // SetNow makes the rows this transaction writes from now on carry the
@@ -488,6 +528,9 @@ func (t *Tx) Context() context.Context { return t.ctx }
 // placeholders) in the store's dialect.
 func (t *Tx) exec(query string, args ...any) (sql.Result, error) {
 	t.forgetPeople(query, args)
+	if t.pg != nil {
+		return t.pg.exec(t.ctx, t.quiet, t.d.q(query), pgArgs(args))
+	}
 	if t.d.pg {
 		return t.tx.ExecContext(t.ctx, t.d.q(query), pgArgs(args)...)
 	}
@@ -514,14 +557,24 @@ func (t *Tx) execContext() (context.Context, error) {
 	return t.quiet, nil
 }
 
-func (t *Tx) query(query string, args ...any) (*sql.Rows, error) {
+func (t *Tx) query(query string, args ...any) (rows, error) {
+	if t.pg != nil {
+		r, err := t.pg.query(t.ctx, t.quiet, t.d.q(query), pgArgs(args))
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
+	}
 	if t.d.pg {
 		return t.tx.QueryContext(t.ctx, t.d.q(query), pgArgs(args)...)
 	}
 	return t.tx.QueryContext(t.stmtContext(), query, args...)
 }
 
-func (t *Tx) row(query string, args ...any) *sql.Row {
+func (t *Tx) row(query string, args ...any) row {
+	if t.pg != nil {
+		return t.pg.row(t.ctx, t.quiet, t.d.q(query), pgArgs(args))
+	}
 	if t.d.pg {
 		return t.tx.QueryRowContext(t.ctx, t.d.q(query), pgArgs(args)...)
 	}
@@ -532,14 +585,20 @@ func (t *Tx) row(query string, args ...any) *sql.Row {
 // scan many rows (searches, filtered lists, counts): they run under the
 // transaction's own context, so that go-sqlite3 interrupts them when it
 // is cancelled (a client gone, the daemon stopping).
-func (t *Tx) scanQuery(query string, args ...any) (*sql.Rows, error) {
+func (t *Tx) scanQuery(query string, args ...any) (rows, error) {
+	if t.pg != nil {
+		return t.query(query, args...)
+	}
 	if t.d.pg {
 		return t.tx.QueryContext(t.ctx, t.d.q(query), pgArgs(args)...)
 	}
 	return t.tx.QueryContext(t.ctx, query, args...)
 }
 
-func (t *Tx) scanRow(query string, args ...any) *sql.Row {
+func (t *Tx) scanRow(query string, args ...any) row {
+	if t.pg != nil {
+		return t.row(query, args...)
+	}
 	if t.d.pg {
 		return t.tx.QueryRowContext(t.ctx, t.d.q(query), pgArgs(args)...)
 	}
@@ -563,6 +622,11 @@ func (t *Tx) stmtContext() context.Context {
 // the new row's id (RETURNING id on PostgreSQL, which has no
 // LastInsertId).
 func (t *Tx) insert(query string, args ...any) (int64, error) {
+	if t.pg != nil && t.pg.fast {
+		if id, ok, err := t.queueInsert(query, args); ok {
+			return id, err
+		}
+	}
 	if t.d.pg {
 		t.forgetPeople(query, args)
 		var id int64

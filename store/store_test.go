@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -103,6 +104,82 @@ func TestSavepointRollsBackOnlyItself(t *testing.T) {
 			}
 			return nil
 		})
+	})
+}
+
+// TestWriteBatchIsolatesFailures: in a WriteBatch, a change that fails
+// — a statement the database refuses (on PostgreSQL its error only
+// shows when the pipelined statements are sent), an error, a panic —
+// rolls back that change only; its neighbours and what the batch does
+// after it commit. On PostgreSQL the batch then runs twice (the fast
+// attempt is abandoned); a batch without failures runs once.
+func TestWriteBatchIsolatesFailures(t *testing.T) {
+	forEachStore(t, func(t *testing.T, k storeKind) {
+		s := openTest(t, k)
+		ctx := context.Background()
+		runs := 0
+		failed := make([]bool, 5)
+		err := s.WriteBatch(ctx, func(tx *Tx) error {
+			runs++
+			for i := range failed {
+				err := tx.Savepoint(func() error {
+					if _, _, err := tx.EnsureContact(fmt.Sprintf("item%d@example.com", i), ""); err != nil {
+						return err
+					}
+					switch i {
+					case 1: // violates message_ids' CHECK on direction
+						if _, err := tx.exec(`INSERT INTO message_ids(message_id, direction, created_at) VALUES (?,?,?)`, "bad@x", "sideways", ts(time.Now())); err != nil {
+							return err
+						}
+					case 2:
+						return errors.New("bad message")
+					case 3:
+						panic("bad message")
+					}
+					return tx.AddMessageID(MessageRef{MessageID: fmt.Sprintf("m%d@x", i), Direction: "in"})
+				})
+				if err != nil && tx.Context().Err() != nil {
+					return err // the attempt is abandoned
+				}
+				failed[i] = err != nil
+				if _, _, err := tx.EnsureContact(fmt.Sprintf("after%d@example.com", i), ""); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []bool{false, true, true, true, false}; !slices.Equal(failed, want) {
+			t.Errorf("failed = %v, want %v", failed, want)
+		}
+		if want := map[storeKind]int{sqliteStore: 1, postgresStore: 2}[k]; runs != want {
+			t.Errorf("batch ran %d times, want %d", runs, want)
+		}
+		s.Read(ctx, func(tx *Tx) error {
+			for i, bad := range failed {
+				_, err := tx.ContactByEmail(fmt.Sprintf("item%d@example.com", i))
+				if bad != errors.Is(err, ErrNotFound) {
+					t.Errorf("item %d (failed %v): contact: %v", i, bad, err)
+				}
+				if _, err := tx.ContactByEmail(fmt.Sprintf("after%d@example.com", i)); err != nil {
+					t.Errorf("after item %d: %v", i, err)
+				}
+			}
+			refs, err := tx.LookupMessageIDs([]string{"m0@x", "m4@x", "bad@x", "m2@x"})
+			if err != nil || len(refs) != 2 {
+				t.Errorf("message-ids %v, %v: want m0 and m4", refs, err)
+			}
+			return nil
+		})
+		runs = 0
+		if err := s.WriteBatch(ctx, func(tx *Tx) error {
+			runs++
+			return tx.Savepoint(func() error { return tx.AddMessageID(MessageRef{MessageID: "ok@x", Direction: "in"}) })
+		}); err != nil || runs != 1 {
+			t.Errorf("batch without failures: %v, ran %d times", err, runs)
+		}
 	})
 }
 
