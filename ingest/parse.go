@@ -42,31 +42,43 @@ var ErrNotMail = errors.New("not a mail message")
 // can otherwise produce one per MIME part.
 const maxWarnings = 50
 
-// mimeParser is configured for tolerance: malformed parts are skipped
-// with an error recorded, a multipart without boundary is read as a
-// single part, and corrupt base64 keeps what decoded. enmime does the
-// transfer decoding but not the charset conversion (see
-// rawTextMediaType): partString converts with go-message's charset
-// tables, where it can also catch mislabelled parts.
-
-var mimeParser = enmime.NewParser(
+// mimeOptions configure enmime for tolerance: malformed parts are
+// skipped with an error recorded, a multipart without boundary is read
+// as a single part, and corrupt base64 keeps what decoded. enmime does
+// the transfer decoding but not the charset conversion (see
+// parser.mediaType): partString converts with go-message's charset
+// tables, where it can also catch mislabelled parts. Each Parse adds
+// its own parser.mediaType (mimeParser).
+var mimeOptions = []enmime.Option{
 	enmime.SkipMalformedParts(true),
 	enmime.MultipartWOBoundaryAsSinglePart(true),
 	enmime.SetReadPartErrorPolicy(keepPartialBase64),
-	enmime.SetCustomParseMediaType(rawTextMediaType),
 	enmime.DisableTextConversion(true),
 	enmime.DisableCharacterDetection(true),
 	enmime.MaxStoredPartErrors(maxWarnings),
 	enmime.MaxPartDepth(maxDepth),
-)
+}
 
-// rawTextMediaType parses a media type like enmime does, but tells
-// enmime that every text part is UTF-8 so that it hands over the
-// transfer-decoded bytes unconverted and never runs its charset
-// guesser (which overrides correct labels and is slow). The declared
-// charset is read again from the header by partString.
-func rawTextMediaType(ctype string) (string, map[string]string, []string, error) {
-	mt, params, invalid, err := mediatype.ParseWithOptions(ctype, mediatype.ParseOptions{StripMediaTypeInvalidCharacters: true})
+// mimeParser returns the enmime parser of one Parse call.
+func (p *parser) mimeParser() *enmime.Parser {
+	if p.mime == nil {
+		p.mime = enmime.NewParser(append(mimeOptions[:len(mimeOptions):len(mimeOptions)], enmime.SetCustomParseMediaType(p.mediaType))...)
+	}
+	return p.mime
+}
+
+// mediaType parses a media type like enmime does, but tells enmime
+// that every text part is UTF-8 so that it hands over the
+// transfer-decoded bytes unconverted and never runs its charset guesser
+// (which overrides correct labels and is slow). The declared charset is
+// remembered for partCharset, by header value: enmime parses every
+// part's Content-Type once, and parsing it again cost 5% of Parse.
+func (p *parser) mediaType(ctype string) (string, map[string]string, []string, error) {
+	mt, params, invalid, err := parseMediaType(ctype)
+	if p.ctypeCharsets == nil {
+		p.ctypeCharsets = map[string]string{}
+	}
+	p.ctypeCharsets[ctype] = declaredCharset(params, err)
 	if err == nil && strings.HasPrefix(strings.ToLower(mt), "text/") {
 		if params == nil {
 			params = map[string]string{}
@@ -76,17 +88,30 @@ func rawTextMediaType(ctype string) (string, map[string]string, []string, error)
 	return mt, params, invalid, err
 }
 
-// partCharset returns the charset a part declares, lower-cased.
-func partCharset(part *enmime.Part) string {
-	_, params, _, err := mediatype.ParseWithOptions(part.Header.Get("Content-Type"), mediatype.ParseOptions{StripMediaTypeInvalidCharacters: true})
+// parseMediaType is enmime's tolerant media type parser, as deskmail
+// uses it.
+func parseMediaType(ctype string) (string, map[string]string, []string, error) {
+	return mediatype.ParseWithOptions(ctype, mediatype.ParseOptions{StripMediaTypeInvalidCharacters: true})
+}
+
+// declaredCharset is the charset parameter of a parsed media type,
+// lower-cased and unquoted ("" when the type did not parse).
+func declaredCharset(params map[string]string, err error) string {
 	if err != nil {
 		return ""
 	}
 	return strings.ToLower(strings.Trim(strings.TrimSpace(params["charset"]), `"'`))
 }
 
+// partCharset returns the charset a part declares, lower-cased.
+func partCharset(part *enmime.Part) string {
+	_, params, _, err := parseMediaType(part.Header.Get("Content-Type"))
+	return declaredCharset(params, err)
+}
+
 // partCharset is partCharset remembered per part: the header is parsed
-// once per part, not once per use.
+// once per part, not once per use, and not at all when enmime's parse
+// of the same value was seen (mediaType).
 func (p *parser) partCharset(part *enmime.Part) string {
 	if cs, ok := p.charsets[part]; ok {
 		return cs
@@ -94,7 +119,10 @@ func (p *parser) partCharset(part *enmime.Part) string {
 	if p.charsets == nil {
 		p.charsets = map[*enmime.Part]string{}
 	}
-	cs := partCharset(part)
+	cs, ok := p.ctypeCharsets[part.Header.Get("Content-Type")]
+	if !ok {
+		cs = partCharset(part)
+	}
 	p.charsets[part] = cs
 	return cs
 }
@@ -134,7 +162,8 @@ func Parse(raw []byte, opts ParseOptions) (msg *Message, err error) {
 		Kind:        KindNormal,
 		ContentHash: hex.EncodeToString(sum[:]),
 	}
-	root, err := mimeParser.ReadParts(bytes.NewReader(body))
+	p := &parser{m: m, maxAttachment: opts.MaxAttachmentBytes}
+	root, err := p.mimeParser().ReadParts(bytes.NewReader(body))
 	if err != nil {
 		root, err = fallbackParts(body)
 		if err != nil {
@@ -142,7 +171,7 @@ func Parse(raw []byte, opts ParseOptions) (msg *Message, err error) {
 		}
 		m.warn("mime: structure unreadable, body kept as plain text")
 	}
-	p := &parser{m: m, root: root, maxAttachment: opts.MaxAttachmentBytes}
+	p.root = root
 	p.headers()
 	p.body()
 	p.generateID(body)
@@ -248,6 +277,11 @@ type parser struct {
 	textFromHTML bool
 	// charsets remembers each part's declared charset.
 	charsets map[*enmime.Part]string
+	// ctypeCharsets is the declared charset of each Content-Type value
+	// enmime parsed (see mediaType).
+	ctypeCharsets map[string]string
+	// mime is the enmime parser of this call (see mimeParser).
+	mime *enmime.Parser
 	// maxAttachment is ParseOptions.MaxAttachmentBytes.
 	maxAttachment int64
 	// uuDecoded are the parts whose uuencoding the walker decoded.
@@ -601,7 +635,7 @@ func (p *parser) deepestText(b []byte) string {
 			continue
 		}
 		tries++
-		part, err := mimeParser.ReadParts(bytes.NewReader(piece))
+		part, err := p.mimeParser().ReadParts(bytes.NewReader(piece))
 		if err != nil || part.FirstChild != nil {
 			continue
 		}

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"io"
 	"math/rand"
-	"mime/quotedprintable"
 	"net/textproto"
 	"strconv"
 	"strings"
@@ -298,10 +297,12 @@ func (p *Part) decodeContent(r io.Reader, readPartErrorPolicy ReadPartErrorPolic
 	switch strings.ToLower(encoding) {
 	case cteQuotedPrintable:
 		// deskmail patch: the decoder's 4 KiB buffer comes from the pool
-		// (quotedprintable.NewReader keeps a *bufio.Reader it is given).
+		// (NewQPReader, like quotedprintable.NewReader, keeps a
+		// *bufio.Reader it is given), and the decoder is
+		// coding.QPReader, quotedprintable.Reader made faster.
 		qpBuf, pooled := getBufio(coding.NewQPCleaner(contentReader))
 		defer putBufio(qpBuf, pooled)
-		contentReader = quotedprintable.NewReader(qpBuf)
+		contentReader = coding.NewQPReader(qpBuf)
 	case cteBase64:
 		b64cleaner = coding.NewBase64Cleaner(contentReader)
 		contentReader = base64.NewDecoder(base64.RawStdEncoding, b64cleaner)
