@@ -634,27 +634,6 @@ func pgAborted(c *pgx.Conn) bool {
 	return c.PgConn().TxStatus() == 'E'
 }
 
-// fastSavepoint is Savepoint in a fast attempt: fn runs without a
-// SAVEPOINT, and if it fails or panics (or a statement failed inside
-// it), the attempt is abandoned, to run again with real savepoints.
-func (t *Tx) fastSavepoint(fn func() error) (err error) {
-	t.sp++
-	defer func() { t.sp-- }()
-	defer func() {
-		if v := recover(); v != nil {
-			err = t.pg.fail(fmt.Errorf("panic: %v", v))
-		}
-	}()
-	if err := fn(); err != nil {
-		t.pg.fail(fmt.Errorf("savepoint: %w", err))
-		return err
-	}
-	if t.pg.failed != nil {
-		return fmt.Errorf("%w: %w", errAbandoned, t.pg.failed)
-	}
-	return nil
-}
-
 // pgPrefetched are the tables whose ids a fast attempt takes from
 // their sequence ahead (see queueInsert): raw mail and outbox mail,
 // whose ids nobody reads in order of time. Tickets keep numbers

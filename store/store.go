@@ -266,6 +266,9 @@ type Tx struct {
 	// pg, in a PostgreSQL write transaction, runs the statements
 	// instead of tx (see pgwrite.go).
 	pg *pgTx
+	// fast is the first attempt of a WriteBatch on SQLite (see
+	// batch.go); nil otherwise.
+	fast *fastAttempt
 }
 
 // rows are the rows of a query: *sql.Rows, or *pgRows in a PostgreSQL
@@ -298,7 +301,7 @@ func (s *Store) Write(ctx context.Context, fn func(*Tx) error) (err error) {
 	if s.d.pg {
 		return s.writePG(ctx, false, fn)
 	}
-	return s.writeSQLite(ctx, fn)
+	return s.writeSQLite(ctx, nil, fn)
 }
 
 // writeSQLite is Write on the SQLite writer's connection, in a
@@ -307,7 +310,8 @@ func (s *Store) Write(ctx context.Context, fn func(*Tx) error) (err error) {
 // goroutine for every query run in it, a dozen per message of a batch.
 // A cancelled ctx stops fn at its next statement (execContext,
 // stmtContext) and the transaction is rolled back, never committed.
-func (s *Store) writeSQLite(ctx context.Context, fn func(*Tx) error) error {
+// fast, when not nil, makes it WriteBatch's first attempt (batch.go).
+func (s *Store) writeSQLite(ctx context.Context, fast *fastAttempt, fn func(*Tx) error) error {
 	conn, err := s.writer.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
@@ -330,13 +334,22 @@ func (s *Store) writeSQLite(ctx context.Context, fn func(*Tx) error) error {
 		}
 		return nil
 	}
-	return s.runWrite(ctx, conn, fn, commit, rollback)
+	return s.runWrite(ctx, conn, fast, fn, commit, rollback)
 }
 
 // runWrite runs fn in the write transaction q, then commits it (or
-// rolls it back on an error or a panic).
-func (s *Store) runWrite(ctx context.Context, q querier, fn func(*Tx) error, commit, rollback func() error) (err error) {
+// rolls it back on an error or a panic). In a fast attempt (fast not
+// nil) whose savepoint function failed, it rolls back and returns
+// errAbandoned.
+func (s *Store) runWrite(ctx context.Context, q querier, fast *fastAttempt, fn func(*Tx) error, commit, rollback func() error) (err error) {
 	t := &Tx{ctx: ctx, quiet: context.WithoutCancel(ctx), tx: q, d: s.d, now: time.Now}
+	if fast != nil {
+		var cancel context.CancelFunc
+		t.ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		fast.cancel = cancel
+		t.fast = fast
+	}
 	if h := s.hook.Load(); h != nil {
 		t.hook = *h
 	}
@@ -345,12 +358,21 @@ func (s *Store) runWrite(ctx context.Context, q querier, fn func(*Tx) error, com
 	defer func() {
 		if p := recover(); p != nil {
 			rollback()
+			if fast != nil {
+				err = fmt.Errorf("%w: panic in transaction: %v", errAbandoned, p)
+				return
+			}
 			err = fmt.Errorf("store: panic in transaction: %v", p)
 		}
 	}()
-	if err := fn(t); err != nil {
+	ferr := fn(t)
+	if fast != nil && fast.failed != nil {
 		rollback()
-		return err
+		return fmt.Errorf("%w: %w", errAbandoned, fast.failed)
+	}
+	if ferr != nil {
+		rollback()
+		return ferr
 	}
 	if err := commit(); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
@@ -360,18 +382,22 @@ func (s *Store) runWrite(ctx context.Context, q querier, fn func(*Tx) error, com
 
 // WriteBatch is Write for a batch of independent changes, each inside
 // its own Tx.Savepoint (a group commit of messages): the same contract,
-// but on PostgreSQL fn may run twice. It first runs without savepoints
-// and with its statements pipelined; if any statement or any
-// Savepoint function fails, that attempt is rolled back and fn runs
-// again exactly as Write runs it (see pgwrite.go). fn must therefore
-// keep no state across runs other than what it sets afresh (results
-// it overwrites), and do nothing outside the transaction. On SQLite it
-// is Write.
+// but fn may run twice. It first runs without savepoints (on
+// PostgreSQL also with its statements pipelined); if any Savepoint
+// function fails (on PostgreSQL: or any statement), that attempt is
+// rolled back and fn runs again exactly as Write runs it (see
+// batch.go). fn must therefore keep no state across runs other than
+// what it sets afresh (results it overwrites), and do nothing outside
+// the transaction.
 func (s *Store) WriteBatch(ctx context.Context, fn func(*Tx) error) error {
 	if s.d.pg {
 		return s.writePG(ctx, true, fn)
 	}
-	return s.Write(ctx, fn)
+	err := s.writeSQLite(ctx, &fastAttempt{}, fn)
+	if errors.Is(err, errAbandoned) {
+		return s.writeSQLite(ctx, nil, fn)
+	}
+	return err
 }
 
 // Read runs fn in one read-only transaction (a consistent snapshot).
@@ -443,7 +469,7 @@ func rollbackConn(ctx context.Context, conn *sql.Conn) error {
 // are rolled back and the outer transaction goes on. This is how a
 // batch commits many messages at once, each all-or-nothing.
 func (t *Tx) Savepoint(fn func() error) (err error) {
-	if t.pg != nil && t.pg.fast {
+	if t.fast != nil || t.pg != nil && t.pg.fast {
 		return t.fastSavepoint(fn)
 	}
 	// Named by depth, not by count: the few names are prepared once and

@@ -154,8 +154,10 @@ func TestWriteBatchIsolatesFailures(t *testing.T) {
 		if want := []bool{false, true, true, true, false}; !slices.Equal(failed, want) {
 			t.Errorf("failed = %v, want %v", failed, want)
 		}
-		if want := map[storeKind]int{sqliteStore: 1, postgresStore: 2}[k]; runs != want {
-			t.Errorf("batch ran %d times, want %d", runs, want)
+		// The fast attempt stops at the first failing savepoint; the
+		// second runs with real savepoints.
+		if runs != 2 {
+			t.Errorf("batch ran %d times, want 2", runs)
 		}
 		s.Read(ctx, func(tx *Tx) error {
 			for i, bad := range failed {
