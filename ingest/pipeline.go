@@ -615,6 +615,13 @@ func (b *Batch) Len() int { return len(b.preps) }
 // failed.
 func (p *Pipeline) Prepare(raws []Raw) *Batch {
 	preps := make([]*prepared, len(raws))
+	if len(raws) == 1 {
+		// One message (an MTA's pipe): parsed here, without a worker
+		// goroutine, which on `deskmail ingest -`'s locked main thread
+		// needs a second thread to run on.
+		preps[0] = p.prepare(raws[0])
+		return &Batch{preps: preps}
+	}
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), len(raws)) {

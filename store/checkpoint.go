@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
@@ -77,28 +78,39 @@ const (
 	walRestartFrames = 16 << 10 // 64 MiB
 )
 
+// startCheckpointer arranges the checkpointer's rounds, every
+// checkpointEvery. Its connection and its goroutine wait for the first
+// round (time.AfterFunc runs the loop then): a command that ends
+// sooner, such as one `deskmail ingest -` per mail behind an MTA,
+// never opens the one nor starts the other (each goroutine of a
+// process whose main thread is locked, see internal/oneshot, has to
+// run on a second thread). The rounds are the same as with a ticker
+// started at Open.
 func (s *Store) startCheckpointer(busy time.Duration) error {
-	c, err := sql.Open("sqlite3", dsn(s.path, busy, false))
-	if err != nil {
-		return fmt.Errorf("checkpointer: %w", err)
-	}
-	c.SetMaxOpenConns(1)
-	s.ckpt = c
+	s.ckpt = sync.OnceValues(func() (*sql.DB, error) {
+		c, err := sql.Open("sqlite3", dsn(s.path, busy, false))
+		if err != nil {
+			return nil, fmt.Errorf("store: checkpointer: %w", err)
+		}
+		c.SetMaxOpenConns(1)
+		return c, nil
+	})
 	ctx, cancel := context.WithCancel(context.Background())
-	s.stopCkpt, s.ckptDone = cancel, make(chan struct{})
-	go func() {
-		defer close(s.ckptDone)
+	done := make(chan struct{})
+	s.stopCkpt, s.ckptDone = cancel, done
+	s.ckptStart = time.AfterFunc(checkpointEvery, func() {
+		defer close(done)
 		t := time.NewTicker(checkpointEvery)
 		defer t.Stop()
 		for {
+			s.checkpoint(ctx, "PASSIVE")
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				s.checkpoint(ctx, "PASSIVE")
 			}
 		}
-	}()
+	})
 	return nil
 }
 
@@ -133,8 +145,12 @@ func (s *Store) checkpoint(ctx context.Context, mode string) error {
 // walCheckpoint runs PRAGMA wal_checkpoint(mode) on the checkpoint
 // connection and returns the WAL's frames and how many are copied back.
 func (s *Store) walCheckpoint(ctx context.Context, mode string) (frames, done int, err error) {
+	c, err := s.ckpt()
+	if err != nil {
+		return 0, 0, err
+	}
 	var busy int
-	err = s.ckpt.QueryRowContext(ctx, "PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &frames, &done)
+	err = c.QueryRowContext(ctx, "PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &frames, &done)
 	if err != nil {
 		return 0, 0, fmt.Errorf("store: checkpoint: %w", err)
 	}
@@ -146,15 +162,28 @@ func (s *Store) stopCheckpointer() error {
 		return nil
 	}
 	s.stopCkpt()
-	<-s.ckptDone
+	if !s.ckptStart.Stop() {
+		// The rounds had begun: wait for the one under way.
+		<-s.ckptDone
+	}
 	s.stopCkpt = nil
 	if s.shortLived {
 		// See Options.ShortLived: never wait for other processes, and
 		// leave the copying to the automatic checkpoint (shortDriver)
 		// or to SQLite's own at the last close.
-		return s.ckpt.Close()
+		return s.closeCkpt()
 	}
 	// Fold the WAL into the database so the file is complete on its own.
 	err := s.checkpoint(context.Background(), "TRUNCATE")
-	return errors.Join(err, s.ckpt.Close())
+	return errors.Join(err, s.closeCkpt())
+}
+
+// closeCkpt closes the checkpointer's connection (opened only by a
+// checkpoint).
+func (s *Store) closeCkpt() error {
+	c, err := s.ckpt()
+	if err != nil {
+		return err
+	}
+	return c.Close()
 }

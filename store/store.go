@@ -53,8 +53,12 @@ type Store struct {
 	d      *dialect
 	writer *sql.DB
 	reader *sql.DB
-	// ckpt runs WAL checkpoints off the writer's path (see checkpoint.go).
-	ckpt       *sql.DB
+	// ckpt is the connection that runs WAL checkpoints off the
+	// writer's path, opened at its first use (see checkpoint.go).
+	ckpt func() (*sql.DB, error)
+	// ckptStart starts the checkpointer's rounds (see
+	// startCheckpointer).
+	ckptStart  *time.Timer
 	walRestart int
 	// walRestarts counts the checkpoints that let the WAL start over
 	// (tests read it).

@@ -79,7 +79,7 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 	var unreadable atomic.Int64
 	batches := make(chan prepared, 1)
-	go func() {
+	produce := func() {
 		defer close(batches)
 		var raws []ingest.Raw
 		send := func() bool {
@@ -109,7 +109,16 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			}
 		}
 		send()
-	}()
+	}
+	if len(files) == 1 {
+		// One message (an MTA's pipe): its one batch fits in the
+		// channel, and is read and parsed on this goroutine; a reader
+		// goroutine would need a second thread beside the main one,
+		// which internal/oneshot locks.
+		produce()
+	} else {
+		go produce()
+	}
 
 	enc := json.NewEncoder(stdout)
 	prog := newProgress(stderr, "messages", len(files))
