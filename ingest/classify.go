@@ -169,10 +169,10 @@ var (
 )
 
 func oofSubject(subject string, h textproto.MIMEHeader) bool {
-	if strongOOF.MatchString(subject) {
+	if mayMatchStrongOOF(subject) && strongOOF.MatchString(subject) {
 		return true
 	}
-	if weakOOF.MatchString(subject) {
+	if mayMatchWeakOOF(subject) && weakOOF.MatchString(subject) {
 		return strings.Contains(strings.ToLower(h.Get("X-Auto-Response-Suppress")), "all") || emptyReturnPath(h)
 	}
 	return false
@@ -188,6 +188,82 @@ var (
 	sesNotice = lazyregexp.New(`"notificationType"\s*:\s*"(Bounce|Complaint|Delivery)"`)
 )
 
+// The mayMatch functions below report false only when their regexp
+// cannot match, so that most mail never compiles it (each `deskmail
+// ingest -` process compiles the ones it runs): they look at the
+// letters every alternative starts with or contains. None of those
+// letters has a case fold outside ASCII (unicode.SimpleFold), and a
+// non-ASCII byte where a letter is looked for goes to the regexp.
+
+// asciiLower is s[i] lower-cased, 0x80 for any non-ASCII byte, and 0
+// past the end.
+func asciiLower(s string, i int) byte {
+	switch {
+	case i >= len(s):
+		return 0
+	case s[i] >= 0x80:
+		return 0x80
+	case 'A' <= s[i] && s[i] <= 'Z':
+		return s[i] + 'a' - 'A'
+	}
+	return s[i]
+}
+
+// regexpSpace is what \s matches in Go's regexp.
+const regexpSpace = "\t\n\f\r "
+
+// mayMatchStrongOOF: every strongOOF alternative starts, after the
+// leading \s*, with a, o, r, f, i, v or u, and the r ones with "ré",
+// "ri", "rep" or "res" (so "Re: " never).
+func mayMatchStrongOOF(subject string) bool {
+	s := strings.TrimLeft(subject, regexpSpace)
+	switch c := asciiLower(s, 0); c {
+	case 0x80, 'a', 'o', 'f', 'i', 'v', 'u':
+		return true
+	case 'r':
+		switch asciiLower(s, 1) {
+		case 0x80, 'i':
+			return true
+		case 'e':
+			c3 := asciiLower(s, 2)
+			return c3 == 0x80 || c3 == 'p' || c3 == 's'
+		}
+	}
+	return false
+}
+
+// mayMatchWeakOOF: every weakOOF alternative starts, after the leading
+// \s*, with a, v, c or u, and a colon follows.
+func mayMatchWeakOOF(subject string) bool {
+	s := strings.TrimLeft(subject, regexpSpace)
+	switch asciiLower(s, 0) {
+	case 0x80, 'a', 'v', 'c', 'u':
+		return strings.Contains(s, ":")
+	}
+	return false
+}
+
+// mayMatchBounceSender: every bounceSender alternative starts with m, p,
+// b, d or n, and an @ follows.
+func mayMatchBounceSender(addr string) bool {
+	switch asciiLower(addr, 0) {
+	case 0x80, 'm', 'p', 'b', 'd', 'n':
+		return strings.Contains(addr, "@")
+	}
+	return false
+}
+
+// mayMatchBounceName: every bounceName alternative contains "ma"
+// ("mail…", "postmaster", "systemadministrator").
+func mayMatchBounceName(name string) bool {
+	for i := 0; i+1 < len(name); i++ {
+		if asciiLower(name, i) == 'm' && asciiLower(name, i+1) == 'a' {
+			return true
+		}
+	}
+	return false
+}
+
 // looksLikeBounce recognises bounces that are not RFC 3464 reports.
 func looksLikeBounce(m *Message, h textproto.MIMEHeader) bool {
 	if h.Get("X-Failed-Recipients") != "" {
@@ -195,9 +271,11 @@ func looksLikeBounce(m *Message, h textproto.MIMEHeader) bool {
 	}
 	fromDaemon := false
 	if m.From != nil {
-		fromDaemon = bounceSender.MatchString(m.From.Address) || bounceName.MatchString(m.From.Name)
+		fromDaemon = mayMatchBounceSender(m.From.Address) && bounceSender.MatchString(m.From.Address) ||
+			mayMatchBounceName(m.From.Name) && bounceName.MatchString(m.From.Name)
 	} else if strings.TrimSpace(headerJoin(h, "From")) != "" {
-		fromDaemon = bounceName.MatchString(decodeHeader(headerJoin(h, "From"), ""))
+		from := decodeHeader(headerJoin(h, "From"), "")
+		fromDaemon = mayMatchBounceName(from) && bounceName.MatchString(from)
 	}
 	subj := m.Subject
 	if mayMatchStrongBounce(subj) && strongBounce.MatchString(subj) && (fromDaemon || !strings.HasPrefix(strings.ToLower(strings.TrimSpace(subj)), "re")) {

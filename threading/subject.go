@@ -100,8 +100,14 @@ var replyPrefixBracketed = lazyregexp.New(`^\s*\[(ext|external|extern|externe|sp
 func BaseSubject(subject string) string {
 	s := strings.TrimSpace(subject)
 	for range 20 {
-		loc := replyPrefix.FindStringIndex(s)
-		if loc == nil {
+		// Neither regexp can match without its colon or bracket: most
+		// subjects never compile them (each `deskmail ingest -`
+		// process compiles the ones it runs).
+		var loc []int
+		if strings.ContainsAny(s, ":：") {
+			loc = replyPrefix.FindStringIndex(s)
+		}
+		if loc == nil && strings.Contains(s, "[") {
 			loc = replyPrefixBracketed.FindStringIndex(strings.ToLower(s))
 		}
 		if loc == nil || loc[1] == 0 {

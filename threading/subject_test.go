@@ -1,6 +1,10 @@
 package threading
 
-import "testing"
+import (
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
 
 func TestSubjectTokenFind(t *testing.T) {
 	tok, err := NewSubjectToken("[#{id}]")
@@ -98,5 +102,33 @@ func TestIsForward(t *testing.T) {
 		if got := IsForward(s); got != want {
 			t.Errorf("IsForward(%q) = %v, want %v", s, got, want)
 		}
+	}
+}
+
+// TestBaseSubjectPrefilter checks BaseSubject's shortcut: the reply
+// prefix regexps never match a subject without a colon (or full-width
+// colon) or, for the bracketed tags, without a bracket.
+func TestBaseSubjectPrefilter(t *testing.T) {
+	words := []string{"Re", "RE", "re", "AW", "Fwd", "TR", "Réf", "回复", ":", "：", " ", "[", "]", "ext", "EXTERNAL", "spam", "x", "^2", "[3]", "(4)", "ſ", "K"}
+	rnd := rand.New(rand.NewPCG(5, 6))
+	matched := 0
+	for range 20000 {
+		var b strings.Builder
+		for n := rnd.IntN(7); n >= 0; n-- {
+			b.WriteString(words[rnd.IntN(len(words))])
+		}
+		s := b.String()
+		if replyPrefix.MatchString(s) {
+			matched++
+			if !strings.ContainsAny(s, ":：") {
+				t.Errorf("replyPrefix matches %q without a colon", s)
+			}
+		}
+		if replyPrefixBracketed.MatchString(strings.ToLower(s)) && !strings.Contains(s, "[") {
+			t.Errorf("replyPrefixBracketed matches %q without a bracket", s)
+		}
+	}
+	if matched < 100 {
+		t.Errorf("only %d inputs match replyPrefix", matched)
 	}
 }
