@@ -641,17 +641,33 @@ func (p *Pipeline) Prepare(raws []Raw) *Batch {
 
 // Commit stores a prepared batch in one transaction, each message
 // all-or-nothing inside it, with the same contract as Ingest.
+//
+// The batch's outbound mail is rendered at the end of the transaction,
+// on every core, while threading and storing stay serial
+// (store.Tx.RenderLater). Should a rendering fail, nothing is
+// committed and the batch is committed again rendering each mail in
+// its message's own savepoint, where a failure sets that message
+// aside alone, as Submit's group commits always do.
 func (p *Pipeline) Commit(ctx context.Context, b *Batch) ([]Result, error) {
-	return p.commit(ctx, b.preps)
+	// One message (an MTA's pipe) has nothing to render beside.
+	results, err := p.commit(ctx, b.preps, len(b.preps) > 1)
+	if errors.Is(err, store.ErrLater) && len(b.preps) > 1 {
+		p.log.Warn("batch commit failed rendering its mail; committing it again mail by mail", "messages", len(b.preps), "err", err)
+		return p.commit(ctx, b.preps, false)
+	}
+	return results, err
 }
 
-func (p *Pipeline) commit(ctx context.Context, preps []*prepared) ([]Result, error) {
+func (p *Pipeline) commit(ctx context.Context, preps []*prepared, renderLater bool) ([]Result, error) {
 	results := make([]Result, len(preps))
 	// WriteBatch may run the function twice (PostgreSQL): what it
 	// reports outside the transaction waits for the run that commits.
 	var report []func()
 	err := p.st.WriteBatch(ctx, func(tx *store.Tx) error {
 		report = report[:0]
+		if renderLater {
+			tx.RenderLater()
+		}
 		for i, pr := range preps {
 			res, err := p.one(tx, pr, &report)
 			if err != nil {
@@ -856,7 +872,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 		// Commit with a context that is not cancelled by shutdown: a
 		// batch that started is finished, so its senders get an answer.
-		results, err := p.commit(context.WithoutCancel(ctx), preps)
+		results, err := p.commit(context.WithoutCancel(ctx), preps, false)
 		if err != nil {
 			p.log.Error("group commit failed", "messages", len(batch), "err", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	htmltemplate "html/template"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -202,12 +203,13 @@ func (o *Outbox) write(tx *store.Tx, d *draft) error {
 	if err != nil {
 		return err
 	}
-	subj, text, html, err := o.tmpl.render(d.ch.name, d.lang, d.kind, data)
+	tmpl, err := o.tmpl.pair(d.ch.name, d.lang, d.kind)
 	if err != nil {
 		return err
 	}
-	if d.kind == KindAgentReply {
-		html = o.ownContentIDs(files, html)
+	subj, err := tmpl.subject(data)
+	if err != nil {
+		return err
 	}
 	subject := o.finalSubject(subj, data.ReplySubject, tk.ID)
 
@@ -234,29 +236,57 @@ func (o *Outbox) write(tx *store.Tx, d *draft) error {
 		h.Set("X-Auto-Response-Suppress", "All")
 	}
 	h.Set("Content-Language", d.lang)
-	raw, err := buildMIME(h, msgID, text, html, files)
-	if err != nil {
-		return fmt.Errorf("build %s mail: %w", d.kind, err)
-	}
+	var from string
 	if d.state != store.OutboxSuppressed {
-		var from string
 		if l, err := h.AddressList("From"); err == nil && len(l) > 0 {
 			from = l[0].Address
 		}
-		if raw, err = o.dkimSign(raw, from, d.ch.address); err != nil {
-			return fmt.Errorf("sign %s mail: %w", d.kind, err)
+	}
+	// The body is rendered from data alone, now or at the end of the
+	// transaction beside other mails' (store.Tx.RenderLater): data gets
+	// a copy of the ticket as it is now, which later changes in the
+	// transaction do not touch.
+	data.Ticket = snapshotTicket(tk)
+	kind, state, chAddr := d.kind, d.state, d.ch.address
+	render := func() ([]byte, error) {
+		text, html, err := tmpl.body(data)
+		if err != nil {
+			return nil, err
 		}
+		if kind == KindAgentReply {
+			html = o.ownContentIDs(files, html)
+		}
+		raw, err := buildMIME(h, msgID, text, html, files)
+		if err != nil {
+			return nil, fmt.Errorf("build %s mail: %w", kind, err)
+		}
+		if state != store.OutboxSuppressed {
+			if raw, err = o.dkimSign(raw, from, chAddr); err != nil {
+				return nil, fmt.Errorf("sign %s mail: %w", kind, err)
+			}
+		}
+		return raw, nil
 	}
 	m := &store.OutboxMail{
 		TicketID: &tk.ID, ChannelID: tk.ChannelID, Kind: d.kind, MailFrom: d.ch.address, RcptTo: d.rcpt,
-		Subject: subject, MessageID: msgID, Raw: raw, State: d.state, LastError: d.reason,
+		Subject: subject, MessageID: msgID, State: d.state, LastError: d.reason,
 		CreatedAt: now, NextAttemptAt: now,
 	}
 	if d.ev.Conversation != nil && d.ev.Conversation.ID != 0 {
 		id := d.ev.Conversation.ID
 		m.ConversationID = &id
 	}
-	return tx.EnqueueOutbox(m)
+	return tx.EnqueueOutboxLater(m, render)
+}
+
+// snapshotTicket copies a ticket with its lists, for a mail rendered
+// later.
+func snapshotTicket(tk *store.Ticket) *store.Ticket {
+	c := *tk
+	c.Tags = slices.Clone(tk.Tags)
+	c.CcEmails = slices.Clone(tk.CcEmails)
+	c.CustomFields = maps.Clone(tk.CustomFields)
+	return &c
 }
 
 // addressHeaders sets From, Sender, To, Cc and Reply-To.

@@ -229,6 +229,20 @@ var blankLines = lazyregexp.New(`\n{3,}`)
 // render executes a mail's templates: the subject (the text template's
 // "subject" block, "" when it has none), the plain text and the HTML.
 func (t *templates) render(channel, lang, name string, data *TemplateData) (subject, text, html string, err error) {
+	p, err := t.pair(channel, lang, name)
+	if err != nil {
+		return "", "", "", err
+	}
+	if subject, err = p.subject(data); err != nil {
+		return "", "", "", err
+	}
+	text, html, err = p.body(data)
+	return subject, text, html, err
+}
+
+// pair returns the compiled templates of one mail: the channel's own,
+// else the language's, else the English ones.
+func (t *templates) pair(channel, lang, name string) (*pair, error) {
 	p := t.m[channel+"/"+lang+"/"+name]
 	if p == nil {
 		p = t.m["/"+lang+"/"+name]
@@ -237,29 +251,42 @@ func (t *templates) render(channel, lang, name string, data *TemplateData) (subj
 		p = t.m["/en/"+name]
 	}
 	if p == nil {
-		return "", "", "", fmt.Errorf("%w for %s", errNoTemplate, name)
+		return nil, fmt.Errorf("%w for %s", errNoTemplate, name)
 	}
 	if err := p.compiled(); err != nil {
-		return "", "", "", err
+		return nil, err
+	}
+	return p, nil
+}
+
+// subject executes the text template's "subject" block ("" when it
+// has none). p must be compiled.
+func (p *pair) subject(data *TemplateData) (string, error) {
+	st := p.text.Lookup("subject")
+	if st == nil {
+		return "", nil
 	}
 	var b bytes.Buffer
-	if st := p.text.Lookup("subject"); st != nil {
-		if err := st.Execute(&b, data); err != nil {
-			return "", "", "", fmt.Errorf("template %s subject: %w", p.text.Name(), err)
-		}
-		subject = b.String()
-		b.Reset()
+	if err := st.Execute(&b, data); err != nil {
+		return "", fmt.Errorf("template %s subject: %w", p.text.Name(), err)
 	}
+	return b.String(), nil
+}
+
+// body executes the plain text and HTML templates. p must be
+// compiled. Safe for concurrent use.
+func (p *pair) body(data *TemplateData) (text, html string, err error) {
+	var b bytes.Buffer
 	if err := p.text.Execute(&b, data); err != nil {
-		return "", "", "", fmt.Errorf("template %s: %w", p.text.Name(), err)
+		return "", "", fmt.Errorf("template %s: %w", p.text.Name(), err)
 	}
 	text = cleanText(b.String())
 	b.Reset()
 	if err := p.html.Execute(&b, data); err != nil {
-		return "", "", "", fmt.Errorf("template %s: %w", p.html.Name(), err)
+		return "", "", fmt.Errorf("template %s: %w", p.html.Name(), err)
 	}
 	html = strings.TrimSpace(b.String()) + "\n"
-	return subject, text, html, nil
+	return text, html, nil
 }
 
 // cleanText trims trailing spaces (except the "-- " signature

@@ -585,6 +585,7 @@ func (s *Store) attemptPG(ctx context.Context, c *pgx.Conn, fast bool, fn func(*
 	p := &pgTx{c: c, deps: s.pgDeps, fast: fast, cancel: cancel}
 	p.queue(quiet, "BEGIN", nil)
 	t := &Tx{ctx: actx, quiet: quiet, d: s.d, now: time.Now, pg: p}
+	defer t.stopLater()
 	if h := s.hook.Load(); h != nil {
 		t.hook = *h
 	}
@@ -604,6 +605,9 @@ func (s *Store) attemptPG(ctx context.Context, c *pgx.Conn, fast bool, fn func(*
 		}
 	}()
 	ferr := fn(t)
+	if ferr == nil && p.failed == nil {
+		ferr = t.runLater()
+	}
 	if ferr == nil && p.failed == nil {
 		// The queue and COMMIT in one round trip.
 		p.queue(quiet, "COMMIT", nil)

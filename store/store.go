@@ -273,6 +273,9 @@ type Tx struct {
 	// fast is the first attempt of a WriteBatch on SQLite (see
 	// batch.go); nil otherwise.
 	fast *fastAttempt
+	// later is what the transaction puts off until its function
+	// returns (see RenderLater); nil when nothing may be.
+	later *later
 }
 
 // rows are the rows of a query: *sql.Rows, or *pgRows in a PostgreSQL
@@ -347,6 +350,7 @@ func (s *Store) writeSQLite(ctx context.Context, fast *fastAttempt, fn func(*Tx)
 // errAbandoned.
 func (s *Store) runWrite(ctx context.Context, q querier, fast *fastAttempt, fn func(*Tx) error, commit, rollback func() error) (err error) {
 	t := &Tx{ctx: ctx, quiet: context.WithoutCancel(ctx), tx: q, d: s.d, now: time.Now}
+	defer t.stopLater()
 	if fast != nil {
 		var cancel context.CancelFunc
 		t.ctx, cancel = context.WithCancel(ctx)
@@ -377,6 +381,10 @@ func (s *Store) runWrite(ctx context.Context, q querier, fast *fastAttempt, fn f
 	if ferr != nil {
 		rollback()
 		return ferr
+	}
+	if err := t.runLater(); err != nil {
+		rollback()
+		return err
 	}
 	if err := commit(); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
@@ -491,8 +499,10 @@ func (t *Tx) Savepoint(fn func() error) (err error) {
 	if _, err := t.plainExec(ctx, "SAVEPOINT "+name); err != nil {
 		return fmt.Errorf("store: savepoint: %w", err)
 	}
+	mark := t.laterMark()
 	rollback := func() error {
 		t.people = nil
+		t.laterRollback(mark)
 		// Even when ctx is done: the outer transaction goes on.
 		if _, err := t.plainExec(t.quiet, "ROLLBACK TO "+name); err != nil {
 			return err

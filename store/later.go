@@ -1,0 +1,142 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrLater marks the failure of work a transaction put off (see
+// Tx.RenderLater): the whole transaction is rolled back, and a caller
+// that batched many messages may commit them again without putting
+// anything off, so that the one that fails is set aside alone.
+var ErrLater = errors.New("deferred outbox rendering failed")
+
+// later is what a transaction puts off: outbox mails whose bytes a
+// goroutine of the transaction renders while its function goes on
+// (see EnqueueOutboxLater), written into their rows before COMMIT.
+type later struct {
+	mails []*laterMail
+	// queue feeds the render goroutine, started with the first mail;
+	// closed by stop.
+	queue chan *laterMail
+}
+
+type laterMail struct {
+	id     int64
+	render func() ([]byte, error)
+	raw    []byte
+	err    error
+	done   chan struct{} // closed once raw and err are set
+}
+
+// RenderLater makes EnqueueOutboxLater hand rendering to a goroutine of
+// the transaction: the row is inserted at once, with its recipients,
+// kind, subject and Message-ID (every read of the outbox inside the
+// transaction sees it as before), its bytes are rendered beside the
+// transaction's function on another core and written into the row
+// before COMMIT. A batch of many messages (deskmail ingest, an IMAP
+// drain) so renders its outbound mail beside the serial work of
+// threading and storing instead of inside it. A rendering that fails
+// fails the whole Write with ErrLater.
+func (t *Tx) RenderLater() {
+	if t.later == nil {
+		t.later = &later{}
+	}
+}
+
+// EnqueueOutboxLater is EnqueueOutbox for a mail whose bytes render
+// computes. render must use nothing of the transaction (it runs on
+// another goroutine, beside the function that enqueued it), and must
+// be safe to run beside other code that reads what it reads. Without
+// RenderLater it runs at once.
+func (t *Tx) EnqueueOutboxLater(m *OutboxMail, render func() ([]byte, error)) error {
+	if t.later == nil {
+		raw, err := render()
+		if err != nil {
+			return err
+		}
+		m.Raw = raw
+		return t.EnqueueOutbox(m)
+	}
+	m.Raw = []byte{}
+	if err := t.EnqueueOutbox(m); err != nil {
+		return err
+	}
+	l := t.later
+	if l.queue == nil {
+		// One goroutine: the mails of a batch render in the time the
+		// serial commit spends on the next messages, on the core that
+		// is otherwise parsing the next batch.
+		l.queue = make(chan *laterMail, 64)
+		go renderLoop(l.queue)
+	}
+	lm := &laterMail{id: m.ID, render: render, done: make(chan struct{})}
+	l.mails = append(l.mails, lm)
+	l.queue <- lm
+	return nil
+}
+
+// renderLoop renders the mails of queue until it is closed.
+func renderLoop(queue <-chan *laterMail) {
+	for lm := range queue {
+		lm.raw, lm.err = renderSafely(lm.render)
+		close(lm.done)
+	}
+}
+
+// laterMark is how much was put off when a savepoint began: rolling
+// back to it forgets what came after (their renderings finish unread).
+func (t *Tx) laterMark() int {
+	if t.later == nil {
+		return 0
+	}
+	return len(t.later.mails)
+}
+
+func (t *Tx) laterRollback(mark int) {
+	if t.later != nil && mark < len(t.later.mails) {
+		t.later.mails = t.later.mails[:mark]
+	}
+}
+
+// stopLater ends the render goroutine once it has rendered what it was
+// given; every Write calls it, whatever its outcome.
+func (t *Tx) stopLater() {
+	if t.later != nil && t.later.queue != nil {
+		close(t.later.queue)
+		t.later.queue = nil
+	}
+}
+
+// runLater waits for the mails the transaction put off and writes each
+// one's bytes into its row, in the order enqueued.
+func (t *Tx) runLater() error {
+	if t.later == nil || len(t.later.mails) == 0 {
+		return nil
+	}
+	mails := t.later.mails
+	t.later.mails = nil
+	t.stopLater()
+	for _, m := range mails {
+		<-m.done
+		if m.err != nil {
+			return fmt.Errorf("%w: outbox mail %d: %w", ErrLater, m.id, m.err)
+		}
+	}
+	for _, m := range mails {
+		if _, err := t.exec(`UPDATE outbox SET raw=? WHERE id=?`, m.raw, m.id); err != nil {
+			return fmt.Errorf("store: outbox mail %d: %w", m.id, err)
+		}
+	}
+	return nil
+}
+
+// renderSafely runs render, turning a panic into an error.
+func renderSafely(render func() ([]byte, error)) (raw []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return render()
+}
