@@ -642,9 +642,9 @@ func (p *Pipeline) Prepare(raws []Raw) *Batch {
 // Commit stores a prepared batch in one transaction, each message
 // all-or-nothing inside it, with the same contract as Ingest.
 //
-// The batch's outbound mail is rendered at the end of the transaction,
-// on every core, while threading and storing stay serial
-// (store.Tx.RenderLater). Should a rendering fail, nothing is
+// The outbound mail of a batch of several messages is rendered on a
+// goroutine of the transaction while threading and storing, serial,
+// go on (store.Tx.RenderLater). Should a rendering fail, nothing is
 // committed and the batch is committed again rendering each mail in
 // its message's own savepoint, where a failure sets that message
 // aside alone, as Submit's group commits always do.

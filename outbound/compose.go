@@ -242,10 +242,11 @@ func (o *Outbox) write(tx *store.Tx, d *draft) error {
 			from = l[0].Address
 		}
 	}
-	// The body is rendered from data alone, now or at the end of the
-	// transaction beside other mails' (store.Tx.RenderLater): data gets
-	// a copy of the ticket as it is now, which later changes in the
-	// transaction do not touch.
+	// The body is rendered from data alone, now or on another
+	// goroutine while the transaction goes on (store.Tx.RenderLater):
+	// data gets a copy of the ticket as it is now, which later changes
+	// in the transaction do not touch; everything else render reads is
+	// built for this mail alone.
 	data.Ticket = snapshotTicket(tk)
 	kind, state, chAddr := d.kind, d.state, d.ch.address
 	render := func() ([]byte, error) {

@@ -27,8 +27,8 @@ channels:
 `
 
 // TestIngestBatchRendersMailAtCommit: `deskmail ingest FILE…` renders
-// the outbound mail of a batch at the end of its transaction, on every
-// core (store.Tx.RenderLater). Every mail in the outbox is then whole
+// the outbound mail of a batch on a goroutine of its transaction, the
+// bytes written into the rows before COMMIT (store.Tx.RenderLater). Every mail in the outbox is then whole
 // and is the row's: its Subject and Message-ID are the row's, its text
 // the ticket's. A confirmation template that fails for one sender makes
 // the batch commit again mail by mail: that message alone is kept raw

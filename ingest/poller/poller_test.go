@@ -25,12 +25,12 @@ func testNewMailIdle(t *testing.T, b *backend) {
 	eventually(t, 10*time.Second, "first poll", func() bool { hl := h.health(); return hl != nil && hl.LastOKAt != nil })
 	sent := time.Now()
 	b.appendMsg(t, "INBOX", message("new-1@example.net", "alice@example.net", "Parcel missing"), time.Now())
-	eventually(t, 5*time.Second, "a ticket from the new mail", func() bool { return len(h.tickets()) == 1 })
+	eventually(t, 20*time.Second, "a ticket from the new mail", func() bool { return len(h.tickets()) == 1 })
 	t.Logf("IDLE: ticket %v after append", time.Since(sent).Round(time.Millisecond))
 	if got := h.tickets()[0].Subject; got != "Parcel missing" {
 		t.Errorf("subject = %q", got)
 	}
-	eventually(t, 5*time.Second, `\Seen on the server`, func() bool {
+	eventually(t, 20*time.Second, `\Seen on the server`, func() bool {
 		fs := b.flags(t, "INBOX")
 		return len(fs) == 1 && hasFlag(firstFlags(fs), imap.FlagSeen)
 	})
@@ -58,7 +58,7 @@ func TestPollingWithoutIdle(t *testing.T) {
 	h.start()
 	eventually(t, 10*time.Second, "first poll", func() bool { return h.checkpoint("INBOX") != nil })
 	b.appendMsg(t, "INBOX", message("poll-1@example.net", "bob@example.net", "Refund"), time.Now())
-	eventually(t, 5*time.Second, "a ticket by polling", func() bool { return len(h.tickets()) == 1 })
+	eventually(t, 20*time.Second, "a ticket by polling", func() bool { return len(h.tickets()) == 1 })
 }
 
 // testPostActions runs each post-action; withFallbacks adds the cases of

@@ -24,13 +24,13 @@ func TestSentFolder(t *testing.T) {
 	h.start()
 	eventually(t, 10*time.Second, "first poll", func() bool { hl := h.health(); return hl != nil && hl.LastOKAt != nil })
 	b.appendMsg(t, "INBOX", message("q1@example.net", "alice@example.net", "Parcel missing"), time.Now())
-	eventually(t, 5*time.Second, "a ticket", func() bool { return len(h.tickets()) == 1 })
+	eventually(t, 20*time.Second, "a ticket", func() bool { return len(h.tickets()) == 1 })
 
 	reply := []byte("From: Support <support@example.com>\r\nTo: alice@example.net\r\nSubject: RE: Parcel missing\r\n" +
 		"Message-ID: <r1@example.com>\r\nIn-Reply-To: <q1@example.net>\r\n\r\nIt left our warehouse today.\r\n\r\n> Hello, my order did not arrive.\r\n")
 	b.appendMsg(t, "Sent", reply, time.Now())
 	var convs []store.Conversation
-	eventually(t, 5*time.Second, "the sent reply on the ticket", func() bool {
+	eventually(t, 20*time.Second, "the sent reply on the ticket", func() bool {
 		h.st.Read(context.Background(), func(tx *store.Tx) error {
 			var err error
 			convs, err = tx.Conversations(h.tickets()[0].ID)
@@ -105,7 +105,7 @@ func TestSentMailStartsConversation(t *testing.T) {
 	first := []byte("From: Support <support@example.com>\r\nTo: Bob Stone <bob@example.org>\r\nCc: carol@example.org\r\nSubject: Your renewal\r\n" +
 		"Message-ID: <s1@example.com>\r\n\r\nYour licence expires on 31 March; shall we renew it?\r\n")
 	b.appendMsg(t, "Sent", first, time.Now())
-	eventually(t, 5*time.Second, "a ticket for bob", func() bool { return len(h.tickets()) == 1 })
+	eventually(t, 20*time.Second, "a ticket for bob", func() bool { return len(h.tickets()) == 1 })
 	tk := h.tickets()[0]
 	var convs []store.Conversation
 	var cc []string
@@ -143,7 +143,7 @@ func TestSentMailStartsConversation(t *testing.T) {
 	answer := []byte("From: Bob Stone <bob@example.org>\r\nTo: support@example.com\r\nSubject: Re: Your renewal\r\n" +
 		"Message-ID: <b1@example.org>\r\nIn-Reply-To: <s1@example.com>\r\n\r\nYes please, renew it.\r\n")
 	b.appendMsg(t, "INBOX", answer, time.Now())
-	eventually(t, 5*time.Second, "bob's answer on the ticket", func() bool {
+	eventually(t, 20*time.Second, "bob's answer on the ticket", func() bool {
 		h.st.Read(context.Background(), func(tx *store.Tx) error {
 			convs, _ = tx.Conversations(tk.ID)
 			return nil
