@@ -39,20 +39,14 @@ func TestBatchSetsAsideFailingMessage(t *testing.T) {
 
 func batchSetsAsideFailingMessageOn(t *testing.T, db string) {
 	dir := t.TempDir()
-	tmpl := filepath.Join(dir, "templates", "en")
-	if err := os.MkdirAll(tmpl, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	// {{index .Title 99}} fails at execution on a short title.
-	confirmation := `{{define "subject"}}{{.ReplySubject}}{{end}}{{if eq .Title "poison"}}{{index .Title 99}}{{end}}We opened {{.Token}}: {{.Title}}
-`
-	for name, text := range map[string]string{"confirmation.txt.tmpl": confirmation, "confirmation.html.tmpl": `<p>We opened {{.Token}}.</p>`} {
-		if err := os.WriteFile(filepath.Join(tmpl, name), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	templates := writeTemplates(t, dir, "en", map[string]string{
+		"confirmation.txt.tmpl": `{{define "subject"}}{{.ReplySubject}}{{end}}{{if eq .Title "poison"}}{{index .Title 99}}{{end}}We opened {{.Token}}: {{.Title}}
+`,
+		"confirmation.html.tmpl": `<p>We opened {{.Token}}.</p>`,
+	})
 	sink := newRelaySink(t)
-	cfg := writeConfigOn(t, dir, db, fmt.Sprintf(batchFailConfig, sink.addr, filepath.Dir(tmpl)))
+	cfg := writeConfigOn(t, dir, db, fmt.Sprintf(batchFailConfig, sink.addr, templates))
 	bin := buildBinary(t)
 
 	mails := []struct{ file, text string }{
@@ -136,4 +130,20 @@ func batchSetsAsideFailingMessageOn(t *testing.T, db string) {
 			t.Errorf("%d mails reached %s, want %d", got, rcpt, want)
 		}
 	}
+}
+
+// writeTemplates writes files (name → text) into dir/templates/lang,
+// a templates_dir for the configuration, and returns dir/templates.
+func writeTemplates(t *testing.T, dir, lang string, files map[string]string) string {
+	t.Helper()
+	root := filepath.Join(dir, "templates")
+	if err := os.MkdirAll(filepath.Join(root, lang), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(root, lang, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
 }

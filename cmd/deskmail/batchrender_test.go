@@ -40,23 +40,16 @@ func TestIngestBatchRendersMailAtCommit(t *testing.T) {
 
 func ingestBatchRendersMailAtCommitOn(t *testing.T, db string) {
 	dir := t.TempDir()
-	tmpl := filepath.Join(dir, "templates", "en")
-	if err := os.MkdirAll(tmpl, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	// Fails (index out of range) only for broken@example.test, and only
 	// in the body: the subject renders for everyone.
-	txt := `{{define "subject"}}Received: {{.Title}}{{end}}{{if eq .Requester.Email "broken@example.test"}}{{index .Ticket.Tags 3}}{{end}}Hello {{.Requester.Name}},
+	templates := writeTemplates(t, dir, "en", map[string]string{
+		"confirmation.txt.tmpl": `{{define "subject"}}Received: {{.Title}}{{end}}{{if eq .Requester.Email "broken@example.test"}}{{index .Ticket.Tags 3}}{{end}}Hello {{.Requester.Name}},
 
 your request is {{.Token}}: {{.Title}}.
-`
-	if err := os.WriteFile(filepath.Join(tmpl, "confirmation.txt.tmpl"), []byte(txt), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(tmpl, "confirmation.html.tmpl"), []byte(`<p>Request {{.Token}}</p>`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg := writeConfigOn(t, dir, db, fmt.Sprintf(batchRenderConfig, filepath.Join(dir, "templates")))
+`,
+		"confirmation.html.tmpl": `<p>Request {{.Token}}</p>`,
+	})
+	cfg := writeConfigOn(t, dir, db, fmt.Sprintf(batchRenderConfig, templates))
 	bin := buildBinary(t)
 
 	type mailSpec struct{ from, name, subject, id, extra string }

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -42,23 +40,16 @@ func TestConfirmationLanguage(t *testing.T) {
 
 func confirmationLanguageOn(t *testing.T, db string) {
 	dir := t.TempDir()
-	tmpl := filepath.Join(dir, "templates")
-	if err := os.MkdirAll(filepath.Join(tmpl, "it"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	it := `{{define "subject"}}{{.ReplySubject}}{{end}}Buongiorno{{with .Requester.Name}} {{.}}{{end}},
+	tmpl := writeTemplates(t, dir, "it", map[string]string{
+		"confirmation.txt.tmpl": `{{define "subject"}}{{.ReplySubject}}{{end}}Buongiorno{{with .Requester.Name}} {{.}}{{end}},
 
 grazie per averci scritto: la sua richiesta è registrata come {{.Token}}.
 
 Cordiali saluti,
 {{.Channel.DisplayName}}
-`
-	if err := os.WriteFile(filepath.Join(tmpl, "it", "confirmation.txt.tmpl"), []byte(it), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(tmpl, "it", "confirmation.html.tmpl"), []byte(`<p>Grazie per averci scritto ({{.Token}}).</p>`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+`,
+		"confirmation.html.tmpl": `<p>Grazie per averci scritto ({{.Token}}).</p>`,
+	})
 	sink := newRelaySink(t)
 	cfg := writeConfigOn(t, dir, db, fmt.Sprintf(languageConfig, sink.addr, tmpl))
 	bin := buildBinary(t)
