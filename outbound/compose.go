@@ -17,7 +17,6 @@ import (
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
-	"github.com/emersion/go-message/textproto"
 
 	"github.com/deskmail/deskmail/internal/lazyregexp"
 	"github.com/deskmail/deskmail/locale"
@@ -409,6 +408,9 @@ func buildMIME(h mail.Header, msgID, text, html string, files []file) ([]byte, e
 	sum := sha256.Sum256([]byte(msgID))
 	bnd := "=_dm" + hex.EncodeToString(sum[:10])
 	var buf bytes.Buffer
+	var alt *message.Writer
+	var mixed *message.Writer
+	var err error
 	// go-message writes header fields last-added first; build the top
 	// header so that fields come out in the order they were set, with
 	// MIME-Version and Content-Type at the end.
@@ -422,79 +424,67 @@ func buildMIME(h mail.Header, msgID, text, html string, files []file) ([]byte, e
 	for f := h.Fields(); f.Next(); { // Fields runs in written order
 		top.Add(f.Key(), f.Value())
 	}
-	if len(files) == 0 {
-		// What message.CreateWriter writes for a multipart header.
-		top.Del("Content-Transfer-Encoding")
-		// Room for the header and the encoded text (quoted-printable
-		// adds a little to mostly-ASCII text), so that the appends
-		// below rarely copy.
-		buf.Grow(2048 + (len(text)+len(html))*9/8)
-		if err := textproto.WriteHeader(&buf, top.Header); err != nil {
+	if len(files) > 0 {
+		if mixed, err = message.CreateWriter(&buf, top); err != nil {
 			return nil, err
 		}
-		return appendAlternative(buf.Bytes(), bnd+"_a", text, html), nil
-	}
-	mixed, err := message.CreateWriter(&buf, top)
-	if err != nil {
-		return nil, err
-	}
-	var ah message.Header
-	ah.SetContentType("multipart/alternative", map[string]string{"boundary": bnd + "_a"})
-	// A multipart part written to as a whole: the alternative's own
-	// boundaries come from appendAlternative.
-	alt, err := mixed.CreatePart(ah)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := alt.Write(appendAlternative(nil, bnd+"_a", text, html)); err != nil {
-		return nil, err
-	}
-	for _, f := range files {
-		var ah mail.AttachmentHeader
-		ct := f.contentType
-		if ct == "" || !strings.Contains(ct, "/") {
-			ct = "application/octet-stream"
+		var ah message.Header
+		ah.SetContentType("multipart/alternative", map[string]string{"boundary": bnd + "_a"})
+		if alt, err = mixed.CreatePart(ah); err != nil {
+			return nil, err
 		}
-		ah.SetContentType(ct, map[string]string{"name": f.name})
-		disp := "attachment"
-		if f.inline && f.contentID != "" {
-			disp = "inline"
-			ah.Set("Content-Id", "<"+strings.Trim(f.contentID, "<>")+">")
-		}
-		ah.SetContentDisposition(disp, map[string]string{"filename": f.name})
-		ah.Set("Content-Transfer-Encoding", "base64")
-		w, err := mixed.CreatePart(ah.Header)
+	} else if alt, err = message.CreateWriter(&buf, top); err != nil {
+		return nil, err
+	}
+	for _, p := range []struct{ ct, body string }{{"text/plain", text}, {"text/html", html}} {
+		var ph message.Header
+		ph.SetContentType(p.ct, map[string]string{"charset": "utf-8"})
+		ph.Set("Content-Transfer-Encoding", "quoted-printable")
+		w, err := alt.CreatePart(ph)
 		if err != nil {
 			return nil, err
 		}
-		if _, err := w.Write(f.data); err != nil {
+		if _, err := io.WriteString(w, p.body); err != nil {
 			return nil, err
 		}
 		if err := w.Close(); err != nil {
 			return nil, err
 		}
 	}
-	if err := mixed.Close(); err != nil {
+	if err := alt.Close(); err != nil {
 		return nil, err
 	}
+	if mixed != nil {
+		for _, f := range files {
+			var ah mail.AttachmentHeader
+			ct := f.contentType
+			if ct == "" || !strings.Contains(ct, "/") {
+				ct = "application/octet-stream"
+			}
+			ah.SetContentType(ct, map[string]string{"name": f.name})
+			disp := "attachment"
+			if f.inline && f.contentID != "" {
+				disp = "inline"
+				ah.Set("Content-Id", "<"+strings.Trim(f.contentID, "<>")+">")
+			}
+			ah.SetContentDisposition(disp, map[string]string{"filename": f.name})
+			ah.Set("Content-Transfer-Encoding", "base64")
+			w, err := mixed.CreatePart(ah.Header)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := w.Write(f.data); err != nil {
+				return nil, err
+			}
+			if err := w.Close(); err != nil {
+				return nil, err
+			}
+		}
+		if err := mixed.Close(); err != nil {
+			return nil, err
+		}
+	}
 	return buf.Bytes(), nil
-}
-
-// appendAlternative appends the body of the multipart/alternative of
-// boundary bnd: the text and the HTML, UTF-8 quoted-printable, exactly
-// as go-message's multipart writer lays them out.
-func appendAlternative(dst []byte, bnd, text, html string) []byte {
-	dst = append(dst, "--"...)
-	dst = append(dst, bnd...)
-	dst = append(dst, "\r\nContent-Transfer-Encoding: quoted-printable\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"...)
-	dst = appendQP(dst, text)
-	dst = append(dst, "\r\n--"...)
-	dst = append(dst, bnd...)
-	dst = append(dst, "\r\nContent-Transfer-Encoding: quoted-printable\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"...)
-	dst = appendQP(dst, html)
-	dst = append(dst, "\r\n--"...)
-	dst = append(dst, bnd...)
-	return append(dst, "--\r\n"...)
 }
 
 // TemplateData is what templates see. Text is plain; in HTML
