@@ -19,34 +19,21 @@ import (
 // so that the failing message is set aside while its neighbours are
 // stored.
 
-// fastAttempt is the state of a fast attempt on SQLite: the first
-// failure of a Savepoint function, and how to stop the statements
+// fastAttempt is the state of a fast attempt (on PostgreSQL shared
+// with its pgTx): the first failure, and how to stop the statements
 // after it.
 type fastAttempt struct {
 	failed error
 	cancel context.CancelFunc
 }
 
-// failFast records err as the reason the fast attempt is abandoned (the
-// first one wins) and returns err.
-func (t *Tx) failFast(err error) error {
-	if t.pg != nil {
-		return t.pg.fail(err)
+// fail records err as the reason the attempt is abandoned (the first
+// one wins).
+func (f *fastAttempt) fail(err error) {
+	if f.failed == nil {
+		f.failed = err
+		f.cancel()
 	}
-	if t.fast.failed == nil {
-		t.fast.failed = err
-		t.fast.cancel()
-	}
-	return err
-}
-
-// fastFailure is why the fast attempt was abandoned; nil while it goes
-// on.
-func (t *Tx) fastFailure() error {
-	if t.pg != nil {
-		return t.pg.failed
-	}
-	return t.fast.failed
 }
 
 // fastSavepoint is Savepoint in a fast attempt: fn runs without a
@@ -58,14 +45,15 @@ func (t *Tx) fastSavepoint(fn func() error) (err error) {
 	defer func() { t.sp-- }()
 	defer func() {
 		if v := recover(); v != nil {
-			err = t.failFast(fmt.Errorf("panic: %v", v))
+			err = fmt.Errorf("panic: %v", v)
+			t.fast.fail(err)
 		}
 	}()
 	if err := fn(); err != nil {
-		t.failFast(fmt.Errorf("savepoint: %w", err))
+		t.fast.fail(fmt.Errorf("savepoint: %w", err))
 		return err
 	}
-	if f := t.fastFailure(); f != nil {
+	if f := t.fast.failed; f != nil {
 		return fmt.Errorf("%w: %w", errAbandoned, f)
 	}
 	return nil

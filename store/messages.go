@@ -143,7 +143,7 @@ type MessageRef struct {
 // AddMessageID records a Message-ID. It returns ErrDuplicate when the
 // id is already known: that is how ingestion stays idempotent.
 func (t *Tx) AddMessageID(m MessageRef) error {
-	if t.pg != nil && t.pg.fast {
+	if t.pg != nil && t.fast != nil {
 		// A fast attempt on PostgreSQL (see pgwrite.go) queues a plain
 		// INSERT instead of waiting for the row count: ingestion looks
 		// the Message-ID up first, so only a race with another instance
@@ -174,7 +174,7 @@ func (t *Tx) AddMessageID(m MessageRef) error {
 // SetMessageIDTarget points a Message-ID at its ticket and
 // conversation once they exist.
 func (t *Tx) SetMessageIDTarget(messageID string, ticketID, conversationID *int64) error {
-	if t.pg != nil && t.pg.fast && storedAsIs(messageID) && t.pg.patchClaim(messageID, int64OrNil(ticketID), int64OrNil(conversationID)) {
+	if t.pg != nil && t.fast != nil && storedAsIs(messageID) && t.pg.patchClaim(messageID, int64OrNil(ticketID), int64OrNil(conversationID)) {
 		return nil // the claim, still queued, is inserted with them
 	}
 	_, err := t.exec(`UPDATE message_ids SET ticket_id=?, conversation_id=? WHERE message_id=?`, int64OrNil(ticketID), int64OrNil(conversationID), messageID)

@@ -47,14 +47,13 @@ import (
 type pgTx struct {
 	c    *pgx.Conn
 	deps *pgDeps // nil: every statement waits for the whole queue
-	fast bool
+	// fast is the state of a fast attempt (batch.go); nil in the safe
+	// mode.
+	fast *fastAttempt
 	// pending are the statements queued, not yet sent (BEGIN first
 	// until it has been sent).
 	pending []pgStmt
 	begun   bool
-	// failed is the first error of a fast attempt: it is abandoned.
-	failed error
-	cancel context.CancelFunc
 	// ids are the ids taken ahead by table (see queueInsert), took
 	// how many were taken last.
 	ids  map[string][]int64
@@ -100,18 +99,26 @@ func (r *pgResult) RowsAffected() (int64, error) {
 // fail records err as the reason a fast attempt is abandoned (the
 // first one wins) and returns err.
 func (p *pgTx) fail(err error) error {
-	if p.fast && p.failed == nil {
-		p.failed = err
-		p.cancel()
+	if p.fast != nil {
+		p.fast.fail(err)
 	}
 	return err
+}
+
+// failed is the first error of a fast attempt, which is then
+// abandoned; nil while it goes on, and in the safe mode.
+func (p *pgTx) failed() error {
+	if p.fast == nil {
+		return nil
+	}
+	return p.fast.failed
 }
 
 // usable reports why no statement may run now: the attempt was
 // abandoned, or ctx is done.
 func (p *pgTx) usable(ctx context.Context) error {
-	if p.failed != nil {
-		return fmt.Errorf("%w: %w", errAbandoned, p.failed)
+	if p.failed() != nil {
+		return fmt.Errorf("%w: %w", errAbandoned, p.failed())
 	}
 	return ctx.Err()
 }
@@ -228,7 +235,7 @@ func (p *pgTx) exec(ctx, quiet context.Context, query string, args []any) (sql.R
 	if err := p.usable(ctx); err != nil {
 		return nil, err
 	}
-	if p.fast {
+	if p.fast != nil {
 		return p.queue(quiet, query, args), nil
 	}
 	br, err := p.send(quiet, query, args)
@@ -252,7 +259,7 @@ func (p *pgTx) query(ctx, quiet context.Context, query string, args []any) (*pgR
 	var rows pgx.Rows
 	var br pgx.BatchResults
 	n := len(p.pending)
-	if p.fast {
+	if p.fast != nil {
 		n = p.before(query)
 	}
 	if n == 0 && p.begun {
@@ -582,9 +589,12 @@ func (s *Store) attemptPG(ctx context.Context, c *pgx.Conn, fast bool, fn func(*
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	quiet := context.WithoutCancel(ctx)
-	p := &pgTx{c: c, deps: s.pgDeps, fast: fast, cancel: cancel}
+	p := &pgTx{c: c, deps: s.pgDeps}
+	if fast {
+		p.fast = &fastAttempt{cancel: cancel}
+	}
 	p.queue(quiet, "BEGIN", nil)
-	t := &Tx{ctx: actx, quiet: quiet, d: s.d, now: time.Now, pg: p}
+	t := &Tx{ctx: actx, quiet: quiet, d: s.d, now: time.Now, pg: p, fast: p.fast}
 	defer t.stopLater()
 	if h := s.hook.Load(); h != nil {
 		t.hook = *h
@@ -597,7 +607,7 @@ func (s *Store) attemptPG(ctx context.Context, c *pgx.Conn, fast bool, fn func(*
 	defer func() {
 		if v := recover(); v != nil {
 			rollback()
-			if p.fast {
+			if p.fast != nil {
 				err = fmt.Errorf("%w: panic in transaction: %v", errAbandoned, v)
 				return
 			}
@@ -605,29 +615,29 @@ func (s *Store) attemptPG(ctx context.Context, c *pgx.Conn, fast bool, fn func(*
 		}
 	}()
 	ferr := fn(t)
-	if ferr == nil && p.failed == nil {
+	if ferr == nil && p.failed() == nil {
 		ferr = t.runLater()
 	}
-	if ferr == nil && p.failed == nil {
+	if ferr == nil && p.failed() == nil {
 		// The queue and COMMIT in one round trip.
 		p.queue(quiet, "COMMIT", nil)
 		if ferr = p.flush(ctx); ferr == nil {
 			return nil
 		}
-		if p.failed == nil || !pgAborted(c) {
+		if p.failed() == nil || !pgAborted(c) {
 			// COMMIT itself failed: whether the transaction committed
 			// is not known to the caller; it is not run again.
 			rollback()
 			return fmt.Errorf("store: commit: %w", ferr)
 		}
-	} else if ferr != nil && p.failed == nil && p.fast {
+	} else if ferr != nil && p.failed() == nil && p.fast != nil {
 		// fn failed by itself: what it would have failed with, had its
 		// queued statements run one at a time, shows when they run.
 		_ = p.flush(ctx)
 	}
 	rollback()
-	if p.failed != nil && !c.IsClosed() {
-		return fmt.Errorf("%w: %w", errAbandoned, p.failed)
+	if p.failed() != nil && !c.IsClosed() {
+		return fmt.Errorf("%w: %w", errAbandoned, p.failed())
 	}
 	return ferr
 }

@@ -270,8 +270,8 @@ type Tx struct {
 	// pg, in a PostgreSQL write transaction, runs the statements
 	// instead of tx (see pgwrite.go).
 	pg *pgTx
-	// fast is the first attempt of a WriteBatch on SQLite (see
-	// batch.go); nil otherwise.
+	// fast is the state of a WriteBatch's first attempt (see
+	// batch.go; on PostgreSQL pg.fast too); nil otherwise.
 	fast *fastAttempt
 	// later is what the transaction puts off until its function
 	// returns (see RenderLater); nil when nothing may be.
@@ -481,7 +481,7 @@ func rollbackConn(ctx context.Context, conn *sql.Conn) error {
 // are rolled back and the outer transaction goes on. This is how a
 // batch commits many messages at once, each all-or-nothing.
 func (t *Tx) Savepoint(fn func() error) (err error) {
-	if t.fast != nil || t.pg != nil && t.pg.fast {
+	if t.fast != nil {
 		return t.fastSavepoint(fn)
 	}
 	// Named by depth, not by count: the few names are prepared once and
@@ -662,7 +662,7 @@ func (t *Tx) stmtContext() context.Context {
 // the new row's id (RETURNING id on PostgreSQL, which has no
 // LastInsertId).
 func (t *Tx) insert(query string, args ...any) (int64, error) {
-	if t.pg != nil && t.pg.fast {
+	if t.pg != nil && t.fast != nil {
 		if id, ok, err := t.queueInsert(query, args); ok {
 			return id, err
 		}
