@@ -79,26 +79,28 @@ func (b *boundaryReader) Read(dest []byte) (n int, err error) {
 		return n, err
 	}
 
-	for i := 0; i < len(dest); i++ {
+	// deskmail patch: the bytes of this read are collected in dest
+	// itself (out, never longer than dest) instead of in b.buffer and
+	// then copied to dest; upstream's b.buffer grew from 64 bytes to
+	// the read size in every multipart. b.buffer only holds bytes that
+	// a failed read leaves unreturned (as upstream), taken first.
+	out := append(dest[:0], b.buffer.Next(b.buffer.Len())...)
+	for i := len(out); i < len(dest); i++ {
 		// deskmail patch: apart from the very first byte of a part, only
 		// a line break can start a boundary, so copy the run of bytes
 		// before the next line break at once instead of one byte per
 		// pass. (Upstream checked every byte of a part's first read for
 		// a boundary, which cost half of the parse time and could end a
 		// part at a boundary that does not start a line.)
-		atStart := b.atPartStart && i == 0 && b.buffer.Len() == 0
+		atStart := b.atPartStart && i == 0 // i == 0: nothing in out yet
 		if !atStart {
 			if run := b.farRun(len(dest) - i); run > 1 {
-				if _, err = b.r.Discard(run); err != nil {
-					return 0, errors.WithStack(err)
-				}
+				out = b.take(out, run)
 				i += run - 1
 				continue
 			}
 			if run := b.plainRun(len(dest) - i); run > 1 {
-				if _, err = b.r.Discard(run); err != nil {
-					return 0, errors.WithStack(err)
-				}
+				out = b.take(out, run)
 				i += run - 1
 				continue
 			}
@@ -106,7 +108,7 @@ func (b *boundaryReader) Read(dest []byte) (n int, err error) {
 		var cs []byte
 		cs, err = b.r.Peek(1)
 		if err != nil && err != io.EOF {
-			return 0, errors.WithStack(err)
+			return b.fail(out, err)
 		}
 		// Ensure that we can switch on the first byte of 'cs' without panic.
 		if len(cs) > 0 {
@@ -147,16 +149,10 @@ func (b *boundaryReader) Read(dest []byte) (n int, err error) {
 					if b.isDelimiter(peek[padding:]) || b.isTerminator(peek[padding:]) {
 						// We have found our boundary terminator, lets write out the final bytes
 						// and return io.EOF to indicate that this section read is complete.
-						n, err = b.buffer.Read(dest)
-						switch err {
-						case nil, io.EOF:
-							if b.atPartStart && n > 0 {
-								b.atPartStart = false
-							}
-							return n, io.EOF
-						default:
-							return 0, errors.WithStack(err)
+						if b.atPartStart && len(out) > 0 {
+							b.atPartStart = false
 						}
+						return len(out), io.EOF
 					}
 				case io.EOF:
 					// We have reached the end without finding a boundary,
@@ -177,27 +173,41 @@ func (b *boundaryReader) Read(dest []byte) (n int, err error) {
 				break
 			}
 
-			return 0, errors.WithStack(err)
+			return b.fail(out, err)
 		}
-
-		if err = b.buffer.WriteByte(next); err != nil {
-			return 0, errors.WithStack(err)
-		}
+		out = append(out, next)
 	}
 
-	// Read the contents of the buffer into the destination slice.
-	n, err = b.buffer.Read(dest)
-	if b.atPartStart && n > 0 {
+	// Return the contents of the destination slice.
+	if b.atPartStart && len(out) > 0 {
 		b.atPartStart = false
 	}
-	return n, err
+	if len(out) == 0 {
+		return 0, io.EOF // as bytes.Buffer.Read of upstream's empty buffer
+	}
+	return len(out), nil
 }
 
-// plainRun copies to b.buffer the buffered bytes, at most max, that
-// come before the next CR or LF, and returns how many there are. It
-// copies nothing and returns 0 or 1 when the run is that short (the
+// take appends the next n buffered bytes of b.r to out and discards
+// them from b.r. (deskmail patch)
+func (b *boundaryReader) take(out []byte, n int) []byte {
+	window, _ := b.r.Peek(n)
+	out = append(out, window...)
+	_, _ = b.r.Discard(n) // n bytes are buffered
+	return out
+}
+
+// fail keeps the bytes read so far for the next Read, as upstream's
+// b.buffer did, and returns err. (deskmail patch)
+func (b *boundaryReader) fail(out []byte, err error) (int, error) {
+	b.buffer.Write(out)
+	return 0, errors.WithStack(err)
+}
+
+// plainRun returns how many of the buffered bytes, at most max, come
+// before the next CR or LF; 0 or 1 when the run is that short (the
 // caller then takes the byte-by-byte path). The bytes are left in b.r
-// for the caller to Discard.
+// for the caller to take.
 func (b *boundaryReader) plainRun(max int) int {
 	avail := b.r.Buffered()
 	if avail < 2 || max < 2 {
@@ -208,20 +218,17 @@ func (b *boundaryReader) plainRun(max int) int {
 	if run < 0 {
 		run = len(window)
 	}
-	if run > 1 {
-		b.buffer.Write(window[:run])
-	}
 	return run
 }
 
-// farRun is plainRun across line breaks: it copies to b.buffer the
-// buffered bytes, at most max, before the first line break whose
-// boundary check in Read could succeed or reach the end of the input,
-// and returns how many there are (0 or 1: nothing copied). The check at
-// a CR or LF at offset p peeks at most len(b.nlPrefix)+3 bytes from p
-// and looks in them for b.prefix (which b.final starts with), so it
-// cannot succeed when the buffer holds all those bytes and b.prefix does
-// not start in them. (deskmail patch)
+// farRun is plainRun across line breaks: it returns how many of the
+// buffered bytes, at most max, come before the first line break whose
+// boundary check in Read could succeed or reach the end of the input
+// (0 or 1: take the byte-by-byte path). The check at a CR or LF at
+// offset p peeks at most len(b.nlPrefix)+3 bytes from p and looks in
+// them for b.prefix (which b.final starts with), so it cannot succeed
+// when the buffer holds all those bytes and b.prefix does not start in
+// them. (deskmail patch)
 func (b *boundaryReader) farRun(max int) int {
 	avail := b.r.Buffered()
 	reach := len(b.nlPrefix) + 3
@@ -237,7 +244,6 @@ func (b *boundaryReader) farRun(max int) int {
 	if end <= 1 {
 		return 0
 	}
-	b.buffer.Write(window[:end])
 	return end
 }
 
