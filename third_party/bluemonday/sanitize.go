@@ -61,7 +61,21 @@ func (p *Policy) Sanitize(s string) string {
 		return s
 	}
 
-	return p.sanitizeWithBuff(strings.NewReader(s)).String()
+	// deskmail patch: the output goes to a strings.Builder sized for
+	// the input, instead of a bytes.Buffer that grows from 64 bytes by
+	// doubling and whose String() copies it once more. The result on
+	// error is "", as upstream's empty buffer. An output much shorter
+	// than the input (most of it removed) is copied to its own size, so
+	// that it does not keep the input-sized buffer alive.
+	var out strings.Builder
+	out.Grow(len(s))
+	if err := p.sanitize(strings.NewReader(s), &out); err != nil {
+		return ""
+	}
+	if out.Len() < out.Cap()/2 {
+		return strings.Clone(out.String())
+	}
+	return out.String()
 }
 
 // SanitizeBytes takes a []byte that contains a HTML fragment or document and applies
