@@ -425,12 +425,27 @@ var (
 	dateDotTime   = lazyregexp.New(`\b(\d{1,2})\.(\d{2})\.(\d{2})\b`)
 )
 
+// mailDateLayout is the form nearly every mailer writes (RFC 5322
+// with day of week and numeric zone). It is the first layout of
+// mail.ParseDate's list that a value starting with a day name can
+// match (the twelve before it start with the day of the month), and a
+// value it matches whole is passed to that list unchanged (its only
+// '+' or '-' is the zone's, at the end, and there is no comment after
+// it), so time.Parse with it gives what mail.ParseDate gives.
+// TestParseDateLayoutMatchesNetMail checks that on many forms.
+const mailDateLayout = "Mon, 2 Jan 2006 15:04:05 -0700"
+
 // parseDate parses a Date header tolerantly. It reports false when the
 // value cannot be read as a date.
 func parseDate(v string) (time.Time, bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return time.Time{}, false
+	}
+	if t, err := time.Parse(mailDateLayout, v); err == nil {
+		// What mail.ParseDate returns for v, without the twelve layouts
+		// it tries and fails before this one (see mailDateLayout).
+		return t, plausibleDate(t)
 	}
 	if t, err := mail.ParseDate(v); err == nil {
 		return t, plausibleDate(t)
