@@ -53,6 +53,9 @@ func (t *Tx) fastSavepoint(fn func() error) (err error) {
 		t.fast.fail(fmt.Errorf("savepoint: %w", err))
 		return err
 	}
+	if err := t.flushClaim(); err != nil {
+		return err
+	}
 	if f := t.fast.failed; f != nil {
 		return fmt.Errorf("%w: %w", errAbandoned, f)
 	}

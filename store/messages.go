@@ -143,6 +143,9 @@ type MessageRef struct {
 // AddMessageID records a Message-ID. It returns ErrDuplicate when the
 // id is already known: that is how ingestion stays idempotent.
 func (t *Tx) AddMessageID(m MessageRef) error {
+	if t.deferClaim(m) {
+		return nil // inserted later, with its targets (see claim.go)
+	}
 	if t.pg != nil && t.fast != nil {
 		// A fast attempt on PostgreSQL (see pgwrite.go) queues a plain
 		// INSERT instead of waiting for the row count: ingestion looks
@@ -176,6 +179,10 @@ func (t *Tx) AddMessageID(m MessageRef) error {
 func (t *Tx) SetMessageIDTarget(messageID string, ticketID, conversationID *int64) error {
 	if t.pg != nil && t.fast != nil && storedAsIs(messageID) && t.pg.patchClaim(messageID, int64OrNil(ticketID), int64OrNil(conversationID)) {
 		return nil // the claim, still queued, is inserted with them
+	}
+	if c := t.claim; c != nil && c.ref.MessageID == messageID {
+		c.ref.TicketID, c.ref.ConversationID = ticketID, conversationID
+		return t.flushClaim()
 	}
 	_, err := t.exec(`UPDATE message_ids SET ticket_id=?, conversation_id=? WHERE message_id=?`, int64OrNil(ticketID), int64OrNil(conversationID), messageID)
 	if err != nil {
@@ -213,6 +220,7 @@ func (t *Tx) LookupMessageIDs(ids []string) (map[string]MessageRef, error) {
 			return nil, fmt.Errorf("store: lookup message-ids: %w", err)
 		}
 	}
+	t.noteMissing(ids, out)
 	return out, nil
 }
 

@@ -276,6 +276,11 @@ type Tx struct {
 	// later is what the transaction puts off until its function
 	// returns (see RenderLater); nil when nothing may be.
 	later *later
+	// claim is the Message-ID insertion put off, missing the ids a
+	// lookup found missing since the last write to message_ids (see
+	// claim.go).
+	claim   *claim
+	missing map[string]bool
 }
 
 // rows are the rows of a query: *sql.Rows, or *pgRows in a PostgreSQL
@@ -381,6 +386,10 @@ func (s *Store) runWrite(ctx context.Context, q querier, fast *fastAttempt, fn f
 	if ferr != nil {
 		rollback()
 		return ferr
+	}
+	if err := t.flushClaim(); err != nil {
+		rollback()
+		return fmt.Errorf("%w: %w", errAbandoned, err)
 	}
 	if err := t.runLater(); err != nil {
 		rollback()
@@ -567,6 +576,9 @@ func (t *Tx) Context() context.Context { return t.ctx }
 // exec, query and row run one statement written for SQLite (`?`
 // placeholders) in the store's dialect.
 func (t *Tx) exec(query string, args ...any) (sql.Result, error) {
+	if err := t.beforeStatement(query); err != nil {
+		return nil, err
+	}
 	t.forgetPeople(query, args)
 	if t.pg != nil {
 		return t.pg.exec(t.ctx, t.quiet, t.d.q(query), pgArgs(args))
@@ -598,6 +610,9 @@ func (t *Tx) execContext() (context.Context, error) {
 }
 
 func (t *Tx) query(query string, args ...any) (rows, error) {
+	if err := t.beforeStatement(query); err != nil {
+		return nil, err
+	}
 	if t.pg != nil {
 		r, err := t.pg.query(t.ctx, t.quiet, t.d.q(query), pgArgs(args))
 		if err != nil {
@@ -612,6 +627,9 @@ func (t *Tx) query(query string, args ...any) (rows, error) {
 }
 
 func (t *Tx) row(query string, args ...any) row {
+	if err := t.beforeStatement(query); err != nil {
+		return failedRow{err}
+	}
 	if t.pg != nil {
 		return t.pg.row(t.ctx, t.quiet, t.d.q(query), pgArgs(args))
 	}
@@ -626,6 +644,9 @@ func (t *Tx) row(query string, args ...any) row {
 // transaction's own context, so that go-sqlite3 interrupts them when it
 // is cancelled (a client gone, the daemon stopping).
 func (t *Tx) scanQuery(query string, args ...any) (rows, error) {
+	if err := t.beforeStatement(query); err != nil {
+		return nil, err
+	}
 	if t.pg != nil {
 		return t.query(query, args...)
 	}
@@ -636,6 +657,9 @@ func (t *Tx) scanQuery(query string, args ...any) (rows, error) {
 }
 
 func (t *Tx) scanRow(query string, args ...any) row {
+	if err := t.beforeStatement(query); err != nil {
+		return failedRow{err}
+	}
 	if t.pg != nil {
 		return t.row(query, args...)
 	}

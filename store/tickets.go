@@ -114,6 +114,15 @@ const pgTicketLists = `,
 	COALESCE((SELECT json_agg(email ORDER BY added_at, email) FROM ticket_cc WHERE ticket_id=t.id), '[]'),
 	COALESCE((SELECT json_object_agg(name, value) FROM ticket_custom_fields WHERE ticket_id=t.id), '{}')`
 
+// sqliteTicketLists is pgTicketLists in SQLite's JSON functions: a
+// ticket and its lists in one statement rather than three (measured:
+// the two list queries were 2 of the 23 statements of an ingested
+// message, and as costly as reading the ticket itself).
+const sqliteTicketLists = `,
+	(SELECT json_group_array(tag ORDER BY tag) FROM ticket_tags WHERE ticket_id=t.id),
+	(SELECT json_group_array(email ORDER BY added_at, email) FROM ticket_cc WHERE ticket_id=t.id),
+	(SELECT json_group_object(name, value) FROM ticket_custom_fields WHERE ticket_id=t.id)`
+
 // scanMore scans a row's first columns as its caller asks and the rest
 // into more.
 type scanMore struct {
@@ -125,25 +134,29 @@ func (s scanMore) Scan(dest ...any) error { return s.sc.Scan(append(dest, s.more
 
 // Ticket returns a ticket with its tags and cc addresses.
 func (t *Tx) Ticket(id int64) (*Ticket, error) {
+	lists := sqliteTicketLists
 	if t.d.pg {
-		var tags, cc, fields []byte
-		tk, err := scanTicket(scanMore{t.row(`SELECT `+ticketCols+pgTicketLists+ticketFrom+` WHERE t.id=?`, id), []any{&tags, &cc, &fields}})
-		if err != nil {
-			return nil, notFound(err, fmt.Sprintf("ticket %d", id))
-		}
-		if err := errors.Join(json.Unmarshal(tags, &tk.Tags), json.Unmarshal(cc, &tk.CcEmails), json.Unmarshal(fields, &tk.CustomFields)); err != nil {
-			return nil, fmt.Errorf("store: ticket %d lists: %w", id, err)
-		}
-		return tk, nil
+		lists = pgTicketLists
 	}
-	tk, err := scanTicket(t.row(`SELECT `+ticketCols+ticketFrom+` WHERE t.id=?`, id))
+	var tags, cc, fields []byte
+	tk, err := scanTicket(scanMore{t.row(`SELECT `+ticketCols+lists+ticketFrom+` WHERE t.id=?`, id), []any{&tags, &cc, &fields}})
 	if err != nil {
 		return nil, notFound(err, fmt.Sprintf("ticket %d", id))
 	}
-	if err := t.fillTicketLists([]*Ticket{tk}); err != nil {
-		return nil, err
+	if err := errors.Join(unmarshalList(tags, &tk.Tags), unmarshalList(cc, &tk.CcEmails), unmarshalList(fields, &tk.CustomFields)); err != nil {
+		return nil, fmt.Errorf("store: ticket %d lists: %w", id, err)
 	}
 	return tk, nil
+}
+
+// unmarshalList decodes a JSON list read by ticketLists into v, which
+// keeps its empty value for an empty list (most tickets have no tags,
+// cc addresses or custom fields).
+func unmarshalList(data []byte, v any) error {
+	if s := string(data); s == "[]" || s == "{}" {
+		return nil
+	}
+	return json.Unmarshal(data, v)
 }
 
 // fillTicketLists loads the tags, cc addresses and custom fields of

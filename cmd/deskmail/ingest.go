@@ -40,6 +40,13 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if len(files) == 0 {
 		files = []string{"-"}
 	}
+	if len(files) > 1 && ownsProcess(ctx) {
+		// main left the signals to us (see stopOnSignal): a batch
+		// stops at its next message and reports what it stored.
+		var stop context.CancelFunc
+		ctx, stop = stopOnSignal(ctx)
+		defer stop()
+	}
 	if ownsProcess(ctx) && os.Getenv("GOGC") == "" {
 		// A batch keeps two batches of mail live (one parsing, one
 		// committing) and allocates a few times that per message: at
