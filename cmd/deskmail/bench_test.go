@@ -457,7 +457,7 @@ func procCPU(b *testing.B, pid int) time.Duration {
 // a trusted relay), one message after another on each; b.N is the
 // number of messages (use -benchtime 5000x). 250 comes only after the
 // commit. It reports msg/s, the daemon's CPU time per message (from
-// /proc) and the 99th percentile of end-of-DATA to 250.
+// /proc), its peak RSS and the 99th percentile of end-of-DATA to 250.
 func BenchmarkServeSMTP(b *testing.B) {
 	const conns = 16
 	bin := benchBinary(b)
@@ -474,6 +474,7 @@ func BenchmarkServeSMTP(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msg/s")
 	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/msg")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(vmHWM(b, srv.Process.Pid))/(1<<20), "VmHWM-MB")
 }
 
 // smtpLoad sends b.N of the messages (data, with envelope senders

@@ -217,7 +217,7 @@ func sendLargeMail(addr, from, id string, seed uint64, body []byte, withSize boo
 }
 
 // vmHWM reads a process's peak resident set size from /proc.
-func vmHWM(t *testing.T, pid int) int64 {
+func vmHWM(t testing.TB, pid int) int64 {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/deskmail/deskmail/ingest"
 	"github.com/deskmail/deskmail/ingest/poller"
 	"github.com/deskmail/deskmail/ingest/receiver"
+	"github.com/deskmail/deskmail/internal/heapgoal"
 	"github.com/deskmail/deskmail/metrics"
 	"github.com/deskmail/deskmail/outbound"
 	"github.com/deskmail/deskmail/sla"
@@ -62,6 +63,10 @@ import (
 // the IMAP pollers and the outbox.
 const heapHeadroom = 96 << 20
 
+// heapPaceEvery is how often the collector's percent follows the live
+// heap (internal/heapgoal).
+const heapPaceEvery = 100 * time.Millisecond
+
 func runServe(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", "[--config FILE] [--db PATH|URL] [--smtp-listen ADDR] [--http-listen ADDR]",
 		"Runs the daemon: SMTP receiver, IMAP pollers, outbox worker, HTTP API, /healthz, /readyz and /metrics. SIGHUP reloads the configuration; SIGTERM stops cleanly.")
@@ -100,6 +105,18 @@ func runServe(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		debug.SetMemoryLimit(cfg.SMTP.MaxMemory + heapHeadroom)
 	}
 	tuneMalloc()
+	if ownsProcess(ctx) && os.Getenv("GOGC") == "" {
+		// The collector paced by the live heap (internal/heapgoal): up
+		// to GOGC=400 while it is small, back to 100 as large mail fills
+		// it. GOGC, when set, wins.
+		pace, stop := context.WithCancel(ctx)
+		paced := make(chan struct{})
+		go func() {
+			defer close(paced)
+			heapgoal.Run(pace, heapHeadroom, heapPaceEvery)
+		}()
+		defer func() { stop(); <-paced }()
+	}
 
 	// Catch SIGHUP before anything starts, so an early reload request
 	// is not taken for the default action (which ends the process).
