@@ -407,7 +407,16 @@ type file struct {
 func buildMIME(h mail.Header, msgID, text, html string, files []file) ([]byte, error) {
 	sum := sha256.Sum256([]byte(msgID))
 	bnd := "=_dm" + hex.EncodeToString(sum[:10])
+	// Room for the usual mail at once: quoted-printable text (a tenth
+	// more than the text, for soft line breaks and a few escapes), the
+	// headers, and base64 attachments; growing the buffer as the parts
+	// are written copied each mail's bytes several times.
+	size := (len(text)+len(html))*11/10 + 2048
+	for _, f := range files {
+		size += len(f.data)*4/3 + len(f.data)/38 + 512
+	}
 	var buf bytes.Buffer
+	buf.Grow(size)
 	var alt *message.Writer
 	var mixed *message.Writer
 	var err error

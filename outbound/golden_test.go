@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/deskmail/deskmail/store"
+	"github.com/emersion/go-message/mail"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in fixtures/outbound")
@@ -188,5 +189,21 @@ func BenchmarkDeliver5000(b *testing.B) {
 		}
 		b.ReportMetric(float64(5*tickets)/elapsed.Seconds(), "msg/s")
 		b.StartTimer()
+	}
+}
+
+// BenchmarkBuildMIME renders a notification-sized mail: 5 KB of text
+// with a few accented words, and its HTML.
+func BenchmarkBuildMIME(b *testing.B) {
+	var h mail.Header
+	h.SetSubject("Nouveau ticket [#1] : problème de connexion")
+	h.SetAddressList("To", []*mail.Address{{Name: "Alice", Address: "alice@acme.test"}})
+	text := strings.Repeat("facture imprimante passe connexion problème refund livraison account problem commande\n", 60)
+	html := "<div>" + strings.ReplaceAll(text, "\n", "<br>\n") + "</div>"
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := buildMIME(h, "bench@deskmail.test", text, html, nil); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
