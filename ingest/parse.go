@@ -742,8 +742,10 @@ func bodyKind(p *enmime.Part) string {
 // partText returns the decoded text of a body part as valid UTF-8 with
 // LF line ends, reflowed when it is format=flowed.
 func (p *parser) partText(part *enmime.Part) string {
-	s := p.partString(part)
-	s = strings.ReplaceAll(s, "\r\n", "\n")
+	s, lf := p.partString(part)
+	if !lf {
+		s = strings.ReplaceAll(s, "\r\n", "\n")
+	}
 	s = strings.ReplaceAll(s, "\x00", "")
 	if part.ContentType == "text/plain" || part.ContentType == "" {
 		if _, params, _, err := mediatype.Parse(part.Header.Get("Content-Type")); err == nil &&
@@ -759,8 +761,10 @@ func (p *parser) partText(part *enmime.Part) string {
 // are valid UTF-8 with multi-byte sequences are taken as UTF-8 whatever
 // the label says (legacy text practically never validates as UTF-8).
 // Unlabelled or undecodable text is read by the HTML meta charset,
-// then chardet, then Windows-1252. Each repair adds a warning.
-func (p *parser) partString(part *enmime.Part) string {
+// then chardet, then Windows-1252. Each repair adds a warning. lf
+// reports that CRLF line ends were already made LF (lfString: the
+// common paths copy the bytes once for both).
+func (p *parser) partString(part *enmime.Part) (s string, lf bool) {
 	b := part.Content
 	cs := p.partCharset(part)
 	valid := utf8.Valid(b)
@@ -781,37 +785,37 @@ func (p *parser) partString(part *enmime.Part) string {
 	}
 	if bytes.Contains(b, []byte("\x1b$")) || bytes.Contains(b, []byte("\x1b(")) {
 		// ISO-2022-JP escapes, labelled or not.
-		return decodeJapanese(b)
+		return decodeJapanese(b), false
 	}
 	if valid && !hasHighBytes(b) && !sevenBitCharset(cs) {
-		return string(b)
+		return lfString(b), true
 	}
 	switch cs {
 	case "unknown":
 		if valid {
-			return fixC1(string(b))
+			return fixC1(lfString(b)), true
 		}
 	case "", "utf-8", "utf8", "us-ascii", "ascii", "ansi_x3.4-1968", "unicode-1-1-utf-8":
 		if valid {
 			if cs != "" && !strings.HasPrefix(cs, "utf") && !strings.HasPrefix(cs, "unicode") {
 				p.m.warn("charset: part %s declared %q but is UTF-8", part.PartID, cs)
 			}
-			return fixC1(string(b))
+			return fixC1(lfString(b)), true
 		}
 	default:
 		if valid {
 			p.m.warn("charset: part %s declared %q but is UTF-8", part.PartID, cs)
-			return fixC1(string(b))
+			return fixC1(lfString(b)), true
 		}
 		if out, ok := decodeCharset(cs, b); ok && utf8.ValidString(out) {
-			return fixC1(out)
+			return fixC1(out), false
 		}
 	}
 	if part.ContentType == "text/html" {
 		if m := metaCharset.FindSubmatch(firstBytes(b, 4096)); m != nil {
 			if out, ok := decodeCharset(string(m[1]), b); ok && utf8.ValidString(out) &&
 				!strings.ContainsRune(out, utf8.RuneError) {
-				return fixC1(out)
+				return fixC1(out), false
 			}
 		}
 	}
@@ -819,11 +823,34 @@ func (p *parser) partString(part *enmime.Part) string {
 		if out, ok := decodeCharset(res.Charset, b); ok && utf8.ValidString(out) &&
 			!strings.ContainsRune(out, utf8.RuneError) {
 			p.m.warn("charset: part %s declared %q, read as %s", part.PartID, cs, strings.ToLower(res.Charset))
-			return fixC1(out)
+			return fixC1(out), false
 		}
 	}
 	p.m.warn("charset: part %s declared %q is not valid, read as windows-1252", part.PartID, cs)
-	return toUTF8(string(b), "")
+	return toUTF8(string(b), ""), false
+}
+
+// lfString is strings.ReplaceAll(string(b), "\r\n", "\n") with one
+// copy of b instead of two.
+func lfString(b []byte) string {
+	crlf := []byte("\r\n")
+	n := bytes.Count(b, crlf)
+	if n == 0 {
+		return string(b)
+	}
+	var sb strings.Builder
+	sb.Grow(len(b) - n)
+	for {
+		i := bytes.Index(b, crlf)
+		if i < 0 {
+			break
+		}
+		sb.Write(b[:i])
+		sb.WriteByte('\n')
+		b = b[i+2:]
+	}
+	sb.Write(b)
+	return sb.String()
 }
 
 // sevenBitCharset reports charsets that encode non-ASCII text in ASCII
