@@ -137,6 +137,22 @@ var trailerPrefixes = []string{
 	"從我的 ", "从我的", "发自我的", "iphoneから送信",
 }
 
+// trailerFirstBytes marks the first bytes of trailerPrefixes.
+var trailerFirstBytes = func() (set [256]bool) {
+	for _, p := range trailerPrefixes {
+		set[p[0]] = true
+	}
+	return set
+}()
+
+// lowerASCII lower-cases an ASCII letter.
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
 // trailerDevices name the device or mail app in a trailer; a "Sent
 // from …" line without one is a sentence ("Sent from my desk, …").
 var trailerDevices = []string{
@@ -558,6 +574,11 @@ func isTrailer(s string) bool {
 // trailerStart is a cheap test run before the full trailer match: the
 // lower-cased start of the line begins one of trailerPrefixes.
 func trailerStart(t string) bool {
+	if t != "" && t[0] < utf8.RuneSelf && !trailerFirstBytes[lowerASCII(t[0])] {
+		// The lower-cased line starts with this byte, and no prefix
+		// does (most lines: this skips lower-casing them).
+		return false
+	}
 	head := t
 	if len(head) > 48 {
 		head = strings.ToValidUTF8(head[:48], "") // may cut a rune

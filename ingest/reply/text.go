@@ -273,16 +273,22 @@ func attributionAt(b *body, i int, loose bool) int {
 		return 0
 	}
 	var sb strings.Builder
+	s := "" // the lines so far, trimmed and joined by blanks
 	for n := 1; n <= 3 && i+n-1 < b.len(); n++ {
 		l := b.lines[i+n-1]
-		if n > 1 {
-			if isBlank(l) || len(l) > maxLine || b.q(i+n-1) && !closesAddress(sb.String(), l) {
+		if n == 1 {
+			s = strings.TrimSpace(l) // no copy for the common one-line case
+		} else {
+			if isBlank(l) || len(l) > maxLine || b.q(i+n-1) && !closesAddress(s, l) {
 				return 0
 			}
+			if n == 2 {
+				sb.WriteString(s)
+			}
 			sb.WriteByte(' ')
+			sb.WriteString(strings.TrimSpace(l))
+			s = sb.String()
 		}
-		sb.WriteString(strings.TrimSpace(l))
-		s := sb.String()
 		if endsLikeAttribution(s) && attributionEnd(strings.ToLower(s), loose) {
 			return n
 		}
