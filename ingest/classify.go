@@ -96,7 +96,12 @@ func classify(m *Message, root *enmime.Part) {
 
 // reportType returns the report-type of a multipart/report root.
 func reportType(root *enmime.Part) string {
-	mt, params, _, err := mediatype.Parse(root.Header.Get("Content-Type"))
+	ct := root.Header.Get("Content-Type")
+	mt, params := "", map[string]string(nil)
+	var err error
+	if mayBeReport(ct) {
+		mt, params, _, err = mediatype.Parse(ct)
+	}
 	if err != nil || !strings.EqualFold(mt, "multipart/report") {
 		// Some MTAs nest the report in a multipart/mixed.
 		var rt string
@@ -114,6 +119,23 @@ func reportType(root *enmime.Part) string {
 		return rt
 	}
 	return strings.ToLower(params["report-type"])
+}
+
+// mayBeReport reports whether mediatype.Parse could read ct as
+// multipart/report: its tolerant repairs never put together a media
+// type that the value does not spell, apart from dropping CRs, so
+// without "report" (in any case) and without a CR it cannot (most
+// mail: the root is not parsed a second time).
+func mayBeReport(ct string) bool {
+	if strings.IndexByte(ct, '\r') >= 0 {
+		return true
+	}
+	for i := 0; i+len("report") <= len(ct); i++ {
+		if strings.EqualFold(ct[i:i+len("report")], "report") {
+			return true
+		}
+	}
+	return false
 }
 
 func explicitAutoReply(h textproto.MIMEHeader) bool {

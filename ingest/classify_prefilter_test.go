@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/jhillyerd/enmime/v2/mediatype"
 )
 
 // TestMayMatchPrefilters checks that each mayMatch function is true
@@ -75,5 +77,35 @@ func TestMayMatchPrefilters(t *testing.T) {
 		if matched < 100 {
 			t.Errorf("%s: only %d of %d inputs match: the test does not exercise the filter", c.name, matched, len(in))
 		}
+	}
+}
+
+// TestMayBeReport checks that mayBeReport is true whenever
+// mediatype.Parse reads a value as multipart/report, on random values
+// built from the pieces of one, encodings, quotes and line breaks.
+func TestMayBeReport(t *testing.T) {
+	pieces := []string{"multipart/", "Multipart/", "MULTIPART/", "report", "REPORT", "Rep", "ort", "rep\rort", "\r", "\n", ";", " ", "\"", "=", "report-type=delivery-status", "=?utf-8?q?report?=", "=?utf-8?b?cmVwb3J0?=", "mixed", "<b>", "ſ", "K", "/", "x"}
+	rnd := rand.New(rand.NewPCG(21, 22))
+	reports := 0
+	for range 50000 {
+		var b strings.Builder
+		for k := 1 + rnd.IntN(6); k > 0; k-- {
+			b.WriteString(pieces[rnd.IntN(len(pieces))])
+		}
+		ct := b.String()
+		mt, _, _, err := mediatype.Parse(ct)
+		if err != nil || !strings.EqualFold(mt, "multipart/report") {
+			continue
+		}
+		reports++
+		if !mayBeReport(ct) {
+			t.Fatalf("mayBeReport(%q) is false, mediatype.Parse reads %q", ct, mt)
+		}
+	}
+	if reports < 100 {
+		t.Fatalf("only %d random values read as multipart/report", reports)
+	}
+	if mayBeReport("multipart/alternative; boundary=\"b1\"") || mayBeReport("text/plain; charset=utf-8") {
+		t.Error("usual mail would parse its root Content-Type twice")
 	}
 }
