@@ -48,8 +48,18 @@ func Parse(ctype string) (mtype string, params map[string]string, invalidParams 
 
 // ParseWithOptions parses media-type with additional options controlling the parsing behavior.
 func ParseWithOptions(ctype string, options ParseOptions) (mtype string, params map[string]string, invalidParams []string, err error) {
-	mtype, params, err = mime.ParseMediaType(
-		fixNewlines(fixUnescapedQuotes(fixUnquotedSpecials(fixMangledMediaType(removeTrailingHTMLTags(ctype), ';', options)))))
+	fixed := ctype
+	if !isPlainMediaType(ctype) {
+		// deskmail patch: the repairs leave a plain media type as it
+		// is (see isPlainMediaType), so it skips them.
+		fixed = fixMediaType(ctype, options)
+	}
+	return parseFixed(fixed)
+}
+
+// parseFixed is the rest of ParseWithOptions, on the repaired value.
+func parseFixed(fixed string) (mtype string, params map[string]string, invalidParams []string, err error) {
+	mtype, params, err = mime.ParseMediaType(fixed)
 	if err != nil {
 		if err.Error() == "mime: no media type" {
 			return "", nil, nil, nil
@@ -69,6 +79,89 @@ func ParseWithOptions(ctype string, options ParseOptions) (mtype string, params 
 	}
 
 	return mtype, params, invalidParams, err
+}
+
+// fixMediaType applies the repairs of ParseWithOptions to ctype.
+func fixMediaType(ctype string, options ParseOptions) string {
+	return fixNewlines(fixUnescapedQuotes(fixUnquotedSpecials(fixMangledMediaType(removeTrailingHTMLTags(ctype), ';', options))))
+}
+
+// isPlainMediaType reports whether s is a media type that every repair
+// of fixMediaType returns unchanged (with either option): printable
+// ASCII without '\', '?', '<' or '>', a type/subtype (or, as in a
+// Content-Disposition, a type alone) of RFC 2045 tokens at the start,
+// then parameters each written "; name=value" (any number of blanks
+// after the ';', none elsewhere outside quotes) whose value is a
+// token or a quoted string without '"' or ';' inside, and whose
+// "name=" does not occur before it (fixMangledMediaType drops such a
+// "repeated" parameter); or the empty value. Real mail's Content-Type
+// and Content-Disposition values nearly all are plain; repairing them
+// took most of ParseWithOptions' time. mediatype_plain_test.go checks
+// the claim on random values. (deskmail patch)
+func isPlainMediaType(s string) bool {
+	if s == "" {
+		return true
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c > 0x7e, c == '\\', c == '?', c == '<', c == '>':
+			return false
+		}
+	}
+	j := tokenEnd(s, 0)
+	if j == 0 {
+		return false
+	}
+	if j < len(s) && s[j] == '/' {
+		sub := j + 1
+		if j = tokenEnd(s, sub); j == sub {
+			return false
+		}
+	}
+	for j < len(s) {
+		if s[j] != ';' {
+			return false
+		}
+		semi := j
+		j++
+		for j < len(s) && s[j] == ' ' {
+			j++
+		}
+		name := j
+		j = tokenEnd(s, j)
+		if j == name || j == len(s) || s[j] != '=' {
+			return false
+		}
+		if strings.Contains(s[:semi+1], s[name:j+1]) {
+			return false
+		}
+		j++
+		if j < len(s) && s[j] == '"' {
+			end := strings.IndexByte(s[j+1:], '"')
+			if end < 0 || strings.IndexByte(s[j+1:j+1+end], ';') >= 0 {
+				return false
+			}
+			j += end + 2
+			continue
+		}
+		value := j
+		if j = tokenEnd(s, j); j == value {
+			return false
+		}
+	}
+	return true
+}
+
+// tokenEnd returns the end of the RFC 2045 token that starts at s[i]
+// (i itself when there is none). (deskmail patch)
+func tokenEnd(s string, i int) int {
+	for ; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c > 0x7e || strings.IndexByte(`()<>@,;:\"/[]?=`, c) >= 0 {
+			return i
+		}
+	}
+	return i
 }
 
 // fixMangledMediaType is used to insert ; separators into media type strings that lack them, and
