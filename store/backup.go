@@ -24,7 +24,11 @@ func (s *Store) Backup(ctx context.Context, dest string) error {
 	if _, err := os.Stat(dest); err == nil {
 		return fmt.Errorf("store: backup: %s already exists", dest)
 	}
-	conn, err := s.reader.Conn(ctx)
+	r, err := s.readPool()
+	if err != nil {
+		return fmt.Errorf("store: backup: %w", err)
+	}
+	conn, err := r.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("store: backup: %w", err)
 	}

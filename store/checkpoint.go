@@ -93,6 +93,7 @@ func (s *Store) startCheckpointer(busy time.Duration) error {
 			return nil, fmt.Errorf("store: checkpointer: %w", err)
 		}
 		c.SetMaxOpenConns(1)
+		s.ckptOpened.Store(true)
 		return c, nil
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -178,9 +179,12 @@ func (s *Store) stopCheckpointer() error {
 	return errors.Join(err, s.closeCkpt())
 }
 
-// closeCkpt closes the checkpointer's connection (opened only by a
-// checkpoint).
+// closeCkpt closes the checkpointer's connection if a checkpoint
+// opened it.
 func (s *Store) closeCkpt() error {
+	if !s.ckptOpened.Load() {
+		return nil
+	}
 	c, err := s.ckpt()
 	if err != nil {
 		return err

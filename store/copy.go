@@ -45,7 +45,11 @@ func Copy(ctx context.Context, src, dst *Store) (*CopyReport, error) {
 	if src.d.pg || !dst.d.pg {
 		return nil, errors.New("store: copy: from a SQLite store to a PostgreSQL store only")
 	}
-	stx, err := src.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	r, err := src.readPool()
+	if err != nil {
+		return nil, fmt.Errorf("store: copy: read %s: %w", src.Name(), err)
+	}
+	stx, err := r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("store: copy: read %s: %w", src.Name(), err)
 	}

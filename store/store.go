@@ -28,6 +28,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -52,10 +53,21 @@ type Store struct {
 	name   string
 	d      *dialect
 	writer *sql.DB
-	reader *sql.DB
+	// reader is the read pool, through readPool: in a ShortLived
+	// SQLite store it is opened at its first use (openReader), since
+	// such a command reads on its writer's connection (see Read) and
+	// most never need it — database/sql starts a goroutine for every
+	// pool it opens, which a process on internal/oneshot's locked main
+	// thread runs on a second thread.
+	reader     *sql.DB
+	openReader func() (*sql.DB, error)
+	// readerOpened tells Close whether openReader opened the pool.
+	readerOpened atomic.Bool
 	// ckpt is the connection that runs WAL checkpoints off the
 	// writer's path, opened at its first use (see checkpoint.go).
 	ckpt func() (*sql.DB, error)
+	// ckptOpened tells Close whether ckpt opened the connection.
+	ckptOpened atomic.Bool
 	// ckptStart starts the checkpointer's rounds (see
 	// startCheckpointer).
 	ckptStart  *time.Timer
@@ -163,24 +175,57 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("store: %s: %w", path, err)
 	}
-	r, err := sql.Open(readerDriver, dsn(path, opts.BusyTimeout, true))
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("store: open %s for reading: %w", path, err)
+	openReader := func() (*sql.DB, error) {
+		r, err := sql.Open(readerDriver, dsn(path, opts.BusyTimeout, true))
+		if err != nil {
+			return nil, fmt.Errorf("store: open %s for reading: %w", path, err)
+		}
+		r.SetMaxOpenConns(opts.Readers)
+		r.SetMaxIdleConns(opts.Readers)
+		return r, nil
 	}
-	r.SetMaxOpenConns(opts.Readers)
-	r.SetMaxIdleConns(opts.Readers)
-	s.reader = r
+	if opts.ShortLived {
+		s.openReader = sync.OnceValues(func() (*sql.DB, error) {
+			r, err := openReader()
+			if err == nil {
+				s.readerOpened.Store(true)
+			}
+			return r, err
+		})
+	} else if s.reader, err = openReader(); err != nil {
+		w.Close()
+		return nil, err
+	}
 	s.walRestart = opts.WALRestartFrames
 	if s.walRestart <= 0 {
 		s.walRestart = walRestartFrames
 	}
 	if err := s.startCheckpointer(opts.BusyTimeout); err != nil {
-		r.Close()
+		s.closeReader()
 		w.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// readPool returns the read pool, opening it if it is not yet open.
+func (s *Store) readPool() (*sql.DB, error) {
+	if s.reader != nil {
+		return s.reader, nil
+	}
+	return s.openReader()
+}
+
+// closeReader closes the read pool if it was opened.
+func (s *Store) closeReader() error {
+	if s.reader != nil {
+		return s.reader.Close()
+	}
+	if s.readerOpened.Load() {
+		r, _ := s.openReader()
+		return r.Close()
+	}
+	return nil
 }
 
 // Path returns the database file name (or PostgreSQL URL).
@@ -202,8 +247,12 @@ func (s *Store) Version(ctx context.Context) (int, error) {
 	if s.d.pg {
 		q = "SELECT version FROM deskmail_schema"
 	}
+	r, err := s.readPool()
+	if err != nil {
+		return 0, err
+	}
 	var v int
-	if err := s.reader.QueryRowContext(ctx, q).Scan(&v); err != nil {
+	if err := r.QueryRowContext(ctx, q).Scan(&v); err != nil {
 		return 0, fmt.Errorf("store: schema version: %w", err)
 	}
 	return v, nil
@@ -216,15 +265,20 @@ func (s *Store) Close() error {
 		return errors.Join(s.reader.Close(), s.writer.Close())
 	}
 	ckErr := s.stopCheckpointer()
-	return errors.Join(ckErr, s.reader.Close(), s.writer.Close())
+	return errors.Join(ckErr, s.closeReader(), s.writer.Close())
 }
 
 // SchemaVersion is the number of migrations this binary knows.
 func SchemaVersion() int { return len(migrations) }
 
 func (s *Store) migrate(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	var version int
-	if err := s.writer.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+	// Not under ctx: database/sql watches a query's cancellable
+	// context on a goroutine of its own, and this one is short.
+	if err := s.writer.QueryRowContext(context.WithoutCancel(ctx), "PRAGMA user_version").Scan(&version); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
 	if version > len(migrations) {
@@ -443,7 +497,11 @@ func (s *Store) Read(ctx context.Context, fn func(*Tx) error) error {
 		// writer (a Read inside it), Read uses the read pool as usual.
 		return s.readOn(ctx, s.writer, fn)
 	}
-	return s.readOn(ctx, s.reader, fn)
+	r, err := s.readPool()
+	if err != nil {
+		return fmt.Errorf("store: begin read: %w", err)
+	}
+	return s.readOn(ctx, r, fn)
 }
 
 // readOn runs fn in a read transaction on a connection of db, begun

@@ -444,8 +444,8 @@ func TestShortLivedReadsOnWriter(t *testing.T) {
 	if n, err := countRawForTest(s); err != nil || n != 1 {
 		t.Fatalf("raw messages: %d (%v)", n, err)
 	}
-	if open := s.reader.Stats().OpenConnections; open != 0 {
-		t.Fatalf("read pool opened %d connections", open)
+	if s.reader != nil || s.readerOpened.Load() {
+		t.Fatal("a ShortLived store opened its read pool for Reads outside a Write")
 	}
 
 	// Another process holds the write lock: reading goes on.
@@ -490,6 +490,9 @@ func TestShortLivedReadsOnWriter(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a Read inside a Write waited for its own connection")
+	}
+	if !s.readerOpened.Load() {
+		t.Fatal("a Read inside a Write did not open the read pool")
 	}
 
 	// The context ends while reading: the connection goes back with no
@@ -737,5 +740,31 @@ func TestReadersMapTheFile(t *testing.T) {
 	}
 	if size != readerMmapSize {
 		t.Fatalf("reader mmap_size = %d, want %d", size, readerMmapSize)
+	}
+}
+
+// TestShortLivedOpensOnlyItsWriter: a ShortLived store that writes,
+// reads and closes (one `deskmail ingest -`) opens no read pool and no
+// checkpointer, not even at Close.
+func TestShortLivedOpensOnlyItsWriter(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "one.db"), Options{ShortLived: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, func(tx *Tx) error {
+		_, err := tx.AddRaw(&RawMessage{Source: "pipe", Data: []byte("Subject: x\r\n\r\nbody\r\n")})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := countRawForTest(s); err != nil || n != 1 {
+		t.Fatalf("raw messages: %d (%v)", n, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s.readerOpened.Load() || s.ckptOpened.Load() {
+		t.Fatalf("read pool opened %v, checkpointer opened %v", s.readerOpened.Load(), s.ckptOpened.Load())
 	}
 }
