@@ -50,3 +50,5 @@ replace github.com/jhillyerd/enmime/v2 => ./third_party/enmime
 replace github.com/microcosm-cc/bluemonday => ./third_party/bluemonday
 
 replace github.com/gorilla/css => ./third_party/gorilla-css
+
+replace golang.org/x/net => ./third_party/x-net
