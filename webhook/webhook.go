@@ -72,6 +72,11 @@ func New(hooks []Hook, base string) *Hooks {
 	return h
 }
 
+// Empty reports whether no hook is configured (true for nil).
+func (h *Hooks) Empty() bool {
+	return h == nil || len(h.hooks) == 0
+}
+
 // Payload is the JSON body posted for an event.
 type Payload struct {
 	DeliveryID string    `json:"delivery_id"`
@@ -205,9 +210,15 @@ type Worker struct {
 	kick    chan struct{}
 }
 
-// Kick wakes the worker (after a commit that queued events).
+// Kick wakes the worker (after a commit that queued events). Without
+// hooks it does nothing: no commit of this process can have queued a
+// delivery, and what another process or an earlier configuration left
+// queued is found within MaxWait. (deskmail serve kicks after every
+// commit; each wake-up is a write transaction that looks for due
+// deliveries, 5% of the daemon's CPU under SMTP load with no webhook
+// configured.)
 func (w *Worker) Kick() {
-	if w.kick == nil {
+	if w.kick == nil || w.Hooks.Empty() {
 		return
 	}
 	select {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -230,4 +231,71 @@ func TestSignVerify(t *testing.T) {
 	if Verify([]byte("k"), append(body, ' '), sig) || Verify([]byte("other"), body, sig) {
 		t.Fatal("a changed body or key verifies")
 	}
+}
+
+// TestKickWithoutHooks: a worker with no hook configured ignores kicks
+// (deskmail serve kicks after every commit, and each wake-up was a
+// write transaction), yet a delivery left queued, by an earlier
+// configuration or another instance, still goes out within MaxWait.
+func TestKickWithoutHooks(t *testing.T) {
+	st, tid := openStore(t)
+	r := &receiver{accepted: map[string]int{}, secret: []byte("s3cret")}
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	configured := New([]Hook{{Name: "crm", URL: srv.URL, Secret: r.secret}}, "http://deskmail.test")
+	if !New(nil, "").Empty() || !(*Hooks)(nil).Empty() || configured.Empty() {
+		t.Fatal("Empty: want true for no hooks and nil, false for one hook")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := NewWorker(st, New(nil, "http://deskmail.test"), nil)
+	w.MaxWait = 300 * time.Millisecond
+	// The worker of a generation without hooks: after its first look
+	// it sleeps MaxWait, and kicks do not wake it.
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	time.Sleep(50 * time.Millisecond)
+	for range 100 {
+		w.Kick()
+	}
+	if len(w.kick) != 0 {
+		t.Fatalf("kick channel holds %d wake-ups, want 0", len(w.kick))
+	}
+	// A delivery left queued for a hook this configuration lacks is
+	// still taken up on the worker's own clock (and, its hook gone,
+	// recorded as failed).
+	err := st.Write(ctx, func(tx *store.Tx) error {
+		tk, err := tx.Ticket(tid)
+		if err != nil {
+			return err
+		}
+		return configured.Enqueue(tx, "ticket_created", tk, nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got store.WebhookDelivery
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		err := st.Read(ctx, func(tx *store.Tx) error {
+			ds, err := tx.WebhookDeliveries(10)
+			if err == nil && len(ds) == 1 {
+				got = ds[0]
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != "" && got.State != store.WebhookQueued {
+			break
+		}
+	}
+	if got.State != store.WebhookFailed || !strings.Contains(got.LastError, "no longer configured") {
+		t.Fatalf("leftover delivery: state %q, error %q; want failed, no longer configured", got.State, got.LastError)
+	}
+	if r.count() != 0 {
+		t.Fatalf("receiver got %d deliveries, want 0", r.count())
+	}
+	cancel()
+	<-done
 }
