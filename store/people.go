@@ -95,8 +95,14 @@ func (t *Tx) EnsureContact(email, name string) (*Contact, bool, error) {
 	now := t.now()
 	// Another instance on the same database may create the contact
 	// meanwhile: then this insert does nothing and the row is read.
-	id, ok, err := t.insertOrNothing(`INSERT INTO contacts(email, name, created_at, updated_at) VALUES (?,?,?,?) ON CONFLICT(email) DO NOTHING`,
-		email, name, ts(now), ts(now))
+	const insertContact = `INSERT INTO contacts(email, name, created_at, updated_at) VALUES (?,?,?,?) ON CONFLICT(email) DO NOTHING`
+	var id int64
+	var ok bool
+	if rid, reserved := t.takeReservedContact(email); reserved {
+		id, ok, err = rid, true, t.queueReservedInsert(insertContact, rid, email, name, ts(now), ts(now))
+	} else {
+		id, ok, err = t.insertOrNothing(insertContact, email, name, ts(now), ts(now))
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("store: create contact %s: %w", email, err)
 	}
@@ -147,6 +153,9 @@ func (t *Tx) contactByEmail(email string) (*Contact, error) {
 	}
 	if t.knownNoContact(email) {
 		return nil, sql.ErrNoRows
+	}
+	if t.pg != nil && t.fast != nil && t.pg.deps != nil && t.pg.deps.contactReserving != "" {
+		return t.contactByEmailReserving(email)
 	}
 	c, err := scanContact(t.row(`SELECT `+contactCols+` FROM contacts WHERE email=?`, email))
 	if errors.Is(err, sql.ErrNoRows) {

@@ -32,6 +32,10 @@ type pgDeps struct {
 	opaque map[string]bool
 	// stmts caches statement classifications by text.
 	stmts sync.Map // string -> *pgStmtDeps
+	// contactReserving is contactReservingQuery with the contacts'
+	// sequence named (pg_get_serial_sequence looks it up in pg_depend
+	// at every call); "" when the schema has none.
+	contactReserving string
 }
 
 // pgStmtDeps is one statement's classification: the tables it reads
@@ -61,7 +65,8 @@ func (s *Store) loadPGDeps(ctx context.Context) (*pgDeps, error) {
 		FROM pg_class c WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
 		AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
 		UNION ALL SELECT p.proname, 'function', '', '' FROM pg_proc p
-		WHERE p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())`)
+		WHERE p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
+		UNION ALL SELECT 'contacts', 'sequence', COALESCE(pg_get_serial_sequence('contacts', 'id'), ''), ''`)
 	if err != nil {
 		return nil, fmt.Errorf("read schema dependencies: %w", err)
 	}
@@ -70,6 +75,12 @@ func (s *Store) loadPGDeps(ctx context.Context) (*pgDeps, error) {
 		var name, kind, parents, triggers string
 		if err := rows.Scan(&name, &kind, &parents, &triggers); err != nil {
 			return nil, fmt.Errorf("read schema dependencies: %w", err)
+		}
+		if kind == "sequence" {
+			if parents != "" {
+				d.contactReserving = strings.Replace(contactReservingQuery, "$seq", "'"+strings.ReplaceAll(parents, "'", "''")+"'", 1)
+			}
+			continue
 		}
 		name = strings.ToLower(name)
 		if kind != "r" && kind != "p" {

@@ -68,7 +68,14 @@ type pgStmt struct {
 	deps *pgStmtDeps
 	// claim marks AddMessageID's INSERT (see patchClaim).
 	claim bool
+	// one marks an INSERT … ON CONFLICT DO NOTHING of a reserved id
+	// (queueReservedInsert), which must insert its row.
+	one bool
 }
+
+// errReservedTaken abandons a fast attempt whose INSERT of a reserved
+// contact id found the address taken (by another instance meanwhile).
+var errReservedTaken = errors.New("store: the address got a contact meanwhile")
 
 // errAbandoned marks a fast attempt that must be rolled back and run
 // again in the safe mode.
@@ -198,6 +205,9 @@ func (p *pgTx) sendN(ctx context.Context, n int, query string, args []any) (pgx.
 	br := p.c.SendBatch(ctx, b)
 	for i, s := range pend {
 		ct, err := br.Exec()
+		if err == nil && s.one && ct.RowsAffected() != 1 {
+			err = errReservedTaken
+		}
 		if s.res != nil {
 			s.res.done, s.res.n, s.res.err = true, ct.RowsAffected(), err
 		}
@@ -747,5 +757,98 @@ func (p *pgTx) queueClaim(ctx, quiet context.Context, query string, args []any) 
 	}
 	p.queue(quiet, query, args)
 	p.pending[len(p.pending)-1].claim = true
+	return nil
+}
+
+// contactReservingQuery is contactByEmail's query in a fast attempt:
+// the contact with the address, or, when none has it, a row of NULLs
+// and an id taken from the contacts' sequence, for the contact
+// EnsureContact usually creates next (the sender of a new ticket): its
+// INSERT then needs no round trip of its own for RETURNING id. An id
+// reserved and not used is a gap in the sequence, as after a rollback.
+// $seq stands for the sequence (see pgDeps.contactReserving).
+const contactReservingQuery = `SELECT c.id, c.email, c.name, c.language, c.bouncing, c.bounced_at, c.bounce_reason, c.bounce_status, c.bounce_id,
+	c.phone, c.time_zone, c.tags, c.deleted_at, c.created_at, c.updated_at,
+	CASE WHEN c.id IS NULL THEN nextval($seq) END
+	FROM (SELECT 1) AS one LEFT JOIN contacts c ON c.email=?`
+
+// contactByEmailReserving is contactByEmail in a fast attempt (see
+// contactReservingQuery).
+func (t *Tx) contactByEmailReserving(email string) (*Contact, error) {
+	vals := make([]any, 16)
+	dest := make([]any, len(vals))
+	for i := range vals {
+		dest[i] = &vals[i]
+	}
+	if err := t.row(t.pg.deps.contactReserving, email).Scan(dest...); err != nil {
+		return nil, err
+	}
+	if vals[0] == nil {
+		id, ok := vals[15].(int64)
+		if !ok {
+			return nil, fmt.Errorf("store: no id reserved for contact %s", email)
+		}
+		t.rememberNoContact(email)
+		p := t.peopleCache()
+		if p.reserved == nil {
+			p.reserved = map[string]int64{}
+		}
+		p.reserved[email] = id
+		return nil, sql.ErrNoRows
+	}
+	c, err := scanContact(replayRow(vals[:15]))
+	if err != nil {
+		return nil, err
+	}
+	t.rememberContact(email, c)
+	return c, nil
+}
+
+// replayRow scans values already read, with assign's conversions.
+type replayRow []any
+
+func (r replayRow) Scan(dest ...any) error {
+	if len(dest) != len(r) {
+		return fmt.Errorf("store: scan: %d columns, %d destinations", len(r), len(dest))
+	}
+	for i, v := range r {
+		if err := assign(dest[i], v); err != nil {
+			return fmt.Errorf("store: scan column %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// takeReservedContact returns, once, the contact id reserved for
+// email, if the transaction still knows no contact with it.
+func (t *Tx) takeReservedContact(email string) (int64, bool) {
+	p := t.people
+	if t.pg == nil || t.fast == nil || p == nil || !p.noContact[email] {
+		return 0, false
+	}
+	id, ok := p.reserved[email]
+	delete(p.reserved, email)
+	return id, ok
+}
+
+// queueReservedInsert queues query (an INSERT … ON CONFLICT DO NOTHING
+// into a table with an id column) with the reserved id first: should it
+// insert nothing, the fast attempt is abandoned (errReservedTaken) and
+// the safe mode inserts as usual.
+func (t *Tx) queueReservedInsert(query string, id int64, args ...any) error {
+	if err := t.beforeStatement(query); err != nil {
+		return err
+	}
+	_, withID, ok := t.d.insertWithID(query)
+	if !ok {
+		return fmt.Errorf("store: %.40s…: not an INSERT … VALUES", query)
+	}
+	t.forgetPeople(query, args)
+	p := t.pg
+	if err := p.usable(t.ctx); err != nil {
+		return err
+	}
+	p.queue(t.quiet, withID, pgArgs(append([]any{id}, args...)))
+	p.pending[len(p.pending)-1].one = true
 	return nil
 }

@@ -23,6 +23,10 @@ type people struct {
 	contactID map[int64]*Contact
 	// noContact holds the addresses no contact had.
 	noContact map[string]bool
+	// reserved are contact ids taken ahead from the sequence for
+	// addresses of noContact (see contactByEmailReserving), good while
+	// the address is still in noContact.
+	reserved map[string]int64
 }
 
 // forgetPeople drops what the transaction remembers of contacts and
