@@ -36,6 +36,9 @@ type pgDeps struct {
 	// sequence named (pg_get_serial_sequence looks it up in pg_depend
 	// at every call); "" when the schema has none.
 	contactReserving string
+	// conversationNext takes the next id of the conversations'
+	// sequence (see pgTx.conversation); "" when the schema has none.
+	conversationNext string
 }
 
 // pgStmtDeps is one statement's classification: the tables it reads
@@ -66,7 +69,8 @@ func (s *Store) loadPGDeps(ctx context.Context) (*pgDeps, error) {
 		AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
 		UNION ALL SELECT p.proname, 'function', '', '' FROM pg_proc p
 		WHERE p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
-		UNION ALL SELECT 'contacts', 'sequence', COALESCE(pg_get_serial_sequence('contacts', 'id'), ''), ''`)
+		UNION ALL SELECT 'contacts', 'sequence', COALESCE(pg_get_serial_sequence('contacts', 'id'), ''), ''
+		UNION ALL SELECT 'conversations', 'sequence', COALESCE(pg_get_serial_sequence('conversations', 'id'), ''), ''`)
 	if err != nil {
 		return nil, fmt.Errorf("read schema dependencies: %w", err)
 	}
@@ -77,8 +81,13 @@ func (s *Store) loadPGDeps(ctx context.Context) (*pgDeps, error) {
 			return nil, fmt.Errorf("read schema dependencies: %w", err)
 		}
 		if kind == "sequence" {
-			if parents != "" {
-				d.contactReserving = strings.Replace(contactReservingQuery, "$seq", "'"+strings.ReplaceAll(parents, "'", "''")+"'", 1)
+			seq := "'" + strings.ReplaceAll(parents, "'", "''") + "'"
+			switch {
+			case parents == "":
+			case name == "contacts":
+				d.contactReserving = strings.Replace(contactReservingQuery, "$seq", seq, 1)
+			case name == "conversations":
+				d.conversationNext = "SELECT nextval(" + seq + ")"
 			}
 			continue
 		}

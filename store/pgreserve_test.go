@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
 )
 
@@ -99,4 +101,76 @@ func TestEnsureContactReservedTaken(t *testing.T) {
 	if !created || got.ID != id {
 		t.Errorf("EnsureContact = %+v, created %v; stored id %d", got, created, id)
 	}
+}
+
+// TestConversationReservedAfterClaim: in a fast attempt a conversation
+// gets an id taken one round trip ahead and its INSERT is queued; a
+// Message-ID claimed before it and then pointed at it names it, the
+// attempt commits without falling back to the safe mode, and the
+// conversations' ids follow the order they were added in.
+func TestConversationReservedAfterClaim(t *testing.T) {
+	forEachStore(t, func(t *testing.T, k storeKind) {
+		s := openTest(t, k)
+		ctx := context.Background()
+		var convs []int64
+		runs := 0
+		err := s.WriteBatch(ctx, func(tx *Tx) error {
+			runs++
+			convs = convs[:0]
+			if _, err := tx.LookupMessageIDs([]string{"conv@x"}); err != nil {
+				return err
+			}
+			if err := tx.AddMessageID(MessageRef{MessageID: "conv@x", Direction: "in"}); err != nil {
+				return err
+			}
+			c, _, err := tx.EnsureContact("conv@example.com", "Conv")
+			if err != nil {
+				return err
+			}
+			tk := &Ticket{Subject: "s", Status: 2, RequesterID: c.ID}
+			if err := tx.CreateTicket(tk); err != nil {
+				return err
+			}
+			// A statement about message_ids queues the claim's INSERT.
+			if _, err := tx.LookupMessageIDs([]string{"other@x"}); err != nil {
+				return err
+			}
+			for i := range 3 {
+				cv := &Conversation{TicketID: tk.ID, Incoming: true, Kind: "reply", FromEmail: "conv@example.com", BodyText: fmt.Sprint(i)}
+				if err := tx.AddConversation(cv); err != nil {
+					return err
+				}
+				convs = append(convs, cv.ID)
+				if i == 0 {
+					if err := tx.SetMessageIDTarget("conv@x", &tk.ID, &cv.ID); err != nil {
+						return err
+					}
+				}
+				// A read between conversations.
+				if _, err := tx.Ticket(tk.ID); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if runs != 1 {
+			t.Errorf("runs = %d, want 1 (no abandoned attempt)", runs)
+		}
+		if !slices.IsSorted(convs) || len(convs) != 3 {
+			t.Errorf("conversation ids %v, want 3 rising", convs)
+		}
+		s.Read(ctx, func(tx *Tx) error {
+			refs, err := tx.LookupMessageIDs([]string{"conv@x"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := refs["conv@x"]; r.ConversationID == nil || *r.ConversationID != convs[0] {
+				t.Errorf("conv@x: %+v, want conversation %d", r, convs[0])
+			}
+			return nil
+		})
+	})
 }

@@ -59,6 +59,16 @@ type pgTx struct {
 	// how many were taken last.
 	ids  map[string][]int64
 	took map[string]int
+	// conversation is a conversation id taken from the sequence in the
+	// fast attempt's last round trip that read (0: none): the next
+	// conversation inserted gets it and its INSERT is queued instead
+	// of waiting for RETURNING id. Conversations are listed by id,
+	// which must follow the order they were added in; an id taken one
+	// round trip ahead of its INSERT, in the same transaction, keeps
+	// it as an id taken by the INSERT would (the order of ids of two
+	// instances' transactions was never their order of commit). The
+	// one left at the end of an attempt is a gap in the sequence.
+	conversation int64
 }
 
 type pgStmt struct {
@@ -71,6 +81,9 @@ type pgStmt struct {
 	// one marks an INSERT … ON CONFLICT DO NOTHING of a reserved id
 	// (queueReservedInsert), which must insert its row.
 	one bool
+	// conversation is the id of the conversation this INSERT adds
+	// (queueInsert with pgTx.conversation), else 0.
+	conversation int64
 }
 
 // errReservedTaken abandons a fast attempt whose INSERT of a reserved
@@ -171,6 +184,10 @@ func (p *pgTx) patchClaim(messageID string, ticketID, conversationID any) bool {
 	sd := &pgStmtDeps{reads: []string{"message_ids"}, writes: []string{"message_ids"}}
 	for i := len(p.pending) - 1; i >= 0; i-- {
 		st := &p.pending[i]
+		if st.conversation != 0 && st.conversation == conversationID {
+			// The claim would name a conversation inserted after it.
+			return false
+		}
 		if st.claim && st.args[0] == messageID {
 			st.args[3], st.args[4] = ticketID, conversationID
 			return true
@@ -196,6 +213,10 @@ func (p *pgTx) sendN(ctx context.Context, n int, query string, args []any) (pgx.
 	for _, s := range p.pending[:n] {
 		b.Queue(s.sql, s.args...)
 	}
+	reserve := query != "" && p.fast != nil && p.conversation == 0 && p.deps != nil && p.deps.conversationNext != ""
+	if reserve {
+		b.Queue(p.deps.conversationNext)
+	}
 	if query != "" {
 		b.Queue(query, args...)
 	}
@@ -217,6 +238,12 @@ func (p *pgTx) sendN(ctx context.Context, n int, query string, args []any) (pgx.
 					rest.res.done, rest.res.err = true, err
 				}
 			}
+			br.Close()
+			return nil, p.fail(err)
+		}
+	}
+	if reserve {
+		if err := br.QueryRow().Scan(&p.conversation); err != nil {
 			br.Close()
 			return nil, p.fail(err)
 		}
@@ -273,7 +300,7 @@ func (p *pgTx) query(ctx, quiet context.Context, query string, args []any) (*pgR
 	if p.fast != nil {
 		n = p.before(query)
 	}
-	if n == 0 && p.begun {
+	if n == 0 && p.begun && (p.fast == nil || p.conversation != 0 || p.deps == nil || p.deps.conversationNext == "") {
 		var err error
 		if rows, err = p.c.Query(quiet, query, args...); err != nil {
 			return nil, p.fail(err)
@@ -710,10 +737,19 @@ var pgPrefetched = map[string]bool{"raw_messages": true, "outbox": true}
 // gaps, as after any rollback on PostgreSQL.
 func (t *Tx) queueInsert(query string, args []any) (id int64, ok bool, err error) {
 	table, withID, ok := t.d.insertWithID(query)
+	p := t.pg
+	if ok && table == "conversations" && p.conversation != 0 {
+		id, p.conversation = p.conversation, 0
+		t.forgetPeople(query, args)
+		if _, err := p.exec(t.ctx, t.quiet, withID, pgArgs(append([]any{id}, args...))); err != nil {
+			return 0, true, err
+		}
+		p.pending[len(p.pending)-1].conversation = id
+		return id, true, nil
+	}
 	if !ok || !pgPrefetched[table] {
 		return 0, false, nil
 	}
-	p := t.pg
 	ids := p.ids[table]
 	if len(ids) == 0 {
 		n := min(256, max(8, 2*p.took[table]))
