@@ -1,8 +1,8 @@
 // Package oneshot tunes the process for `deskmail ingest` while the
 // program starts, before the packages that follow it in the
 // initialization order run their init functions (it imports nothing
-// but the standard library's os and runtime, and cmd/deskmail imports
-// it for that side effect alone).
+// but the standard library's os, runtime, syscall and unsafe, and
+// cmd/deskmail imports it for that side effect alone).
 //
 // An MTA's pipe transport runs one `deskmail ingest -` per mail,
 // several at a time, and each process lives some 15 ms. There:
@@ -19,6 +19,9 @@
 //     brk 128 KiB at a time. On other threads glibc gives each thread
 //     an arena of its own and grows it one page at a time, an mprotect
 //     call each: some 20 system calls of each such process.
+//   - the Go heap is backed by transparent huge pages (see hugeHeap):
+//     such a process never collects garbage, so each 4 KiB it
+//     allocates is a fresh page and, with small pages, a page fault.
 package oneshot
 
 import (
@@ -34,6 +37,7 @@ func init() {
 		runtime.GOMAXPROCS(1)
 	}
 	runtime.LockOSThread()
+	hugeHeap()
 }
 
 // Ingest reports whether args (os.Args) run `deskmail ingest`.
