@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -767,7 +768,10 @@ func (p *parser) partText(part *enmime.Part) string {
 func (p *parser) partString(part *enmime.Part) (s string, lf bool) {
 	b := part.Content
 	cs := p.partCharset(part)
-	valid := utf8.Valid(b)
+	// ASCII is valid UTF-8: utf8.Valid only has to look at text with a
+	// high byte.
+	high := hasHighBytes(b)
+	valid := !high || utf8.Valid(b)
 	if cs == "" && part.ContentType == "text/html" {
 		if m := metaCharset.FindSubmatch(firstBytes(b, 4096)); m != nil {
 			if _, err := charsetReader(string(m[1]), bytes.NewReader(nil)); err != nil {
@@ -783,11 +787,11 @@ func (p *parser) partString(part *enmime.Part) (s string, lf bool) {
 			cs = "unknown"
 		}
 	}
-	if bytes.Contains(b, []byte("\x1b$")) || bytes.Contains(b, []byte("\x1b(")) {
+	if esc := bytes.IndexByte(b, 0x1b); esc >= 0 && (bytes.Contains(b[esc:], []byte("\x1b$")) || bytes.Contains(b[esc:], []byte("\x1b("))) {
 		// ISO-2022-JP escapes, labelled or not.
 		return decodeJapanese(b), false
 	}
-	if valid && !hasHighBytes(b) && !sevenBitCharset(cs) {
+	if valid && !high && !sevenBitCharset(cs) {
 		return lfString(b), true
 	}
 	switch cs {
@@ -874,7 +878,15 @@ func highLines(b []byte, max int) []byte {
 	return out
 }
 
+// hasHighBytes reports whether b holds a byte of 0x80 or above. It
+// tests eight bytes at a time: it runs over every text part.
 func hasHighBytes(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
+			return true
+		}
+		b = b[8:]
+	}
 	for _, c := range b {
 		if c >= 0x80 {
 			return true

@@ -22,3 +22,25 @@ func TestLFStringMatchesReplaceAll(t *testing.T) {
 		}
 	}
 }
+
+// TestHasHighBytes checks the word-at-a-time hasHighBytes against a
+// byte loop, with the high byte at every position of short and long
+// inputs.
+func TestHasHighBytes(t *testing.T) {
+	for n := 0; n < 40; n++ {
+		b := []byte(strings.Repeat("a", n))
+		if hasHighBytes(b) {
+			t.Fatalf("%d ASCII bytes reported high", n)
+		}
+		for i := 0; i < n; i++ {
+			for _, c := range []byte{0x7f, 0x80, 0xc3, 0xff} {
+				c0 := b[i]
+				b[i] = c
+				if got, want := hasHighBytes(b), c >= 0x80; got != want {
+					t.Fatalf("n=%d, byte %#x at %d: %v, want %v", n, c, i, got, want)
+				}
+				b[i] = c0
+			}
+		}
+	}
+}

@@ -383,7 +383,14 @@ func separatorPhrase(s string) (sep, decorated bool) {
 
 // hasDigit reports whether s contains an ASCII digit.
 func hasDigit(s string) bool {
-	return strings.ContainsAny(s, "0123456789")
+	// A byte loop: strings.ContainsAny builds its byte set on every
+	// call and was three times slower on a typical line.
+	for i := 0; i < len(s); i++ {
+		if isDigit(s[i]) {
+			return true
+		}
+	}
+	return false
 }
 
 // attributionEnd reports whether s, the lower-cased text of one to
