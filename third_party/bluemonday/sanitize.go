@@ -264,7 +264,7 @@ func (p *Policy) sanitize(r io.Reader, w io.Writer) error {
 			// Comments are ignored by default
 			if p.allowComments {
 				// But if allowed then write the comment out as-is
-				buff.WriteString(token.String())
+				writeToken(buff, token)
 			}
 
 		case html.StartTagToken:
@@ -317,7 +317,7 @@ func (p *Policy) sanitize(r io.Reader, w io.Writer) error {
 			}
 
 			if !skipElementContent {
-				if _, err := buff.WriteString(token.String()); err != nil {
+				if _, err := writeToken(buff, token); err != nil {
 					return err
 				}
 			}
@@ -377,7 +377,7 @@ func (p *Policy) sanitize(r io.Reader, w io.Writer) error {
 			}
 
 			if !skipElementContent {
-				if _, err := buff.WriteString(token.String()); err != nil {
+				if _, err := writeToken(buff, token); err != nil {
 					return err
 				}
 			}
@@ -422,7 +422,7 @@ func (p *Policy) sanitize(r io.Reader, w io.Writer) error {
 				break
 			}
 			if !skipElementContent {
-				if _, err := buff.WriteString(token.String()); err != nil {
+				if _, err := writeToken(buff, token); err != nil {
 					return err
 				}
 			}
@@ -453,7 +453,7 @@ func (p *Policy) sanitize(r io.Reader, w io.Writer) error {
 					}
 				default:
 					// HTML escape the text
-					if _, err := buff.WriteString(token.String()); err != nil {
+					if _, err := writeToken(buff, token); err != nil {
 						return err
 					}
 				}
@@ -1156,4 +1156,97 @@ func quotedElementName(str string) string {
 type stringWriterWriter interface {
 	io.Writer
 	io.StringWriter
+}
+
+// writeToken writes token.String() to w without building that string
+// first (deskmail patch): a tag's String() assembles its attributes in
+// a bytes.Buffer and concatenates the brackets around it, two or three
+// allocations and copies per tag that sanitize then copies once more.
+// Text and tags are written piece by piece, with escapeTo for text and
+// attribute values; any other token type goes through String().
+func writeToken(w io.StringWriter, t html.Token) (int, error) {
+	var open, close string
+	switch t.Type {
+	case html.TextToken:
+		return escapeTo(w, t.Data)
+	case html.StartTagToken:
+		open, close = "<", ">"
+	case html.EndTagToken:
+		open, close = "</", ">"
+	case html.SelfClosingTagToken:
+		open, close = "<", "/>"
+	default:
+		return w.WriteString(t.String())
+	}
+	n, err := w.WriteString(open)
+	if err != nil {
+		return n, err
+	}
+	m, err := w.WriteString(t.Data)
+	n += m
+	if err != nil {
+		return n, err
+	}
+	for _, a := range t.Attr {
+		for _, s := range [...]string{" ", a.Key, `="`} {
+			m, err = w.WriteString(s)
+			n += m
+			if err != nil {
+				return n, err
+			}
+		}
+		m, err = escapeTo(w, a.Val)
+		n += m
+		if err != nil {
+			return n, err
+		}
+		m, err = w.WriteString(`"`)
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	m, err = w.WriteString(close)
+	return n + m, err
+}
+
+// escapedChars are the bytes html.EscapeString replaces.
+const escapedChars = "&'<>\"\r"
+
+// escapeTo writes html.EscapeString(s) to w (the same replacements as
+// golang.org/x/net/html's escape) without building the escaped string.
+func escapeTo(w io.StringWriter, s string) (int, error) {
+	n := 0
+	i := strings.IndexAny(s, escapedChars)
+	for i != -1 {
+		m, err := w.WriteString(s[:i])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		var esc string
+		switch s[i] {
+		case '&':
+			esc = "&amp;"
+		case '\'':
+			esc = "&#39;"
+		case '<':
+			esc = "&lt;"
+		case '>':
+			esc = "&gt;"
+		case '"':
+			esc = "&#34;"
+		case '\r':
+			esc = "&#13;"
+		}
+		s = s[i+1:]
+		m, err = w.WriteString(esc)
+		n += m
+		if err != nil {
+			return n, err
+		}
+		i = strings.IndexAny(s, escapedChars)
+	}
+	m, err := w.WriteString(s)
+	return n + m, err
 }
