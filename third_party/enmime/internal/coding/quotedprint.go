@@ -28,21 +28,37 @@ func (qp *QPCleaner) plainRun(max int) int {
 	lineLen := qp.lineLen
 	run := 0
 	for _, b := range qp.window {
-		if lineLen >= MaxQPLineLen {
+		c := qpPlainClass[b]
+		if c == qpStop || lineLen >= MaxQPLineLen {
 			break
 		}
-		if b == '\r' || b == '\n' {
+		if c == qpNewline {
 			lineLen = 0
-		} else if b == '\t' || (' ' <= b && b <= '~' && b != '=') {
-			lineLen++
 		} else {
-			break
+			lineLen++
 		}
 		run++
 	}
 	qp.lineLen = lineLen
 	return run
 }
+
+// Classes of qpPlainClass: a byte plainRun stops at, one it passes
+// that resets the line length (CR, LF), one it passes and counts.
+const (
+	qpStop    = '0'
+	qpNewline = '1'
+	qpCounted = '2'
+)
+
+// qpPlainClass classifies every byte for plainRun (a constant lookup
+// instead of five comparisons per byte): CR and LF pass and reset the
+// line length, tab and printable ASCII but '=' pass and count, the rest
+// stop the run (TestQPPlainClass).
+const qpPlainClass = "0000000002100100000000000000000022222222222222222222222222222022" +
+	"2222222222222222222222222222222222222222222222222222222222222220" +
+	"0000000000000000000000000000000000000000000000000000000000000000" +
+	"0000000000000000000000000000000000000000000000000000000000000000"
 
 // MaxQPLineLen is the maximum line length we allow before inserting `=\r\n`.  Prevents buffer
 // overflows in mime/quotedprintable.Reader.
