@@ -1,6 +1,10 @@
 package coding
 
-import "testing"
+import (
+	"bytes"
+	"math/rand/v2"
+	"testing"
+)
 
 // TestQPLiteralSet checks the constant table behind qpLiteral against
 // the comparisons it replaces, for every byte.
@@ -32,6 +36,67 @@ func TestQPPlainClass(t *testing.T) {
 		}
 		if got := qpPlainClass[b]; got != want {
 			t.Errorf("qpPlainClass[%#x] = %c, want %c", i, got, want)
+		}
+	}
+}
+
+// refPlainRun is plainRun's loop one byte at a time (as deskmail first
+// wrote it), the reference for TestPlainRunMatchesByteLoop.
+func refPlainRun(window []byte, lineLen int) (int, int) {
+	run := 0
+	for _, b := range window {
+		if lineLen >= MaxQPLineLen {
+			break
+		}
+		if b == '\r' || b == '\n' {
+			lineLen = 0
+		} else if b == '\t' || (' ' <= b && b <= '~' && b != '=') {
+			lineLen++
+		} else {
+			break
+		}
+		run++
+	}
+	return run, lineLen
+}
+
+// TestPlainRunMatchesByteLoop checks plainRun (run and line length)
+// against the byte loop on random windows of long and short lines
+// around the 1024-byte line limit, from random starting line lengths.
+func TestPlainRunMatchesByteLoop(t *testing.T) {
+	r := rand.New(rand.NewPCG(19, 23))
+	for i := 0; i < 20000; i++ {
+		in := make([]byte, r.IntN(3000))
+		for j := range in {
+			switch k := r.IntN(1000); {
+			case k < 3:
+				in[j] = byte(r.UintN(256))
+			case k < 6:
+				in[j] = '\n'
+			case k < 8:
+				in[j] = '\r'
+			case k < 9:
+				in[j] = '='
+			default:
+				in[j] = byte(' ' + r.IntN(95))
+			}
+			if in[j] == '=' && r.IntN(4) != 0 {
+				in[j] = 'x'
+			}
+		}
+		lineLen := r.IntN(MaxQPLineLen + 2)
+		if r.IntN(3) == 0 {
+			lineLen = MaxQPLineLen - r.IntN(3)
+		}
+		max := 1 + r.IntN(4000)
+		qp := NewQPCleaner(bytes.NewReader(in))
+		qp.in.Peek(1) // fill the buffer
+		qp.lineLen = lineLen
+		got := qp.plainRun(max)
+		window, _ := qp.in.Peek(min(qp.in.Buffered(), max))
+		want, wantLen := refPlainRun(window, lineLen)
+		if got != want || qp.lineLen != wantLen {
+			t.Fatalf("case %d (line length %d, max %d): run %d, line length %d; want %d, %d", i, lineLen, max, got, qp.lineLen, want, wantLen)
 		}
 	}
 }

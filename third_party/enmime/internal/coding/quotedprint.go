@@ -25,18 +25,26 @@ func (qp *QPCleaner) plainRun(max int) int {
 		return 0
 	}
 	qp.window, _ = qp.in.Peek(min(avail, max))
+	w := qp.window
 	lineLen := qp.lineLen
 	run := 0
-	for _, b := range qp.window {
-		c := qpPlainClass[b]
-		if c == qpStop || lineLen >= MaxQPLineLen {
+	for run < len(w) && lineLen < MaxQPLineLen {
+		// The counted bytes up to the line length limit, then the
+		// byte after them: a line break passes and starts a new line,
+		// anything else ends the run.
+		k := 0
+		for _, b := range w[run:min(len(w), run+MaxQPLineLen-lineLen)] {
+			if qpPlainClass[b] != qpCounted {
+				break
+			}
+			k++
+		}
+		lineLen += k
+		run += k
+		if run == len(w) || lineLen >= MaxQPLineLen || qpPlainClass[w[run]] != qpNewline {
 			break
 		}
-		if c == qpNewline {
-			lineLen = 0
-		} else {
-			lineLen++
-		}
+		lineLen = 0
 		run++
 	}
 	qp.lineLen = lineLen
