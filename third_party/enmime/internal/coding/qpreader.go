@@ -62,6 +62,21 @@ func isQPDiscardWhitespace(r rune) bool {
 	return false
 }
 
+// qpTrimRight is bytes.TrimRightFunc(b, isQPDiscardWhitespace) as a
+// byte loop: the four bytes are ASCII, and a last byte below 0x80 is
+// the last rune, so the loop stops where TrimRightFunc does.
+func qpTrimRight(b []byte) []byte {
+	for len(b) > 0 {
+		switch b[len(b)-1] {
+		case '\n', '\r', ' ', '\t':
+			b = b[:len(b)-1]
+		default:
+			return b
+		}
+	}
+	return b
+}
+
 var (
 	qpCRLF       = []byte("\r\n")
 	qpLF         = []byte("\n")
@@ -121,7 +136,7 @@ func (r *QPReader) Read(p []byte) (n int, err error) {
 			hasLF := bytes.HasSuffix(line, qpLF)
 			hasCR := bytes.HasSuffix(line, qpCRLF)
 			wholeLine := line
-			line = bytes.TrimRightFunc(wholeLine, isQPDiscardWhitespace)
+			line = qpTrimRight(wholeLine)
 			if bytes.HasSuffix(line, qpSoftSuffix) {
 				rightStripped := bytes.TrimLeft(wholeLine[len(line):], qpLWSP)
 				line = line[:len(line)-1]

@@ -100,3 +100,21 @@ func TestPlainRunMatchesByteLoop(t *testing.T) {
 		}
 	}
 }
+
+// TestQPTrimRightMatchesTrimRightFunc checks qpTrimRight against the
+// bytes.TrimRightFunc call it replaced, on random lines of whitespace,
+// ASCII, multi-byte and invalid UTF-8.
+func TestQPTrimRightMatchesTrimRightFunc(t *testing.T) {
+	pieces := []string{" ", "\t", "\r", "\n", "\r\n", "a", "=", "é", "\u00a0", "\u2003", "\x85", "\xc2", "\xff", "\v", "\f"}
+	r := rand.New(rand.NewPCG(29, 31))
+	for i := 0; i < 50000; i++ {
+		var b []byte
+		for n := r.IntN(12); n > 0; n-- {
+			b = append(b, pieces[r.IntN(len(pieces))]...)
+		}
+		got, want := qpTrimRight(b), bytes.TrimRightFunc(b, isQPDiscardWhitespace)
+		if !bytes.Equal(got, want) || len(got) != len(want) {
+			t.Fatalf("%q: got %q, want %q", b, got, want)
+		}
+	}
+}
