@@ -371,10 +371,7 @@ func TestShortLivedCloseDoesNotWait(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Write(ctx, func(tx *Tx) error {
-		_, err := tx.AddRaw(&RawMessage{Source: "pipe", Data: []byte("Subject: x\r\n\r\nbody\r\n")})
-		return err
-	}); err != nil {
+	if err := addOneRaw(ctx, s); err != nil {
 		t.Fatal(err)
 	}
 	reading, release, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
@@ -432,12 +429,7 @@ func TestShortLivedReadsOnWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	add := func() error {
-		return s.Write(ctx, func(tx *Tx) error {
-			_, err := tx.AddRaw(&RawMessage{Source: "pipe", Data: []byte("Subject: x\r\n\r\nbody\r\n")})
-			return err
-		})
-	}
+	add := func() error { return addOneRaw(ctx, s) }
 	if err := add(); err != nil {
 		t.Fatal(err)
 	}
@@ -752,10 +744,7 @@ func TestShortLivedOpensOnlyItsWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Write(ctx, func(tx *Tx) error {
-		_, err := tx.AddRaw(&RawMessage{Source: "pipe", Data: []byte("Subject: x\r\n\r\nbody\r\n")})
-		return err
-	}); err != nil {
+	if err := addOneRaw(ctx, s); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := countRawForTest(s); err != nil || n != 1 {
@@ -767,4 +756,12 @@ func TestShortLivedOpensOnlyItsWriter(t *testing.T) {
 	if s.readerOpened.Load() || s.ckptOpened.Load() {
 		t.Fatalf("read pool opened %v, checkpointer opened %v", s.readerOpened.Load(), s.ckptOpened.Load())
 	}
+}
+
+// addOneRaw stores one small raw mail in its own write transaction.
+func addOneRaw(ctx context.Context, s *Store) error {
+	return s.Write(ctx, func(tx *Tx) error {
+		_, err := tx.AddRaw(&RawMessage{Source: "pipe", Data: []byte("Subject: x\r\n\r\nbody\r\n")})
+		return err
+	})
 }
