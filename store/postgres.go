@@ -65,7 +65,11 @@ func openPG(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	cfg.RuntimeParams["synchronous_commit"] = "on"
 	cfg.RuntimeParams["application_name"] = "deskmail"
 	name := Redact(dsn)
-	w := stdlib.OpenDB(*cfg, stdlib.OptionAfterConnect(pgWriterAfterConnect))
+	// The writer waits for PostgreSQL's answer thousands of times a
+	// second: on a blocking socket (pgsocket_linux.go).
+	wcfg := cfg.Copy()
+	wcfg.DialFunc = pgBlockingDial(cfg.DialFunc)
+	w := stdlib.OpenDB(*wcfg, stdlib.OptionAfterConnect(pgWriterAfterConnect))
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	if err := w.PingContext(ctx); err != nil {
