@@ -10,6 +10,7 @@ import (
 	htmltemplate "html/template"
 	"io"
 	"maps"
+	"mime/quotedprintable"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
 
 	"github.com/deskmail/deskmail/internal/lazyregexp"
 	"github.com/deskmail/deskmail/locale"
@@ -404,6 +406,10 @@ type file struct {
 // by go-message. Boundaries derive from the Message-ID: unique per
 // message, reproducible for golden files, and starting with "=_",
 // which quoted-printable text can never contain.
+//
+// Mail without attachments (every confirmation and notification) is
+// written by buildAlternative with go-message's textproto writers;
+// mail with attachments by buildMixed with its message writers.
 func buildMIME(h mail.Header, msgID, text, html string, files []file) ([]byte, error) {
 	sum := sha256.Sum256([]byte(msgID))
 	bnd := "=_dm" + hex.EncodeToString(sum[:10])
@@ -417,9 +423,6 @@ func buildMIME(h mail.Header, msgID, text, html string, files []file) ([]byte, e
 	}
 	var buf bytes.Buffer
 	buf.Grow(size)
-	var alt *message.Writer
-	var mixed *message.Writer
-	var err error
 	// go-message writes header fields last-added first; build the top
 	// header so that fields come out in the order they were set, with
 	// MIME-Version and Content-Type at the end.
@@ -433,17 +436,76 @@ func buildMIME(h mail.Header, msgID, text, html string, files []file) ([]byte, e
 	for f := h.Fields(); f.Next(); { // Fields runs in written order
 		top.Add(f.Key(), f.Value())
 	}
-	if len(files) > 0 {
-		if mixed, err = message.CreateWriter(&buf, top); err != nil {
+	if len(files) == 0 {
+		if err := buildAlternative(&buf, top, bnd+"_a", text, html); err != nil {
 			return nil, err
 		}
-		var ah message.Header
-		ah.SetContentType("multipart/alternative", map[string]string{"boundary": bnd + "_a"})
-		if alt, err = mixed.CreatePart(ah); err != nil {
-			return nil, err
-		}
-	} else if alt, err = message.CreateWriter(&buf, top); err != nil {
+		return buf.Bytes(), nil
+	}
+	if err := buildMixed(&buf, top, bnd, text, html, files); err != nil {
 		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// qpPartHeaders are the headers of the text and HTML parts, built once:
+// textproto.WriteHeader only reads a header (it formats each field
+// anew), so every mail may write the same ones.
+var qpPartHeaders = func() [2]textproto.Header {
+	var out [2]textproto.Header
+	for i, ct := range []string{"text/plain", "text/html"} {
+		var ph message.Header
+		ph.SetContentType(ct, map[string]string{"charset": "utf-8"})
+		ph.Set("Content-Transfer-Encoding", "quoted-printable")
+		out[i] = ph.Header
+	}
+	return out
+}()
+
+// buildAlternative writes a multipart/alternative message of a text
+// and an HTML part, both quoted-printable, with header top (its
+// Content-Type naming boundary) — the bytes message.CreateWriter and
+// CreatePart write (TestBuildAlternativeMatchesMessageWriter), without
+// what they do for any message: copying each header, parsing each
+// Content-Type back, a random boundary replaced at once.
+func buildAlternative(buf *bytes.Buffer, top message.Header, boundary, text, html string) error {
+	// As message.CreateWriter does for a multipart entity.
+	top.Del("Content-Transfer-Encoding")
+	if err := textproto.WriteHeader(buf, top.Header); err != nil {
+		return err
+	}
+	mw := textproto.NewMultipartWriter(buf)
+	if err := mw.SetBoundary(boundary); err != nil {
+		return err
+	}
+	for i, body := range [2]string{text, html} {
+		pw, err := mw.CreatePart(qpPartHeaders[i])
+		if err != nil {
+			return err
+		}
+		qp := quotedprintable.NewWriter(pw)
+		if _, err := io.WriteString(qp, body); err != nil {
+			return err
+		}
+		if err := qp.Close(); err != nil {
+			return err
+		}
+	}
+	return mw.Close()
+}
+
+// buildMixed writes a multipart/mixed message with header top: the
+// multipart/alternative text and HTML, then the files, base64.
+func buildMixed(buf *bytes.Buffer, top message.Header, bnd, text, html string, files []file) error {
+	mixed, err := message.CreateWriter(buf, top)
+	if err != nil {
+		return err
+	}
+	var ah message.Header
+	ah.SetContentType("multipart/alternative", map[string]string{"boundary": bnd + "_a"})
+	alt, err := mixed.CreatePart(ah)
+	if err != nil {
+		return err
 	}
 	for _, p := range []struct{ ct, body string }{{"text/plain", text}, {"text/html", html}} {
 		var ph message.Header
@@ -451,49 +513,44 @@ func buildMIME(h mail.Header, msgID, text, html string, files []file) ([]byte, e
 		ph.Set("Content-Transfer-Encoding", "quoted-printable")
 		w, err := alt.CreatePart(ph)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if _, err := io.WriteString(w, p.body); err != nil {
-			return nil, err
+			return err
 		}
 		if err := w.Close(); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if err := alt.Close(); err != nil {
-		return nil, err
+		return err
 	}
-	if mixed != nil {
-		for _, f := range files {
-			var ah mail.AttachmentHeader
-			ct := f.contentType
-			if ct == "" || !strings.Contains(ct, "/") {
-				ct = "application/octet-stream"
-			}
-			ah.SetContentType(ct, map[string]string{"name": f.name})
-			disp := "attachment"
-			if f.inline && f.contentID != "" {
-				disp = "inline"
-				ah.Set("Content-Id", "<"+strings.Trim(f.contentID, "<>")+">")
-			}
-			ah.SetContentDisposition(disp, map[string]string{"filename": f.name})
-			ah.Set("Content-Transfer-Encoding", "base64")
-			w, err := mixed.CreatePart(ah.Header)
-			if err != nil {
-				return nil, err
-			}
-			if _, err := w.Write(f.data); err != nil {
-				return nil, err
-			}
-			if err := w.Close(); err != nil {
-				return nil, err
-			}
+	for _, f := range files {
+		var ah mail.AttachmentHeader
+		ct := f.contentType
+		if ct == "" || !strings.Contains(ct, "/") {
+			ct = "application/octet-stream"
 		}
-		if err := mixed.Close(); err != nil {
-			return nil, err
+		ah.SetContentType(ct, map[string]string{"name": f.name})
+		disp := "attachment"
+		if f.inline && f.contentID != "" {
+			disp = "inline"
+			ah.Set("Content-Id", "<"+strings.Trim(f.contentID, "<>")+">")
+		}
+		ah.SetContentDisposition(disp, map[string]string{"filename": f.name})
+		ah.Set("Content-Transfer-Encoding", "base64")
+		w, err := mixed.CreatePart(ah.Header)
+		if err != nil {
+			return err
+		}
+		if _, err := w.Write(f.data); err != nil {
+			return err
+		}
+		if err := w.Close(); err != nil {
+			return err
 		}
 	}
-	return buf.Bytes(), nil
+	return mixed.Close()
 }
 
 // TemplateData is what templates see. Text is plain; in HTML

@@ -263,8 +263,6 @@ func compile(name, text, html string) (*texttemplate.Template, *htmltemplate.Tem
 	return tt, ht, nil
 }
 
-var blankLines = lazyregexp.New(`\n{3,}`)
-
 // render executes a mail's templates: the subject (the text template's
 // "subject" block, "" when it has none), the plain text and the HTML.
 func (t *templates) render(channel, lang, name string, data *TemplateData) (subject, text, html string, err error) {
@@ -315,29 +313,58 @@ func (p *pair) subject(data *TemplateData) (string, error) {
 // body executes the plain text and HTML templates. p must be
 // compiled. Safe for concurrent use.
 func (p *pair) body(data *TemplateData) (text, html string, err error) {
+	// One buffer, sized for the templates' own text and the message
+	// they show (in the text part, then as HTML), so that executing
+	// them does not grow it by doubling.
+	size := 3 << 10
+	if m := data.Message; m != nil {
+		size += max(len(m.Text), len(m.HTML))
+	}
 	var b bytes.Buffer
+	b.Grow(size)
 	if err := p.text.Execute(&b, data); err != nil {
 		return "", "", fmt.Errorf("template %s: %w", p.text.Name(), err)
 	}
-	text = cleanText(b.String())
+	text = cleanText(b.Bytes())
 	b.Reset()
 	if err := p.html.Execute(&b, data); err != nil {
 		return "", "", fmt.Errorf("template %s: %w", p.html.Name(), err)
 	}
-	html = strings.TrimSpace(b.String()) + "\n"
+	html = string(append(bytes.TrimSpace(b.Bytes()), '\n'))
 	return text, html, nil
 }
 
 // cleanText trims trailing spaces (except the "-- " signature
-// separator), collapses runs of blank lines and ends with one newline.
-func cleanText(s string) string {
-	lines := strings.Split(strings.ReplaceAll(s, "\r\n", "\n"), "\n")
-	for i, l := range lines {
-		if l != "-- " {
-			lines[i] = strings.TrimRight(l, " \t")
+// separator), collapses runs of blank lines and ends with one newline:
+// CRLF becomes LF, each line loses its trailing spaces and tabs unless
+// it is "-- ", no more than two newlines follow one another, and white
+// space at either end gives way to a single final newline. One pass
+// into one buffer (it was a split, a join and a regular expression
+// over every rendered mail).
+func cleanText(s []byte) string {
+	out := make([]byte, 0, len(s)+1)
+	for first := true; ; first = false {
+		line, rest, more := bytes.Cut(s, nl)
+		if more && len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1] // CRLF
 		}
+		if !first {
+			// At most two newlines in a row: a third one, after lines
+			// that are empty once trimmed, is dropped.
+			if n := len(out); n < 2 || out[n-1] != '\n' || out[n-2] != '\n' {
+				out = append(out, '\n')
+			}
+		}
+		if string(line) != "-- " {
+			line = bytes.TrimRight(line, " \t")
+		}
+		out = append(out, line...)
+		if !more {
+			break
+		}
+		s = rest
 	}
-	s = strings.Join(lines, "\n")
-	s = blankLines.ReplaceAllString(s, "\n\n")
-	return strings.TrimSpace(s) + "\n"
+	return string(append(bytes.TrimSpace(out), '\n'))
 }
+
+var nl = []byte{'\n'}
