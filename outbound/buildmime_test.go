@@ -192,3 +192,24 @@ func cleanTextReference(s string) string {
 	s = blankLinesReference.ReplaceAllString(s, "\n\n")
 	return strings.TrimSpace(s) + "\n"
 }
+
+// TestNeedsSpaceCleanup checks that finalSubject skips the regular
+// expression only where it would change nothing: on random strings of
+// spaces, tabs, newlines, form feeds, CRs, vertical tabs, non-ASCII
+// spaces and letters, needsSpaceCleanup is false only when
+// spaces.ReplaceAllString returns its input.
+func TestNeedsSpaceCleanup(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 11))
+	pieces := []string{" ", "  ", "\t", "\n", "\f", "\r", "\v", "\u00a0", "\u2003", "a", "é", "[#12]"}
+	for i := range 100000 {
+		var b strings.Builder
+		for range r.IntN(12) {
+			b.WriteString(pieces[r.IntN(len(pieces))])
+		}
+		s := b.String()
+		same := spaces.ReplaceAllString(s, " ") == s
+		if needsSpaceCleanup(s) == same {
+			t.Fatalf("case %d %q: needsSpaceCleanup %v, regexp leaves it unchanged: %v", i, s, !same, same)
+		}
+	}
+}

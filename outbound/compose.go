@@ -75,14 +75,23 @@ func (o *Outbox) newMessageID(ticketID int64) (string, error) {
 // notification), the mail answers the latest message the customer
 // saw: their last mail or our last mail to them.
 func (o *Outbox) references(tx *store.Tx, tk *store.Ticket, inReplyTo string, customer bool) (string, []string, error) {
-	thread, err := tx.TicketThread(tk.ID)
-	if err != nil {
-		return "", nil, err
-	}
-	ids := make([]string, 0, len(thread))
-	for _, m := range thread {
-		if !customer || customerSaw(m, tk.Requester.Email) {
-			ids = append(ids, m.MessageID)
+	var ids []string
+	if customer {
+		thread, err := tx.TicketThread(tk.ID)
+		if err != nil {
+			return "", nil, err
+		}
+		ids = make([]string, 0, len(thread))
+		for _, m := range thread {
+			if customerSaw(m, tk.Requester.Email) {
+				ids = append(ids, m.MessageID)
+			}
+		}
+	} else {
+		// Agents get the whole thread: its ids are enough.
+		var err error
+		if ids, err = tx.TicketThreadIDs(tk.ID); err != nil {
+			return "", nil, err
 		}
 	}
 	inReplyTo = strings.Trim(strings.TrimSpace(inReplyTo), "<>")
@@ -165,10 +174,33 @@ func (o *Outbox) subjects(tk *store.Ticket, lang string) (title, subject, reply 
 
 var spaces = lazyregexp.New(`\s+`)
 
+// needsSpaceCleanup reports whether s holds a run of white space that
+// spaces would replace with something else: a tab, newline, form feed
+// or carriage return (\s in RE2, with the space), or two spaces in a
+// row. Most rendered subjects hold none, and the regular expression
+// then returns s as it was.
+func needsSpaceCleanup(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\t', '\n', '\f', '\r':
+			return true
+		case ' ':
+			if i+1 < len(s) && s[i+1] == ' ' {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // finalSubject cleans a rendered subject and makes sure it carries the
 // ticket token once.
 func (o *Outbox) finalSubject(rendered, fallback string, id int64) string {
-	s := strings.TrimSpace(spaces.ReplaceAllString(rendered, " "))
+	s := rendered
+	if needsSpaceCleanup(s) {
+		s = spaces.ReplaceAllString(s, " ")
+	}
+	s = strings.TrimSpace(s)
 	if s == "" {
 		s = fallback
 	}

@@ -288,6 +288,33 @@ func (t *Tx) TicketThread(ticketID int64) ([]ThreadMessage, error) {
 	return out, nil
 }
 
+// TicketThreadIDs returns the Message-IDs recorded on a ticket in
+// TicketThread's order (oldest first), without what tells audiences
+// apart: the References of mail only agents receive (notifications,
+// command errors, escalations), which carry every one of them, need no
+// more. Its statement reads message_ids alone — TicketThread's join
+// and its two subqueries per row cost each agent notification as much
+// again as the one of its confirmation.
+func (t *Tx) TicketThreadIDs(ticketID int64) ([]string, error) {
+	rows, err := t.query(`SELECT m.message_id FROM message_ids m WHERE m.ticket_id=? ORDER BY m.created_at, m.rowid`, ticketID)
+	if err != nil {
+		return nil, fmt.Errorf("store: ticket %d thread: %w", ticketID, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("store: ticket %d thread: %w", ticketID, err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: ticket %d thread: %w", ticketID, err)
+	}
+	return out, nil
+}
+
 // SetConversationMessageID records the Message-ID a conversation went
 // out with (an agent's reply by mail is sent on under our own id).
 func (t *Tx) SetConversationMessageID(id int64, messageID string) error {
