@@ -29,7 +29,12 @@ type Env struct {
 	// Notify, when set, is called inside the message's transaction for
 	// every change that may cause outbound mail (see outbound.Outbox).
 	Notify func(tx *store.Tx, n Notice) error
-	Logger *slog.Logger
+	// Prefetch, if set, is called in a batch's transaction before its
+	// messages are threaded, with the addresses their senders use, for
+	// what Notify will look up about them (one query for the batch
+	// rather than one per message; see store.Tx.PrefetchOutboxTo).
+	Prefetch func(tx *store.Tx, senders []string) error
+	Logger   *slog.Logger
 	// AfterCommit, when set, is called after every successful commit
 	// (the daemon kicks the outbox worker with it).
 	AfterCommit func()
@@ -667,6 +672,35 @@ func (p *Pipeline) commit(ctx context.Context, preps []*prepared, renderLater bo
 		report = report[:0]
 		if renderLater {
 			tx.RenderLater()
+		}
+		if len(preps) > 1 {
+			// One query for the Message-IDs every message looks up, not
+			// two per message, and one for their senders' contacts (a
+			// round trip each on PostgreSQL).
+			var ids, senders []string
+			threaded := 0
+			for _, pr := range preps {
+				if pr.err == nil && pr.in != nil {
+					ids = append(ids, threading.LookedUp(pr.in)...)
+					senders = append(senders, threading.Senders(pr.in)...)
+					threaded++
+				}
+			}
+			// About one conversation per message threaded.
+			if err := tx.ReserveConversations(threaded); err != nil {
+				return err
+			}
+			if err := tx.PrefetchMessageIDs(ids); err != nil {
+				return err
+			}
+			if err := tx.PrefetchContacts(senders); err != nil {
+				return err
+			}
+			if p.env.Prefetch != nil {
+				if err := p.env.Prefetch(tx, senders); err != nil {
+					return err
+				}
+			}
 		}
 		for i, pr := range preps {
 			res, err := p.one(tx, pr, &report)

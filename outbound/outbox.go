@@ -367,7 +367,7 @@ func (o *Outbox) toRequester(tx *store.Tx, ev Event, ch *channel, kind string) e
 	case len(rcpt) == 0:
 		reason = strings.Join(dropped, "; ")
 	case kind == KindConfirmation:
-		n, err := tx.CountOutboxTo(KindConfirmation, rcpt[0], o.now().Add(-time.Hour))
+		n, err := tx.CountOutboxTo(KindConfirmation, rcpt[0], o.now().Add(-confirmationWindow))
 		if err != nil {
 			return err
 		}
@@ -387,6 +387,17 @@ func (o *Outbox) toRequester(tx *store.Tx, ev Event, ch *channel, kind string) e
 		}
 	}
 	return o.write(tx, m)
+}
+
+// confirmationWindow is how far back the confirmations to an address
+// count towards its hourly limit.
+const confirmationWindow = time.Hour
+
+// Prefetch reads in tx, in one query, what Enqueue will look up about
+// mail already sent to these addresses (a batch's senders): the
+// confirmations of the last hour, which the rate limit counts.
+func (o *Outbox) Prefetch(tx *store.Tx, addrs []string) error {
+	return tx.PrefetchOutboxTo(KindConfirmation, addrs, o.now().Add(-confirmationWindow))
 }
 
 func (o *Outbox) isAgent(addr string) bool {

@@ -31,11 +31,11 @@ type claim struct {
 
 // deferClaim reports whether AddMessageID may put m's insertion off,
 // and if so does.
-func (t *Tx) deferClaim(m MessageRef) bool {
+func (t *Tx) deferClaim(m MessageRef, at string) bool {
 	if t.fast == nil || t.d.pg || t.claim != nil || !t.missing[m.MessageID] {
 		return false
 	}
-	t.claim = &claim{ref: m, at: ts(t.now())}
+	t.claim = &claim{ref: m, at: at}
 	delete(t.missing, m.MessageID)
 	return true
 }
@@ -60,6 +60,7 @@ func (t *Tx) noteMissing(looked []string, found map[string]MessageRef) {
 // message_ids, and forgets the ids found missing when query may write
 // it.
 func (t *Tx) beforeStatement(query string) error {
+	t.forgetCached(query)
 	if (t.claim == nil && t.missing == nil) || !strings.Contains(query, "message_ids") {
 		return nil
 	}

@@ -27,14 +27,38 @@ type laterMail struct {
 	raw    []byte
 	err    error
 	done   chan struct{} // closed once raw and err are set
+	// inserted is set when the row's INSERT carries the bytes (a
+	// PostgreSQL fast attempt, see lazyRaw): no UPDATE writes them.
+	inserted bool
+}
+
+// lazyRaw stands for a mail's bytes among the arguments of its outbox
+// INSERT, queued in a PostgreSQL fast attempt (see pgwrite.go): the
+// statement waits in the queue anyway until a later one must follow it
+// or COMMIT, by which time the render goroutine has usually rendered
+// the mail; pgTx.sendN then puts the bytes in its place, waiting for
+// them if need be. The row is so written once, with its bytes, instead
+// of inserted empty and updated before COMMIT: an UPDATE that
+// PostgreSQL could not make HOT (the page full of the batch's rows),
+// a new row version and six index entries per mail.
+type lazyRaw struct{ m *laterMail }
+
+// resolve waits for the mail's bytes.
+func (l lazyRaw) resolve() ([]byte, error) {
+	<-l.m.done
+	if l.m.err != nil {
+		return nil, fmt.Errorf("%w: outbox mail %d: %w", ErrLater, l.m.id, l.m.err)
+	}
+	return l.m.raw, nil
 }
 
 // RenderLater makes EnqueueOutboxLater hand rendering to a goroutine of
 // the transaction: the row is inserted at once, with its recipients,
 // kind, subject and Message-ID (every read of the outbox inside the
-// transaction sees it as before), its bytes are rendered beside the
-// transaction's function on another core and written into the row
-// before COMMIT. A batch of many messages (deskmail ingest, an IMAP
+// transaction sees it as before, its bytes still empty or, in a
+// PostgreSQL fast attempt, already rendered), its bytes are rendered
+// beside the transaction's function on another core and written into
+// the row before COMMIT. A batch of many messages (deskmail ingest, an IMAP
 // drain) so renders its outbound mail beside the serial work of
 // threading and storing instead of inside it. A rendering that fails
 // fails the whole Write with ErrLater.
@@ -58,10 +82,6 @@ func (t *Tx) EnqueueOutboxLater(m *OutboxMail, render func() ([]byte, error)) er
 		m.Raw = raw
 		return t.EnqueueOutbox(m)
 	}
-	m.Raw = []byte{}
-	if err := t.EnqueueOutbox(m); err != nil {
-		return err
-	}
 	l := t.later
 	if l.queue == nil {
 		// One goroutine: the mails of a batch render in the time the
@@ -70,9 +90,21 @@ func (t *Tx) EnqueueOutboxLater(m *OutboxMail, render func() ([]byte, error)) er
 		l.queue = make(chan *laterMail, 64)
 		go renderLoop(l.queue)
 	}
-	lm := &laterMail{id: m.ID, render: render, done: make(chan struct{})}
-	l.mails = append(l.mails, lm)
+	lm := &laterMail{render: render, done: make(chan struct{})}
+	m.Raw = []byte{}
+	var raw any = m.Raw
+	if t.pg != nil && t.fast != nil {
+		// Its INSERT is queued (pgPrefetched: the id is taken ahead).
+		raw, lm.inserted = lazyRaw{lm}, true
+	}
+	// Rendering starts before the INSERT is queued, whose sending may
+	// wait for it.
 	l.queue <- lm
+	if err := t.enqueueOutbox(m, raw); err != nil {
+		return err
+	}
+	lm.id = m.ID
+	l.mails = append(l.mails, lm)
 	return nil
 }
 
@@ -117,12 +149,20 @@ func (t *Tx) runLater() error {
 	mails := t.later.mails
 	t.later.mails = nil
 	t.stopLater()
+	var update []*laterMail
 	for _, m := range mails {
 		<-m.done
 		if m.err != nil {
 			return fmt.Errorf("%w: outbox mail %d: %w", ErrLater, m.id, m.err)
 		}
+		if !m.inserted {
+			update = append(update, m)
+		}
 	}
+	if len(update) == 0 {
+		return nil
+	}
+	mails = update
 	if t.d.pg {
 		return t.writeLaterPG(mails)
 	}

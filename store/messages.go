@@ -143,7 +143,15 @@ type MessageRef struct {
 // AddMessageID records a Message-ID. It returns ErrDuplicate when the
 // id is already known: that is how ingestion stays idempotent.
 func (t *Tx) AddMessageID(m MessageRef) error {
-	if t.deferClaim(m) {
+	return t.addMessageID(m, ts(t.now()))
+}
+
+// addMessageID is AddMessageID with the row's created_at.
+func (t *Tx) addMessageID(m MessageRef, at string) error {
+	if !t.enqueuing {
+		t.thread = nil // EnqueueOutbox accounts for its own row
+	}
+	if t.deferClaim(m, at) {
 		return nil // inserted later, with its targets (see claim.go)
 	}
 	if t.pg != nil && t.fast != nil {
@@ -152,48 +160,70 @@ func (t *Tx) AddMessageID(m MessageRef) error {
 		// the Message-ID up first, so only a race with another instance
 		// fails it, and the batch then runs again the safe way, where
 		// the ON CONFLICT below answers ErrDuplicate.
-		err := t.pg.queueClaim(t.ctx, t.quiet, t.d.q(`INSERT INTO message_ids(message_id, direction, channel_id, ticket_id, conversation_id, raw_id, created_at) VALUES (?,?,?,?,?,?,?)`),
-			pgArgs([]any{m.MessageID, m.Direction, int64OrNil(m.ChannelID), int64OrNil(m.TicketID), int64OrNil(m.ConversationID), int64OrNil(m.RawID), ts(t.now())}))
+		err := t.pg.queueClaim(t.ctx, t.quiet, t.d.q(sqlAddMessageID),
+			pgArgs([]any{m.MessageID, m.Direction, int64OrNil(m.ChannelID), int64OrNil(m.TicketID), int64OrNil(m.ConversationID), int64OrNil(m.RawID), at}))
 		if err != nil {
 			return fmt.Errorf("store: message-id %s: %w", m.MessageID, err)
 		}
+		// Should the INSERT fail, the attempt fails with it.
+		t.msgIDInserted(m)
 		return nil
 	}
 	// ON CONFLICT rather than catching the violation: on PostgreSQL a
 	// failed statement aborts the whole transaction, and the caller
 	// goes on after ErrDuplicate (the raw message is still recorded).
-	res, err := t.exec(`INSERT INTO message_ids(message_id, direction, channel_id, ticket_id, conversation_id, raw_id, created_at) VALUES (?,?,?,?,?,?,?)
+	res, err := t.exec(sqlAddMessageID+`
 		ON CONFLICT(message_id) DO NOTHING`,
-		m.MessageID, m.Direction, int64OrNil(m.ChannelID), int64OrNil(m.TicketID), int64OrNil(m.ConversationID), int64OrNil(m.RawID), ts(t.now()))
+		m.MessageID, m.Direction, int64OrNil(m.ChannelID), int64OrNil(m.TicketID), int64OrNil(m.ConversationID), int64OrNil(m.RawID), at)
 	if err != nil {
+		t.msgIDUnknown(m.MessageID)
 		return fmt.Errorf("store: message-id %s: %w", m.MessageID, err)
 	}
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		t.msgIDUnknown(m.MessageID)
 		return fmt.Errorf("store: message-id %s: %w", m.MessageID, ErrDuplicate)
 	}
+	t.msgIDInserted(m)
 	return nil
 }
 
 // SetMessageIDTarget points a Message-ID at its ticket and
 // conversation once they exist.
 func (t *Tx) SetMessageIDTarget(messageID string, ticketID, conversationID *int64) error {
+	t.thread = nil
 	if t.pg != nil && t.fast != nil && storedAsIs(messageID) && t.pg.patchClaim(messageID, int64OrNil(ticketID), int64OrNil(conversationID)) {
+		t.msgIDTargeted(messageID, ticketID, conversationID)
 		return nil // the claim, still queued, is inserted with them
 	}
 	if c := t.claim; c != nil && c.ref.MessageID == messageID {
 		c.ref.TicketID, c.ref.ConversationID = ticketID, conversationID
 		return t.flushClaim()
 	}
-	_, err := t.exec(`UPDATE message_ids SET ticket_id=?, conversation_id=? WHERE message_id=?`, int64OrNil(ticketID), int64OrNil(conversationID), messageID)
+	_, err := t.exec(sqlSetMsgTarget, int64OrNil(ticketID), int64OrNil(conversationID), messageID)
 	if err != nil {
+		t.msgIDs = nil
 		return fmt.Errorf("store: message-id %s: %w", messageID, err)
 	}
+	t.msgIDTargeted(messageID, ticketID, conversationID)
 	return nil
 }
 
 // LookupMessageIDs returns the index entries for the given ids that
 // exist, keyed by Message-ID.
 func (t *Tx) LookupMessageIDs(ids []string) (map[string]MessageRef, error) {
+	if out, ok := t.cachedMessageIDs(ids); ok {
+		return out, nil
+	}
+	out, err := t.lookupMessageIDs(ids)
+	if err != nil {
+		return nil, err
+	}
+	t.noteMissing(ids, out)
+	return out, nil
+}
+
+// lookupMessageIDs is LookupMessageIDs, asking the database.
+func (t *Tx) lookupMessageIDs(ids []string) (map[string]MessageRef, error) {
 	out := make(map[string]MessageRef, len(ids))
 	for start := 0; start < len(ids); start += 500 {
 		chunk := ids[start:min(len(ids), start+500)]
@@ -205,23 +235,32 @@ func (t *Tx) LookupMessageIDs(ids []string) (map[string]MessageRef, error) {
 		if err != nil {
 			return nil, fmt.Errorf("store: lookup message-ids: %w", err)
 		}
-		for rows.Next() {
-			var m MessageRef
-			var ch, tk, conv, raw sql.NullInt64
-			if err := rows.Scan(&m.MessageID, &m.Direction, &ch, &tk, &conv, &raw); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("store: lookup message-ids: %w", err)
-			}
-			m.ChannelID, m.TicketID, m.ConversationID, m.RawID = nint(ch), nint(tk), nint(conv), nint(raw)
-			out[m.MessageID] = m
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		found, err := scanMessageRefs(rows)
+		if err != nil {
 			return nil, fmt.Errorf("store: lookup message-ids: %w", err)
 		}
+		for id, m := range found {
+			out[id] = m
+		}
 	}
-	t.noteMissing(ids, out)
 	return out, nil
+}
+
+// scanMessageRefs reads and closes rows of message_id, direction,
+// channel_id, ticket_id, conversation_id, raw_id.
+func scanMessageRefs(rs rows) (map[string]MessageRef, error) {
+	defer rs.Close()
+	out := make(map[string]MessageRef)
+	for rs.Next() {
+		var m MessageRef
+		var ch, tk, conv, raw sql.NullInt64
+		if err := rs.Scan(&m.MessageID, &m.Direction, &ch, &tk, &conv, &raw); err != nil {
+			return nil, err
+		}
+		m.ChannelID, m.TicketID, m.ConversationID, m.RawID = nint(ch), nint(tk), nint(conv), nint(raw)
+		out[m.MessageID] = m
+	}
+	return out, rs.Err()
 }
 
 // TicketMessageIDs returns the Message-IDs recorded on a ticket, oldest
@@ -263,7 +302,10 @@ type ThreadMessage struct {
 // for one audience (the customer's thread leaves out what only agents
 // received).
 func (t *Tx) TicketThread(ticketID int64) ([]ThreadMessage, error) {
-	rows, err := t.query(`SELECT m.message_id, m.direction,
+	if out, ok := t.cachedThread(ticketID); ok {
+		return out, nil
+	}
+	rows, err := t.query(`SELECT m.created_at, COALESCE(c.id, 0), m.message_id, m.direction,
 		COALESCE((SELECT o.kind FROM outbox o WHERE o.ticket_id=m.ticket_id AND o.message_id=m.message_id LIMIT 1), ''),
 		c.id IS NOT NULL, COALESCE(c.incoming, 0), COALESCE(c.private, 0), COALESCE(c.message_id, ''), COALESCE(c.from_email, ''),
 		EXISTS (SELECT 1 FROM agents a WHERE a.email=c.from_email)
@@ -274,17 +316,24 @@ func (t *Tx) TicketThread(ticketID int64) ([]ThreadMessage, error) {
 	}
 	defer rows.Close()
 	var out []ThreadMessage
+	var at []string
+	var convs []int64
 	for rows.Next() {
 		var m ThreadMessage
-		if err := rows.Scan(&m.MessageID, &m.Direction, &m.OutboxKind, &m.HasConversation, &m.Incoming, &m.Private,
+		var created string
+		var conv int64
+		if err := rows.Scan(&created, &conv, &m.MessageID, &m.Direction, &m.OutboxKind, &m.HasConversation, &m.Incoming, &m.Private,
 			&m.ConversationMessageID, &m.FromEmail, &m.FromAgent); err != nil {
 			return nil, fmt.Errorf("store: ticket %d thread: %w", ticketID, err)
 		}
 		out = append(out, m)
+		at = append(at, created)
+		convs = append(convs, conv)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: ticket %d thread: %w", ticketID, err)
 	}
+	t.rememberThread(ticketID, out, at, convs)
 	return out, nil
 }
 

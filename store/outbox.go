@@ -52,6 +52,12 @@ type OutboxMail struct {
 // back is recognised as our own. Suppressed mail never leaves, so its
 // Message-ID is not indexed.
 func (t *Tx) EnqueueOutbox(m *OutboxMail) error {
+	return t.enqueueOutbox(m, m.Raw)
+}
+
+// enqueueOutbox is EnqueueOutbox with the INSERT's raw argument: m.Raw,
+// or a lazyRaw whose bytes are rendered meanwhile.
+func (t *Tx) enqueueOutbox(m *OutboxMail, raw any) error {
 	if m.MessageID == "" {
 		return fmt.Errorf("store: enqueue outbox: mail without Message-ID")
 	}
@@ -69,18 +75,30 @@ func (t *Tx) EnqueueOutbox(m *OutboxMail) error {
 	if err != nil {
 		return fmt.Errorf("store: enqueue outbox %s: %w", m.MessageID, err)
 	}
+	// The thread remembered learns of this mail from threadEnqueued,
+	// not by forgetting it at the INSERTs below.
+	t.enqueuing = true
+	defer func() { t.enqueuing = false }()
 	id, err := t.insert(`INSERT INTO outbox(ticket_id, conversation_id, channel_id, kind, mail_from, rcpt_to, subject, message_id, raw,
 		state, attempts, next_attempt_at, last_error, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		int64OrNil(m.TicketID), int64OrNil(m.ConversationID), int64OrNil(m.ChannelID), m.Kind, m.MailFrom, string(rcpt), m.Subject,
-		m.MessageID, m.Raw, m.State, m.Attempts, ts(m.NextAttemptAt), m.LastError, ts(m.CreatedAt))
+		m.MessageID, raw, m.State, m.Attempts, ts(m.NextAttemptAt), m.LastError, ts(m.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("store: enqueue outbox %s: %w", m.MessageID, err)
 	}
 	m.ID = id
+	t.sentToEnqueued(m)
 	if m.State == OutboxSuppressed {
+		// No Message-ID row: the thread is as it was.
 		return nil
 	}
-	return t.AddMessageID(MessageRef{MessageID: m.MessageID, Direction: "out", ChannelID: m.ChannelID, TicketID: m.TicketID, ConversationID: m.ConversationID})
+	createdAt := ts(t.now())
+	if err := t.addMessageID(MessageRef{MessageID: m.MessageID, Direction: "out", ChannelID: m.ChannelID, TicketID: m.TicketID, ConversationID: m.ConversationID}, createdAt); err != nil {
+		t.thread = nil
+		return err
+	}
+	t.threadEnqueued(m, createdAt)
+	return nil
 }
 
 const outboxCols = `id, ticket_id, conversation_id, channel_id, kind, mail_from, rcpt_to, subject, message_id, state, attempts,
@@ -386,6 +404,9 @@ const pgCountOutboxToSQL = `SELECT COALESCE(SUM((SELECT CASE WHEN o.kind=? AND o
 // case-insensitively) created at or after since, in any state but
 // suppressed: how confirmations are rate-limited per sender.
 func (t *Tx) CountOutboxTo(kind, rcpt string, since time.Time) (int, error) {
+	if n, ok := t.cachedCountOutboxTo(kind, rcpt, since); ok {
+		return n, nil
+	}
 	var n int
 	var err error
 	if t.d.pg {

@@ -36,9 +36,14 @@ type pgDeps struct {
 	// sequence named (pg_get_serial_sequence looks it up in pg_depend
 	// at every call); "" when the schema has none.
 	contactReserving string
+	// contactsReserving is contactsReservingQuery with the sequence
+	// named.
+	contactsReserving string
 	// conversationNext takes the next id of the conversations'
 	// sequence (see pgTx.conversation); "" when the schema has none.
 	conversationNext string
+	// conversationsAhead takes as many ids (see ReserveConversations).
+	conversationsAhead string
 }
 
 // pgStmtDeps is one statement's classification: the tables it reads
@@ -86,8 +91,10 @@ func (s *Store) loadPGDeps(ctx context.Context) (*pgDeps, error) {
 			case parents == "":
 			case name == "contacts":
 				d.contactReserving = strings.Replace(contactReservingQuery, "$seq", seq, 1)
+				d.contactsReserving = strings.Replace(contactsReservingQuery, "$seq", seq, 1)
 			case name == "conversations":
 				d.conversationNext = "SELECT nextval(" + seq + ")"
+				d.conversationsAhead = "SELECT nextval(" + seq + ") FROM generate_series(1, ?)"
 			}
 			continue
 		}

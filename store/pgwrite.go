@@ -69,6 +69,9 @@ type pgTx struct {
 	// instances' transactions was never their order of commit). The
 	// one left at the end of an attempt is a gap in the sequence.
 	conversation int64
+	// convAhead are conversation ids taken for a batch at its start
+	// (ReserveConversations), used before conversation, in order.
+	convAhead []int64
 }
 
 type pgStmt struct {
@@ -164,16 +167,49 @@ func (p *pgTx) classify(query string) *pgStmtDeps {
 	return p.deps.of(query)
 }
 
-// before is how many queued statements must be sent before query (see
-// pgDeps): up to the last one it conflicts with.
+// before puts first in the queue the statements that must be sent
+// before query (see pgDeps) and returns how many they are: those query
+// conflicts with, and those any of them conflicts with, in the order
+// they were queued. The others stay queued, in their order, for a
+// later round trip: a claim put in the queue before a new ticket's
+// INSERT … RETURNING id, which does not read message_ids, can then
+// still be given its targets there (patchClaim) instead of being
+// updated by a statement of its own.
 func (p *pgTx) before(query string) int {
 	sd := p.classify(query)
+	need := make([]bool, len(p.pending))
+	last := -1
 	for i := len(p.pending) - 1; i >= 0; i-- {
-		if p.pending[i].deps.conflicts(sd) {
-			return i + 1
+		d := p.pending[i].deps
+		if d.conflicts(sd) {
+			need[i] = true
+		} else {
+			for j := i + 1; j <= last; j++ {
+				if need[j] && d.conflicts(p.pending[j].deps) {
+					need[i] = true
+					break
+				}
+			}
+		}
+		if need[i] && last < 0 {
+			last = i
 		}
 	}
-	return 0
+	if last < 0 {
+		return 0
+	}
+	sent := make([]pgStmt, 0, len(p.pending))
+	var kept []pgStmt
+	for i, st := range p.pending {
+		if need[i] {
+			sent = append(sent, st)
+		} else {
+			kept = append(kept, st)
+		}
+	}
+	n := len(sent)
+	p.pending = append(sent, kept...)
+	return n
 }
 
 // patchClaim gives the queued INSERT of messageID's claim (AddMessageID
@@ -182,17 +218,27 @@ func (p *pgTx) before(query string) int {
 // the row; false when the UPDATE must run.
 func (p *pgTx) patchClaim(messageID string, ticketID, conversationID any) bool {
 	sd := &pgStmtDeps{reads: []string{"message_ids"}, writes: []string{"message_ids"}}
+	// after is set once a statement queued after the claim inserts the
+	// conversation the claim is to name: the claim then moves to the
+	// end of the queue, behind it.
+	after := false
 	for i := len(p.pending) - 1; i >= 0; i-- {
 		st := &p.pending[i]
 		if st.conversation != 0 && st.conversation == conversationID {
-			// The claim would name a conversation inserted after it.
-			return false
+			after = true
 		}
 		if st.claim && st.args[0] == messageID {
 			st.args[3], st.args[4] = ticketID, conversationID
+			if after {
+				// Nothing after it reads or writes message_ids (checked
+				// below), and the plain INSERTs it passes only add rows
+				// its foreign keys may point at.
+				claim := *st
+				p.pending = append(append(p.pending[:i:i], p.pending[i+1:]...), claim)
+			}
 			return true
 		}
-		if st.deps.conflicts(sd) {
+		if st.deps.conflicts(sd) || (after && st.deps.all) {
 			return false
 		}
 	}
@@ -211,9 +257,12 @@ func (p *pgTx) send(ctx context.Context, query string, args []any) (pgx.BatchRes
 func (p *pgTx) sendN(ctx context.Context, n int, query string, args []any) (pgx.BatchResults, error) {
 	b := &pgx.Batch{}
 	for _, s := range p.pending[:n] {
+		if err := resolveLazy(s.args); err != nil {
+			return nil, p.fail(err)
+		}
 		b.Queue(s.sql, s.args...)
 	}
-	reserve := query != "" && p.fast != nil && p.conversation == 0 && p.deps != nil && p.deps.conversationNext != ""
+	reserve := query != "" && p.fast != nil && p.conversation == 0 && len(p.convAhead) == 0 && p.deps != nil && p.deps.conversationNext != ""
 	if reserve {
 		b.Queue(p.deps.conversationNext)
 	}
@@ -255,6 +304,20 @@ func (p *pgTx) sendN(ctx context.Context, n int, query string, args []any) (pgx.
 		return nil, nil
 	}
 	return br, nil
+}
+
+// resolveLazy puts in args the bytes each lazyRaw stands for.
+func resolveLazy(args []any) error {
+	for i, a := range args {
+		if l, ok := a.(lazyRaw); ok {
+			raw, err := l.resolve()
+			if err != nil {
+				return err
+			}
+			args[i] = raw
+		}
+	}
+	return nil
 }
 
 // flush sends the queued statements.
@@ -300,7 +363,7 @@ func (p *pgTx) query(ctx, quiet context.Context, query string, args []any) (*pgR
 	if p.fast != nil {
 		n = p.before(query)
 	}
-	if n == 0 && p.begun && (p.fast == nil || p.conversation != 0 || p.deps == nil || p.deps.conversationNext == "") {
+	if n == 0 && p.begun && (p.fast == nil || p.conversation != 0 || len(p.convAhead) > 0 || p.deps == nil || p.deps.conversationNext == "") {
 		var err error
 		if rows, err = p.c.Query(quiet, query, args...); err != nil {
 			return nil, p.fail(err)
@@ -738,8 +801,12 @@ var pgPrefetched = map[string]bool{"raw_messages": true, "outbox": true}
 func (t *Tx) queueInsert(query string, args []any) (id int64, ok bool, err error) {
 	table, withID, ok := t.d.insertWithID(query)
 	p := t.pg
-	if ok && table == "conversations" && p.conversation != 0 {
-		id, p.conversation = p.conversation, 0
+	if ok && table == "conversations" && (p.conversation != 0 || len(p.convAhead) > 0) {
+		if len(p.convAhead) > 0 {
+			id, p.convAhead = p.convAhead[0], p.convAhead[1:]
+		} else {
+			id, p.conversation = p.conversation, 0
+		}
 		t.forgetPeople(query, args)
 		if _, err := p.exec(t.ctx, t.quiet, withID, pgArgs(append([]any{id}, args...))); err != nil {
 			return 0, true, err
@@ -838,6 +905,125 @@ func (t *Tx) contactByEmailReserving(email string) (*Contact, error) {
 	}
 	t.rememberContact(email, c)
 	return c, nil
+}
+
+// ReserveConversations takes n conversation ids from the sequence in
+// one query, for the conversations a batch is about to add (about one
+// per message): each conversation's INSERT is then queued with its id
+// instead of waiting for RETURNING id or taking the next id in a round
+// trip's extra statement. Only in a WriteBatch's fast attempt on
+// PostgreSQL; elsewhere it does nothing. Ids left unused at the end of
+// the attempt are gaps in the sequence, as those of a rolled-back
+// INSERT are.
+func (t *Tx) ReserveConversations(n int) error {
+	p := t.pg
+	if p == nil || p.fast == nil || p.deps == nil || p.deps.conversationsAhead == "" || n <= 0 {
+		return nil
+	}
+	rows, err := t.query(p.deps.conversationsAhead, min(n, 10000))
+	if err != nil {
+		return fmt.Errorf("store: reserve conversations: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return fmt.Errorf("store: reserve conversations: %w", err)
+		}
+		p.convAhead = append(p.convAhead, id)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: reserve conversations: %w", err)
+	}
+	if p.conversation != 0 {
+		// Taken before these: used first, so that ids follow the order
+		// conversations are added in.
+		p.convAhead = append([]int64{p.conversation}, p.convAhead...)
+		p.conversation = 0
+	}
+	return nil
+}
+
+// contactsReservingQuery is contactReservingQuery for many addresses
+// at once (PrefetchContacts): each asked address, its contact's
+// columns, and an id taken from the sequence where none has it.
+const contactsReservingQuery = `SELECT e.asked, c.id, c.email, c.name, c.language, c.bouncing, c.bounced_at, c.bounce_reason, c.bounce_status, c.bounce_id,
+	c.phone, c.time_zone, c.tags, c.deleted_at, c.created_at, c.updated_at,
+	CASE WHEN c.id IS NULL THEN nextval($seq) END
+	FROM unnest(CAST(? AS TEXT[])) AS e(asked) LEFT JOIN contacts c ON c.email=CAST(e.asked AS citext)`
+
+// PrefetchContacts reads the contacts with these addresses in one query
+// so that the transaction's lookups of them (EnsureContact,
+// ContactByEmail) answer without asking the database again, and, for
+// an address no contact has, takes the id its contact would get, as
+// contactByEmailReserving does. Only a WriteBatch's fast attempt on
+// PostgreSQL does it (anywhere else a lookup is not a round trip of
+// its own, or the ids are not taken ahead); elsewhere it does nothing.
+// Addresses are remembered exactly as given, as lookups are.
+func (t *Tx) PrefetchContacts(emails []string) error {
+	if t.pg == nil || t.fast == nil || t.pg.deps == nil || t.pg.deps.contactsReserving == "" {
+		return nil
+	}
+	var ask []string
+	seen := make(map[string]bool, len(emails))
+	for _, e := range emails {
+		if e == "" || seen[e] || !storedAsIs(e) || t.contactFromCache(e, 0) != nil || t.knownNoContact(e) {
+			continue
+		}
+		seen[e] = true
+		ask = append(ask, e)
+	}
+	for start := 0; start < len(ask); start += prefetchChunk {
+		chunk := ask[start:min(len(ask), start+prefetchChunk)]
+		rows, err := t.query(t.pg.deps.contactsReserving, chunk)
+		if err != nil {
+			return fmt.Errorf("store: prefetch contacts: %w", err)
+		}
+		if err := t.rememberPrefetched(rows); err != nil {
+			return fmt.Errorf("store: prefetch contacts: %w", err)
+		}
+	}
+	return nil
+}
+
+// rememberPrefetched reads and closes the rows of
+// contactsReservingQuery into the transaction's people.
+func (t *Tx) rememberPrefetched(rs rows) error {
+	defer rs.Close()
+	vals := make([]any, 17)
+	dest := make([]any, len(vals))
+	for i := range vals {
+		dest[i] = &vals[i]
+	}
+	for rs.Next() {
+		clear(vals)
+		if err := rs.Scan(dest...); err != nil {
+			return err
+		}
+		asked, ok := vals[0].(string)
+		if !ok {
+			return fmt.Errorf("store: prefetched address of type %T", vals[0])
+		}
+		if vals[1] == nil {
+			id, ok := vals[16].(int64)
+			if !ok {
+				return fmt.Errorf("store: no id reserved for contact %s", asked)
+			}
+			t.rememberNoContact(asked)
+			p := t.peopleCache()
+			if p.reserved == nil {
+				p.reserved = map[string]int64{}
+			}
+			p.reserved[asked] = id
+			continue
+		}
+		c, err := scanContact(replayRow(vals[1:16]))
+		if err != nil {
+			return err
+		}
+		t.rememberContact(asked, c)
+	}
+	return rs.Err()
 }
 
 // replayRow scans values already read, with assign's conversions.

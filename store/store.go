@@ -321,6 +321,16 @@ type Tx struct {
 	// people is what the transaction has read of agents and contacts
 	// (see people).
 	people *people
+	// msgIDs is what the transaction remembers of message_ids
+	// (PrefetchMessageIDs); nil: nothing.
+	msgIDs *msgIDs
+	// thread is the last ticket thread read, kept up to date (see
+	// thread); enqueuing is set while EnqueueOutbox runs.
+	thread    *thread
+	enqueuing bool
+	// sentTo is what the transaction remembers of mail sent to a few
+	// addresses (PrefetchOutboxTo).
+	sentTo *sentTo
 	// pg, in a PostgreSQL write transaction, runs the statements
 	// instead of tx (see pgwrite.go).
 	pg *pgTx
@@ -568,7 +578,7 @@ func (t *Tx) Savepoint(fn func() error) (err error) {
 	}
 	mark := t.laterMark()
 	rollback := func() error {
-		t.people = nil
+		t.people, t.msgIDs, t.thread, t.sentTo = nil, nil, nil, nil
 		t.laterRollback(mark)
 		// Even when ctx is done: the outer transaction goes on.
 		if _, err := t.plainExec(t.quiet, "ROLLBACK TO "+name); err != nil {
@@ -745,11 +755,17 @@ func (t *Tx) stmtContext() context.Context {
 // LastInsertId).
 func (t *Tx) insert(query string, args ...any) (int64, error) {
 	if t.pg != nil && t.fast != nil {
+		// queueInsert runs no beforeStatement.
+		t.forgetCached(query)
 		if id, ok, err := t.queueInsert(query, args); ok {
 			return id, err
 		}
 	}
 	if t.d.pg {
+		// Sent now: a mail's bytes put off are waited for here.
+		if err := resolveLazy(args); err != nil {
+			return 0, err
+		}
 		t.forgetPeople(query, args)
 		var id int64
 		err := t.row(query+" RETURNING id", args...).Scan(&id)

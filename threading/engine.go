@@ -429,28 +429,10 @@ func (e *Engine) noteRefused(tx *store.Tx, tk *store.Ticket, refused []*store.Ti
 // thousands of ids costs no more than this.
 const maxThreadCandidates = 100
 
-// match is what find found: the ticket (nil for a new one), the rule
-// that matched it, what a reply-address token proved, and the tickets
-// the mail's headers named but whose participant rule refused it.
-type match struct {
-	tk      *store.Ticket
-	via     string
-	token   TokenCheck
-	refused []*store.Ticket
-}
-
-// find applies the matching rules in order: headers (participants
-// only), reply-address token, Outlook Thread-Index (participants only),
-// subject token (participants only).
-func (e *Engine) find(tx *store.Tx, in *Incoming, from string, isAgent bool) (match, error) {
-	// The reply-address token is checked first even when headers match:
-	// it is also what proves an agent's identity.
-	tokenTicket, check, err := e.tokenTicket(tx, in, from)
-	if err != nil {
-		return match{}, err
-	}
-	m := match{token: check}
-	// Headers: In-Reply-To first, then References newest to oldest.
+// threadCandidates are the Message-IDs whose tickets may thread in:
+// In-Reply-To first, then References newest to oldest, at most
+// maxThreadCandidates, the References' root always among them.
+func threadCandidates(in *Incoming) []string {
 	var cands []string
 	seen := map[string]bool{in.MessageID: true}
 	addCand := func(id string) {
@@ -473,6 +455,50 @@ func (e *Engine) find(tx *store.Tx, in *Incoming, from string, isAgent bool) (ma
 		}
 		addCand(in.References[0])
 	}
+	return cands
+}
+
+// LookedUp returns the Message-IDs that threading in looks up in
+// message_ids: its own (a duplicate, a loop) and the candidates of its
+// headers. A batch prefetches them (store.Tx.PrefetchMessageIDs).
+func LookedUp(in *Incoming) []string {
+	return append([]string{in.MessageID}, threadCandidates(in)...)
+}
+
+// Senders returns the addresses, as threading looks their contacts
+// up, that in's requester is likely to be: its sender and Reply-To. A
+// batch prefetches them (store.Tx.PrefetchContacts).
+func Senders(in *Incoming) []string {
+	out := []string{lower(in.From.Email)}
+	for _, p := range in.ReplyTo {
+		out = append(out, lower(p.Email))
+	}
+	return out
+}
+
+// match is what find found: the ticket (nil for a new one), the rule
+// that matched it, what a reply-address token proved, and the tickets
+// the mail's headers named but whose participant rule refused it.
+type match struct {
+	tk      *store.Ticket
+	via     string
+	token   TokenCheck
+	refused []*store.Ticket
+}
+
+// find applies the matching rules in order: headers (participants
+// only), reply-address token, Outlook Thread-Index (participants only),
+// subject token (participants only).
+func (e *Engine) find(tx *store.Tx, in *Incoming, from string, isAgent bool) (match, error) {
+	// The reply-address token is checked first even when headers match:
+	// it is also what proves an agent's identity.
+	tokenTicket, check, err := e.tokenTicket(tx, in, from)
+	if err != nil {
+		return match{}, err
+	}
+	m := match{token: check}
+	// Headers: In-Reply-To first, then References newest to oldest.
+	cands := threadCandidates(in)
 	if len(cands) > 0 {
 		refs, err := tx.LookupMessageIDs(cands)
 		if err != nil {

@@ -18,6 +18,7 @@ func wireOutbound(rt *runtime, env *ingest.Env) error {
 		return fmt.Errorf("outbound: %w", err)
 	}
 	rt.outbox = ob
+	env.Prefetch = ob.Prefetch
 	env.Notify = func(tx *store.Tx, n ingest.Notice) error {
 		// Webhooks hear of every event but the agent-only command_error
 		// (once: not of a copy told to another agent), in the same
