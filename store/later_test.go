@@ -8,12 +8,13 @@ import (
 	"time"
 )
 
-// TestRenderLater: mail put off with EnqueueOutboxLater is read back
-// inside its transaction (without its bytes yet, or with them: the read
-// then waited for the rendering) and whole after COMMIT, in a Write and in a WriteBatch (whose fast attempt on
-// PostgreSQL inserts the row with its bytes, lazyRaw); a rendering that
-// fails fails the whole Write with ErrLater and commits nothing.
-func TestRenderLater(t *testing.T) {
+// writeFunc is Store.Write or Store.WriteBatch.
+type writeFunc func(context.Context, func(*Tx) error) error
+
+// forEachWriteMode runs fn on each store, once with Write and once with
+// WriteBatch (whose first attempt on PostgreSQL queues statements),
+// each time on a fresh store with one ticket, tk.
+func forEachWriteMode(t *testing.T, fn func(t *testing.T, st *Store, tk int64, write writeFunc)) {
 	forEachStore(t, func(t *testing.T, k storeKind) {
 		for _, batch := range []bool{false, true} {
 			t.Run(fmt.Sprintf("batch=%v", batch), func(t *testing.T) {
@@ -23,77 +24,89 @@ func TestRenderLater(t *testing.T) {
 				if batch {
 					write = st.WriteBatch
 				}
-				mail := func(id string) *OutboxMail {
-					return &OutboxMail{TicketID: &tk, Kind: "notification", MailFrom: "support@example.com",
-						RcptTo: []string{"agent@example.com"}, Subject: "New ticket", MessageID: id}
+				fn(t, st, tk, write)
+			})
+		}
+	})
+}
+
+// TestRenderLater: mail put off with EnqueueOutboxLater is read back
+// inside its transaction (without its bytes yet, or with them: the read
+// then waited for the rendering) and whole after COMMIT, in a Write and
+// in a WriteBatch (whose fast attempt on PostgreSQL inserts the row with
+// its bytes, lazyRaw); a rendering that fails fails the whole Write
+// with ErrLater and commits nothing.
+func TestRenderLater(t *testing.T) {
+	forEachWriteMode(t, func(t *testing.T, st *Store, tk int64, write writeFunc) {
+		mail := func(id string) *OutboxMail {
+			return &OutboxMail{TicketID: &tk, Kind: "notification", MailFrom: "support@example.com",
+				RcptTo: []string{"agent@example.com"}, Subject: "New ticket", MessageID: id}
+		}
+		slow := func(body string) func() ([]byte, error) {
+			return func() ([]byte, error) {
+				time.Sleep(30 * time.Millisecond)
+				return []byte("Subject: New ticket\r\n\r\n" + body + "\r\n"), nil
+			}
+		}
+		var ids []int64
+		err := write(context.Background(), func(tx *Tx) error {
+			ids = ids[:0]
+			tx.RenderLater()
+			for i := range 3 {
+				m := mail(fmt.Sprintf("later-%d@deskmail", i))
+				if err := tx.EnqueueOutboxLater(m, slow(fmt.Sprint("body ", i))); err != nil {
+					return err
 				}
-				slow := func(body string) func() ([]byte, error) {
-					return func() ([]byte, error) {
-						time.Sleep(30 * time.Millisecond)
-						return []byte("Subject: New ticket\r\n\r\n" + body + "\r\n"), nil
-					}
-				}
-				var ids []int64
-				err := write(context.Background(), func(tx *Tx) error {
-					ids = ids[:0]
-					tx.RenderLater()
-					for i := range 3 {
-						m := mail(fmt.Sprintf("later-%d@deskmail", i))
-						if err := tx.EnqueueOutboxLater(m, slow(fmt.Sprint("body ", i))); err != nil {
-							return err
-						}
-						ids = append(ids, m.ID)
-					}
-					// Read inside the transaction: the row, whose bytes are
-					// not written yet or are the mail's.
-					got, err := tx.OutboxMailByID(ids[1])
-					if err != nil {
-						return err
-					}
-					if want := "Subject: New ticket\r\n\r\nbody 1\r\n"; got.MessageID != "later-1@deskmail" || (len(got.Raw) != 0 && string(got.Raw) != want) {
-						t.Errorf("read in the transaction: %s %q, want later-1@deskmail with no bytes or %q", got.MessageID, got.Raw, want)
-					}
-					return nil
-				})
+				ids = append(ids, m.ID)
+			}
+			// Read inside the transaction: the row, whose bytes are
+			// not written yet or are the mail's.
+			got, err := tx.OutboxMailByID(ids[1])
+			if err != nil {
+				return err
+			}
+			if want := "Subject: New ticket\r\n\r\nbody 1\r\n"; got.MessageID != "later-1@deskmail" || (len(got.Raw) != 0 && string(got.Raw) != want) {
+				t.Errorf("read in the transaction: %s %q, want later-1@deskmail with no bytes or %q", got.MessageID, got.Raw, want)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Read(context.Background(), func(tx *Tx) error {
+			for i, id := range ids {
+				got, err := tx.OutboxMailByID(id)
 				if err != nil {
 					t.Fatal(err)
 				}
-				st.Read(context.Background(), func(tx *Tx) error {
-					for i, id := range ids {
-						got, err := tx.OutboxMailByID(id)
-						if err != nil {
-							t.Fatal(err)
-						}
-						if want := fmt.Sprintf("Subject: New ticket\r\n\r\nbody %d\r\n", i); string(got.Raw) != want {
-							t.Errorf("mail %d committed with %q, want %q", id, got.Raw, want)
-						}
-					}
-					return nil
-				})
-
-				boom := errors.New("template broke")
-				err = write(context.Background(), func(tx *Tx) error {
-					tx.RenderLater()
-					if err := tx.EnqueueOutboxLater(mail("fine@deskmail"), slow("fine")); err != nil {
-						return err
-					}
-					return tx.EnqueueOutboxLater(mail("broken@deskmail"), func() ([]byte, error) { return nil, boom })
-				})
-				if !errors.Is(err, ErrLater) || !errors.Is(err, boom) {
-					t.Fatalf("a failed rendering: %v, want ErrLater and its cause", err)
+				if want := fmt.Sprintf("Subject: New ticket\r\n\r\nbody %d\r\n", i); string(got.Raw) != want {
+					t.Errorf("mail %d committed with %q, want %q", id, got.Raw, want)
 				}
-				st.Read(context.Background(), func(tx *Tx) error {
-					refs, err := tx.LookupMessageIDs([]string{"fine@deskmail", "broken@deskmail"})
-					if err != nil {
-						t.Fatal(err)
-					}
-					if len(refs) != 0 {
-						t.Errorf("a Write whose rendering failed committed %v", refs)
-					}
-					return nil
-				})
-			})
+			}
+			return nil
+		})
+
+		boom := errors.New("template broke")
+		err = write(context.Background(), func(tx *Tx) error {
+			tx.RenderLater()
+			if err := tx.EnqueueOutboxLater(mail("fine@deskmail"), slow("fine")); err != nil {
+				return err
+			}
+			return tx.EnqueueOutboxLater(mail("broken@deskmail"), func() ([]byte, error) { return nil, boom })
+		})
+		if !errors.Is(err, ErrLater) || !errors.Is(err, boom) {
+			t.Fatalf("a failed rendering: %v, want ErrLater and its cause", err)
 		}
+		st.Read(context.Background(), func(tx *Tx) error {
+			refs, err := tx.LookupMessageIDs([]string{"fine@deskmail", "broken@deskmail"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(refs) != 0 {
+				t.Errorf("a Write whose rendering failed committed %v", refs)
+			}
+			return nil
+		})
 	})
 }
 

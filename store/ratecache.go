@@ -55,8 +55,12 @@ func (t *Tx) PrefetchOutboxTo(kind string, rcpts []string, since time.Time) erro
 	}
 	for start := 0; start < len(ask); start += prefetchChunk {
 		chunk := ask[start:min(len(ask), start+prefetchChunk)]
-		rows, err := t.query(`SELECT DISTINCT lower(r.address::text), o.id, o.created_at FROM outbox_rcpt r JOIN outbox o ON o.id = r.outbox_id
-			WHERE r.address = ANY(CAST(? AS citext[])) AND o.kind=? AND o.state<>'suppressed' AND o.created_at>=?`, chunk, kind, c.since)
+		// Joined to the addresses' list, not = ANY(array): PostgreSQL
+		// then walks the address index once per address, where ANY of a
+		// citext array scanned the whole of outbox_rcpt and outbox.
+		rows, err := t.query(`SELECT DISTINCT lower(r.address::text), o.id, o.created_at
+			FROM unnest(CAST(? AS TEXT[])) AS a(addr) JOIN outbox_rcpt r ON r.address=CAST(a.addr AS citext) JOIN outbox o ON o.id=r.outbox_id
+			WHERE o.kind=? AND o.state<>'suppressed' AND o.created_at>=?`, chunk, kind, c.since)
 		if err != nil {
 			return fmt.Errorf("store: prefetch outbox to: %w", err)
 		}
