@@ -345,6 +345,15 @@ func (t *Tx) TicketThread(ticketID int64) ([]ThreadMessage, error) {
 // and its two subqueries per row cost each agent notification as much
 // again as the one of its confirmation.
 func (t *Tx) TicketThreadIDs(ticketID int64) ([]string, error) {
+	if thread, ok := t.cachedThread(ticketID); ok {
+		// The thread remembered has a row for every one of them, in
+		// this order (see thread).
+		ids := make([]string, len(thread))
+		for i, m := range thread {
+			ids[i] = m.MessageID
+		}
+		return ids, nil
+	}
 	rows, err := t.query(`SELECT m.message_id FROM message_ids m WHERE m.ticket_id=? ORDER BY m.created_at, m.rowid`, ticketID)
 	if err != nil {
 		return nil, fmt.Errorf("store: ticket %d thread: %w", ticketID, err)

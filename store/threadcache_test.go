@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -26,8 +27,19 @@ func TestThreadRemembered(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: %v", step, err)
 				}
+				ids, err := tx.TicketThreadIDs(tk)
+				if err != nil {
+					t.Fatalf("%s: %v", step, err)
+				}
 				kept := tx.thread
 				tx.thread = nil
+				readIDs, err := tx.TicketThreadIDs(tk)
+				if err != nil {
+					t.Fatalf("%s: %v", step, err)
+				}
+				if !slices.Equal(ids, readIDs) {
+					t.Errorf("%s: thread ids remembered %v, the query reads %v", step, ids, readIDs)
+				}
 				read, err := tx.TicketThread(tk)
 				if err != nil {
 					t.Fatalf("%s: %v", step, err)
