@@ -72,6 +72,10 @@ type pgTx struct {
 	// convAhead are conversation ids taken for a batch at its start
 	// (ReserveConversations), used before conversation, in order.
 	convAhead []int64
+	// expect is how many ids of a table the batch is expected to take
+	// ahead (ReserveConversations): the first query takes that many
+	// rather than 8, 16, 32….
+	expect map[string]int
 }
 
 type pgStmt struct {
@@ -819,7 +823,7 @@ func (t *Tx) queueInsert(query string, args []any) (id int64, ok bool, err error
 	}
 	ids := p.ids[table]
 	if len(ids) == 0 {
-		n := min(256, max(8, 2*p.took[table]))
+		n := min(256, max(8, 2*p.took[table], p.expect[table]))
 		rows, err := p.query(t.ctx, t.quiet, `SELECT nextval(q.s) FROM (SELECT pg_get_serial_sequence($1, 'id')::regclass AS s) q, generate_series(1, $2)`,
 			[]any{table, n})
 		if err != nil {
@@ -908,8 +912,8 @@ func (t *Tx) contactByEmailReserving(email string) (*Contact, error) {
 }
 
 // ReserveConversations takes n conversation ids from the sequence in
-// one query, for the conversations a batch is about to add (about one
-// per message): each conversation's INSERT is then queued with its id
+// one query, for the conversations a batch of n messages is about to
+// add (about one per message): each conversation's INSERT is then queued with its id
 // instead of waiting for RETURNING id or taking the next id in a round
 // trip's extra statement. Only in a WriteBatch's fast attempt on
 // PostgreSQL; elsewhere it does nothing. Ids left unused at the end of
@@ -920,6 +924,10 @@ func (t *Tx) ReserveConversations(n int) error {
 	if p == nil || p.fast == nil || p.deps == nil || p.deps.conversationsAhead == "" || n <= 0 {
 		return nil
 	}
+	// And as many raw messages, with about two outbox mails each (a
+	// new ticket's confirmation and notification), taken when first
+	// needed (queueInsert).
+	p.expect = map[string]int{"raw_messages": n, "outbox": 2 * n}
 	rows, err := t.query(p.deps.conversationsAhead, min(n, 10000))
 	if err != nil {
 		return fmt.Errorf("store: reserve conversations: %w", err)
