@@ -280,8 +280,11 @@ type ThreadMessage struct {
 	MessageID string
 	// Direction is "in" (received) or "out" (sent by deskmail).
 	Direction string
-	// OutboxKind is the kind of our outbound mail with this id
-	// (confirmation, agent_reply, notification…); "" when none.
+	// OutboxKind is, for an id we sent (Direction "out"), the kind of
+	// our outbound mail with this id (confirmation, agent_reply,
+	// notification…); "" when none, and for ids received (only sent
+	// mail is looked up in the outbox: half of TicketThread's time
+	// went to looking up every received id there).
 	OutboxKind string
 	// HasConversation is set when the id belongs to a conversation; the
 	// fields below describe it.
@@ -306,7 +309,7 @@ func (t *Tx) TicketThread(ticketID int64) ([]ThreadMessage, error) {
 		return out, nil
 	}
 	rows, err := t.query(`SELECT m.created_at, COALESCE(c.id, 0), m.message_id, m.direction,
-		COALESCE((SELECT o.kind FROM outbox o WHERE o.ticket_id=m.ticket_id AND o.message_id=m.message_id LIMIT 1), ''),
+		CASE WHEN m.direction='out' THEN COALESCE((SELECT o.kind FROM outbox o WHERE o.ticket_id=m.ticket_id AND o.message_id=m.message_id LIMIT 1), '') ELSE '' END,
 		c.id IS NOT NULL, COALESCE(c.incoming, 0), COALESCE(c.private, 0), COALESCE(c.message_id, ''), COALESCE(c.from_email, ''),
 		EXISTS (SELECT 1 FROM agents a WHERE a.email=c.from_email)
 		FROM message_ids m LEFT JOIN conversations c ON c.id=m.conversation_id

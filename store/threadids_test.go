@@ -9,7 +9,8 @@ import (
 )
 
 // TestTicketThreadIDsMatchTicketThread checks that TicketThreadIDs
-// lists the Message-IDs of TicketThread, in its order, on a ticket
+// lists the Message-IDs of TicketThread, in its order (and that
+// TicketThread gives our mail its outbox kind), on a ticket
 // with incoming mail, queued and suppressed outbound mail, an id
 // without a conversation and ids recorded out of time order, next to
 // another ticket's.
@@ -78,6 +79,10 @@ func TestTicketThreadIDsMatchTicketThread(t *testing.T) {
 				var want []string
 				for _, m := range thread {
 					want = append(want, m.MessageID)
+					// Our mail names its kind; received ids name none.
+					if kind := map[string]string{"out": "confirmation", "in": ""}[m.Direction]; m.OutboxKind != kind {
+						t.Errorf("ticket %d: %s (%s) has outbox kind %q, want %q", id, m.MessageID, m.Direction, m.OutboxKind, kind)
+					}
 				}
 				got, err := tx.TicketThreadIDs(id)
 				if err != nil {
