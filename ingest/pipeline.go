@@ -670,6 +670,7 @@ func (p *Pipeline) commit(ctx context.Context, preps []*prepared, renderLater bo
 	var report []func()
 	err := p.st.WriteBatch(ctx, func(tx *store.Tx) error {
 		report = report[:0]
+		var fresh []int
 		if renderLater {
 			tx.RenderLater()
 		}
@@ -693,6 +694,32 @@ func (p *Pipeline) commit(ctx context.Context, preps []*prepared, renderLater bo
 			if err := tx.PrefetchMessageIDs(ids); err != nil {
 				return err
 			}
+			// Answered from what was just read: the messages whose
+			// Message-IDs name no ticket yet, nor another message of the
+			// batch, are likely new tickets; fresh[i] counts those from
+			// message i on.
+			own := make(map[string]bool, len(preps))
+			for _, pr := range preps {
+				if pr.err == nil && pr.in != nil {
+					own[pr.in.MessageID] = true
+				}
+			}
+			fresh = make([]int, len(preps)+1)
+			for i := len(preps) - 1; i >= 0; i-- {
+				fresh[i] = fresh[i+1]
+				pr := preps[i]
+				if pr.err != nil || pr.in == nil {
+					continue
+				}
+				looked := threading.LookedUp(pr.in)
+				refs, err := tx.LookupMessageIDs(looked)
+				if err != nil {
+					return err
+				}
+				if looksNew(refs, pr.in.MessageID) && !slices.ContainsFunc(looked[1:], func(id string) bool { return own[id] }) {
+					fresh[i]++
+				}
+			}
 			if err := tx.PrefetchContacts(senders); err != nil {
 				return err
 			}
@@ -703,6 +730,9 @@ func (p *Pipeline) commit(ctx context.Context, preps []*prepared, renderLater bo
 			}
 		}
 		for i, pr := range preps {
+			if fresh != nil {
+				tx.ExpectNewTickets(fresh[i])
+			}
 			res, err := p.one(tx, pr, &report)
 			if err != nil {
 				return err
@@ -734,6 +764,21 @@ func (p *Pipeline) commit(ctx context.Context, preps []*prepared, renderLater bo
 			"action", res.Action, "ticket", derefInt64(res.TicketID))
 	}
 	return results, nil
+}
+
+// looksNew reports whether a message whose lookups found refs (its own
+// Message-ID, own, and its headers' candidates) is likely to open a
+// ticket: it is not a copy of one stored, and names no ticket.
+func looksNew(refs map[string]store.MessageRef, own string) bool {
+	if _, dup := refs[own]; dup {
+		return false
+	}
+	for _, r := range refs {
+		if r.TicketID != nil {
+			return false
+		}
+	}
+	return true
 }
 
 func derefInt64(v *int64) any {

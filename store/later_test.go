@@ -165,3 +165,95 @@ func TestReserveConversations(t *testing.T) {
 		})
 	})
 }
+
+// TestExpectNewTickets: in a batch told how many new tickets to expect,
+// tickets get increasing ids in the order they are created, without a
+// gap when the expectation holds, and the Message-ID claimed before each
+// (queued ahead of its ticket on PostgreSQL) points at it; a ticket not
+// expected still gets a number.
+func TestExpectNewTickets(t *testing.T) {
+	forEachStore(t, func(t *testing.T, k storeKind) {
+		st := openOutboxTestStore(t, k)
+		first := outboxTestTicket(t, st, "ann@example.com")
+		var ids []int64
+		err := st.WriteBatch(context.Background(), func(tx *Tx) error {
+			ids = ids[:0]
+			c, _, err := tx.EnsureContact("bob@example.com", "Bob")
+			if err != nil {
+				return err
+			}
+			for i := range 3 {
+				tx.ExpectNewTickets(3 - i)
+				msgID := fmt.Sprintf("new-%d@example.com", i)
+				if _, err := tx.LookupMessageIDs([]string{msgID}); err != nil { // a round trip, as threading makes
+					return err
+				}
+				if err := tx.AddMessageID(MessageRef{MessageID: msgID, Direction: "in"}); err != nil {
+					return err
+				}
+				tk := &Ticket{Subject: fmt.Sprint("new ", i), Status: 2, RequesterID: c.ID}
+				if err := tx.CreateTicket(tk); err != nil {
+					return err
+				}
+				conv := &Conversation{TicketID: tk.ID, Incoming: true, FromEmail: "bob@example.com", BodyText: "x"}
+				if err := tx.AddConversation(conv); err != nil {
+					return err
+				}
+				if err := tx.SetMessageIDTarget(msgID, &tk.ID, &conv.ID); err != nil {
+					return err
+				}
+				if _, err := tx.Ticket(tk.ID); err != nil { // read back, as threading does
+					return err
+				}
+				ids = append(ids, tk.ID)
+			}
+			// No more expected: a round trip takes no ticket id.
+			tx.ExpectNewTickets(0)
+			_, err = tx.Ticket(first)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A ticket not expected, in a Write of its own, still gets the
+		// next number.
+		if err := st.Write(context.Background(), func(tx *Tx) error {
+			c, _, err := tx.EnsureContact("cid@example.com", "")
+			if err != nil {
+				return err
+			}
+			tk := &Ticket{Subject: "new 3", Status: 2, RequesterID: c.ID}
+			if err := tx.CreateTicket(tk); err != nil {
+				return err
+			}
+			ids = append(ids, tk.ID)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for i, id := range ids {
+			if id != first+int64(i)+1 {
+				t.Fatalf("ticket ids %v after %d, want %d…%d with no gap", ids, first, first+1, first+4)
+			}
+		}
+		st.Read(context.Background(), func(tx *Tx) error {
+			for i, id := range ids {
+				if i < 3 {
+					msgID := fmt.Sprintf("new-%d@example.com", i)
+					refs, err := tx.LookupMessageIDs([]string{msgID})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if r := refs[msgID]; r.TicketID == nil || *r.TicketID != id || r.ConversationID == nil {
+						t.Errorf("%s: %+v, want ticket %d and a conversation", msgID, r, id)
+					}
+				}
+				tk, err := tx.Ticket(id)
+				if err != nil || tk.Subject != fmt.Sprint("new ", i) {
+					t.Errorf("ticket %d: %+v, %v", id, tk, err)
+				}
+			}
+			return nil
+		})
+	})
+}

@@ -42,6 +42,9 @@ type pgDeps struct {
 	// conversationNext takes the next id of the conversations'
 	// sequence (see pgTx.conversation); "" when the schema has none.
 	conversationNext string
+	// ticketNext takes the next id of the tickets' sequence (see
+	// pgTx.ticket); "" when the schema has none.
+	ticketNext string
 	// conversationsAhead takes as many ids (see ReserveConversations).
 	conversationsAhead string
 }
@@ -75,7 +78,8 @@ func (s *Store) loadPGDeps(ctx context.Context) (*pgDeps, error) {
 		UNION ALL SELECT p.proname, 'function', '', '' FROM pg_proc p
 		WHERE p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
 		UNION ALL SELECT 'contacts', 'sequence', COALESCE(pg_get_serial_sequence('contacts', 'id'), ''), ''
-		UNION ALL SELECT 'conversations', 'sequence', COALESCE(pg_get_serial_sequence('conversations', 'id'), ''), ''`)
+		UNION ALL SELECT 'conversations', 'sequence', COALESCE(pg_get_serial_sequence('conversations', 'id'), ''), ''
+		UNION ALL SELECT 'tickets', 'sequence', COALESCE(pg_get_serial_sequence('tickets', 'id'), ''), ''`)
 	if err != nil {
 		return nil, fmt.Errorf("read schema dependencies: %w", err)
 	}
@@ -92,6 +96,8 @@ func (s *Store) loadPGDeps(ctx context.Context) (*pgDeps, error) {
 			case name == "contacts":
 				d.contactReserving = strings.Replace(contactReservingQuery, "$seq", seq, 1)
 				d.contactsReserving = strings.Replace(contactsReservingQuery, "$seq", seq, 1)
+			case name == "tickets":
+				d.ticketNext = "SELECT nextval(" + seq + ")"
 			case name == "conversations":
 				d.conversationNext = "SELECT nextval(" + seq + ")"
 				d.conversationsAhead = "SELECT nextval(" + seq + ") FROM generate_series(1, ?)"

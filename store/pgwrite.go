@@ -72,6 +72,16 @@ type pgTx struct {
 	// convAhead are conversation ids taken for a batch at its start
 	// (ReserveConversations), used before conversation, in order.
 	convAhead []int64
+	// ticket is a ticket id taken from the sequence in a round trip
+	// made anyway, while ticketsExpected (ExpectNewTickets) says the
+	// batch still has messages that look like new tickets: the next
+	// CreateTicket gets it and its INSERT is queued instead of waiting
+	// for RETURNING id. Ticket numbers are read by people: an id is
+	// taken only one ahead and only while new tickets are expected, so
+	// that the sequence keeps no more gaps than a message that looked
+	// new and was not (at most one per batch).
+	ticket          int64
+	ticketsExpected int
 	// expect is how many ids of a table the batch is expected to take
 	// ahead (ReserveConversations): the first query takes that many
 	// rather than 8, 16, 32….
@@ -89,8 +99,10 @@ type pgStmt struct {
 	// (queueReservedInsert), which must insert its row.
 	one bool
 	// conversation is the id of the conversation this INSERT adds
-	// (queueInsert with pgTx.conversation), else 0.
+	// (queueInsert with pgTx.conversation), else 0; ticket the same
+	// for a ticket (pgTx.ticket).
 	conversation int64
+	ticket       int64
 }
 
 // errReservedTaken abandons a fast attempt whose INSERT of a reserved
@@ -228,7 +240,7 @@ func (p *pgTx) patchClaim(messageID string, ticketID, conversationID any) bool {
 	after := false
 	for i := len(p.pending) - 1; i >= 0; i-- {
 		st := &p.pending[i]
-		if st.conversation != 0 && st.conversation == conversationID {
+		if (st.conversation != 0 && st.conversation == conversationID) || (st.ticket != 0 && st.ticket == ticketID) {
 			after = true
 		}
 		if st.claim && st.args[0] == messageID {
@@ -266,9 +278,13 @@ func (p *pgTx) sendN(ctx context.Context, n int, query string, args []any) (pgx.
 		}
 		b.Queue(s.sql, s.args...)
 	}
-	reserve := query != "" && p.fast != nil && p.conversation == 0 && len(p.convAhead) == 0 && p.deps != nil && p.deps.conversationNext != ""
+	reserve := query != "" && p.wantsConversation()
 	if reserve {
 		b.Queue(p.deps.conversationNext)
+	}
+	reserveTicket := query != "" && p.wantsTicket()
+	if reserveTicket {
+		b.Queue(p.deps.ticketNext)
 	}
 	if query != "" {
 		b.Queue(query, args...)
@@ -301,6 +317,12 @@ func (p *pgTx) sendN(ctx context.Context, n int, query string, args []any) (pgx.
 			return nil, p.fail(err)
 		}
 	}
+	if reserveTicket {
+		if err := br.QueryRow().Scan(&p.ticket); err != nil {
+			br.Close()
+			return nil, p.fail(err)
+		}
+	}
 	if query == "" {
 		if err := br.Close(); err != nil {
 			return nil, p.fail(err)
@@ -308,6 +330,18 @@ func (p *pgTx) sendN(ctx context.Context, n int, query string, args []any) (pgx.
 		return nil, nil
 	}
 	return br, nil
+}
+
+// wantsConversation reports whether the fast attempt's next round trip
+// that reads should take a conversation id (see pgTx.conversation).
+func (p *pgTx) wantsConversation() bool {
+	return p.fast != nil && p.conversation == 0 && len(p.convAhead) == 0 && p.deps != nil && p.deps.conversationNext != ""
+}
+
+// wantsTicket reports whether it should take a ticket id (see
+// pgTx.ticket).
+func (p *pgTx) wantsTicket() bool {
+	return p.fast != nil && p.ticket == 0 && p.ticketsExpected > 0 && p.deps != nil && p.deps.ticketNext != ""
 }
 
 // resolveLazy puts in args the bytes each lazyRaw stands for.
@@ -367,7 +401,7 @@ func (p *pgTx) query(ctx, quiet context.Context, query string, args []any) (*pgR
 	if p.fast != nil {
 		n = p.before(query)
 	}
-	if n == 0 && p.begun && (p.fast == nil || p.conversation != 0 || len(p.convAhead) > 0 || p.deps == nil || p.deps.conversationNext == "") {
+	if n == 0 && p.begun && !p.wantsConversation() && !p.wantsTicket() {
 		var err error
 		if rows, err = p.c.Query(quiet, query, args...); err != nil {
 			return nil, p.fail(err)
@@ -805,6 +839,16 @@ var pgPrefetched = map[string]bool{"raw_messages": true, "outbox": true}
 func (t *Tx) queueInsert(query string, args []any) (id int64, ok bool, err error) {
 	table, withID, ok := t.d.insertWithID(query)
 	p := t.pg
+	if ok && table == "tickets" && p.ticket != 0 {
+		id, p.ticket = p.ticket, 0
+		p.ticketsExpected-- // this one came
+		t.forgetPeople(query, args)
+		if _, err := p.exec(t.ctx, t.quiet, withID, pgArgs(append([]any{id}, args...))); err != nil {
+			return 0, true, err
+		}
+		p.pending[len(p.pending)-1].ticket = id
+		return id, true, nil
+	}
 	if ok && table == "conversations" && (p.conversation != 0 || len(p.convAhead) > 0) {
 		if len(p.convAhead) > 0 {
 			id, p.convAhead = p.convAhead[0], p.convAhead[1:]
@@ -950,6 +994,18 @@ func (t *Tx) ReserveConversations(n int) error {
 		p.conversation = 0
 	}
 	return nil
+}
+
+// ExpectNewTickets tells a WriteBatch's fast attempt on PostgreSQL
+// that n of the batch's messages still to be stored, the next one
+// included, look like new tickets (their Message-IDs name no known
+// ticket): while n > 0, a round trip made anyway takes the next ticket
+// id too, and CreateTicket's INSERT is queued with it (see
+// pgTx.ticket). Elsewhere it does nothing.
+func (t *Tx) ExpectNewTickets(n int) {
+	if p := t.pg; p != nil && p.fast != nil {
+		p.ticketsExpected = n
+	}
 }
 
 // contactsReservingQuery is contactReservingQuery for many addresses
