@@ -675,58 +675,9 @@ func (p *Pipeline) commit(ctx context.Context, preps []*prepared, renderLater bo
 			tx.RenderLater()
 		}
 		if len(preps) > 1 {
-			// One query for the Message-IDs every message looks up, not
-			// two per message, and one for their senders' contacts (a
-			// round trip each on PostgreSQL).
-			var ids, senders []string
-			threaded := 0
-			for _, pr := range preps {
-				if pr.err == nil && pr.in != nil {
-					ids = append(ids, threading.LookedUp(pr.in)...)
-					senders = append(senders, threading.Senders(pr.in)...)
-					threaded++
-				}
-			}
-			// About one conversation per message threaded.
-			if err := tx.ReserveConversations(threaded); err != nil {
+			var err error
+			if fresh, err = p.prefetch(tx, preps); err != nil {
 				return err
-			}
-			if err := tx.PrefetchMessageIDs(ids); err != nil {
-				return err
-			}
-			// Answered from what was just read: the messages whose
-			// Message-IDs name no ticket yet, nor another message of the
-			// batch, are likely new tickets; fresh[i] counts those from
-			// message i on.
-			own := make(map[string]bool, len(preps))
-			for _, pr := range preps {
-				if pr.err == nil && pr.in != nil {
-					own[pr.in.MessageID] = true
-				}
-			}
-			fresh = make([]int, len(preps)+1)
-			for i := len(preps) - 1; i >= 0; i-- {
-				fresh[i] = fresh[i+1]
-				pr := preps[i]
-				if pr.err != nil || pr.in == nil {
-					continue
-				}
-				looked := threading.LookedUp(pr.in)
-				refs, err := tx.LookupMessageIDs(looked)
-				if err != nil {
-					return err
-				}
-				if looksNew(refs, pr.in.MessageID) && !slices.ContainsFunc(looked[1:], func(id string) bool { return own[id] }) {
-					fresh[i]++
-				}
-			}
-			if err := tx.PrefetchContacts(senders); err != nil {
-				return err
-			}
-			if p.env.Prefetch != nil {
-				if err := p.env.Prefetch(tx, senders); err != nil {
-					return err
-				}
 			}
 		}
 		for i, pr := range preps {
@@ -764,6 +715,57 @@ func (p *Pipeline) commit(ctx context.Context, preps []*prepared, renderLater bo
 			"action", res.Action, "ticket", derefInt64(res.TicketID))
 	}
 	return results, nil
+}
+
+// prefetch asks the store, in one query each, for what the batch's
+// messages will look up one by one (a round trip each on PostgreSQL):
+// the Message-IDs they name, their senders' contacts, what Notify reads
+// about those senders, and conversation ids. It returns, where the
+// store remembers the Message-IDs (else nil), how many messages from
+// message i on look like new tickets: their Message-IDs name no ticket
+// yet, nor another message of the batch.
+func (p *Pipeline) prefetch(tx *store.Tx, preps []*prepared) ([]int, error) {
+	var ids, senders []string
+	own := make(map[string]bool, len(preps))
+	for _, pr := range preps {
+		if pr.err == nil && pr.in != nil {
+			ids = append(ids, threading.LookedUp(pr.in)...)
+			senders = append(senders, threading.Senders(pr.in)...)
+			own[pr.in.MessageID] = true
+		}
+	}
+	// About one conversation per message threaded.
+	if err := tx.ReserveConversations(len(own)); err != nil {
+		return nil, err
+	}
+	if err := tx.PrefetchMessageIDs(ids); err != nil {
+		return nil, err
+	}
+	if err := tx.PrefetchContacts(senders); err != nil {
+		return nil, err
+	}
+	if p.env.Prefetch != nil {
+		if err := p.env.Prefetch(tx, senders); err != nil {
+			return nil, err
+		}
+	}
+	fresh := make([]int, len(preps)+1)
+	for i := len(preps) - 1; i >= 0; i-- {
+		fresh[i] = fresh[i+1]
+		pr := preps[i]
+		if pr.err != nil || pr.in == nil {
+			continue
+		}
+		looked := threading.LookedUp(pr.in)
+		refs, ok := tx.RememberedMessageIDs(looked)
+		if !ok {
+			return nil, nil // SQLite: nothing to expect
+		}
+		if looksNew(refs, pr.in.MessageID) && !slices.ContainsFunc(looked[1:], func(id string) bool { return own[id] }) {
+			fresh[i]++
+		}
+	}
+	return fresh, nil
 }
 
 // looksNew reports whether a message whose lookups found refs (its own

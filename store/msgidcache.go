@@ -88,6 +88,13 @@ func (t *Tx) msgIDKnown(id string) bool {
 	return ok || c.absent[id]
 }
 
+// RememberedMessageIDs answers LookupMessageIDs(ids) from what the
+// transaction remembers (PrefetchMessageIDs), without asking the
+// database; false when it does not remember every one of them.
+func (t *Tx) RememberedMessageIDs(ids []string) (map[string]MessageRef, bool) {
+	return t.cachedMessageIDs(ids)
+}
+
 // cachedMessageIDs answers LookupMessageIDs(ids) from what the
 // transaction remembers, if it remembers every one of them.
 func (t *Tx) cachedMessageIDs(ids []string) (map[string]MessageRef, bool) {
