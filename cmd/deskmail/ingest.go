@@ -14,7 +14,14 @@ import (
 
 	"github.com/deskmail/deskmail/config"
 	"github.com/deskmail/deskmail/ingest"
+	"github.com/deskmail/deskmail/internal/oneshot"
 )
+
+// hugeHeapAhead is how much Go heap a batch ingest maps ahead on
+// transparent huge pages (oneshot.HugeHeapAhead): more than the heap
+// two batches in flight grow to at ingestGCPercent (peak RSS ~140 MB
+// for 5,000 gen-mails).
+const hugeHeapAhead = 128 << 20
 
 // ingestBatch is how many files one transaction takes.
 const ingestBatch = 256
@@ -40,6 +47,13 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if len(files) == 0 {
 		files = []string{"-"}
 	}
+	if len(files) >= ingestBatch && ownsProcess(ctx) {
+		// A batch's SQLite page cache on huge pages: this program
+		// again, now, before anything is opened or read.
+		if err := execWithHugeMalloc(); err != nil {
+			fmt.Fprintf(stderr, "deskmail ingest: %v (going on without)\n", err)
+		}
+	}
 	if len(files) > 1 && ownsProcess(ctx) {
 		// main left the signals to us (see stopOnSignal): a batch
 		// stops at its next message and reports what it stored.
@@ -60,6 +74,12 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		// internal/oneshot started the process on one P, right for one
 		// message (an MTA's pipe); a batch parses beside its commits.
 		goruntime.SetDefaultGOMAXPROCS()
+	}
+	if len(files) >= ingestBatch && ownsProcess(ctx) {
+		// The heap a batch grows into, on huge pages too (batch ingest,
+		// 5,000 gen-mails into 100,000 tickets: 28,000 page faults ->
+		// 3,400 with execWithHugeMalloc).
+		oneshot.HugeHeapAhead(hugeHeapAhead)
 	}
 	rt, err := openRuntime(ctx, *cfgPath, *db, *cfgPath == "", stderrLogger())
 	var problems config.Problems

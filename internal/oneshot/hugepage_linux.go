@@ -1,6 +1,7 @@
 package oneshot
 
 import (
+	"runtime"
 	"syscall"
 	"unsafe"
 )
@@ -42,4 +43,38 @@ func hugeHeap() {
 	rest := heapArena - base&(heapArena-1)
 	syscall.Syscall(syscall.SYS_MADVISE, base, rest, syscall.MADV_HUGEPAGE)
 	syscall.Syscall(syscall.SYS_MADVISE, base, heapPage, madvCollapse)
+}
+
+// HugeHeapAhead has the runtime map n bytes more of Go heap at once,
+// advises them as transparent huge pages (MADV_HUGEPAGE), and frees
+// them again (a blocking collection), so that the heap a long batch
+// grows into afterwards (the runtime reuses the lowest free addresses
+// first) takes one page fault per 2 MiB instead of one per 4 KiB.
+//
+// The runtime maps its heap 4 MiB at a time as it grows, each time
+// over address space it had reserved, which drops any advice given
+// before (see hugeHeap); an allocation of n bytes makes it map n at
+// once. Nothing touches the n bytes (fresh memory is known zero), so
+// they cost no resident memory until the heap reuses them. A batch
+// ingest of 5,000 gen-mails into 100,000 tickets took ~17,000 faults in
+// the Go heap, some 12 µs each on a Firecracker VM; with 128 MiB ahead,
+// ~100.
+//
+// The collection at the end is what keeps the heap goal small: had a
+// cycle started while the n bytes were live, they would survive it and
+// set the next goal to GOGC times n.
+//
+// Advice only, as hugeHeap: where the kernel refuses or has huge pages
+// off, nothing changes but the one collection.
+func HugeHeapAhead(n int) {
+	b := make([]byte, n)
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	start := (p + heapPage - 1) &^ (heapPage - 1)
+	end := (p + uintptr(n)) &^ (heapPage - 1)
+	if end > start {
+		syscall.Syscall(syscall.SYS_MADVISE, start, end-start, syscall.MADV_HUGEPAGE)
+	}
+	runtime.KeepAlive(b)
+	b = nil
+	runtime.GC()
 }

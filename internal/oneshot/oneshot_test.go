@@ -62,3 +62,42 @@ func TestHugeHeap(t *testing.T) {
 	}
 	t.Errorf("no mapping holds the heap address %#x", addr)
 }
+
+// TestHugeHeapAhead checks that HugeHeapAhead leaves at least the n
+// bytes it mapped advised for huge pages, and the heap goal small (had
+// the n bytes survived a cycle, the goal would be GOGC times n).
+func TestHugeHeapAhead(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("Linux only")
+	}
+	if b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled"); err != nil || strings.Contains(string(b), "[never]") {
+		t.Skip("no transparent huge pages")
+	}
+	const n = 64 << 20
+	HugeHeapAhead(n)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	if ms.NextGC >= n {
+		t.Errorf("heap goal %d bytes after HugeHeapAhead(%d): the bytes ahead survived a collection", ms.NextGC, n)
+	}
+	smaps, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var size, advised uint64
+	for _, l := range strings.Split(string(smaps), "\n") {
+		if f := strings.Fields(l); len(f) > 0 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			lo, hi, _ := strings.Cut(f[0], "-")
+			a, _ := strconv.ParseUint(lo, 16, 64)
+			b, _ := strconv.ParseUint(hi, 16, 64)
+			size = b - a
+			continue
+		}
+		if strings.HasPrefix(l, "VmFlags:") && strings.Contains(l, " hg") {
+			advised += size
+		}
+	}
+	if advised < n-2*heapPage {
+		t.Errorf("%d bytes advised for huge pages after HugeHeapAhead(%d)", advised, n)
+	}
+}
