@@ -27,9 +27,14 @@ type CopyReport struct {
 	BlobsVerified int64 `json:"blobs_verified"`
 }
 
-// derivedTables are filled by triggers in the target and not copied
-// (their counts are still compared).
-var derivedTables = map[string]bool{"outbox_rcpt": true}
+// derivedTables are not copied but derived in the target, by the
+// statement given, from the rows copied (their counts are still
+// compared): outbox_rcpt from outbox.rcpt_to, as enqueueOutbox writes
+// it. Only outbox mail without recipient rows is derived, so a re-run
+// adds nothing twice.
+var derivedTables = map[string]string{"outbox_rcpt": `INSERT INTO outbox_rcpt(outbox_id, address)
+	SELECT o.id, a FROM outbox o CROSS JOIN outbox_rcpt_addresses(o.rcpt_to) a
+	WHERE NOT EXISTS (SELECT 1 FROM outbox_rcpt r WHERE r.outbox_id = o.id) ORDER BY o.id`}
 
 // Copy copies every row of a SQLite store into a PostgreSQL store (the
 // upgrade path, `deskmail migrate`), in one target transaction from
@@ -106,7 +111,7 @@ func (c *copier) run() (*CopyReport, error) {
 	rep := &CopyReport{}
 	copied := map[string]int64{}
 	for _, ti := range order {
-		if derivedTables[ti.name] {
+		if _, ok := derivedTables[ti.name]; ok {
 			continue
 		}
 		n, err := c.copyTable(ti)
@@ -120,6 +125,13 @@ func (c *copier) run() (*CopyReport, error) {
 		for col, target := range ti.deferFK {
 			if err := c.fillDeferred(ti, col, target); err != nil {
 				return nil, fmt.Errorf("%s.%s: %w", ti.name, col, err)
+			}
+		}
+	}
+	for _, ti := range order {
+		if q, ok := derivedTables[ti.name]; ok {
+			if _, err := c.dst.ExecContext(c.ctx, q); err != nil {
+				return nil, fmt.Errorf("%s: derive: %w", ti.name, err)
 			}
 		}
 	}

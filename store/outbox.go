@@ -87,6 +87,15 @@ func (t *Tx) enqueueOutbox(m *OutboxMail, raw any) error {
 		return fmt.Errorf("store: enqueue outbox %s: %w", m.MessageID, err)
 	}
 	m.ID = id
+	if t.d.pg {
+		// SQLite's trigger writes these rows (migration 10); on
+		// PostgreSQL they are written here (migration 20).
+		for _, a := range m.RcptTo {
+			if _, err := t.exec(`INSERT INTO outbox_rcpt(outbox_id, address) VALUES (?, ?)`, id, a); err != nil {
+				return fmt.Errorf("store: enqueue outbox %s: recipient: %w", m.MessageID, err)
+			}
+		}
+	}
 	t.sentToEnqueued(m)
 	if m.State == OutboxSuppressed {
 		// No Message-ID row: the thread is as it was.

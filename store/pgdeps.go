@@ -57,12 +57,13 @@ type pgStmtDeps struct {
 }
 
 // pgKnownTriggers are the triggers whose writes are known, by table:
-// migration 10's keep outbox_rcpt in step with outbox.rcpt_to.
+// migration 10's keeps outbox_rcpt in step with a change of
+// outbox.rcpt_to (migration 20 dropped the one on INSERT).
 var pgKnownTriggers = map[string]struct {
 	names  string // the table's triggers, sorted, comma-separated
 	writes []string
 }{
-	"outbox": {"outbox_rcpt_insert,outbox_rcpt_update", []string{"outbox", "outbox_rcpt"}},
+	"outbox": {"outbox_rcpt_update", []string{"outbox", "outbox_rcpt"}},
 }
 
 // loadPGDeps reads the schema's tables, foreign keys, triggers, views
