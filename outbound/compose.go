@@ -10,7 +10,6 @@ import (
 	htmltemplate "html/template"
 	"io"
 	"maps"
-	"mime/quotedprintable"
 	"slices"
 	"strconv"
 	"strings"
@@ -511,17 +510,12 @@ func buildAlternative(buf *bytes.Buffer, top message.Header, boundary, text, htm
 		return err
 	}
 	for i, body := range [2]string{text, html} {
-		pw, err := mw.CreatePart(qpPartHeaders[i])
-		if err != nil {
+		// The part's writer writes through to buf: its body is
+		// appended to buf directly.
+		if _, err := mw.CreatePart(qpPartHeaders[i]); err != nil {
 			return err
 		}
-		qp := quotedprintable.NewWriter(pw)
-		if _, err := io.WriteString(qp, body); err != nil {
-			return err
-		}
-		if err := qp.Close(); err != nil {
-			return err
-		}
+		appendQP(buf, body)
 	}
 	return mw.Close()
 }
