@@ -353,7 +353,7 @@ func (c *Cluster) Settle(n int, timeout time.Duration) error {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("pgtest: %d server processes after %v, want at most %d", m, timeout, n)
+			return fmt.Errorf("pgtest: %d server processes after %v, want at most %d: %s", m, timeout, n, strings.Join(c.processNames(), "; "))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -375,6 +375,26 @@ func (c *Cluster) Processes() (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// processNames lists the command lines of the cluster's server
+// processes (PostgreSQL names each for its role: "postgres: autovacuum
+// worker", "postgres: user db [local] idle"…), for error messages.
+func (c *Cluster) processNames() []string {
+	pm, err := c.postmaster()
+	if err != nil {
+		return nil
+	}
+	var names []string
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		pid, _ := strconv.Atoi(filepath.Base(p))
+		if _, ppid, err := procTimes(pid, false); err == nil && ppid == pm {
+			b, _ := os.ReadFile(filepath.Join(p, "cmdline"))
+			names = append(names, strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " ")))
+		}
+	}
+	return names
 }
 
 func (c *Cluster) postmaster() (int, error) {
