@@ -27,35 +27,56 @@ func TestIngest(t *testing.T) {
 	}
 }
 
-// TestHugeHeap checks that hugeHeap leaves the heap's mapping advised
-// for huge pages (VmFlags "hg" in /proc/self/smaps) where the kernel
-// has transparent huge pages at all.
-func TestHugeHeap(t *testing.T) {
+// mapping is one mapping of /proc/self/smaps: its address range and
+// whether its VmFlags advise huge pages ("hg").
+type mapping struct {
+	lo, hi uint64
+	huge   bool
+}
+
+// mappings reads /proc/self/smaps, skipping the tests on a kernel
+// without transparent huge pages.
+func mappings(t *testing.T) []mapping {
+	t.Helper()
 	if runtime.GOOS != "linux" {
 		t.Skip("Linux only")
 	}
 	if b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled"); err != nil || strings.Contains(string(b), "[never]") {
 		t.Skip("no transparent huge pages")
 	}
-	hugeHeap()
-	p := new([64]byte)
-	addr := uint64(uintptr(unsafe.Pointer(p)))
 	smaps, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
 		t.Fatal(err) // Linux has /proc/self/smaps
 	}
-	in := false
+	var ms []mapping
 	for _, l := range strings.Split(string(smaps), "\n") {
 		if f := strings.Fields(l); len(f) > 0 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
 			lo, hi, _ := strings.Cut(f[0], "-")
 			a, err1 := strconv.ParseUint(lo, 16, 64)
 			b, err2 := strconv.ParseUint(hi, 16, 64)
-			in = err1 == nil && err2 == nil && a <= addr && addr < b
+			if err1 != nil || err2 != nil {
+				t.Fatalf("smaps line %q", l)
+			}
+			ms = append(ms, mapping{lo: a, hi: b})
 			continue
 		}
-		if in && strings.HasPrefix(l, "VmFlags:") {
-			if !strings.Contains(l, " hg") {
-				t.Errorf("heap mapping at %#x not advised for huge pages: %s", addr, l)
+		if strings.HasPrefix(l, "VmFlags:") && len(ms) > 0 {
+			ms[len(ms)-1].huge = strings.Contains(l, " hg")
+		}
+	}
+	return ms
+}
+
+// TestHugeHeap checks that hugeHeap leaves the heap's mapping advised
+// for huge pages where the kernel has transparent huge pages at all.
+func TestHugeHeap(t *testing.T) {
+	hugeHeap()
+	ms := mappings(t)
+	addr := uint64(uintptr(unsafe.Pointer(new([64]byte))))
+	for _, m := range ms {
+		if m.lo <= addr && addr < m.hi {
+			if !m.huge {
+				t.Errorf("heap mapping at %#x not advised for huge pages", addr)
 			}
 			return
 		}
@@ -67,12 +88,7 @@ func TestHugeHeap(t *testing.T) {
 // bytes it mapped advised for huge pages, and the heap goal small (had
 // the n bytes survived a cycle, the goal would be GOGC times n).
 func TestHugeHeapAhead(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("Linux only")
-	}
-	if b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled"); err != nil || strings.Contains(string(b), "[never]") {
-		t.Skip("no transparent huge pages")
-	}
+	mappings(t) // skips where there are no huge pages
 	const n = 64 << 20
 	HugeHeapAhead(n)
 	var ms runtime.MemStats
@@ -80,21 +96,10 @@ func TestHugeHeapAhead(t *testing.T) {
 	if ms.NextGC >= n {
 		t.Errorf("heap goal %d bytes after HugeHeapAhead(%d): the bytes ahead survived a collection", ms.NextGC, n)
 	}
-	smaps, err := os.ReadFile("/proc/self/smaps")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var size, advised uint64
-	for _, l := range strings.Split(string(smaps), "\n") {
-		if f := strings.Fields(l); len(f) > 0 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
-			lo, hi, _ := strings.Cut(f[0], "-")
-			a, _ := strconv.ParseUint(lo, 16, 64)
-			b, _ := strconv.ParseUint(hi, 16, 64)
-			size = b - a
-			continue
-		}
-		if strings.HasPrefix(l, "VmFlags:") && strings.Contains(l, " hg") {
-			advised += size
+	var advised uint64
+	for _, m := range mappings(t) {
+		if m.huge {
+			advised += m.hi - m.lo
 		}
 	}
 	if advised < n-2*heapPage {
