@@ -47,7 +47,10 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if len(files) == 0 {
 		files = []string{"-"}
 	}
-	if len(files) >= ingestBatch && ownsProcess(ctx) {
+	// A batch of at least one transaction's files runs on huge pages
+	// (see execWithHugeMalloc and oneshot.HugeHeapAhead).
+	hugePages := len(files) >= ingestBatch && ownsProcess(ctx)
+	if hugePages {
 		// A batch's SQLite page cache on huge pages: this program
 		// again, now, before anything is opened or read.
 		if err := execWithHugeMalloc(); err != nil {
@@ -75,7 +78,7 @@ func runIngest(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		// message (an MTA's pipe); a batch parses beside its commits.
 		goruntime.SetDefaultGOMAXPROCS()
 	}
-	if len(files) >= ingestBatch && ownsProcess(ctx) {
+	if hugePages {
 		// The heap a batch grows into, on huge pages too (batch ingest,
 		// 5,000 gen-mails into 100,000 tickets: 28,000 page faults ->
 		// 3,400 with execWithHugeMalloc).
