@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -77,17 +78,20 @@ sla:
 	// First run, killed once some tickets are stored.
 	cmd := exec.Command(bin, "import", "--config", cfg, mbox, maildir, fixture)
 	cmd.Dir = dir
+	var firstStderr bytes.Buffer
+	cmd.Stderr = &firstStderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	killed := false
+	var firstErr error
 	deadline := time.Now().Add(60 * time.Second)
 poll:
 	for time.Now().Before(deadline) {
 		select {
-		case <-exited:
+		case firstErr = <-exited:
 			break poll
 		case <-time.After(20 * time.Millisecond):
 		}
@@ -99,7 +103,7 @@ poll:
 		}
 	}
 	if !killed {
-		t.Log("the first run finished before it could be killed; the rerun still must add nothing twice")
+		t.Logf("the first run finished (%v) before it could be killed; the rerun still must add nothing twice; its stderr: %s", firstErr, firstStderr.Bytes())
 	}
 	before := countTickets(t, databaseOf(dir, db))
 
@@ -109,7 +113,11 @@ poll:
 		c.Dir = dir
 		out, err := c.Output()
 		if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() != exDataErr) {
-			t.Fatalf("import: %v\n%s", err, out)
+			var stderr []byte
+			if ok {
+				stderr = ee.Stderr
+			}
+			t.Fatalf("import: %v\n%s\nstderr: %s", err, out, stderr)
 		}
 		var s importSummary
 		if err := json.Unmarshal(out, &s); err != nil {
