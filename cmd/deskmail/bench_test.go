@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"net/mail"
 	"os"
 	"os/exec"
@@ -437,6 +438,45 @@ func serveForBench(b *testing.B, bin, cfg string) (*exec.Cmd, string, string) {
 	return cmd, smtpAddr, httpAddr
 }
 
+// messagesPerCommit reads the group commits of the daemons listening on
+// httpAddrs from their /metrics (deskmail_commit_batch_messages) and
+// returns the messages per commit over all of them: the size of a
+// batch is what a commit's fixed cost (the WAL pages every batch
+// rewrites) is shared by. Read after the load, so that the scrape
+// costs the daemons nothing measured.
+func messagesPerCommit(b *testing.B, httpAddrs ...string) float64 {
+	b.Helper()
+	var msgs, commits float64
+	for _, addr := range httpAddrs {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			b.Fatalf("metrics: %v", err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			b.Fatalf("metrics: %s %v", resp.Status, err)
+		}
+		for line := range strings.SplitSeq(string(body), "\n") {
+			name, value, ok := strings.Cut(line, " ")
+			v, err := strconv.ParseFloat(value, 64)
+			if !ok || err != nil {
+				continue
+			}
+			switch name {
+			case "deskmail_commit_batch_messages_sum":
+				msgs += v
+			case "deskmail_commit_batch_messages_count":
+				commits += v
+			}
+		}
+	}
+	if commits == 0 {
+		b.Fatal("metrics: no group commit counted")
+	}
+	return msgs / commits
+}
+
 // procCPU is the user+sys CPU time the process pid has used
 // (/proc/PID/stat, clock ticks of 10 ms).
 func procCPU(b *testing.B, pid int) time.Duration {
@@ -464,13 +504,14 @@ func BenchmarkServeSMTP(b *testing.B) {
 	mails := genMails(b, max(b.N, 100))
 	dir := b.TempDir()
 	cfg := pipeConfig(b, dir)
-	srv, smtpAddr, _ := serveForBench(b, bin, cfg)
+	srv, smtpAddr, httpAddr := serveForBench(b, bin, cfg)
 	data, from := readMails(b, mails)
 	b.ResetTimer()
 	cpu0 := procCPU(b, srv.Process.Pid)
 	elapsed, lat := smtpLoad(b, []string{smtpAddr}, conns, data, from)
 	cpu := procCPU(b, srv.Process.Pid) - cpu0
 	b.StopTimer()
+	b.ReportMetric(messagesPerCommit(b, httpAddr), "msg/commit")
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msg/s")
 	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/msg")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")

@@ -126,10 +126,10 @@ func BenchmarkPostgresServeSMTP(b *testing.B) {
 			}
 			cfg := pgBenchConfig(b, b.TempDir(), url)
 			var srvs []*exec.Cmd
-			var addrs []string
+			var addrs, httpAddrs []string
 			for range instances {
-				srv, addr, _ := serveForBench(b, bin, cfg)
-				srvs, addrs = append(srvs, srv), append(addrs, addr)
+				srv, addr, httpAddr := serveForBench(b, bin, cfg)
+				srvs, addrs, httpAddrs = append(srvs, srv), append(addrs, addr), append(httpAddrs, httpAddr)
 			}
 			cpuOf := func() time.Duration {
 				var t time.Duration
@@ -145,6 +145,7 @@ func BenchmarkPostgresServeSMTP(b *testing.B) {
 			cpu := cpuOf() - cpu0
 			pg1, _ := pg.CPU()
 			b.StopTimer()
+			b.ReportMetric(messagesPerCommit(b, httpAddrs...), "msg/commit")
 			n := float64(b.N)
 			b.ReportMetric(n/elapsed.Seconds(), "msg/s")
 			b.ReportMetric(float64(cpu.Microseconds())/1000/n, "cpu-ms/msg")
