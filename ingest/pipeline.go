@@ -926,10 +926,13 @@ func (p *Pipeline) Submit(ctx context.Context, r Raw) (Result, error) {
 	}
 }
 
-// Run is the group committer: it takes every message waiting, commits
-// them in one transaction, answers each Submit, and repeats until ctx
-// ends. While one batch commits, the next one gathers.
+// Run is the group committer: it takes every message waiting (and,
+// when several senders are at work, waits a moment for those a little
+// behind: see gatherer), commits them in one transaction, answers each
+// Submit, and repeats until ctx ends. While one batch commits, the
+// next one gathers.
 func (p *Pipeline) Run(ctx context.Context) error {
+	var g gatherer
 	for {
 		var first *job
 		select {
@@ -937,23 +940,16 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		}
-		batch := []*job{first}
-	gather:
-		for len(batch) < p.env.MaxBatch {
-			select {
-			case j := <-p.queue:
-				batch = append(batch, j)
-			default:
-				break gather
-			}
-		}
+		batch := g.gather(ctx, first, p.queue, p.env.MaxBatch)
 		preps := make([]*prepared, len(batch))
 		for i, j := range batch {
 			preps[i] = j.prep
 		}
 		// Commit with a context that is not cancelled by shutdown: a
 		// batch that started is finished, so its senders get an answer.
+		start := time.Now()
 		results, err := p.commit(context.WithoutCancel(ctx), preps, false)
+		g.done(len(batch), time.Since(start))
 		if err != nil {
 			p.log.Error("group commit failed", "messages", len(batch), "err", err)
 		}
