@@ -57,14 +57,14 @@ func (g *gatherer) done(n int, d time.Duration) {
 // all the same).
 func (g *gatherer) gather(ctx context.Context, first *job, queue <-chan *job, limit int) []*job {
 	batch := []*job{first}
+waiting:
 	for len(batch) < limit {
 		select {
 		case j := <-queue:
 			batch = append(batch, j)
-			continue
 		default:
+			break waiting
 		}
-		break
 	}
 	target := g.target(limit)
 	most := maxGatherWait
