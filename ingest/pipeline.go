@@ -848,6 +848,11 @@ func (p *Pipeline) one(tx *store.Tx, pr *prepared, report *[]func()) (Result, er
 		if ctxErr := tx.Context().Err(); ctxErr != nil {
 			return res, ctxErr
 		}
+		if errors.Is(err, store.ErrConflict) {
+			// Another transaction's doing, not this message's: the
+			// batch runs again (store.WriteBatch).
+			return res, err
+		}
 		*report = append(*report, func() {
 			p.env.Metrics.Failed("thread")
 			p.log.Error("message kept raw: threading failed", "name", pr.raw.Name, "message_id", res.MessageID, "raw_id", rawID, "err", err)

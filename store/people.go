@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -169,8 +170,12 @@ func (t *Tx) contactByEmail(email string) (*Contact, error) {
 }
 
 // Contacts lists contacts by id, deleted ones too, a page at a time
-// (offset, limit).
+// (offset, limit); a negative limit lists them all.
 func (t *Tx) Contacts(offset, limit int) ([]Contact, error) {
+	if limit < 0 {
+		// SQLite reads LIMIT -1 as none; PostgreSQL refuses it.
+		limit = math.MaxInt
+	}
 	return t.contactRows("contacts", `SELECT `+contactCols+` FROM contacts ORDER BY id LIMIT ? OFFSET ?`, limit, offset)
 }
 

@@ -86,6 +86,9 @@ type pgTx struct {
 	// ahead (ReserveConversations): the first query takes that many
 	// rather than 8, 16, 32….
 	expect map[string]int
+	// conflict is the first deadlock or serialization failure a
+	// statement met, in either mode (see ErrConflict).
+	conflict error
 }
 
 type pgStmt struct {
@@ -137,8 +140,12 @@ func (r *pgResult) RowsAffected() (int64, error) {
 }
 
 // fail records err as the reason a fast attempt is abandoned (the
-// first one wins) and returns err.
+// first one wins), and as the transaction's conflict if it is one, and
+// returns err.
 func (p *pgTx) fail(err error) error {
+	if p.conflict == nil && isConflict(err) {
+		p.conflict = err
+	}
 	if p.fast != nil {
 		p.fast.fail(err)
 	}
@@ -154,9 +161,12 @@ func (p *pgTx) failed() error {
 	return p.fast.failed
 }
 
-// usable reports why no statement may run now: the attempt was
-// abandoned, or ctx is done.
+// usable reports why no statement may run now: the transaction
+// conflicted, the attempt was abandoned, or ctx is done.
 func (p *pgTx) usable(ctx context.Context) error {
+	if err := p.conflicted(); err != nil {
+		return err
+	}
 	if p.failed() != nil {
 		return fmt.Errorf("%w: %w", errAbandoned, p.failed())
 	}
@@ -743,7 +753,8 @@ func (s *Store) writePGHere(ctx context.Context, fast bool, fn func(*Tx) error) 
 	defer conn.Close()
 	s.writing.Add(1)
 	defer s.writing.Add(-1)
-	for {
+	batch := fast
+	for conflicts := 0; ; {
 		err = conn.Raw(func(dc any) error {
 			c := dc.(*stdlib.Conn).Conn()
 			err := s.attemptPG(ctx, c, fast, fn)
@@ -753,10 +764,21 @@ func (s *Store) writePGHere(ctx context.Context, fast bool, fn func(*Tx) error) 
 			}
 			return err
 		})
-		if !fast || !errors.Is(err, errAbandoned) {
+		switch {
+		case errors.Is(err, ErrConflict) && batch && conflicts < conflictRetries:
+			// Run again from the start, fast again: the other
+			// transaction has the rows now and will let them go.
+			s.conflicts.Add(1)
+			if perr := conflictPause(ctx, conflicts); perr != nil {
+				return err
+			}
+			conflicts++
+			fast = true
+		case fast && errors.Is(err, errAbandoned):
+			fast = false
+		default:
 			return err
 		}
-		fast = false
 	}
 }
 
@@ -791,14 +813,19 @@ func (s *Store) attemptPG(ctx context.Context, c *pgx.Conn, fast bool, fn func(*
 		}
 	}()
 	ferr := fn(t)
-	if ferr == nil && p.failed() == nil {
+	if ferr == nil && p.failed() == nil && p.conflict == nil {
 		ferr = t.runLater()
 	}
-	if ferr == nil && p.failed() == nil {
+	if ferr == nil && p.failed() == nil && p.conflict == nil {
 		// The queue and COMMIT in one round trip.
 		p.queue(quiet, "COMMIT", nil)
 		if ferr = p.flush(ctx); ferr == nil {
 			return nil
+		}
+		if p.conflict != nil && pgAborted(c) {
+			// A queued statement lost a deadlock: COMMIT did not run.
+			rollback()
+			return p.conflicted()
 		}
 		if p.failed() == nil || !pgAborted(c) {
 			// COMMIT itself failed: whether the transaction committed
@@ -812,6 +839,9 @@ func (s *Store) attemptPG(ctx context.Context, c *pgx.Conn, fast bool, fn func(*
 		_ = p.flush(ctx)
 	}
 	rollback()
+	if p.conflict != nil && !c.IsClosed() {
+		return p.conflicted()
+	}
 	if p.failed() != nil && !c.IsClosed() {
 		return fmt.Errorf("%w: %w", errAbandoned, p.failed())
 	}

@@ -82,6 +82,10 @@ type Store struct {
 	writing atomic.Int32
 	// writes counts the Writes begun (PostgreSQL: see replan).
 	writes atomic.Int64
+	// conflicts counts the WriteBatch runs PostgreSQL aborted for a
+	// conflict with another transaction, and that ran again (see
+	// ErrConflict).
+	conflicts atomic.Int64
 	// pgDeps is what PostgreSQL's fast write attempts know of the
 	// schema (see pgdeps.go); nil on SQLite.
 	pgDeps *pgDeps
@@ -556,7 +560,9 @@ func rollbackConn(ctx context.Context, conn *sql.Conn) error {
 
 // Savepoint runs fn inside a savepoint: if fn fails, only its changes
 // are rolled back and the outer transaction goes on. This is how a
-// batch commits many messages at once, each all-or-nothing.
+// batch commits many messages at once, each all-or-nothing. A conflict
+// with another transaction (ErrConflict) is the exception: it fails the
+// whole transaction, which WriteBatch runs again.
 func (t *Tx) Savepoint(fn func() error) (err error) {
 	if t.fast != nil {
 		return t.fastSavepoint(fn)
@@ -597,6 +603,14 @@ func (t *Tx) Savepoint(fn func() error) (err error) {
 		}
 	}()
 	if err := fn(); err != nil {
+		if t.pg != nil && (t.pg.conflict != nil || isConflict(err)) {
+			// Not this savepoint's failure: the whole transaction
+			// runs again (see ErrConflict).
+			if t.pg.conflict == nil {
+				t.pg.conflict = err
+			}
+			return t.pg.conflicted()
+		}
 		if rerr := rollback(); rerr != nil {
 			return fmt.Errorf("%w (and rollback to savepoint failed: %v)", err, rerr)
 		}

@@ -21,7 +21,7 @@ import (
 
 // runAgents manages agents and their API keys:
 //
-//	deskmail agents list --db PATH [--config FILE]
+//	deskmail agents list --db PATH [--config FILE] [--json]
 //	deskmail agents add EMAIL [--name NAME] [--role agent|admin] --db PATH [--config FILE]
 //	deskmail agents key EMAIL --db PATH [--config FILE]
 //	deskmail agents password EMAIL --db PATH [--config FILE]
@@ -36,7 +36,7 @@ func runAgents(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		}}
 	}
 	return runGroup(ctx, "agents", []subcommand{
-		sub("list", "--db PATH [--config FILE]   the agents and their roles", "Lists the agents of the database (and of the configuration, when given)."),
+		sub("list", "--db PATH [--config FILE] [--json]   the agents and their roles", "Lists the agents of the database (and of the configuration, when given)."),
 		sub("add", "EMAIL [--name NAME] [--role agent|admin] --db PATH [--config FILE]   add an agent",
 			"Adds an agent to the database (created if missing), so that it can get an API key."),
 		sub("key", "EMAIL --db PATH [--config FILE]   print a new API key for an agent",
@@ -54,6 +54,10 @@ func agents(ctx context.Context, verb string, fs *flag.FlagSet, args []string, s
 	db := fs.String("db", "", "database `PATH`")
 	cfgPath := fs.String("config", "", "configuration `FILE`")
 	var name, role *string
+	asJSON := new(bool)
+	if verb == "list" {
+		asJSON = fs.Bool("json", false, "print JSON")
+	}
 	if verb == "add" {
 		name = fs.String("name", "", "display `NAME`")
 		role = fs.String("role", "agent", "`ROLE`: agent or admin")
@@ -86,6 +90,9 @@ func agents(ctx context.Context, verb string, fs *flag.FlagSet, args []string, s
 			return err
 		}); err != nil {
 			return err
+		}
+		if *asJSON {
+			return writeJSON(stdout, append([]store.Agent{}, agents...))
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tEMAIL\tNAME\tROLE\tACTIVE")

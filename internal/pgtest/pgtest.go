@@ -13,6 +13,7 @@
 package pgtest
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -360,7 +361,10 @@ func (c *Cluster) Settle(n int, timeout time.Duration) error {
 }
 
 // Processes counts the cluster's server processes: the postmaster's
-// children, exited ones not yet reaped included (/proc, Linux).
+// children, exited ones not yet reaped included (/proc, Linux), except
+// autovacuum workers. Those come and go on the server's own schedule
+// (a bulk load starts one that may run for many seconds); CPU counts
+// them whether they are running or reaped, so Settle need not wait.
 func (c *Cluster) Processes() (int, error) {
 	pm, err := c.postmaster()
 	if err != nil {
@@ -371,7 +375,10 @@ func (c *Cluster) Processes() (int, error) {
 	for _, p := range procs {
 		pid, _ := strconv.Atoi(filepath.Base(p))
 		if _, ppid, err := procTimes(pid, false); err == nil && ppid == pm {
-			n++
+			cmdline, _ := os.ReadFile(filepath.Join(p, "cmdline"))
+			if !bytes.Contains(cmdline, []byte("autovacuum worker")) {
+				n++
+			}
 		}
 	}
 	return n, nil

@@ -1,0 +1,178 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestWriteBatchRunsAgainAfterDeadlock: two instances on one PostgreSQL
+// database each run a batch that changes two contacts, in opposite
+// orders, each inside a savepoint as ingestion does, and each waits for
+// the other to hold its first row: PostgreSQL aborts one of them for a
+// deadlock. That one runs again by itself and commits; neither fails,
+// no savepoint keeps half a batch, and the contacts end as one of the
+// two batches left them (never one name from each).
+func TestWriteBatchRunsAgainAfterDeadlock(t *testing.T) {
+	if !pgCluster.Available(t) {
+		t.Skip("PostgreSQL is not available")
+	}
+	ctx := context.Background()
+	url := pgCluster.URL(t)
+	var stores [2]*Store
+	for i := range stores {
+		s, err := Open(ctx, url, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores[i] = s
+	}
+	var ids [2]int64
+	if err := stores[0].Write(ctx, func(tx *Tx) error {
+		for i, email := range []string{"a@example.com", "b@example.com"} {
+			c, _, err := tx.EnsureContact(email, "")
+			if err != nil {
+				return err
+			}
+			ids[i] = c.ID
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var holding sync.WaitGroup
+	holding.Add(2)
+	var runs [2]int
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	names := []string{"one", "two"}
+	for side := range 2 {
+		wg.Go(func() {
+			first, second := ids[side], ids[1-side]
+			errs[side] = stores[side].WriteBatch(ctx, func(tx *Tx) error {
+				runs[side]++
+				run := runs[side]
+				return tx.Savepoint(func() error {
+					if err := tx.SetContactName(first, names[side]); err != nil {
+						return err
+					}
+					// A read sends the UPDATE queued before it: the row is
+					// locked once it returns.
+					if _, err := tx.Contact(first); err != nil {
+						return err
+					}
+					if run == 1 {
+						holding.Done()
+						holding.Wait()
+					}
+					if err := tx.SetContactName(second, names[side]); err != nil {
+						return err
+					}
+					_, err := tx.Contact(second)
+					return err
+				})
+			})
+		})
+	}
+	wg.Wait()
+	for side, err := range errs {
+		if err != nil {
+			t.Fatalf("batch %d: %v", side, err)
+		}
+	}
+	if runs[0]+runs[1] < 3 {
+		t.Fatalf("runs %v: neither batch ran again, yet they crossed", runs)
+	}
+	if n := stores[0].conflicts.Load() + stores[1].conflicts.Load(); n < 1 {
+		t.Errorf("%d conflicts counted, want at least 1", n)
+	}
+	var got [2]string
+	if err := stores[0].Read(ctx, func(tx *Tx) error {
+		for i, id := range ids {
+			c, err := tx.Contact(id)
+			if err != nil {
+				return err
+			}
+			got[i] = c.Name
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != got[1] || (got[0] != "one" && got[0] != "two") {
+		t.Errorf("contacts named %q: want both named by the batch that committed last", got)
+	}
+}
+
+// TestWriteConflictIsReported: Write, whose function runs once, does
+// not run it again after a deadlock: it returns ErrConflict, and
+// nothing of it is committed.
+func TestWriteConflictIsReported(t *testing.T) {
+	if !pgCluster.Available(t) {
+		t.Skip("PostgreSQL is not available")
+	}
+	ctx := context.Background()
+	url := pgCluster.URL(t)
+	var stores [2]*Store
+	for i := range stores {
+		s, err := Open(ctx, url, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores[i] = s
+	}
+	var ids [2]int64
+	if err := stores[0].Write(ctx, func(tx *Tx) error {
+		for i, email := range []string{"a@example.com", "b@example.com"} {
+			c, _, err := tx.EnsureContact(email, "")
+			if err != nil {
+				return err
+			}
+			ids[i] = c.ID
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var holding sync.WaitGroup
+	holding.Add(2)
+	errs := make([]error, 2)
+	var runs [2]int
+	var wg sync.WaitGroup
+	for side := range 2 {
+		wg.Go(func() {
+			errs[side] = stores[side].Write(ctx, func(tx *Tx) error {
+				runs[side]++
+				if err := tx.SetContactName(ids[side], "x"); err != nil {
+					return err
+				}
+				holding.Done()
+				holding.Wait()
+				return tx.SetContactName(ids[1-side], "x")
+			})
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the crossed Writes did not end")
+	}
+	failed := 0
+	for _, err := range errs {
+		if err != nil {
+			if !errors.Is(err, ErrConflict) {
+				t.Errorf("Write failed with %v, want ErrConflict", err)
+			}
+			failed++
+		}
+	}
+	if failed != 1 || runs != [2]int{1, 1} {
+		t.Errorf("%d Writes failed, runs %v: want one conflict and each function run once", failed, runs)
+	}
+}
