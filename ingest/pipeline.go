@@ -744,6 +744,11 @@ func (p *Pipeline) prefetch(tx *store.Tx, preps []*prepared) ([]int, error) {
 	if err := tx.PrefetchContacts(senders); err != nil {
 		return nil, err
 	}
+	// Before any row is written: another instance's batch with the
+	// same tickets or customers waits here, or this one does.
+	if err := tx.LockAhead(senders); err != nil {
+		return nil, err
+	}
 	if p.env.Prefetch != nil {
 		if err := p.env.Prefetch(tx, senders); err != nil {
 			return nil, err

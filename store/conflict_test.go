@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -174,5 +175,88 @@ func TestWriteConflictIsReported(t *testing.T) {
 	}
 	if failed != 1 || runs != [2]int{1, 1} {
 		t.Errorf("%d Writes failed, runs %v: want one conflict and each function run once", failed, runs)
+	}
+}
+
+// TestLockAheadKeepsCrossedBatchesApart: the same crossed batches as
+// TestWriteBatchRunsAgainAfterDeadlock, each taking LockAhead on both
+// contacts' addresses first: the second waits for the first at its
+// start, and neither deadlocks nor runs twice.
+func TestLockAheadKeepsCrossedBatchesApart(t *testing.T) {
+	if !pgCluster.Available(t) {
+		t.Skip("PostgreSQL is not available")
+	}
+	ctx := context.Background()
+	url := pgCluster.URL(t)
+	var stores [2]*Store
+	for i := range stores {
+		s, err := Open(ctx, url, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores[i] = s
+	}
+	emails := []string{"a@example.com", "B@example.com"}
+	var ids [2]int64
+	if err := stores[0].Write(ctx, func(tx *Tx) error {
+		for i, email := range emails {
+			c, _, err := tx.EnsureContact(email, "")
+			if err != nil {
+				return err
+			}
+			ids[i] = c.ID
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	holds := make(chan struct{})
+	var runs [2]int
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for side := range 2 {
+		if side == 1 {
+			<-holds
+		}
+		wg.Go(func() {
+			first, second := ids[side], ids[1-side]
+			errs[side] = stores[side].WriteBatch(ctx, func(tx *Tx) error {
+				runs[side]++
+				// The addresses in another case and order: the same locks.
+				ask := []string{emails[1-side], strings.ToUpper(emails[side])}
+				if err := tx.LockAhead(ask); err != nil {
+					return err
+				}
+				return tx.Savepoint(func() error {
+					if err := tx.SetContactName(first, "x"); err != nil {
+						return err
+					}
+					if _, err := tx.Contact(first); err != nil {
+						return err
+					}
+					if side == 0 && runs[0] == 1 {
+						close(holds)
+						// Long enough for the other batch to reach its
+						// first row, had it not waited at LockAhead.
+						time.Sleep(300 * time.Millisecond)
+					}
+					if err := tx.SetContactName(second, "x"); err != nil {
+						return err
+					}
+					_, err := tx.Contact(second)
+					return err
+				})
+			})
+		})
+	}
+	wg.Wait()
+	for side, err := range errs {
+		if err != nil {
+			t.Fatalf("batch %d: %v", side, err)
+		}
+	}
+	if n := stores[0].conflicts.Load() + stores[1].conflicts.Load(); n != 0 || runs != [2]int{1, 1} {
+		t.Errorf("%d conflicts, runs %v: want none, each batch run once", n, runs)
 	}
 }
