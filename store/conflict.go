@@ -79,8 +79,8 @@ const (
 // instance follows, the locks its messages' rows will need: advisory
 // locks, held until the transaction ends, on the tickets the batch's
 // Message-IDs name (those PrefetchMessageIDs found) and on the
-// addresses given (the senders, whose contacts the batch creates or
-// changes). Two batches that touch the same tickets or customers then
+// addresses given (the senders) whose contacts the batch may create or
+// change: all but those PrefetchContacts found with a name. Two batches that touch the same tickets or customers then
 // wait for each other at their start, whole, rather than each take one
 // row and wait for the other's: the deadlock PostgreSQL would break
 // after deadlock_timeout (1 s) by failing one of them (see
@@ -104,6 +104,11 @@ func (t *Tx) LockAhead(emails []string) error {
 		}
 	}
 	for _, e := range emails {
+		if c := t.contactFromCache(e, 0); c != nil && c.Name != "" {
+			// A contact the batch only reads (EnsureContact changes
+			// nothing but an empty name): no row of it gets locked.
+			continue
+		}
 		if e = strings.ToLower(strings.TrimSpace(e)); e != "" {
 			h := fnv.New32a()
 			h.Write([]byte(e))
