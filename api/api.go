@@ -408,8 +408,9 @@ func (s *server) authenticate(ctx context.Context, key string) (*store.Agent, er
 }
 
 // fail answers an unexpected error: 404 for a missing row, 503 when
-// the database cannot take writes (full, read-only, locked) or the
-// client went away, else 500. The error is
+// the database cannot take writes (full, read-only, locked), when the
+// change conflicted with another instance's (store.ErrConflict: retry
+// after 1 s) or the client went away, else 500. The error is
 // logged, never shown.
 func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
@@ -420,6 +421,13 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "30")
 		writeCode(w, http.StatusServiceUnavailable, "service_unavailable",
 			"The database cannot take writes right now (disk full, read-only or locked). Retry after 30 seconds.")
+	case errors.Is(err, store.ErrConflict):
+		// Another instance's transaction held what this one needed
+		// (PostgreSQL broke the deadlock): nothing was changed.
+		s.log.Warn("api: the change conflicted with another transaction", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "1")
+		writeCode(w, http.StatusServiceUnavailable, "conflict_retry",
+			"The change met another one made at the same moment and was not applied. Retry after 1 second.")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		writeCode(w, http.StatusServiceUnavailable, "unavailable", "The request was cancelled or timed out.")
 	default:
