@@ -70,6 +70,23 @@ func hashWith(password string, p PasswordParams) (string, error) {
 		b64.EncodeToString(salt), b64.EncodeToString(key)), nil
 }
 
+// dummyHash returns a PHC string with p's parameters, a random salt and
+// a random key: checking a password against it costs what checking it
+// against a real hash with p costs (one argon2id derivation, then a
+// comparison that fails), without spending one to make it.
+func dummyHash(p PasswordParams) (string, error) {
+	if p.MemoryKiB == 0 || p.Time == 0 || p.Threads == 0 {
+		return "", errors.New("argon2id parameters must be positive")
+	}
+	b := make([]byte, argonSaltLen+argonKeyLen)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("password salt: %w", err)
+	}
+	b64 := base64.RawStdEncoding
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.MemoryKiB, p.Time, p.Threads,
+		b64.EncodeToString(b[:argonSaltLen]), b64.EncodeToString(b[argonSaltLen:])), nil
+}
+
 // VerifyPassword reports whether password matches a PHC hash made by
 // HashPassword. A malformed hash matches nothing.
 func VerifyPassword(hash, password string) bool {
