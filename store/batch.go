@@ -51,6 +51,9 @@ func (t *Tx) fastSavepoint(fn func() error) (err error) {
 	}()
 	if err := fn(); err != nil {
 		t.fast.fail(fmt.Errorf("savepoint: %w", err))
+		if t.pg != nil && t.pg.conflict != nil {
+			return t.pg.conflicted() // as Savepoint returns it
+		}
 		return err
 	}
 	if err := t.flushClaim(); err != nil {

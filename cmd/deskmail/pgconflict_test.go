@@ -1,7 +1,9 @@
 package main
 
 import (
+	"database/sql"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +21,9 @@ import (
 // deadlock when both take them one by one. Whatever PostgreSQL does
 // about it, every mail must be threaded as if the batches had run one
 // after the other: no mail kept raw because its threading "failed",
-// every reply on its ticket, every new customer one contact.
+// every reply on its ticket, every new customer one contact. (Most of
+// the crossing is kept apart by the locks a batch takes first; the
+// replies by subject token still cross and run again.)
 func TestCrossedBatchesTwoInstancesPostgres(t *testing.T) {
 	if !pgCluster.Available(t) {
 		t.Skip("PostgreSQL is not available")
@@ -55,10 +59,23 @@ func TestCrossedBatchesTwoInstancesPostgres(t *testing.T) {
 	for i := range tickets {
 		parents = append(parents, write(fmt.Sprintf("parent-%d.eml", i), fmt.Sprintf("old%d@example.test", i), fmt.Sprintf("parent-%d@example.test", i), ""))
 	}
+	// Tickets that the batches reach by their subject token only: a
+	// batch cannot lock them ahead (store.Tx.LockAhead knows the
+	// tickets its Message-IDs name), so on these the batches do cross,
+	// PostgreSQL breaks the deadlock, and the loser runs again.
+	for i := range 2 {
+		// Named: a batch locks no address of a known, named contact.
+		parents = append(parents, write(fmt.Sprintf("token-%d.eml", i), fmt.Sprintf("Tok %d <tok%d@example.test>", i, i), fmt.Sprintf("token-%d@example.test", i), ""))
+	}
 	out, err := ingest(parents)
 	if err != nil {
 		t.Fatalf("ingest parents: %v", err)
 	}
+	customers := map[string]bool{}
+	for i := range tickets {
+		customers[fmt.Sprintf("old%d@example.test", i)] = true
+	}
+	customers["tok0@example.test"], customers["tok1@example.test"] = true, true
 	ticketOf := map[string]any{}
 	for _, l := range ingestLines(t, out) {
 		ticketOf[fmt.Sprint(l["message_id"])] = l["ticket_id"]
@@ -71,10 +88,35 @@ func TestCrossedBatchesTwoInstancesPostgres(t *testing.T) {
 				if side == 1 {
 					k = tickets - 1 - i
 				}
+				if r%2 == 1 {
+					// Token rounds: nothing but the token tickets in common.
+					for j := range 2 {
+						from := fmt.Sprintf("solo%d-%d-%d-%d@example.test", r, side, k, j)
+						batches[side] = append(batches[side], write(fmt.Sprintf("new-%d-%d-%d-%d.eml", r, side, k, j), from, fmt.Sprintf("new-%d-%d-%d-%d@example.test", r, side, k, j), ""))
+						customers[from] = true
+					}
+					continue
+				}
+				customers[fmt.Sprintf("new%d-%d@example.test", r, k)] = true
 				batches[side] = append(batches[side],
 					write(fmt.Sprintf("reply-%d-%d-%d.eml", r, side, k), fmt.Sprintf("old%d@example.test", k), fmt.Sprintf("reply-%d-%d-%d@example.test", r, side, k),
 						fmt.Sprintf("In-Reply-To: <parent-%d@example.test>\n", k)),
 					write(fmt.Sprintf("new-%d-%d-%d.eml", r, side, k), fmt.Sprintf("new%d-%d@example.test", r, k), fmt.Sprintf("new-%d-%d-%d@example.test", r, side, k), ""))
+			}
+			// The two token tickets, one at each end, in opposite orders.
+			for i, k := range []int{side, 1 - side} {
+				tk := ticketOf[fmt.Sprintf("token-%d@example.test", k)]
+				p := filepath.Join(dir, fmt.Sprintf("bytoken-%d-%d-%d.eml", r, side, k))
+				text := mailText(fmt.Sprintf("Tok %d <tok%d@example.test>", k, k), "support@acme.test", fmt.Sprintf("Re: [#%v] About token-%d", tk, k),
+					fmt.Sprintf("bytoken-%d-%d-%d@example.test", r, side, k), "", "Still there.")
+				if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if i == 0 {
+					batches[side] = append([]string{p}, batches[side]...)
+				} else {
+					batches[side] = append(batches[side], p)
+				}
 			}
 		}
 		var wg sync.WaitGroup
@@ -91,8 +133,8 @@ func TestCrossedBatchesTwoInstancesPostgres(t *testing.T) {
 		}
 		for side, out := range outs {
 			lines := ingestLines(t, out)
-			if len(lines) != 2*tickets {
-				t.Fatalf("round %d, ingest %d: %d lines, want %d\n%s", r, side, len(lines), 2*tickets, out)
+			if len(lines) != 2*tickets+2 { // token rounds: 2*tickets new ones
+				t.Fatalf("round %d, ingest %d: %d lines, want %d\n%s", r, side, len(lines), 2*tickets+2, out)
 			}
 			for _, l := range lines {
 				id, action := fmt.Sprint(l["message_id"]), fmt.Sprint(l["action"])
@@ -103,21 +145,32 @@ func TestCrossedBatchesTwoInstancesPostgres(t *testing.T) {
 					if want := ticketOf[fmt.Sprintf("parent-%d@example.test", k)]; action != "appended" || fmt.Sprint(l["ticket_id"]) != fmt.Sprint(want) {
 						t.Errorf("round %d: %s was %s on ticket %v, want appended on ticket %v", r, id, action, l["ticket_id"], want)
 					}
+				case strings.HasPrefix(id, "bytoken-"):
+					fmt.Sscanf(id, fmt.Sprintf("bytoken-%d-%d-%%d@", r, side), &k)
+					if want := ticketOf[fmt.Sprintf("token-%d@example.test", k)]; action != "appended" || fmt.Sprint(l["ticket_id"]) != fmt.Sprint(want) {
+						t.Errorf("round %d: %s was %s on ticket %v, want appended on ticket %v", r, id, action, l["ticket_id"], want)
+					}
 				case action != "created":
 					t.Errorf("round %d: %s was %s, want created", r, id, action)
 				}
 			}
 		}
 	}
-	// One contact per customer: 8 old, 8 new per round, and the agent
-	// is not one.
+	// One contact per customer (the agent is not one).
 	out = deskmailCmd(t, bin, dir, "contacts", "list", "--db", db, "--json")
 	var emails []string
 	for _, l := range strings.Split(out, `"email":`)[1:] {
 		emails = append(emails, strings.SplitN(strings.TrimSpace(l), `"`, 3)[1])
 	}
 	slices.Sort(emails)
-	if n := len(slices.Compact(slices.Clone(emails))); n != len(emails) || n != tickets*(1+rounds) {
-		t.Errorf("%d contacts (%d addresses), want %d, one per customer: %v", len(emails), n, tickets*(1+rounds), emails)
+	want := slices.Sorted(maps.Keys(customers))
+	if !slices.Equal(emails, want) {
+		t.Errorf("contacts\n%v\nwant one per customer\n%v", emails, want)
 	}
+	var deadlocks int
+	if pg, err := sql.Open("pgx", db); err == nil {
+		pg.QueryRow("SELECT deadlocks FROM pg_stat_database WHERE datname=current_database()").Scan(&deadlocks)
+		pg.Close()
+	}
+	t.Logf("PostgreSQL broke %d deadlocks in this database so far (the token rounds' batches run again)", deadlocks)
 }
