@@ -21,29 +21,7 @@ func TestWriteBatchRunsAgainAfterDeadlock(t *testing.T) {
 		t.Skip("PostgreSQL is not available")
 	}
 	ctx := context.Background()
-	url := pgCluster.URL(t)
-	var stores [2]*Store
-	for i := range stores {
-		s, err := Open(ctx, url, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		stores[i] = s
-	}
-	var ids [2]int64
-	if err := stores[0].Write(ctx, func(tx *Tx) error {
-		for i, email := range []string{"a@example.com", "b@example.com"} {
-			c, _, err := tx.EnsureContact(email, "")
-			if err != nil {
-				return err
-			}
-			ids[i] = c.ID
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	stores, ids := twoInstances(t, "a@example.com", "b@example.com")
 	var holding sync.WaitGroup
 	holding.Add(2)
 	var runs [2]int
@@ -57,23 +35,14 @@ func TestWriteBatchRunsAgainAfterDeadlock(t *testing.T) {
 				runs[side]++
 				run := runs[side]
 				return tx.Savepoint(func() error {
-					if err := tx.SetContactName(first, names[side]); err != nil {
-						return err
-					}
-					// A read sends the UPDATE queued before it: the row is
-					// locked once it returns.
-					if _, err := tx.Contact(first); err != nil {
+					if err := renameLocked(tx, first, names[side]); err != nil {
 						return err
 					}
 					if run == 1 {
 						holding.Done()
 						holding.Wait()
 					}
-					if err := tx.SetContactName(second, names[side]); err != nil {
-						return err
-					}
-					_, err := tx.Contact(second)
-					return err
+					return renameLocked(tx, second, names[side])
 				})
 			})
 		})
@@ -116,29 +85,7 @@ func TestWriteConflictIsReported(t *testing.T) {
 		t.Skip("PostgreSQL is not available")
 	}
 	ctx := context.Background()
-	url := pgCluster.URL(t)
-	var stores [2]*Store
-	for i := range stores {
-		s, err := Open(ctx, url, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		stores[i] = s
-	}
-	var ids [2]int64
-	if err := stores[0].Write(ctx, func(tx *Tx) error {
-		for i, email := range []string{"a@example.com", "b@example.com"} {
-			c, _, err := tx.EnsureContact(email, "")
-			if err != nil {
-				return err
-			}
-			ids[i] = c.ID
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	stores, ids := twoInstances(t, "a@example.com", "b@example.com")
 	var holding sync.WaitGroup
 	holding.Add(2)
 	errs := make([]error, 2)
@@ -187,30 +134,8 @@ func TestLockAheadKeepsCrossedBatchesApart(t *testing.T) {
 		t.Skip("PostgreSQL is not available")
 	}
 	ctx := context.Background()
-	url := pgCluster.URL(t)
-	var stores [2]*Store
-	for i := range stores {
-		s, err := Open(ctx, url, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		stores[i] = s
-	}
 	emails := []string{"a@example.com", "B@example.com"}
-	var ids [2]int64
-	if err := stores[0].Write(ctx, func(tx *Tx) error {
-		for i, email := range emails {
-			c, _, err := tx.EnsureContact(email, "")
-			if err != nil {
-				return err
-			}
-			ids[i] = c.ID
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	stores, ids := twoInstances(t, emails[0], emails[1])
 	holds := make(chan struct{})
 	var runs [2]int
 	errs := make([]error, 2)
@@ -229,10 +154,7 @@ func TestLockAheadKeepsCrossedBatchesApart(t *testing.T) {
 					return err
 				}
 				return tx.Savepoint(func() error {
-					if err := tx.SetContactName(first, "x"); err != nil {
-						return err
-					}
-					if _, err := tx.Contact(first); err != nil {
+					if err := renameLocked(tx, first, "x"); err != nil {
 						return err
 					}
 					if side == 0 && runs[0] == 1 {
@@ -241,11 +163,7 @@ func TestLockAheadKeepsCrossedBatchesApart(t *testing.T) {
 						// first row, had it not waited at LockAhead.
 						time.Sleep(300 * time.Millisecond)
 					}
-					if err := tx.SetContactName(second, "x"); err != nil {
-						return err
-					}
-					_, err := tx.Contact(second)
-					return err
+					return renameLocked(tx, second, "x")
 				})
 			})
 		})
@@ -259,4 +177,47 @@ func TestLockAheadKeepsCrossedBatchesApart(t *testing.T) {
 	if n := stores[0].conflicts.Load() + stores[1].conflicts.Load(); n != 0 || runs != [2]int{1, 1} {
 		t.Errorf("%d conflicts, runs %v: want none, each batch run once", n, runs)
 	}
+}
+
+// twoInstances opens two stores on one fresh PostgreSQL schema, as two
+// deskmail instances would, with contacts for the two addresses (their
+// ids returned in order), made by the first.
+func twoInstances(t *testing.T, a, b string) ([2]*Store, [2]int64) {
+	t.Helper()
+	ctx := context.Background()
+	url := pgCluster.URL(t)
+	var stores [2]*Store
+	for i := range stores {
+		s, err := Open(ctx, url, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores[i] = s
+	}
+	var ids [2]int64
+	if err := stores[0].Write(ctx, func(tx *Tx) error {
+		for i, email := range []string{a, b} {
+			c, _, err := tx.EnsureContact(email, "")
+			if err != nil {
+				return err
+			}
+			ids[i] = c.ID
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return stores, ids
+}
+
+// renameLocked renames contact id and reads it back: the read sends the
+// UPDATE a fast attempt queued before it, so the row is locked once it
+// returns.
+func renameLocked(tx *Tx, id int64, name string) error {
+	if err := tx.SetContactName(id, name); err != nil {
+		return err
+	}
+	_, err := tx.Contact(id)
+	return err
 }

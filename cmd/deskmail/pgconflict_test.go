@@ -25,22 +25,7 @@ import (
 // the crossing is kept apart by the locks a batch takes first; the
 // replies by subject token still cross and run again.)
 func TestCrossedBatchesTwoInstancesPostgres(t *testing.T) {
-	if !pgCluster.Available(t) {
-		t.Skip("PostgreSQL is not available")
-	}
-	db := pgCluster.URL(t)
-	bin := buildBinary(t)
-	dir := t.TempDir()
-	if out, err := exec.Command(bin, "agents", "add", "alice@acme.test", "--db", db).CombinedOutput(); err != nil {
-		t.Fatalf("agents add: %v\n%s", err, out)
-	}
-	write := func(name, from, id, extra string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(mailText(from, "support@acme.test", "About "+id, id, extra, "Hello.")), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	db, bin, dir, write := twoInstancesSetup(t)
 	ingest := func(files []string) (string, error) {
 		cmd := exec.Command(bin, append([]string{"ingest", "--db", db}, files...)...)
 		var stderr strings.Builder

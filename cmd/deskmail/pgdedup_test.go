@@ -17,22 +17,7 @@ import (
 // stored once, one process reports it created and the other duplicate,
 // and every other mail of both batches is stored once.
 func TestSameMailTwoInstancesPostgres(t *testing.T) {
-	if !pgCluster.Available(t) {
-		t.Skip("PostgreSQL is not available")
-	}
-	db := pgCluster.URL(t)
-	bin := buildBinary(t)
-	dir := t.TempDir()
-	if out, err := exec.Command(bin, "agents", "add", "alice@acme.test", "--db", db).CombinedOutput(); err != nil {
-		t.Fatalf("agents add: %v\n%s", err, out)
-	}
-	write := func(name, from, id, extra string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(mailText(from, "support@acme.test", "About "+id, id, extra, "Hello.")), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	db, bin, dir, write := twoInstancesSetup(t)
 	const rounds = 8
 	for r := range rounds {
 		shared := write(fmt.Sprintf("shared-%d.eml", r), "ann@example.test", fmt.Sprintf("shared-%d@example.test", r), "")
@@ -102,4 +87,29 @@ func TestSameMailTwoInstancesPostgres(t *testing.T) {
 	if n := strings.Count(out, `"subject":`); n != rounds*13 {
 		t.Errorf("%d tickets, want %d (12 own mails and 1 shared mail per round)", n, rounds*13)
 	}
+}
+
+// twoInstancesSetup is what the tests of two `deskmail ingest` on one
+// PostgreSQL start from (skipped without PostgreSQL): a fresh database
+// with an agent, the built binary, a directory, and write, which puts
+// a mail "About ID" in it and returns its path.
+func twoInstancesSetup(t *testing.T) (db, bin, dir string, write func(name, from, id, extra string) string) {
+	t.Helper()
+	if !pgCluster.Available(t) {
+		t.Skip("PostgreSQL is not available")
+	}
+	db = pgCluster.URL(t)
+	bin = buildBinary(t)
+	dir = t.TempDir()
+	if out, err := exec.Command(bin, "agents", "add", "alice@acme.test", "--db", db).CombinedOutput(); err != nil {
+		t.Fatalf("agents add: %v\n%s", err, out)
+	}
+	write = func(name, from, id, extra string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(mailText(from, "support@acme.test", "About "+id, id, extra, "Hello.")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	return db, bin, dir, write
 }
