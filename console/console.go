@@ -435,7 +435,8 @@ func (c *Console) status(w http.ResponseWriter, r *http.Request, s *store.Sessio
 }
 
 // fail answers an unexpected error: 404 for a missing row, 503 while
-// the database cannot take writes, else 500. The error is logged,
+// the database cannot take writes or when the change conflicted with
+// another instance's (store.ErrConflict), else 500. The error is logged,
 // never shown.
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *store.Session, err error) {
 	switch {
@@ -446,6 +447,13 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *store.Session,
 		c.log.Warn("console: the database cannot take writes", "path", r.URL.Path, "err", err)
 		w.Header().Set("Retry-After", "30")
 		http.Error(w, "The database cannot take writes right now. Retry in a moment.", http.StatusServiceUnavailable)
+		return
+	case errors.Is(err, store.ErrConflict):
+		// Another instance's transaction held what this change needed
+		// (PostgreSQL broke the deadlock): nothing was saved.
+		c.log.Warn("console: the change conflicted with another transaction", "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "Your change met another one made at the same moment and was not saved. Go back and send it again.", http.StatusServiceUnavailable)
 		return
 	}
 	c.log.Error("console: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
