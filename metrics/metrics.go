@@ -205,6 +205,11 @@ type StoreStats struct {
 	// IMAPSetAside is mailbox messages the server would not hand over,
 	// set aside after repeated failures.
 	IMAPSetAside int
+	// Conflicts counts the batches this process's store ran again
+	// because PostgreSQL aborted them for a conflict with another
+	// transaction (store.ErrConflict): a counter, not read from the
+	// database.
+	Conflicts int64
 }
 
 // ReadStore makes every scrape read the database gauges with read, so
@@ -231,12 +236,15 @@ func (m *Metrics) storeGauges(ctx context.Context) []*family {
 	if err != nil {
 		return nil
 	}
+	conflicts := counter("deskmail_store_conflicts_total", "Batches run again because PostgreSQL aborted them for a conflict with another transaction (a deadlock between instances), by this process.")
+	conflicts.get(nil).value = float64(s.Conflicts)
 	return []*family{
 		gauge("deskmail_outbox_queued", "Outbound messages waiting for delivery (read from the database at each scrape).", float64(s.OutboxQueued)),
 		gauge("deskmail_outbox_oldest_queued_seconds", "Age of the oldest outbound message waiting for delivery; 0 when none waits.", s.OutboxOldestQueued.Seconds()),
 		gauge("deskmail_outbox_failed", "Outbound messages given up as failed.", float64(s.OutboxFailed)),
 		gauge("deskmail_failed_messages", "Incoming messages kept raw because they could not be parsed or threaded (deskmail status lists them).", float64(s.FailedMessages)),
 		gauge("deskmail_imap_set_aside", "Mailbox messages the IMAP server would not hand over, set aside after repeated failures.", float64(s.IMAPSetAside)),
+		conflicts,
 	}
 }
 

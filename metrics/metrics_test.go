@@ -22,7 +22,7 @@ func TestMetricsExposed(t *testing.T) {
 	m.SMTPRejection("unknown_recipient")
 	m.IMAPPoll("billing", "error")
 	m.ReadStore(func(context.Context) (StoreStats, error) {
-		return StoreStats{OutboxQueued: 7, OutboxOldestQueued: 90 * time.Second, OutboxFailed: 2, FailedMessages: 3, IMAPSetAside: 1}, nil
+		return StoreStats{OutboxQueued: 7, OutboxOldestQueued: 90 * time.Second, OutboxFailed: 2, FailedMessages: 3, IMAPSetAside: 1, Conflicts: 4}, nil
 	})
 	m.Delivery("sent")
 	m.APIRequest(404)
@@ -38,6 +38,7 @@ func TestMetricsExposed(t *testing.T) {
 		`deskmail_outbox_queued 7`,
 		`deskmail_outbox_oldest_queued_seconds 90`,
 		`deskmail_outbox_failed 2`,
+		`deskmail_store_conflicts_total 4`,
 		`deskmail_failed_messages 3`,
 		`deskmail_imap_set_aside 1`,
 		`deskmail_api_requests_total{code="404"} 1`,

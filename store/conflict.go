@@ -31,6 +31,10 @@ import (
 // later statement fails with ErrConflict too.
 var ErrConflict = errors.New("store: the transaction conflicted with another one")
 
+// Conflicts returns how many times WriteBatch ran a transaction again
+// after a conflict, since the store was opened.
+func (s *Store) Conflicts() int64 { return s.conflicts.Load() }
+
 // conflictRetries is how many times WriteBatch runs a transaction
 // again after a conflict before it gives up and returns ErrConflict.
 const conflictRetries = 8

@@ -80,6 +80,7 @@ channels:
 		`deskmail_outbox_failed 0`,
 		`deskmail_failed_messages 0`,
 		`deskmail_imap_set_aside 0`,
+		`deskmail_store_conflicts_total 0`,
 	}
 	var text string
 	waitFor(t, "the metrics", 30*time.Second, func() bool {

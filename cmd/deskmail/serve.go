@@ -521,7 +521,7 @@ wait:
 // metrics.ReadStore): the outbox, and mail kept or set aside after a
 // failure.
 func (d *daemon) storeStats(ctx context.Context) (metrics.StoreStats, error) {
-	var s metrics.StoreStats
+	s := metrics.StoreStats{Conflicts: d.st.Conflicts()}
 	err := d.st.Read(ctx, func(tx *store.Tx) error {
 		ob, err := tx.OutboxStats()
 		if err != nil {
