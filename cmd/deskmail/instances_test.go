@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -48,10 +49,10 @@ type fencedIMAP struct {
 	user *imapmemserver.User
 	db   *sql.DB
 
-	mu         sync.Mutex
-	ids        map[imap.UID]string // UID → Message-ID
-	flagged    map[imap.UID]int
-	violations []string
+	mu    sync.Mutex
+	ids   map[imap.UID]string // UID → Message-ID
+	flags map[imap.UID]int
+	early []string // violations
 }
 
 type fencedSession struct {
@@ -69,7 +70,7 @@ func (f *fencedIMAP) check(numSet imap.NumSet) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !ok {
-		f.violations = append(f.violations, fmt.Sprintf("STORE by sequence numbers %v", numSet))
+		f.early = append(f.early, fmt.Sprintf("STORE by sequence numbers %v", numSet))
 		return
 	}
 	for uid, id := range f.ids {
@@ -78,9 +79,9 @@ func (f *fencedIMAP) check(numSet imap.NumSet) {
 		}
 		var n int
 		if err := f.db.QueryRow("SELECT COUNT(*) FROM message_ids WHERE message_id=$1", id).Scan(&n); err != nil || n != 1 {
-			f.violations = append(f.violations, fmt.Sprintf("uid %d (%s) flagged with %d committed rows (%v)", uid, id, n, err))
+			f.early = append(f.early, fmt.Sprintf("uid %d (%s) flagged with %d committed rows (%v)", uid, id, n, err))
 		}
-		f.flagged[uid]++
+		f.flags[uid]++
 	}
 }
 
@@ -96,9 +97,44 @@ func (f *fencedIMAP) add(t *testing.T, id string) {
 	f.mu.Unlock()
 }
 
+// instancesMailbox is the IMAP mailbox TestPostgresInstances puts
+// mail in and watches: fencedIMAP in-process, or a real Dovecot.
+type instancesMailbox interface {
+	// add appends a mail with Message-ID id to INBOX.
+	add(t *testing.T, id string)
+	// messageIDs lists the Message-IDs added.
+	messageIDs() []string
+	// flagged counts the messages acknowledged (\Seen).
+	flagged(t *testing.T) int
+	// violations lists the acknowledgements seen before their commit.
+	violations() []string
+}
+
+func (f *fencedIMAP) messageIDs() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ids := make([]string, 0, len(f.ids))
+	for _, id := range f.ids {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+func (f *fencedIMAP) flagged(*testing.T) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.flags)
+}
+
+func (f *fencedIMAP) violations() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.early)
+}
+
 func serveFencedIMAP(t *testing.T, db *sql.DB) (*fencedIMAP, int) {
 	t.Helper()
-	f := &fencedIMAP{user: imapmemserver.NewUser("support", "secret"), db: db, ids: map[imap.UID]string{}, flagged: map[imap.UID]int{}}
+	f := &fencedIMAP{user: imapmemserver.NewUser("support", "secret"), db: db, ids: map[imap.UID]string{}, flags: map[imap.UID]int{}}
 	if err := f.user.Create("INBOX", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -123,6 +159,12 @@ func TestPostgresInstances(t *testing.T) {
 	if !pgCluster.Available(t) {
 		return
 	}
+	postgresInstancesOn(t, func(db *sql.DB) (instancesMailbox, int) { return serveFencedIMAP(t, db) })
+}
+
+// postgresInstancesOn is TestPostgresInstances with the mailbox that
+// serve (given the database) starts.
+func postgresInstancesOn(t *testing.T, serve func(db *sql.DB) (instancesMailbox, int)) {
 	url := pgCluster.URL(t)
 	db, err := sql.Open("pgx", url)
 	if err != nil {
@@ -131,7 +173,7 @@ func TestPostgresInstances(t *testing.T) {
 	defer db.Close()
 	bin := buildBinary(t)
 	sink := newRelaySink(t)
-	mbox, imapPort := serveFencedIMAP(t, db)
+	mbox, imapPort := serve(db)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "deskmail.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(instancesConfig, url, sink.addr, imapPort)), 0o600); err != nil {
@@ -237,13 +279,8 @@ func TestPostgresInstances(t *testing.T) {
 	burst(3, rest)
 
 	// Everything accepted or in the mailbox is stored exactly once.
-	mbox.mu.Lock()
-	want := len(mbox.ids)
-	ids := make([]string, 0, want)
-	for _, id := range mbox.ids {
-		ids = append(ids, id)
-	}
-	mbox.mu.Unlock()
+	ids := mbox.messageIDs()
+	want := len(ids)
 	mu.Lock()
 	for id := range accepted {
 		ids = append(ids, id)
@@ -260,15 +297,11 @@ func TestPostgresInstances(t *testing.T) {
 		t.Errorf("%d Message-IDs stored more than once", dups)
 	}
 	waitFor(t, "every IMAP message flagged", 60*time.Second, func() bool {
-		mbox.mu.Lock()
-		defer mbox.mu.Unlock()
-		return len(mbox.flagged) >= want
+		return mbox.flagged(t) >= want
 	})
-	mbox.mu.Lock()
-	if len(mbox.violations) > 0 {
-		t.Errorf("acknowledged before commit: %s", strings.Join(mbox.violations, "; "))
+	if v := mbox.violations(); len(v) > 0 {
+		t.Errorf("acknowledged before commit: %s", strings.Join(v, "; "))
 	}
-	mbox.mu.Unlock()
 
 	// Every outbox mail reaches the relay once.
 	var queued int
