@@ -72,6 +72,11 @@ func conflictPause(ctx context.Context, attempt int) error {
 	}
 }
 
+// maxLockAhead bounds the locks one LockAhead takes: PostgreSQL's
+// lock table holds max_locks_per_transaction (64) times
+// max_connections locks for all transactions together.
+const maxLockAhead = 512
+
 // Advisory lock classes of LockAhead (the first key of PostgreSQL's
 // two-key advisory locks; pgSchemaLock uses the one-key form).
 const (
@@ -125,6 +130,16 @@ func (t *Tx) LockAhead(emails []string) error {
 	keys := slices.SortedFunc(maps.Keys(seen), func(a, b key) int {
 		return cmp.Or(cmp.Compare(a.class, b.class), cmp.Compare(a.id, b.id))
 	})
+	if len(keys) > maxLockAhead {
+		// Hostile mail can name thousands of senders (a long Reply-To)
+		// and tickets (100 candidates a mail, 256 mails a batch), past
+		// what PostgreSQL's lock table holds ("out of shared memory"
+		// would fail the whole batch, every other sender's mail with
+		// it). The first ones in the order stay deadlock-free among
+		// themselves; the rest may cross, and the batch then runs
+		// again.
+		keys = keys[:maxLockAhead]
+	}
 	classes, ids := make([]int32, len(keys)), make([]int32, len(keys))
 	for i, k := range keys {
 		classes[i], ids[i] = k.class, k.id

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -220,4 +221,33 @@ func renameLocked(tx *Tx, id int64, name string) error {
 	}
 	_, err := tx.Contact(id)
 	return err
+}
+
+// TestLockAheadBounded: a batch whose mail names more senders and
+// tickets than PostgreSQL's lock table holds (hostile mail: a Reply-To
+// of thousands of addresses, 100 ticket candidates a mail, 256 mails a
+// batch) takes at most maxLockAhead locks and commits, rather than
+// failing with "out of shared memory" (as 200,000 locks did, unbounded)
+// and taking every other sender's mail of the batch down with it.
+func TestLockAheadBounded(t *testing.T) {
+	if !pgCluster.Available(t) {
+		t.Skip("PostgreSQL is not available")
+	}
+	s := openKind(t, postgresStore, Options{})
+	emails := make([]string, 200000)
+	for i := range emails {
+		emails[i] = fmt.Sprintf("sender%d@example.com", i)
+	}
+	var held int
+	if err := s.WriteBatch(context.Background(), func(tx *Tx) error {
+		if err := tx.LockAhead(emails); err != nil {
+			return err
+		}
+		return tx.row(`SELECT COUNT(*) FROM pg_locks WHERE locktype='advisory' AND pid=pg_backend_pid()`).Scan(&held)
+	}); err != nil {
+		t.Fatalf("batch: %v", err)
+	}
+	if held == 0 || held > maxLockAhead {
+		t.Errorf("%d advisory locks held, want 1..%d", held, maxLockAhead)
+	}
 }
