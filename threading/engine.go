@@ -466,12 +466,16 @@ func LookedUp(in *Incoming) []string {
 }
 
 // Senders returns the addresses, as threading looks their contacts
-// up, that in's requester is likely to be: its sender and Reply-To. A
+// up, that in's requester is likely to be: its sender and its first
+// Reply-To. A
 // batch prefetches them (store.Tx.PrefetchContacts).
 func Senders(in *Incoming) []string {
 	out := []string{lower(in.From.Email)}
-	for _, p := range in.ReplyTo {
-		out = append(out, lower(p.Email))
+	if len(in.ReplyTo) > 0 {
+		// Only the first can become the requester (requester); a
+		// hostile Reply-To of thousands would make every batch it is
+		// in prefetch and lock them all.
+		out = append(out, lower(in.ReplyTo[0].Email))
 	}
 	return out
 }
