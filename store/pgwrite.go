@@ -792,7 +792,7 @@ func (s *Store) attemptPG(ctx context.Context, c *pgx.Conn, fast bool, fn func(*
 		p.fast = &fastAttempt{cancel: cancel}
 	}
 	p.queue(quiet, "BEGIN", nil)
-	t := &Tx{ctx: actx, quiet: quiet, d: s.d, now: time.Now, pg: p, fast: p.fast}
+	t := &Tx{ctx: actx, quiet: quiet, d: s.d, now: time.Now, pg: p, fast: p.fast, verifyTickets: s.verifyTickets}
 	defer t.stopLater()
 	if h := s.hook.Load(); h != nil {
 		t.hook = *h

@@ -76,7 +76,7 @@ func openPG(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("store: open %s: %w", name, err)
 	}
-	s := &Store{path: dsn, name: name, writer: w, d: &dialect{pg: true}, shortLived: opts.ShortLived}
+	s := &Store{path: dsn, name: name, writer: w, d: &dialect{pg: true}, shortLived: opts.ShortLived, verifyTickets: verifyTickets(opts)}
 	if err := s.migratePG(ctx); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store: %s: %w", name, err)

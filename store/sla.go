@@ -87,19 +87,13 @@ func secs(f float64) time.Duration { return time.Duration(f * float64(time.Secon
 
 // PutTicketSLA writes a ticket's clock state.
 func (t *Tx) PutTicketSLA(s *TicketSLA) error {
-	_, err := t.exec(`INSERT INTO ticket_sla(ticket_id, policy, priority, category, running_since, consumed_seconds, paused_at,
-		paused_seconds, fr_due_at, due_at, fr_escalated_at, escalated_at, close_at, next_at, updated_at)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-		ON CONFLICT(ticket_id) DO UPDATE SET policy=excluded.policy, priority=excluded.priority, category=excluded.category,
-			running_since=excluded.running_since, consumed_seconds=excluded.consumed_seconds, paused_at=excluded.paused_at,
-			paused_seconds=excluded.paused_seconds, fr_due_at=excluded.fr_due_at, due_at=excluded.due_at,
-			fr_escalated_at=excluded.fr_escalated_at, escalated_at=excluded.escalated_at, close_at=excluded.close_at,
-			next_at=excluded.next_at, updated_at=excluded.updated_at`,
+	_, err := t.exec(putTicketSLASQL,
 		s.TicketID, s.Policy, s.Priority, s.Category, nts(s.RunningSince), s.Consumed.Seconds(), nts(s.PausedAt), s.Paused.Seconds(),
 		nts(s.FrDueAt), nts(s.DueAt), nts(s.FrEscalatedAt), nts(s.EscalatedAt), nts(s.CloseAt), nts(s.NextAt), ts(t.now()))
 	if err != nil {
 		return fmt.Errorf("store: sla of ticket %d: %w", s.TicketID, err)
 	}
+	t.slaWritten(s)
 	return nil
 }
 

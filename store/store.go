@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -49,6 +50,8 @@ var ErrTooNew = errors.New("database schema is newer than this deskmail")
 // Store is an open deskmail database.
 type Store struct {
 	path string
+	// verifyTickets is Options.VerifyTicketCache.
+	verifyTickets bool
 	// name is path fit for logs (a PostgreSQL URL without password).
 	name   string
 	d      *dialect
@@ -119,6 +122,18 @@ type Options struct {
 	// the configuration's database_password secret); PostgreSQL's own
 	// PGPASSWORD and PGPASSFILE work too. Ignored for SQLite.
 	Password string
+	// VerifyTicketCache checks every ticket a write transaction answers
+	// from memory against the database and fails the read on a
+	// difference (see tickets): for tests; the environment variable
+	// DESKMAIL_VERIFY_TICKET_CACHE=1 sets it too, so that the built
+	// binary the integration tests run is checked as well.
+	VerifyTicketCache bool
+}
+
+// verifyTickets is whether opts or the environment asks for the ticket
+// cache to be checked.
+func verifyTickets(opts Options) bool {
+	return opts.VerifyTicketCache || os.Getenv("DESKMAIL_VERIFY_TICKET_CACHE") == "1"
 }
 
 func dsn(path string, busy time.Duration, readOnly bool) string {
@@ -174,7 +189,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &Store{path: path, name: path, d: &dialect{}, writer: w, shortLived: opts.ShortLived}
+	s := &Store{path: path, name: path, d: &dialect{}, writer: w, shortLived: opts.ShortLived, verifyTickets: verifyTickets(opts)}
 	if err := s.migrate(ctx); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store: %s: %w", path, err)
@@ -325,6 +340,11 @@ type Tx struct {
 	// people is what the transaction has read of agents and contacts
 	// (see people).
 	people *people
+	// tickets is what the transaction has read and written of tickets
+	// (see tickets); verifyTickets checks each answer from it against
+	// the database (Options.VerifyTicketCache).
+	tickets       *tickets
+	verifyTickets bool
 	// msgIDs is what the transaction remembers of message_ids
 	// (PrefetchMessageIDs); nil: nothing.
 	msgIDs *msgIDs
@@ -422,7 +442,7 @@ func (s *Store) writeSQLite(ctx context.Context, fast *fastAttempt, fn func(*Tx)
 // nil) whose savepoint function failed, it rolls back and returns
 // errAbandoned.
 func (s *Store) runWrite(ctx context.Context, q querier, fast *fastAttempt, fn func(*Tx) error, commit, rollback func() error) (err error) {
-	t := &Tx{ctx: ctx, quiet: context.WithoutCancel(ctx), tx: q, d: s.d, now: time.Now}
+	t := &Tx{ctx: ctx, quiet: context.WithoutCancel(ctx), tx: q, d: s.d, now: time.Now, verifyTickets: s.verifyTickets}
 	defer t.stopLater()
 	if fast != nil {
 		var cancel context.CancelFunc
@@ -584,7 +604,7 @@ func (t *Tx) Savepoint(fn func() error) (err error) {
 	}
 	mark := t.laterMark()
 	rollback := func() error {
-		t.people, t.msgIDs, t.thread, t.sentTo = nil, nil, nil, nil
+		t.people, t.tickets, t.msgIDs, t.thread, t.sentTo = nil, nil, nil, nil, nil
 		t.laterRollback(mark)
 		// Even when ctx is done: the outer transaction goes on.
 		if _, err := t.plainExec(t.quiet, "ROLLBACK TO "+name); err != nil {

@@ -58,6 +58,7 @@ func (t *Tx) forgetCached(query string) {
 	t.forgetMessageIDs(query)
 	t.forgetThread(query)
 	t.forgetSentTo(query)
+	t.forgetTickets(query)
 }
 
 // forgetThread drops the thread remembered if query, about to run, may

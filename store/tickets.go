@@ -78,6 +78,13 @@ const ticketFrom = ` FROM tickets t
 	LEFT JOIN ticket_sla sl ON sl.ticket_id=t.id`
 
 func scanTicket(sc interface{ Scan(...any) error }) (*Ticket, error) {
+	tk, _, err := scanTicketPaused(sc)
+	return tk, err
+}
+
+// scanTicketPaused is scanTicket that also returns the start of the
+// ticket's current pending spell (nil: none).
+func scanTicketPaused(sc interface{ Scan(...any) error }) (*Ticket, *time.Time, error) {
 	var tk Ticket
 	var typ, group, responder, channel sql.NullString
 	var responderID, channelID, pipelineID, parentID sql.NullInt64
@@ -89,10 +96,11 @@ func scanTicket(sc interface{ Scan(...any) error }) (*Ticket, error) {
 		&created, &updated, &first, &agentR, &reqR, &statusU, &resolved, &closed,
 		&frDue, &due, &tk.FrEscalated, &tk.IsEscalated, &policy, &tk.SLAPausedSeconds, &pausedAt)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tk.FrDueBy, tk.DueBy, tk.SLAPolicy = pnts(frDue), pnts(due), nstr(policy)
-	if p := pnts(pausedAt); p != nil {
+	paused := pnts(pausedAt)
+	if p := paused; p != nil {
 		// The current pending spell counts too, up to now.
 		tk.SLAPausedSeconds += max(0, time.Since(*p).Seconds())
 	}
@@ -102,7 +110,7 @@ func scanTicket(sc interface{ Scan(...any) error }) (*Ticket, error) {
 	tk.FirstRespondedAt, tk.AgentRespondedAt, tk.RequesterRespondedAt = pnts(first), pnts(agentR), pnts(reqR)
 	tk.StatusUpdatedAt, tk.ResolvedAt, tk.ClosedAt = pnts(statusU), pnts(resolved), pnts(closed)
 	tk.Tags, tk.CcEmails, tk.CustomFields = []string{}, []string{}, map[string]string{}
-	return &tk, nil
+	return &tk, paused, nil
 }
 
 // pgTicketLists reads a ticket's tags, cc addresses and custom fields
@@ -134,19 +142,42 @@ func (s scanMore) Scan(dest ...any) error { return s.sc.Scan(append(dest, s.more
 
 // Ticket returns a ticket with its tags and cc addresses.
 func (t *Tx) Ticket(id int64) (*Ticket, error) {
+	if tk, ok := t.cachedTicket(id); ok {
+		if t.verifyTickets {
+			if err := t.verifyCachedTicket(tk); err != nil {
+				return nil, err
+			}
+		}
+		return tk, nil
+	}
+	tk, paused, err := t.readTicketPaused(id)
+	if err != nil {
+		return nil, err
+	}
+	t.rememberTicket(tk, paused)
+	return tk, nil
+}
+
+// readTicket reads a ticket from the database, never from memory.
+func (t *Tx) readTicket(id int64) (*Ticket, error) {
+	tk, _, err := t.readTicketPaused(id)
+	return tk, err
+}
+
+func (t *Tx) readTicketPaused(id int64) (*Ticket, *time.Time, error) {
 	lists := sqliteTicketLists
 	if t.d.pg {
 		lists = pgTicketLists
 	}
 	var tags, cc, fields []byte
-	tk, err := scanTicket(scanMore{t.row(`SELECT `+ticketCols+lists+ticketFrom+` WHERE t.id=?`, id), []any{&tags, &cc, &fields}})
+	tk, paused, err := scanTicketPaused(scanMore{t.row(`SELECT `+ticketCols+lists+ticketFrom+` WHERE t.id=?`, id), []any{&tags, &cc, &fields}})
 	if err != nil {
-		return nil, notFound(err, fmt.Sprintf("ticket %d", id))
+		return nil, nil, notFound(err, fmt.Sprintf("ticket %d", id))
 	}
 	if err := errors.Join(unmarshalList(tags, &tk.Tags), unmarshalList(cc, &tk.CcEmails), unmarshalList(fields, &tk.CustomFields)); err != nil {
-		return nil, fmt.Errorf("store: ticket %d lists: %w", id, err)
+		return nil, nil, fmt.Errorf("store: ticket %d lists: %w", id, err)
 	}
-	return tk, nil
+	return tk, paused, nil
 }
 
 // unmarshalList decodes a JSON list read by ticketLists into v, which
@@ -380,8 +411,7 @@ func (t *Tx) CreateTicket(tk *Ticket) error {
 	if tk.Priority == 0 {
 		tk.Priority = 1
 	}
-	id, err := t.insert(`INSERT INTO tickets(channel_id, pipeline_id, subject, status, priority, type, group_name, responder_id,
-		requester_id, parent_id, source, created_at, updated_at, status_updated_at, requester_responded_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	id, err := t.insert(createTicketSQL,
 		int64OrNil(tk.ChannelID), int64OrNil(tk.PipelineID), tk.Subject, tk.Status, tk.Priority, strOrNil(tk.Type), strOrNil(tk.Group),
 		int64OrNil(tk.ResponderID), tk.RequesterID, int64OrNil(tk.ParentID), tk.Source, ts(tk.CreatedAt), ts(tk.UpdatedAt), ts(tk.CreatedAt),
 		nts(tk.RequesterRespondedAt))
@@ -401,6 +431,9 @@ func (t *Tx) CreateTicket(tk *Ticket) error {
 			return err
 		}
 	}
+	if err := t.ticketCreated(tk); err != nil {
+		return err
+	}
 	return t.ticketWritten(tk)
 }
 
@@ -408,14 +441,15 @@ func (t *Tx) CreateTicket(tk *Ticket) error {
 // sets UpdatedAt to now.
 func (t *Tx) UpdateTicket(tk *Ticket) error {
 	tk.UpdatedAt = t.now()
-	_, err := t.exec(`UPDATE tickets SET subject=?, status=?, priority=?, type=?, group_name=?, responder_id=?, parent_id=?,
-		deleted=?, updated_at=?, first_responded_at=?, agent_responded_at=?, requester_responded_at=?, status_updated_at=?,
-		resolved_at=?, closed_at=? WHERE id=?`,
+	_, err := t.exec(updateTicketSQL,
 		tk.Subject, tk.Status, tk.Priority, strOrNil(tk.Type), strOrNil(tk.Group), int64OrNil(tk.ResponderID), int64OrNil(tk.ParentID),
 		tk.Deleted, ts(tk.UpdatedAt), nts(tk.FirstRespondedAt), nts(tk.AgentRespondedAt), nts(tk.RequesterRespondedAt), nts(tk.StatusUpdatedAt),
 		nts(tk.ResolvedAt), nts(tk.ClosedAt), tk.ID)
 	if err != nil {
 		return fmt.Errorf("store: update ticket %d: %w", tk.ID, err)
+	}
+	if err := t.ticketUpdated(tk); err != nil {
+		return err
 	}
 	return t.ticketWritten(tk)
 }

@@ -1,0 +1,180 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestTicketCacheFollowsWrites: inside one write transaction (a plain
+// Write and a batch's, fast attempt included), a ticket the transaction
+// created or updated is answered from memory (see tickets) exactly as
+// the database would answer it — checked by VerifyTicketCache at every
+// read — through SLA writes, status and assignee changes, tags, cc
+// addresses, custom fields, a renamed requester, a renamed channel and
+// a rollback to a savepoint, on both stores; and a wrong entry is
+// caught.
+func TestTicketCacheFollowsWrites(t *testing.T) {
+	forEachStore(t, func(t *testing.T, k storeKind) {
+		s := openKind(t, k, Options{VerifyTicketCache: true})
+		ctx := context.Background()
+		for _, write := range []struct {
+			name string
+			run  func(context.Context, func(*Tx) error) error
+		}{{"Write", s.Write}, {"WriteBatch", s.WriteBatch}} {
+			t.Run(write.name, func(t *testing.T) {
+				err := write.run(ctx, func(tx *Tx) error {
+					return ticketCacheSteps(t, tx, write.name)
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
+	})
+}
+
+func ticketCacheSteps(t *testing.T, tx *Tx, name string) error {
+	t.Helper()
+	remembered := func(step string, id int64, want bool) {
+		t.Helper()
+		got := tx.tickets != nil && tx.tickets.byID[id] != nil
+		if got != want {
+			t.Errorf("%s: ticket %d remembered %v, want %v", step, id, got, want)
+		}
+	}
+	read := func(step string, id int64) *Ticket {
+		t.Helper()
+		tk, err := tx.Ticket(id)
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		return tk
+	}
+	chID, err := tx.PutChannel(Channel{Name: "support-" + name, Address: "support-" + strings.ToLower(name) + "@acme.test"})
+	if err != nil {
+		return err
+	}
+	agentID, err := tx.PutAgent(Agent{Email: "ann-" + name + "@acme.test", Name: "Ann", Active: true})
+	if err != nil {
+		return err
+	}
+	c, _, err := tx.EnsureContact("jane-"+name+"@customer.example", "Jane")
+	if err != nil {
+		return err
+	}
+	typ := "question"
+	tk := &Ticket{Subject: "Printer on fire", Status: 2, RequesterID: c.ID, ChannelID: &chID, Type: &typ}
+	if err := tx.CreateTicket(tk); err != nil {
+		return err
+	}
+	remembered("created", tk.ID, true)
+	got := read("created", tk.ID)
+	if got.Requester.Email != c.Email || got.Channel == nil || *got.Channel != "support-"+name || got.StatusName == "" {
+		t.Errorf("created: %+v", got)
+	}
+
+	// What a caller changes in its copy is not remembered.
+	*got.Type = "changed by the caller"
+	got.Tags = append(got.Tags, "changed by the caller")
+	if again := read("after the caller's changes", tk.ID); *again.Type != "question" || len(again.Tags) != 0 {
+		t.Errorf("caller's changes remembered: %+v", again)
+	}
+
+	// The SLA clock, paused for a minute.
+	now := tx.Now()
+	paused := now.Add(-time.Minute)
+	due := now.Add(4 * time.Hour)
+	if err := tx.PutTicketSLA(&TicketSLA{TicketID: tk.ID, Policy: "gold", Priority: 1, Category: "pending",
+		PausedAt: &paused, Paused: 90 * time.Second, FrDueAt: &due, DueAt: &due, EscalatedAt: &now}); err != nil {
+		return err
+	}
+	remembered("sla", tk.ID, true)
+	if got := read("sla", tk.ID); got.SLAPolicy == nil || *got.SLAPolicy != "gold" || got.SLAPausedSeconds < 150 || !got.IsEscalated {
+		t.Errorf("sla: %+v", got)
+	}
+
+	// Status, assignee, times.
+	got = read("before update", tk.ID)
+	got.Status, got.ResponderID = 3, &agentID
+	resolved := now.Add(time.Second)
+	got.ResolvedAt, got.FirstRespondedAt = &resolved, &time.Time{}
+	if err := tx.UpdateTicket(got); err != nil {
+		return err
+	}
+	remembered("updated", tk.ID, true)
+	if got := read("updated", tk.ID); got.Responder == nil || *got.Responder != "ann-"+name+"@acme.test" || got.Status != 3 {
+		t.Errorf("updated: %+v", got)
+	}
+
+	// Tags, cc addresses and custom fields: read again.
+	if err := tx.AddTag(tk.ID, "Urgent"); err != nil {
+		return err
+	}
+	remembered("tagged", tk.ID, false)
+	if got := read("tagged", tk.ID); len(got.Tags) != 1 {
+		t.Errorf("tagged: %+v", got.Tags)
+	}
+	remembered("read after tag", tk.ID, true)
+	if _, err := tx.AddCC(tk.ID, "Boss@customer.example"); err != nil {
+		return err
+	}
+	if err := tx.SetCustomField(tk.ID, "order", "42"); err != nil {
+		return err
+	}
+	if got := read("cc and field", tk.ID); len(got.CcEmails) != 1 || got.CustomFields["order"] != "42" {
+		t.Errorf("cc and field: %+v", got)
+	}
+
+	// The requester and the channel renamed.
+	if err := tx.SetContactName(c.ID, "Jane Doe"); err != nil {
+		return err
+	}
+	remembered("renamed requester", tk.ID, false)
+	if got := read("renamed requester", tk.ID); got.Requester.Name != "Jane Doe" {
+		t.Errorf("renamed requester: %+v", got.Requester)
+	}
+	if _, err := tx.PutChannel(Channel{Name: "support-" + name, Address: "help-" + strings.ToLower(name) + "@acme.test"}); err != nil {
+		return err
+	}
+	if tx.tickets != nil {
+		t.Error("channel written: the statuses and channels are still remembered")
+	}
+	read("after channel", tk.ID)
+
+	// A new ticket with tags is read from the database.
+	tagged := &Ticket{Subject: "tagged", Status: 2, RequesterID: c.ID, Tags: []string{"b", "A"}}
+	if err := tx.CreateTicket(tagged); err != nil {
+		return err
+	}
+	remembered("created with tags", tagged.ID, false)
+	read("created with tags", tagged.ID)
+
+	// A rollback forgets.
+	if err := tx.Savepoint(func() error {
+		got := read("in savepoint", tk.ID)
+		got.Subject = "rolled back"
+		if err := tx.UpdateTicket(got); err != nil {
+			return err
+		}
+		return errors.New("roll back")
+	}); err == nil && tx.fast == nil {
+		t.Fatal("savepoint did not fail")
+	}
+	if tx.fast != nil {
+		// A fast attempt is abandoned whole; its rerun goes on.
+		return nil
+	}
+	if got := read("rolled back", tk.ID); got.Subject != "Printer on fire" {
+		t.Errorf("rolled back: %q", got.Subject)
+	}
+
+	// A wrong entry is caught.
+	tx.tickets.byID[tk.ID].tk.Subject = "wrong"
+	if _, err := tx.Ticket(tk.ID); err == nil || !strings.Contains(err.Error(), "differs") {
+		t.Errorf("wrong entry: %v", err)
+	}
+	return nil
+}
