@@ -749,6 +749,10 @@ func (p *Pipeline) prefetch(tx *store.Tx, preps []*prepared) ([]int, error) {
 	if err := tx.LockAhead(senders); err != nil {
 		return nil, err
 	}
+	// Under those locks: the tickets the replies will change.
+	if err := tx.PrefetchTickets(); err != nil {
+		return nil, err
+	}
 	if p.env.Prefetch != nil {
 		if err := p.env.Prefetch(tx, senders); err != nil {
 			return nil, err

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -343,4 +344,74 @@ func copyTicket(tk *Ticket) *Ticket {
 	c.StatusUpdatedAt, c.ResolvedAt, c.ClosedAt = copyTime(tk.StatusUpdatedAt), copyTime(tk.ResolvedAt), copyTime(tk.ClosedAt)
 	c.FrDueBy, c.DueBy = copyTime(tk.FrDueBy), copyTime(tk.DueBy)
 	return &c
+}
+
+// maxPrefetchTickets bounds PrefetchTickets: hostile mail can name a
+// hundred tickets a message.
+const maxPrefetchTickets = 512
+
+// PrefetchTickets reads, in one query, the tickets that the Message-IDs
+// PrefetchMessageIDs found name, so that the transaction's Ticket of
+// any of them answers from memory (see tickets): a reply reads its
+// ticket before it changes it. Called after LockAhead, it reads them
+// under the batch's locks. It does nothing on SQLite (whose reads cost
+// no round trip) or when no Message-ID named a ticket; past
+// maxPrefetchTickets the rest are read when asked for.
+func (t *Tx) PrefetchTickets() error {
+	if t.pg == nil || t.msgIDs == nil {
+		return nil
+	}
+	seen := map[int64]bool{}
+	var ids []int64
+	for _, m := range t.msgIDs.rows {
+		if m.TicketID != nil && !seen[*m.TicketID] && len(ids) < maxPrefetchTickets {
+			if _, ok := t.cachedTicket(*m.TicketID); !ok {
+				seen[*m.TicketID] = true
+				ids = append(ids, *m.TicketID)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	rows, err := t.query(`SELECT `+ticketCols+pgTicketLists+ticketFrom+` WHERE t.id = ANY(CAST(? AS BIGINT[]))`, ids)
+	if err != nil {
+		return fmt.Errorf("store: prefetch tickets: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var tags, cc, fields []byte
+		tk, paused, err := scanTicketPaused(scanMore{rows, []any{&tags, &cc, &fields}})
+		if err != nil {
+			return fmt.Errorf("store: prefetch tickets: %w", err)
+		}
+		if err := errors.Join(unmarshalList(tags, &tk.Tags), unmarshalList(cc, &tk.CcEmails), unmarshalList(fields, &tk.CustomFields)); err != nil {
+			return fmt.Errorf("store: prefetch ticket %d lists: %w", tk.ID, err)
+		}
+		t.rememberTicket(tk, paused)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: prefetch tickets: %w", err)
+	}
+	return nil
+}
+
+// cachedParticipant answers IsParticipant from the ticket remembered:
+// ok is false when it cannot (not remembered, or an address beyond
+// ASCII, whose case folding is the database's to decide).
+func (t *Tx) cachedParticipant(ticketID int64, email string) (is, ok bool) {
+	if t.read || t.tickets == nil || email == "" || !asciiOnly(email) {
+		return false, false
+	}
+	e := t.tickets.byID[ticketID]
+	if e == nil {
+		return false, false
+	}
+	addrs := append([]string{e.tk.Requester.Email}, e.tk.CcEmails...)
+	for _, a := range addrs {
+		if a == "" || !asciiOnly(a) {
+			return false, false
+		}
+	}
+	return slices.ContainsFunc(addrs, func(a string) bool { return asciiEqualFold(a, email) }), true
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -177,4 +178,75 @@ func ticketCacheSteps(t *testing.T, tx *Tx, name string) error {
 		t.Errorf("wrong entry: %v", err)
 	}
 	return nil
+}
+
+// TestPrefetchTicketsAnswersReplies: in a batch on PostgreSQL, the
+// tickets that the prefetched Message-IDs name are read in one query
+// and then answered from memory — Ticket and IsParticipant (requester
+// in another case, a cc address, a stranger) — as the database would
+// answer them (VerifyTicketCache); a cc added in the batch is seen.
+func TestPrefetchTicketsAnswersReplies(t *testing.T) {
+	if !pgCluster.Available(t) {
+		t.Skip("PostgreSQL is not available")
+	}
+	s := openKind(t, postgresStore, Options{VerifyTicketCache: true})
+	ctx := context.Background()
+	var ids []int64
+	err := s.Write(ctx, func(tx *Tx) error {
+		for i, who := range []string{"jane@customer.example", "joe@customer.example"} {
+			c, _, err := tx.EnsureContact(who, "")
+			if err != nil {
+				return err
+			}
+			tk := &Ticket{Subject: who, Status: 2, RequesterID: c.ID, CcEmails: []string{"Boss@customer.example"}}
+			if err := tx.CreateTicket(tk); err != nil {
+				return err
+			}
+			ids = append(ids, tk.ID)
+			if err := tx.AddMessageID(MessageRef{MessageID: fmt.Sprintf("m%d@customer.example", i), Direction: "in", TicketID: &tk.ID}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.WriteBatch(ctx, func(tx *Tx) error {
+		if err := tx.PrefetchMessageIDs([]string{"m0@customer.example", "m1@customer.example", "unknown@customer.example"}); err != nil {
+			return err
+		}
+		if err := tx.PrefetchTickets(); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if tx.tickets == nil || tx.tickets.byID[id] == nil {
+				t.Fatalf("ticket %d not prefetched", id)
+			}
+		}
+		for _, c := range []struct {
+			email string
+			want  bool
+		}{{"JANE@customer.example", true}, {"boss@CUSTOMER.example", true}, {"joe@customer.example", false}, {"mallory@evil.example", false}} {
+			if _, ok := tx.cachedParticipant(ids[0], c.email); !ok {
+				t.Errorf("%s: not answered from memory", c.email)
+			}
+			if got, err := tx.IsParticipant(ids[0], c.email); err != nil || got != c.want {
+				t.Errorf("participant %s: %v %v, want %v", c.email, got, err, c.want)
+			}
+		}
+		if _, err := tx.AddCC(ids[0], "joe@customer.example"); err != nil {
+			return err
+		}
+		if got, err := tx.IsParticipant(ids[0], "joe@customer.example"); err != nil || !got {
+			t.Errorf("cc added in the batch: %v %v", got, err)
+		}
+		if tk, err := tx.Ticket(ids[1]); err != nil || tk.Subject != "joe@customer.example" {
+			t.Errorf("second ticket: %+v %v", tk, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

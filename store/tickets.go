@@ -521,6 +521,18 @@ func (t *Tx) RemoveCC(ticketID int64, email string) (bool, error) {
 // IsParticipant reports whether email is the requester or a cc of the
 // ticket (agents are checked separately).
 func (t *Tx) IsParticipant(ticketID int64, email string) (bool, error) {
+	if is, ok := t.cachedParticipant(ticketID, email); ok {
+		if t.verifyTickets {
+			if db, err := t.readParticipant(ticketID, email); err != nil || db != is {
+				return false, fmt.Errorf("store: ticket %d participant %s: remembered %v, database %v (%v)", ticketID, email, is, db, err)
+			}
+		}
+		return is, nil
+	}
+	return t.readParticipant(ticketID, email)
+}
+
+func (t *Tx) readParticipant(ticketID int64, email string) (bool, error) {
 	var n int
 	err := t.row(`SELECT (SELECT COUNT(*) FROM tickets t JOIN contacts c ON c.id=t.requester_id WHERE t.id=? AND c.email=?)
 		+ (SELECT COUNT(*) FROM ticket_cc WHERE ticket_id=? AND email=?)`, ticketID, email, ticketID, email).Scan(&n)
