@@ -148,9 +148,6 @@ func (t *Tx) AddMessageID(m MessageRef) error {
 
 // addMessageID is AddMessageID with the row's created_at.
 func (t *Tx) addMessageID(m MessageRef, at string) error {
-	if !t.enqueuing {
-		t.thread = nil // EnqueueOutbox accounts for its own row
-	}
 	if t.deferClaim(m, at) {
 		return nil // inserted later, with its targets (see claim.go)
 	}
@@ -167,44 +164,68 @@ func (t *Tx) addMessageID(m MessageRef, at string) error {
 		}
 		// Should the INSERT fail, the attempt fails with it.
 		t.msgIDInserted(m)
+		t.messageIDRecorded(m, at)
 		return nil
 	}
 	// ON CONFLICT rather than catching the violation: on PostgreSQL a
 	// failed statement aborts the whole transaction, and the caller
 	// goes on after ErrDuplicate (the raw message is still recorded).
-	res, err := t.exec(sqlAddMessageID+`
+	var res sql.Result
+	err := t.throughCaches(func() (err error) {
+		res, err = t.exec(sqlAddMessageID+`
 		ON CONFLICT(message_id) DO NOTHING`,
-		m.MessageID, m.Direction, int64OrNil(m.ChannelID), int64OrNil(m.TicketID), int64OrNil(m.ConversationID), int64OrNil(m.RawID), at)
+			m.MessageID, m.Direction, int64OrNil(m.ChannelID), int64OrNil(m.TicketID), int64OrNil(m.ConversationID), int64OrNil(m.RawID), at)
+		return err
+	})
 	if err != nil {
+		t.forgetThreads()
 		t.msgIDUnknown(m.MessageID)
 		return fmt.Errorf("store: message-id %s: %w", m.MessageID, err)
 	}
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		if err != nil {
+			t.forgetThreads()
+		}
 		t.msgIDUnknown(m.MessageID)
 		return fmt.Errorf("store: message-id %s: %w", m.MessageID, ErrDuplicate)
 	}
 	t.msgIDInserted(m)
+	t.messageIDRecorded(m, at)
 	return nil
+}
+
+// messageIDRecorded writes a recorded Message-ID through to the threads
+// remembered; EnqueueOutbox accounts for its own row (threadEnqueued,
+// with its outbox kind).
+func (t *Tx) messageIDRecorded(m MessageRef, at string) {
+	if !t.enqueuing {
+		t.messageIDAdded(m, at, "")
+	}
 }
 
 // SetMessageIDTarget points a Message-ID at its ticket and
 // conversation once they exist.
 func (t *Tx) SetMessageIDTarget(messageID string, ticketID, conversationID *int64) error {
-	t.thread = nil
 	if t.pg != nil && t.fast != nil && storedAsIs(messageID) && t.pg.patchClaim(messageID, int64OrNil(ticketID), int64OrNil(conversationID)) {
 		t.msgIDTargeted(messageID, ticketID, conversationID)
+		t.messageIDTargeted(messageID, ticketID, conversationID)
 		return nil // the claim, still queued, is inserted with them
 	}
 	if c := t.claim; c != nil && c.ref.MessageID == messageID {
 		c.ref.TicketID, c.ref.ConversationID = ticketID, conversationID
 		return t.flushClaim()
 	}
-	_, err := t.exec(sqlSetMsgTarget, int64OrNil(ticketID), int64OrNil(conversationID), messageID)
+	err := t.throughCaches(func() error {
+		_, err := t.exec(sqlSetMsgTarget, int64OrNil(ticketID), int64OrNil(conversationID), messageID)
+		return err
+	})
 	if err != nil {
 		t.msgIDs = nil
+		t.forgetThreads()
 		return fmt.Errorf("store: message-id %s: %w", messageID, err)
 	}
 	t.msgIDTargeted(messageID, ticketID, conversationID)
+	t.messageIDTargeted(messageID, ticketID, conversationID)
 	return nil
 }
 
@@ -306,38 +327,23 @@ type ThreadMessage struct {
 // received).
 func (t *Tx) TicketThread(ticketID int64) ([]ThreadMessage, error) {
 	if out, ok := t.cachedThread(ticketID); ok {
+		if t.verifyTickets {
+			if err := t.verifyThread(ticketID, out); err != nil {
+				return nil, err
+			}
+		}
 		return out, nil
 	}
-	rows, err := t.query(`SELECT m.created_at, COALESCE(c.id, 0), m.message_id, m.direction,
-		CASE WHEN m.direction='out' THEN COALESCE((SELECT o.kind FROM outbox o WHERE o.ticket_id=m.ticket_id AND o.message_id=m.message_id LIMIT 1), '') ELSE '' END,
-		c.id IS NOT NULL, COALESCE(c.incoming, 0), COALESCE(c.private, 0), COALESCE(c.message_id, ''), COALESCE(c.from_email, ''),
-		EXISTS (SELECT 1 FROM agents a WHERE a.email=c.from_email)
-		FROM message_ids m LEFT JOIN conversations c ON c.id=m.conversation_id
-		WHERE m.ticket_id=? ORDER BY m.created_at, m.rowid`, ticketID)
+	threads, err := t.readThreads(`m.ticket_id=?`, ticketID)
 	if err != nil {
 		return nil, fmt.Errorf("store: ticket %d thread: %w", ticketID, err)
 	}
-	defer rows.Close()
-	var out []ThreadMessage
-	var at []string
-	var convs []int64
-	for rows.Next() {
-		var m ThreadMessage
-		var created string
-		var conv int64
-		if err := rows.Scan(&created, &conv, &m.MessageID, &m.Direction, &m.OutboxKind, &m.HasConversation, &m.Incoming, &m.Private,
-			&m.ConversationMessageID, &m.FromEmail, &m.FromAgent); err != nil {
-			return nil, fmt.Errorf("store: ticket %d thread: %w", ticketID, err)
-		}
-		out = append(out, m)
-		at = append(at, created)
-		convs = append(convs, conv)
+	th := threads[ticketID]
+	if th == nil {
+		th = &thread{ticket: ticketID}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: ticket %d thread: %w", ticketID, err)
-	}
-	t.rememberThread(ticketID, out, at, convs)
-	return out, nil
+	t.rememberThread(th)
+	return th.rows, nil
 }
 
 // TicketThreadIDs returns the Message-IDs recorded on a ticket in
@@ -349,6 +355,11 @@ func (t *Tx) TicketThread(ticketID int64) ([]ThreadMessage, error) {
 // again as the one of its confirmation.
 func (t *Tx) TicketThreadIDs(ticketID int64) ([]string, error) {
 	if thread, ok := t.cachedThread(ticketID); ok {
+		if t.verifyTickets {
+			if err := t.verifyThread(ticketID, thread); err != nil {
+				return nil, err
+			}
+		}
 		// The thread remembered has a row for every one of them, in
 		// this order (see thread).
 		ids := make([]string, len(thread))
@@ -379,9 +390,14 @@ func (t *Tx) TicketThreadIDs(ticketID int64) ([]string, error) {
 // SetConversationMessageID records the Message-ID a conversation went
 // out with (an agent's reply by mail is sent on under our own id).
 func (t *Tx) SetConversationMessageID(id int64, messageID string) error {
-	if _, err := t.exec(`UPDATE conversations SET message_id=? WHERE id=?`, messageID, id); err != nil {
+	if err := t.throughCaches(func() error {
+		_, err := t.exec(`UPDATE conversations SET message_id=? WHERE id=?`, messageID, id)
+		return err
+	}); err != nil {
+		t.forgetThreads()
 		return fmt.Errorf("store: conversation %d message-id: %w", id, err)
 	}
+	t.conversationMessageIDSet(id, messageID)
 	return nil
 }
 
@@ -441,15 +457,23 @@ func (t *Tx) AddConversation(c *Conversation) error {
 	if replyIsText {
 		reply = ""
 	}
-	id, err := t.insert(`INSERT INTO conversations(ticket_id, raw_id, incoming, private, kind, contact_id, agent_id, from_email, from_name,
+	var id int64
+	err := t.throughCaches(func() (err error) {
+		id, err = t.insert(`INSERT INTO conversations(ticket_id, raw_id, incoming, private, kind, contact_id, agent_id, from_email, from_name,
 		to_emails, cc_emails, subject, body_text, body_html, reply_text, reply_is_text, message_id, created_at, updated_at)
 		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		c.TicketID, int64OrNil(c.RawID), c.Incoming, c.Private, c.Kind, int64OrNil(c.ContactID), int64OrNil(c.AgentID), c.FromEmail, c.FromName,
-		string(to), string(cc), c.Subject, c.BodyText, c.BodyHTML, reply, replyIsText, c.MessageID, ts(c.CreatedAt), ts(c.UpdatedAt))
+			c.TicketID, int64OrNil(c.RawID), c.Incoming, c.Private, c.Kind, int64OrNil(c.ContactID), int64OrNil(c.AgentID), c.FromEmail, c.FromName,
+			string(to), string(cc), c.Subject, c.BodyText, c.BodyHTML, reply, replyIsText, c.MessageID, ts(c.CreatedAt), ts(c.UpdatedAt))
+		return err
+	})
 	if err != nil {
+		t.forgetThreads()
 		return fmt.Errorf("store: ticket %d add conversation: %w", c.TicketID, err)
 	}
 	c.ID = id
+	if err := t.conversationAdded(c); err != nil {
+		return err
+	}
 	for i := range c.Files {
 		a := &c.Files[i]
 		a.ConversationID = id

@@ -103,7 +103,7 @@ func (t *Tx) enqueueOutbox(m *OutboxMail, raw any) error {
 	}
 	createdAt := ts(t.now())
 	if err := t.addMessageID(MessageRef{MessageID: m.MessageID, Direction: "out", ChannelID: m.ChannelID, TicketID: m.TicketID, ConversationID: m.ConversationID}, createdAt); err != nil {
-		t.thread = nil
+		t.forgetThreads()
 		return err
 	}
 	t.threadEnqueued(m, createdAt)

@@ -87,9 +87,12 @@ func secs(f float64) time.Duration { return time.Duration(f * float64(time.Secon
 
 // PutTicketSLA writes a ticket's clock state.
 func (t *Tx) PutTicketSLA(s *TicketSLA) error {
-	_, err := t.exec(putTicketSLASQL,
-		s.TicketID, s.Policy, s.Priority, s.Category, nts(s.RunningSince), s.Consumed.Seconds(), nts(s.PausedAt), s.Paused.Seconds(),
-		nts(s.FrDueAt), nts(s.DueAt), nts(s.FrEscalatedAt), nts(s.EscalatedAt), nts(s.CloseAt), nts(s.NextAt), ts(t.now()))
+	err := t.throughCaches(func() error {
+		_, err := t.exec(putTicketSLASQL,
+			s.TicketID, s.Policy, s.Priority, s.Category, nts(s.RunningSince), s.Consumed.Seconds(), nts(s.PausedAt), s.Paused.Seconds(),
+			nts(s.FrDueAt), nts(s.DueAt), nts(s.FrEscalatedAt), nts(s.EscalatedAt), nts(s.CloseAt), nts(s.NextAt), ts(t.now()))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("store: sla of ticket %d: %w", s.TicketID, err)
 	}

@@ -345,12 +345,16 @@ type Tx struct {
 	// the database (Options.VerifyTicketCache).
 	tickets       *tickets
 	verifyTickets bool
+	// writingThrough is set while a write whose effect on the caches
+	// its caller applies runs (see throughCaches).
+	writingThrough bool
 	// msgIDs is what the transaction remembers of message_ids
 	// (PrefetchMessageIDs); nil: nothing.
 	msgIDs *msgIDs
-	// thread is the last ticket thread read, kept up to date (see
-	// thread); enqueuing is set while EnqueueOutbox runs.
-	thread    *thread
+	// threads are the ticket threads the transaction knows whole, kept
+	// up to date (see thread); enqueuing is set while EnqueueOutbox
+	// runs.
+	threads   *threadState
 	enqueuing bool
 	// sentTo is what the transaction remembers of mail sent to a few
 	// addresses (PrefetchOutboxTo).
@@ -604,7 +608,7 @@ func (t *Tx) Savepoint(fn func() error) (err error) {
 	}
 	mark := t.laterMark()
 	rollback := func() error {
-		t.people, t.tickets, t.msgIDs, t.thread, t.sentTo = nil, nil, nil, nil, nil
+		t.people, t.tickets, t.msgIDs, t.threads, t.sentTo = nil, nil, nil, nil, nil
 		t.laterRollback(mark)
 		// Even when ctx is done: the outer transaction goes on.
 		if _, err := t.plainExec(t.quiet, "ROLLBACK TO "+name); err != nil {

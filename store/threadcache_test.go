@@ -31,8 +31,8 @@ func TestThreadRemembered(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: %v", step, err)
 				}
-				kept := tx.thread
-				tx.thread = nil
+				kept := tx.threads
+				tx.threads = nil
 				readIDs, err := tx.TicketThreadIDs(tk)
 				if err != nil {
 					t.Fatalf("%s: %v", step, err)
@@ -44,7 +44,7 @@ func TestThreadRemembered(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: %v", step, err)
 				}
-				tx.thread = kept
+				tx.threads = kept
 				if !reflect.DeepEqual(got, read) {
 					t.Errorf("%s: thread remembered\n%+v\nthe query reads\n%+v", step, got, read)
 				}

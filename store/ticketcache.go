@@ -49,8 +49,8 @@ type cachedTicket struct {
 // ticketTables are the tables whose rows a Ticket is read from.
 var ticketTables = []string{"tickets", "ticket_sla", "ticket_tags", "ticket_cc", "ticket_custom_fields", "statuses", "channels", "agents"}
 
-// The statements whose effect on the cache CreateTicket, UpdateTicket
-// and PutTicketSLA write through themselves.
+// The writes of CreateTicket, UpdateTicket and PutTicketSLA, which write
+// through (see throughCaches).
 const (
 	createTicketSQL = `INSERT INTO tickets(channel_id, pipeline_id, subject, status, priority, type, group_name, responder_id,
 		requester_id, parent_id, source, created_at, updated_at, status_updated_at, requester_responded_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
@@ -72,11 +72,7 @@ const (
 // channels go only with a statement that names them.
 func (t *Tx) forgetTickets(query string) {
 	c := t.tickets
-	if c == nil || strings.HasPrefix(strings.TrimSpace(query), "SELECT") {
-		return
-	}
-	switch query {
-	case createTicketSQL, updateTicketSQL, putTicketSLASQL:
+	if c == nil || t.writingThrough || strings.HasPrefix(strings.TrimSpace(query), "SELECT") {
 		return
 	}
 	if strings.Contains(query, "statuses") || strings.Contains(query, "channels") {
@@ -392,6 +388,22 @@ func (t *Tx) PrefetchTickets() error {
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("store: prefetch tickets: %w", err)
+	}
+	rows.Close()
+	// Their threads, which the mail to their agents is threaded with.
+	threads, err := t.readThreads(`m.ticket_id = ANY(CAST(? AS BIGINT[]))`, ids)
+	if err != nil {
+		return fmt.Errorf("store: prefetch threads: %w", err)
+	}
+	for _, id := range ids {
+		if _, ok := t.cachedTicket(id); !ok {
+			continue // no such ticket
+		}
+		th := threads[id]
+		if th == nil {
+			th = &thread{ticket: id}
+		}
+		t.rememberThread(th)
 	}
 	return nil
 }

@@ -250,3 +250,108 @@ func TestPrefetchTicketsAnswersReplies(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestThreadsOfNewAndPrefetchedTickets: in a batch on PostgreSQL the
+// thread of a ticket the batch creates, and of a ticket its Message-IDs
+// name (PrefetchTickets), are answered from memory through the
+// customer's mail, its conversation, the confirmation and a reply
+// pointed at the ticket later (SetMessageIDTarget) — each answer
+// checked against the database (VerifyTicketCache) — and a wrong entry
+// is caught.
+func TestThreadsOfNewAndPrefetchedTickets(t *testing.T) {
+	if !pgCluster.Available(t) {
+		t.Skip("PostgreSQL is not available")
+	}
+	s := openKind(t, postgresStore, Options{VerifyTicketCache: true})
+	ctx := context.Background()
+	var old int64
+	err := s.Write(ctx, func(tx *Tx) error {
+		c, _, err := tx.EnsureContact("jane@customer.example", "Jane")
+		if err != nil {
+			return err
+		}
+		tk := &Ticket{Subject: "old", Status: 2, RequesterID: c.ID}
+		if err := tx.CreateTicket(tk); err != nil {
+			return err
+		}
+		old = tk.ID
+		conv := &Conversation{TicketID: old, Incoming: true, FromEmail: "jane@customer.example", BodyText: "help", MessageID: "old-1@customer.example"}
+		if err := tx.AddConversation(conv); err != nil {
+			return err
+		}
+		return tx.AddMessageID(MessageRef{MessageID: "old-1@customer.example", Direction: "in", TicketID: &old, ConversationID: &conv.ID})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.WriteBatch(ctx, func(tx *Tx) error {
+		remembered := func(step string, id int64) {
+			t.Helper()
+			if tx.threads == nil || tx.threads.byTicket[id] == nil {
+				t.Errorf("%s: thread of ticket %d not remembered", step, id)
+			}
+			if _, err := tx.TicketThread(id); err != nil {
+				t.Errorf("%s: %v", step, err)
+			}
+			if _, err := tx.TicketThreadIDs(id); err != nil {
+				t.Errorf("%s: %v", step, err)
+			}
+		}
+		if err := tx.PrefetchMessageIDs([]string{"old-1@customer.example", "reply@customer.example"}); err != nil {
+			return err
+		}
+		if err := tx.PrefetchTickets(); err != nil {
+			return err
+		}
+		remembered("prefetched", old)
+
+		c, _, err := tx.EnsureContact("joe@customer.example", "")
+		if err != nil {
+			return err
+		}
+		tk := &Ticket{Subject: "new", Status: 2, RequesterID: c.ID}
+		if err := tx.CreateTicket(tk); err != nil {
+			return err
+		}
+		remembered("created", tk.ID)
+		conv := &Conversation{TicketID: tk.ID, Incoming: true, FromEmail: "Joe@Customer.example", BodyText: "hello", MessageID: "new-1@customer.example"}
+		if err := tx.AddConversation(conv); err != nil {
+			return err
+		}
+		if err := tx.AddMessageID(MessageRef{MessageID: "new-1@customer.example", Direction: "in", TicketID: &tk.ID, ConversationID: &conv.ID}); err != nil {
+			return err
+		}
+		remembered("customer's mail", tk.ID)
+		if err := tx.EnqueueOutbox(&OutboxMail{TicketID: &tk.ID, ConversationID: &conv.ID, Kind: "confirmation", MailFrom: "support@acme.test",
+			RcptTo: []string{"joe@customer.example"}, Subject: "Re: new", MessageID: "conf-1@acme.test", Raw: []byte("x")}); err != nil {
+			return err
+		}
+		remembered("confirmation", tk.ID)
+
+		// A reply to the old ticket: claimed first, pointed at it once
+		// its conversation exists.
+		if err := tx.AddMessageID(MessageRef{MessageID: "reply@customer.example", Direction: "in"}); err != nil {
+			return err
+		}
+		rc := &Conversation{TicketID: old, Incoming: true, FromEmail: "jane@customer.example", BodyText: "again", MessageID: "reply@customer.example"}
+		if err := tx.AddConversation(rc); err != nil {
+			return err
+		}
+		if err := tx.SetMessageIDTarget("reply@customer.example", &old, &rc.ID); err != nil {
+			return err
+		}
+		remembered("reply pointed at the old ticket", old)
+		if ids, err := tx.TicketThreadIDs(old); err != nil || len(ids) != 2 {
+			t.Errorf("old ticket's ids: %v %v", ids, err)
+		}
+
+		tx.threads.byTicket[old].rows[0].FromEmail = "wrong@example.com"
+		if _, err := tx.TicketThread(old); err == nil || !strings.Contains(err.Error(), "differs") {
+			t.Errorf("wrong entry: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -411,14 +411,19 @@ func (t *Tx) CreateTicket(tk *Ticket) error {
 	if tk.Priority == 0 {
 		tk.Priority = 1
 	}
-	id, err := t.insert(createTicketSQL,
-		int64OrNil(tk.ChannelID), int64OrNil(tk.PipelineID), tk.Subject, tk.Status, tk.Priority, strOrNil(tk.Type), strOrNil(tk.Group),
-		int64OrNil(tk.ResponderID), tk.RequesterID, int64OrNil(tk.ParentID), tk.Source, ts(tk.CreatedAt), ts(tk.UpdatedAt), ts(tk.CreatedAt),
-		nts(tk.RequesterRespondedAt))
+	var id int64
+	err := t.throughCaches(func() (err error) {
+		id, err = t.insert(createTicketSQL,
+			int64OrNil(tk.ChannelID), int64OrNil(tk.PipelineID), tk.Subject, tk.Status, tk.Priority, strOrNil(tk.Type), strOrNil(tk.Group),
+			int64OrNil(tk.ResponderID), tk.RequesterID, int64OrNil(tk.ParentID), tk.Source, ts(tk.CreatedAt), ts(tk.UpdatedAt), ts(tk.CreatedAt),
+			nts(tk.RequesterRespondedAt))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("store: create ticket: %w", err)
 	}
 	tk.ID = id
+	t.threadCreated(id)
 	st := tk.CreatedAt
 	tk.StatusUpdatedAt = &st
 	for _, tag := range tk.Tags {
@@ -441,10 +446,13 @@ func (t *Tx) CreateTicket(tk *Ticket) error {
 // sets UpdatedAt to now.
 func (t *Tx) UpdateTicket(tk *Ticket) error {
 	tk.UpdatedAt = t.now()
-	_, err := t.exec(updateTicketSQL,
-		tk.Subject, tk.Status, tk.Priority, strOrNil(tk.Type), strOrNil(tk.Group), int64OrNil(tk.ResponderID), int64OrNil(tk.ParentID),
-		tk.Deleted, ts(tk.UpdatedAt), nts(tk.FirstRespondedAt), nts(tk.AgentRespondedAt), nts(tk.RequesterRespondedAt), nts(tk.StatusUpdatedAt),
-		nts(tk.ResolvedAt), nts(tk.ClosedAt), tk.ID)
+	err := t.throughCaches(func() error {
+		_, err := t.exec(updateTicketSQL,
+			tk.Subject, tk.Status, tk.Priority, strOrNil(tk.Type), strOrNil(tk.Group), int64OrNil(tk.ResponderID), int64OrNil(tk.ParentID),
+			tk.Deleted, ts(tk.UpdatedAt), nts(tk.FirstRespondedAt), nts(tk.AgentRespondedAt), nts(tk.RequesterRespondedAt), nts(tk.StatusUpdatedAt),
+			nts(tk.ResolvedAt), nts(tk.ClosedAt), tk.ID)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("store: update ticket %d: %w", tk.ID, err)
 	}
