@@ -62,5 +62,8 @@ func (t *Tx) fastSavepoint(fn func() error) (err error) {
 	if f := t.fast.failed; f != nil {
 		return fmt.Errorf("%w: %w", errAbandoned, f)
 	}
+	if t.pg != nil {
+		t.pg.stream(t.quiet)
+	}
 	return nil
 }

@@ -76,12 +76,17 @@ type pgTx struct {
 	// made anyway, while ticketsExpected (ExpectNewTickets) says the
 	// batch still has messages that look like new tickets: the next
 	// CreateTicket gets it and its INSERT is queued instead of waiting
-	// for RETURNING id. Ticket numbers are read by people: an id is
-	// taken only one ahead and only while new tickets are expected, so
-	// that the sequence keeps no more gaps than a message that looked
-	// new and was not (at most one per batch).
+	// for RETURNING id. Ticket numbers are read by people: ids are
+	// taken only a few ahead (this one and ticketAhead, at most
+	// ticketAheadMax) and only while new tickets are expected, so that
+	// the sequence keeps no more gaps than that per batch (messages
+	// that looked new and were not, an attempt abandoned).
 	ticket          int64
 	ticketsExpected int
+	// ticketAhead are ticket ids a send of the queue took (see stream),
+	// at most ticketAheadMax, while new tickets are expected: taken
+	// after ticket.
+	ticketAhead []int64
 	// expect is how many ids of a table the batch is expected to take
 	// ahead (ReserveConversations): the first query takes that many
 	// rather than 8, 16, 32….
@@ -89,6 +94,11 @@ type pgTx struct {
 	// conflict is the first deadlock or serialization failure a
 	// statement met, in either mode (see ErrConflict).
 	conflict error
+	// inflight is the queue sent at a message's end whose results a
+	// goroutine reads (see stream); nil: none. streamed counts such
+	// sends.
+	inflight *pgInflight
+	streamed int
 }
 
 type pgStmt struct {
@@ -131,6 +141,10 @@ func (r *pgResult) LastInsertId() (int64, error) {
 }
 
 func (r *pgResult) RowsAffected() (int64, error) {
+	// Its result may be on its way (stream).
+	if err := r.p.await(); err != nil && !r.done {
+		return 0, err
+	}
 	if !r.done {
 		if err := r.p.flush(r.ctx); err != nil && !r.done {
 			return 0, err
@@ -281,6 +295,9 @@ func (p *pgTx) send(ctx context.Context, query string, args []any) (pgx.BatchRes
 }
 
 func (p *pgTx) sendN(ctx context.Context, n int, query string, args []any) (pgx.BatchResults, error) {
+	if err := p.await(); err != nil {
+		return nil, err
+	}
 	b := &pgx.Batch{}
 	for _, s := range p.pending[:n] {
 		if err := resolveLazy(s.args); err != nil {
@@ -303,23 +320,9 @@ func (p *pgTx) sendN(ctx context.Context, n int, query string, args []any) (pgx.
 	p.pending = append([]pgStmt(nil), p.pending[n:]...)
 	p.begun = true
 	br := p.c.SendBatch(ctx, b)
-	for i, s := range pend {
-		ct, err := br.Exec()
-		if err == nil && s.one && ct.RowsAffected() != 1 {
-			err = errReservedTaken
-		}
-		if s.res != nil {
-			s.res.done, s.res.n, s.res.err = true, ct.RowsAffected(), err
-		}
-		if err != nil {
-			for _, rest := range pend[i+1:] {
-				if rest.res != nil {
-					rest.res.done, rest.res.err = true, err
-				}
-			}
-			br.Close()
-			return nil, p.fail(err)
-		}
+	if err := readQueued(br, pend); err != nil {
+		br.Close()
+		return nil, p.fail(err)
 	}
 	if reserve {
 		if err := br.QueryRow().Scan(&p.conversation); err != nil {
@@ -342,6 +345,136 @@ func (p *pgTx) sendN(ctx context.Context, n int, query string, args []any) (pgx.
 	return br, nil
 }
 
+// readQueued reads the results of the queued statements pend, sent at
+// the head of br, into their pgResults; the first error is returned
+// (and given to every statement after it).
+func readQueued(br pgx.BatchResults, pend []pgStmt) error {
+	for i, s := range pend {
+		ct, err := br.Exec()
+		if err == nil && s.one && ct.RowsAffected() != 1 {
+			err = errReservedTaken
+		}
+		if s.res != nil {
+			s.res.done, s.res.n, s.res.err = true, ct.RowsAffected(), err
+		}
+		if err != nil {
+			for _, rest := range pend[i+1:] {
+				if rest.res != nil {
+					rest.res.done, rest.res.err = true, err
+				}
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// pgInflight is a send of queued statements on its way (see stream).
+type pgInflight struct {
+	done chan struct{}
+	err  error
+	// reserving is how many ticket ids the send takes; tickets are
+	// those it got.
+	reserving int
+	tickets   []int64
+}
+
+// ticketAheadMax bounds the ticket ids a fast attempt holds unused
+// (ticket and ticketAhead): the gaps an abandoned attempt leaves in the
+// numbers people read.
+const ticketAheadMax = 3
+
+// stream sends, in a fast attempt, the statements queued so far on
+// their way at the end of a message, without waiting: a goroutine
+// reads their results while the transaction goes on with the next
+// message, so that PostgreSQL runs them while deskmail threads it.
+// Without it, the queue went out only in front of the next read or of
+// the COMMIT, and PostgreSQL and the commit goroutine took turns, each
+// idle while the other worked. At most one send is on its way; while
+// it is, the queue waits for the next message's end. Whatever uses the
+// connection next waits for it first (await), and an error it met
+// fails the attempt then, as it would have at that send.
+func (p *pgTx) stream(ctx context.Context) {
+	if p.fast == nil || len(p.pending) == 0 || p.usable(ctx) != nil {
+		return
+	}
+	if f := p.inflight; f != nil {
+		select {
+		case <-f.done:
+		default:
+			return
+		}
+	}
+	if p.await() != nil {
+		return
+	}
+	stmts := p.pending
+	p.pending, p.begun = nil, true
+	b := &pgx.Batch{}
+	f := &pgInflight{done: make(chan struct{})}
+	if p.deps != nil && p.deps.ticketNext != "" {
+		// The next messages' ticket ids ride along: without a read in
+		// the batch, each new ticket would wait for RETURNING id.
+		have := len(p.ticketAhead)
+		if p.ticket != 0 {
+			have++
+		}
+		f.reserving = max(0, min(ticketAheadMax-have, p.ticketsExpected-have))
+	}
+	p.inflight = f
+	p.streamed++
+	c, next := p.c, ""
+	if p.deps != nil {
+		next = p.deps.ticketNext
+	}
+	go func() {
+		defer close(f.done)
+		for _, s := range stmts {
+			if err := resolveLazy(s.args); err != nil {
+				f.err = err
+				for _, s := range stmts {
+					if s.res != nil {
+						s.res.done, s.res.err = true, err
+					}
+				}
+				return
+			}
+			b.Queue(s.sql, s.args...)
+		}
+		for range f.reserving {
+			b.Queue(next)
+		}
+		br := c.SendBatch(ctx, b)
+		err := readQueued(br, stmts)
+		for i := 0; err == nil && i < f.reserving; i++ {
+			var id int64
+			if err = br.QueryRow().Scan(&id); err == nil {
+				f.tickets = append(f.tickets, id)
+			}
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		f.err = err
+	}()
+}
+
+// await waits for the send stream started, if any, and returns (and
+// records, see fail) the error it met.
+func (p *pgTx) await() error {
+	f := p.inflight
+	if f == nil {
+		return nil
+	}
+	<-f.done
+	p.inflight = nil
+	p.ticketAhead = append(p.ticketAhead, f.tickets...)
+	if f.err != nil {
+		return p.fail(f.err)
+	}
+	return nil
+}
+
 // wantsConversation reports whether the fast attempt's next round trip
 // that reads should take a conversation id (see pgTx.conversation).
 func (p *pgTx) wantsConversation() bool {
@@ -351,7 +484,32 @@ func (p *pgTx) wantsConversation() bool {
 // wantsTicket reports whether it should take a ticket id (see
 // pgTx.ticket).
 func (p *pgTx) wantsTicket() bool {
-	return p.fast != nil && p.ticket == 0 && p.ticketsExpected > 0 && p.deps != nil && p.deps.ticketNext != ""
+	return p.fast != nil && p.ticket == 0 && len(p.ticketAhead) == 0 && (p.inflight == nil || p.inflight.reserving == 0) &&
+		p.ticketsExpected > 0 && p.deps != nil && p.deps.ticketNext != ""
+}
+
+// takeTicket returns a ticket id taken ahead (0: none), waiting for a
+// send on its way that takes some.
+func (p *pgTx) takeTicket() (int64, error) {
+	if p.fast == nil {
+		return 0, nil
+	}
+	if p.ticket == 0 && len(p.ticketAhead) == 0 && p.inflight != nil && p.inflight.reserving > 0 {
+		if err := p.await(); err != nil {
+			return 0, err
+		}
+	}
+	var id int64
+	switch {
+	case p.ticket != 0 && (len(p.ticketAhead) == 0 || p.ticket < p.ticketAhead[0]):
+		id, p.ticket = p.ticket, 0
+	case len(p.ticketAhead) > 0:
+		id, p.ticketAhead = p.ticketAhead[0], p.ticketAhead[1:]
+	}
+	if p.ticketsExpected > 0 {
+		p.ticketsExpected-- // this one came
+	}
+	return id, nil
 }
 
 // resolveLazy puts in args the bytes each lazyRaw stands for.
@@ -410,6 +568,9 @@ func (p *pgTx) query(ctx, quiet context.Context, query string, args []any) (*pgR
 	n := len(p.pending)
 	if p.fast != nil {
 		n = p.before(query)
+	}
+	if err := p.await(); err != nil {
+		return nil, err
 	}
 	if n == 0 && p.begun && !p.wantsConversation() && !p.wantsTicket() {
 		var err error
@@ -797,7 +958,10 @@ func (s *Store) attemptPG(ctx context.Context, c *pgx.Conn, fast bool, fn func(*
 	if h := s.hook.Load(); h != nil {
 		t.hook = *h
 	}
+	// No send may still be reading from c when it goes back.
+	defer p.await()
 	rollback := func() {
+		_ = p.await()
 		if p.begun && !c.IsClosed() {
 			_, _ = c.Exec(quiet, "ROLLBACK")
 		}
@@ -869,9 +1033,10 @@ var pgPrefetched = map[string]bool{"raw_messages": true, "outbox": true}
 func (t *Tx) queueInsert(query string, args []any) (id int64, ok bool, err error) {
 	table, withID, ok := t.d.insertWithID(query)
 	p := t.pg
-	if ok && table == "tickets" && p.ticket != 0 {
-		id, p.ticket = p.ticket, 0
-		p.ticketsExpected-- // this one came
+	if ok && table == "tickets" {
+		if id, err = p.takeTicket(); err != nil || id == 0 {
+			return 0, err != nil, err
+		}
 		t.forgetPeople(query, args)
 		if _, err := p.exec(t.ctx, t.quiet, withID, pgArgs(append([]any{id}, args...))); err != nil {
 			return 0, true, err
