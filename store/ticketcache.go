@@ -350,7 +350,9 @@ const maxPrefetchTickets = 512
 // PrefetchMessageIDs found name, so that the transaction's Ticket of
 // any of them answers from memory (see tickets): a reply reads its
 // ticket before it changes it. Called after LockAhead, it reads them
-// under the batch's locks. It does nothing on SQLite (whose reads cost
+// under the batch's locks, and locks their rows until the batch
+// commits (FOR UPDATE): another transaction's change to one of them
+// waits instead of being overwritten by the batch's copy. It does nothing on SQLite (whose reads cost
 // no round trip) or when no Message-ID named a ticket; past
 // maxPrefetchTickets the rest are read when asked for.
 func (t *Tx) PrefetchTickets() error {
@@ -370,7 +372,11 @@ func (t *Tx) PrefetchTickets() error {
 	if len(ids) == 0 {
 		return nil
 	}
-	rows, err := t.query(`SELECT `+ticketCols+pgTicketLists+ticketFrom+` WHERE t.id = ANY(CAST(? AS BIGINT[]))`, ids)
+	// Locked, in order, until the batch commits: the batch changes them
+	// from its copies, which another transaction's change meanwhile
+	// would make stale (its UPDATE would be overwritten). Another batch
+	// with the same tickets waits in LockAhead first, in the same order.
+	rows, err := t.query(`SELECT `+ticketCols+pgTicketLists+ticketFrom+` WHERE t.id = ANY(CAST(? AS BIGINT[])) ORDER BY t.id FOR UPDATE OF t`, ids)
 	if err != nil {
 		return fmt.Errorf("store: prefetch tickets: %w", err)
 	}

@@ -355,3 +355,80 @@ func TestThreadsOfNewAndPrefetchedTickets(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPrefetchedTicketNotOverwritten: a ticket a batch prefetched
+// (and so answers from memory for the rest of the batch) is locked
+// until the batch commits, and a write transaction's read of a ticket
+// locks it too: another instance's change to it meanwhile (an agent's,
+// through the API) waits and lands after the batch's own update, and
+// neither change is lost (each was overwritten by the other's stale
+// copy before).
+func TestPrefetchedTicketNotOverwritten(t *testing.T) {
+	stores, contacts := twoInstances(t, "jane@customer.example", "joe@customer.example")
+	a, b := stores[0], stores[1]
+	ctx := context.Background()
+	var id int64
+	if err := a.Write(ctx, func(tx *Tx) error {
+		tk := &Ticket{Subject: "printer", Status: 2, RequesterID: contacts[0]}
+		if err := tx.CreateTicket(tk); err != nil {
+			return err
+		}
+		id = tk.ID
+		return tx.AddMessageID(MessageRef{MessageID: "m@customer.example", Direction: "in", TicketID: &id})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	prefetched, agentDone := make(chan struct{}), make(chan error, 1)
+	go func() {
+		<-prefetched
+		agentDone <- b.Write(ctx, func(tx *Tx) error {
+			tk, err := tx.Ticket(id)
+			if err != nil {
+				return err
+			}
+			tk.Priority = 4 // the agent's change
+			return tx.UpdateTicket(tk)
+		})
+	}()
+	err := a.WriteBatch(ctx, func(tx *Tx) error {
+		if err := tx.PrefetchMessageIDs([]string{"m@customer.example"}); err != nil {
+			return err
+		}
+		if err := tx.PrefetchTickets(); err != nil {
+			return err
+		}
+		close(prefetched)
+		// The agent's transaction gets its chance to run.
+		time.Sleep(300 * time.Millisecond)
+		select {
+		case err := <-agentDone:
+			t.Errorf("the agent's change committed while the batch held the ticket (%v)", err)
+			agentDone <- err
+		default:
+		}
+		tk, err := tx.Ticket(id)
+		if err != nil {
+			return err
+		}
+		tk.Status = 3 // the customer's reply
+		return tx.UpdateTicket(tk)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-agentDone; err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Read(ctx, func(tx *Tx) error {
+		tk, err := tx.Ticket(id)
+		if err != nil {
+			return err
+		}
+		if tk.Status != 3 || tk.Priority != 4 {
+			t.Errorf("status %d priority %d, want 3 and 4: a change was lost", tk.Status, tk.Priority)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -169,8 +169,18 @@ func (t *Tx) readTicketPaused(id int64) (*Ticket, *time.Time, error) {
 	if t.d.pg {
 		lists = pgTicketLists
 	}
+	lock := ""
+	if t.pg != nil {
+		// A write transaction on PostgreSQL reads a ticket to change it:
+		// the row stays locked until it commits, so that two
+		// transactions changing one ticket (a reply by mail, an agent's
+		// change through the API on another instance) take turns
+		// instead of the later one writing back a copy that misses the
+		// other's change (READ COMMITTED would let both read it first).
+		lock = " FOR UPDATE OF t"
+	}
 	var tags, cc, fields []byte
-	tk, paused, err := scanTicketPaused(scanMore{t.row(`SELECT `+ticketCols+lists+ticketFrom+` WHERE t.id=?`, id), []any{&tags, &cc, &fields}})
+	tk, paused, err := scanTicketPaused(scanMore{t.row(`SELECT `+ticketCols+lists+ticketFrom+` WHERE t.id=?`+lock, id), []any{&tags, &cc, &fields}})
 	if err != nil {
 		return nil, nil, notFound(err, fmt.Sprintf("ticket %d", id))
 	}
