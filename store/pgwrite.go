@@ -382,7 +382,7 @@ type pgInflight struct {
 // ticketAheadMax bounds the ticket ids a fast attempt holds unused
 // (ticket and ticketAhead): the gaps an abandoned attempt leaves in the
 // numbers people read.
-const ticketAheadMax = 3
+const ticketAheadMax = 8
 
 // stream sends, in a fast attempt, the statements queued so far on
 // their way at the end of a message, without waiting: a goroutine
