@@ -34,9 +34,12 @@ type thread struct {
 	ticket int64
 	rows   []ThreadMessage
 	// at are the rows' created_at, as stored; convs their
-	// conversation's id (0: none).
+	// conversation's id (0: none); seqs the order in which the
+	// transaction recorded them (0: read from the database), which
+	// orders rows of one created_at as their rowid does.
 	at    []string
 	convs []int64
+	seqs  []int
 }
 
 // threadState is what a transaction remembers of threads (see thread).
@@ -44,9 +47,11 @@ type threadState struct {
 	byTicket map[int64]*thread
 	// convs are the facts of the conversations the transaction added.
 	convs map[int64]convFacts
-	// added are the Message-IDs the transaction recorded: created_at
-	// and direction, for SetMessageIDTarget.
-	added map[string]addedID
+	// added are the Message-IDs the transaction recorded: created_at,
+	// direction and order, for SetMessageIDTarget; recorded counts
+	// them.
+	added    map[string]addedID
+	recorded int
 }
 
 // convFacts are what a thread row tells of its conversation.
@@ -57,6 +62,7 @@ type convFacts struct {
 
 type addedID struct {
 	at, direction string
+	seq           int
 }
 
 // throughCaches runs fn, a write whose effect on what the transaction
@@ -102,6 +108,7 @@ func (t *Tx) readThreads(where string, args ...any) (map[int64]*thread, error) {
 		th.rows = append(th.rows, m)
 		th.at = append(th.at, created)
 		th.convs = append(th.convs, conv)
+		th.seqs = append(th.seqs, 0)
 	}
 	return out, rows.Err()
 }
@@ -140,7 +147,8 @@ func (t *Tx) rememberThread(th *thread) {
 	if !t.threadsOn() {
 		return
 	}
-	t.threadCache().byTicket[th.ticket] = &thread{ticket: th.ticket, rows: slices.Clone(th.rows), at: slices.Clone(th.at), convs: slices.Clone(th.convs)}
+	t.threadCache().byTicket[th.ticket] = &thread{ticket: th.ticket, rows: slices.Clone(th.rows), at: slices.Clone(th.at),
+		convs: slices.Clone(th.convs), seqs: slices.Clone(th.seqs)}
 }
 
 // threadCreated starts the thread of a ticket just created: empty.
@@ -273,7 +281,9 @@ func (t *Tx) messageIDAdded(m MessageRef, createdAt, kind string) {
 		}
 		return
 	}
-	s.added[m.MessageID] = addedID{at: createdAt, direction: m.Direction}
+	s.recorded++
+	a := addedID{at: createdAt, direction: m.Direction, seq: s.recorded}
+	s.added[m.MessageID] = a
 	if m.TicketID == nil {
 		return
 	}
@@ -281,62 +291,89 @@ func (t *Tx) messageIDAdded(m MessageRef, createdAt, kind string) {
 	if m.ConversationID != nil {
 		conv = *m.ConversationID
 	}
-	s.insertRow(*m.TicketID, m.MessageID, m.Direction, kind, createdAt, conv)
+	s.insertRow(*m.TicketID, m.MessageID, kind, a, conv)
 }
 
-// insertRow puts a row into the thread of ticket, if remembered, after
-// every row stored at or before it (ties keep insertion order); the
-// thread is forgotten when the row's facts are not known.
-func (s *threadState) insertRow(ticket int64, messageID, direction, kind, createdAt string, conv int64) {
+// insertRow puts a row the transaction recorded (a) into the thread of
+// ticket, if remembered, in the query's order: after every row stored
+// before it, and after the rows of the same created_at read from the
+// database or recorded earlier (rowid order); the thread is forgotten
+// when the row's facts are not known.
+func (s *threadState) insertRow(ticket int64, messageID, kind string, a addedID, conv int64) {
 	th := s.byTicket[ticket]
 	if th == nil {
 		return
 	}
-	row := ThreadMessage{MessageID: messageID, Direction: direction}
-	if direction == "out" {
-		row.OutboxKind = kind
-		if kind == "" {
-			// Ours, but which mail: the outbox knows.
-			delete(s.byTicket, ticket)
-			return
-		}
-	}
-	if conv != 0 && !s.factsOf(th, conv, &row) {
+	row, ok := s.rowOf(th, messageID, a.direction, kind, conv)
+	if !ok {
 		delete(s.byTicket, ticket)
 		return
 	}
 	i := len(th.at)
-	for i > 0 && th.at[i-1] > createdAt {
+	for i > 0 && (th.at[i-1] > a.at || th.at[i-1] == a.at && th.seqs[i-1] > a.seq) {
 		i--
 	}
 	th.rows = slices.Insert(th.rows, i, row)
-	th.at = slices.Insert(th.at, i, createdAt)
+	th.at = slices.Insert(th.at, i, a.at)
 	th.convs = slices.Insert(th.convs, i, conv)
+	th.seqs = slices.Insert(th.seqs, i, a.seq)
 }
 
-// messageIDTargeted moves a Message-ID's row to the thread of its new
-// ticket (SetMessageIDTarget): known when the transaction recorded the
-// id or a remembered thread holds it.
+// rowOf is the thread row of a Message-ID with its conversation's facts
+// (see factsOf); false when they are not known, or it is ours and its
+// outbox kind (kind) is not.
+func (s *threadState) rowOf(th *thread, messageID, direction, kind string, conv int64) (ThreadMessage, bool) {
+	row := ThreadMessage{MessageID: messageID, Direction: direction}
+	if direction == "out" {
+		// Ours: which mail it was, the outbox knows.
+		row.OutboxKind = kind
+		if kind == "" {
+			return row, false
+		}
+	}
+	if conv != 0 && !s.factsOf(th, conv, &row) {
+		return row, false
+	}
+	return row, true
+}
+
+// messageIDTargeted applies SetMessageIDTarget to the threads
+// remembered: the Message-ID's row changes conversation in place, or
+// moves to the thread of its new ticket — known when the transaction
+// recorded the id (a row read from the database has a rowid whose
+// place among the new thread's rows is not known: that thread is
+// forgotten).
 func (t *Tx) messageIDTargeted(messageID string, ticketID, conversationID *int64) {
 	s := t.threads
 	if s == nil {
 		return
 	}
+	var conv int64
+	if conversationID != nil {
+		conv = *conversationID
+	}
 	a, known := s.added[messageID]
-	kind := ""
 	for tk, th := range s.byTicket {
 		i := slices.IndexFunc(th.rows, func(r ThreadMessage) bool { return r.MessageID == messageID })
 		if i < 0 {
 			continue
 		}
-		a, known, kind = addedID{at: th.at[i], direction: th.rows[i].Direction}, true, th.rows[i].OutboxKind
-		if ticketID == nil || *ticketID != tk {
-			// The outbox kind is looked up on the row's ticket.
-			kind = ""
+		if ticketID != nil && *ticketID == tk {
+			row, ok := s.rowOf(th, messageID, th.rows[i].Direction, th.rows[i].OutboxKind, conv)
+			if !ok {
+				delete(s.byTicket, tk)
+				return
+			}
+			th.rows[i], th.convs[i] = row, conv
+			return
+		}
+		if th.seqs[i] == 0 {
+			known = false
 		}
 		th.rows = slices.Delete(th.rows, i, i+1)
 		th.at = slices.Delete(th.at, i, i+1)
 		th.convs = slices.Delete(th.convs, i, i+1)
+		th.seqs = slices.Delete(th.seqs, i, i+1)
 	}
 	if ticketID == nil {
 		return
@@ -345,15 +382,9 @@ func (t *Tx) messageIDTargeted(messageID string, ticketID, conversationID *int64
 		t.dropThread(*ticketID)
 		return
 	}
-	var conv int64
-	if conversationID != nil {
-		conv = *conversationID
-	}
-	if a.direction == "out" && kind == "" {
-		t.dropThread(*ticketID)
-		return
-	}
-	s.insertRow(*ticketID, messageID, a.direction, kind, a.at, conv)
+	// The outbox kind of our own mail is looked up on its new ticket:
+	// not known here.
+	s.insertRow(*ticketID, messageID, "", a, conv)
 }
 
 // verifyThread compares a thread answered from memory with the

@@ -345,6 +345,25 @@ func TestThreadsOfNewAndPrefetchedTickets(t *testing.T) {
 			t.Errorf("old ticket's ids: %v %v", ids, err)
 		}
 
+		// Same created_at: a mail claimed first, our notification
+		// recorded on the ticket next, the claim pointed at the ticket
+		// last — the query orders them by rowid, claim first.
+		tx.SetNow(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC))
+		if err := tx.AddMessageID(MessageRef{MessageID: "tie@customer.example", Direction: "in"}); err != nil {
+			return err
+		}
+		if err := tx.EnqueueOutbox(&OutboxMail{TicketID: &tk.ID, Kind: "notification", MailFrom: "support@acme.test",
+			RcptTo: []string{"agent@acme.test"}, Subject: "new", MessageID: "note-1@acme.test", Raw: []byte("x")}); err != nil {
+			return err
+		}
+		if err := tx.SetMessageIDTarget("tie@customer.example", &tk.ID, nil); err != nil {
+			return err
+		}
+		remembered("tied created_at", tk.ID)
+		if th, _ := tx.TicketThread(tk.ID); len(th) != 4 || th[0].MessageID != "tie@customer.example" {
+			t.Errorf("tied created_at: %+v", th)
+		}
+
 		tx.threads.byTicket[old].rows[0].FromEmail = "wrong@example.com"
 		if _, err := tx.TicketThread(old); err == nil || !strings.Contains(err.Error(), "differs") {
 			t.Errorf("wrong entry: %v", err)
