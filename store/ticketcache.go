@@ -116,6 +116,12 @@ func (t *Tx) cachedTicket(id int64) (*Ticket, bool) {
 	return tk, true
 }
 
+// remembersTicket reports whether cachedTicket would answer for id
+// (without the copy it makes).
+func (t *Tx) remembersTicket(id int64) bool {
+	return !t.read && t.tickets != nil && t.tickets.byID[id] != nil
+}
+
 // rememberTicket keeps tk, just read, with the start of its pending
 // spell (nil: none).
 func (t *Tx) rememberTicket(tk *Ticket, pausedAt *time.Time) {
@@ -363,7 +369,7 @@ func (t *Tx) PrefetchTickets() error {
 	var ids []int64
 	for _, m := range t.msgIDs.rows {
 		if m.TicketID != nil && !seen[*m.TicketID] && len(ids) < maxPrefetchTickets {
-			if _, ok := t.cachedTicket(*m.TicketID); !ok {
+			if !t.remembersTicket(*m.TicketID) {
 				seen[*m.TicketID] = true
 				ids = append(ids, *m.TicketID)
 			}
@@ -402,7 +408,7 @@ func (t *Tx) PrefetchTickets() error {
 		return fmt.Errorf("store: prefetch threads: %w", err)
 	}
 	for _, id := range ids {
-		if _, ok := t.cachedTicket(id); !ok {
+		if !t.remembersTicket(id) {
 			continue // no such ticket
 		}
 		th := threads[id]
